@@ -1,0 +1,63 @@
+# pinseal: every task starts here. Each target sets up what it needs (through `setup`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PYTEST      := $(VENV)/bin/pytest
+RUFF        := $(VENV)/bin/ruff
+NODE        ?= node
+BOARD       ?= esp32_devkitc
+# Debian packages the tests and `make run` need on the host.
+DEB_PACKAGES := python3-venv
+
+.PHONY: help setup system-packages run test test-long lint typecheck-firmware compile-firmware bench bench-firmware vectors clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+setup: system-packages $(VENV)/.installed node_modules/.installed ## install everything (idempotent)
+
+system-packages:
+	@scripts/ensure-debian-packages.sh $(DEB_PACKAGES)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: setup ## the main job: the device pipeline in the MicroPython VM, printing signed readings
+	$(PY) -m pinseal_hil.demo --board $(BOARD)
+
+test: setup ## every test: host, protocol vectors, firmware inside the MicroPython VM, compile, types, lint
+	$(PYTEST) -q
+	$(MAKE) --no-print-directory compile-firmware typecheck-firmware lint
+
+test-long: setup ## long soak and fleet runs (not in CI's budget)
+	$(PYTEST) -q -m long --override-ini='addopts=-ra'
+
+compile-firmware: setup ## every firmware file compiles with mpy-cross (as a board would load it)
+	$(PY) -m pinseal_hil.compile_firmware firmware
+
+typecheck-firmware: setup ## the firmware type-checks against the ESP32 and RP2 MicroPython stubs
+	$(PY) -m pinseal_hil.typecheck_firmware
+
+lint: setup ## ruff over all host code
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+bench: bench-firmware ## every benchmark; results in build/bench/ and docs/benchmarks.md
+
+bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
+	$(PY) -m pinseal_hil.bench_firmware --out build/bench/firmware.json --doc docs/benchmarks.md
+
+vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
+	$(PY) -m pinseal_protocol.vectors protocol/vectors
+
+clean: ## remove build output (keeps .venv and node_modules)
+	rm -rf build .pytest_cache .ruff_cache .hypothesis

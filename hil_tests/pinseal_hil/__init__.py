@@ -1,0 +1,1 @@
+"""Host side of pinseal's hardware-in-the-loop tests: drives the MicroPython VM under Node."""

@@ -1,0 +1,21 @@
+"""Bridge: every hil_tests/firmware_tests/test_*.py module runs inside the MicroPython VM.
+
+Each MicroPython test module is one pytest test; its per-function PASS/FAIL lines are in the output.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pinseal_hil.vm import FIRMWARE_TESTS_DIR, run_firmware_test_module
+
+MODULES = sorted(p.stem for p in FIRMWARE_TESTS_DIR.glob("test_*.py"))
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("module", MODULES)
+def test_firmware_module_in_micropython(module: str) -> None:
+    result = run_firmware_test_module(module)
+    summary = [line for line in result.stdout.splitlines() if line.startswith("mptest:")]
+    assert summary, f"no summary from the VM:\n{result.output}"
+    assert result.returncode == 0 and " 0 failed" in summary[-1], result.output
