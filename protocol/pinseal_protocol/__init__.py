@@ -1,0 +1,6 @@
+"""Host side of the pinseal wire protocol v1 (docs/protocol.md).
+
+One module per concept: deterministic CBOR (`dcbor`), key ids (`keys`), COSE_Sign1 (`cose`),
+SenML readings (`senml`), bundles (`bundle`), acks (`ack`), replay/conflict logic (`history`),
+the rejection reasons (`errors`) and the normative test vectors (`vectors`).
+"""
