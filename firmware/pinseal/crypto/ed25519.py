@@ -1,0 +1,463 @@
+# Ed25519 (RFC 8032 section 5.1) in plain MicroPython, for a device that must keep its asyncio loop
+# responsive while it signs.
+#
+# Every long computation is a generator that yields at checkpoints a fraction of a millisecond apart
+# (in the MicroPython VM on a desktop; proportionally longer on a board). The synchronous API runs the
+# generator to its end; the async API awaits asyncio.sleep_ms(0) at every yield. `SigningKey.sign_steps`
+# and `verify_steps` are public so that callers (and the benchmark) can drive or time the slices.
+#
+# Where the time goes, and why the code looks as it does:
+# - SHA-512 (pinseal.crypto.sha512) is most of a signature; it is written for few big-integer operations.
+# - r*B uses a signed Lim-Lee comb: 5 teeth 52 bits apart, 4 sub-combs 13 bits apart, so a fixed-base
+#   multiplication is 12 doublings and 51 mixed additions against a table of 64 affine points
+#   ((y+x, y-x, 2dxy), about 11 KB) built once per boot. Every comb digit is +-1, so each sub-comb needs
+#   only 16 entries (the other 16 are their negatives) and no conditional additions are skipped.
+# - Field inversion is an addition chain (254 squarings, 11 multiplications) rather than pow(), so it
+#   can yield part-way.
+# - The key's expanded scalar, prefix and public key are derived once, in the constructor.
+from micropython import const
+
+from pinseal.crypto.sha512 import run, sha512
+
+_P = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED)
+_L = const(0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED)
+_D = const(0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3)
+_D2 = const(0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159)
+_SQRTM1 = const(0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0)
+_BX = const(0x216936D3CD6E53FEC0A4E231FDD6DC5C692CC7609525A7B2C9562D608F25D51A)
+_BY = const(0x6666666666666666666666666666666666666666666666666666666666666658)
+_MASK255 = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)
+
+# Comb geometry: teeth * tooth_gap >= 254 bits, the size of an odd scalar below 2L.
+_SUBS = const(4)  # sub-combs (tables)
+_SPAN = const(13)  # columns per sub-comb = bits between sub-combs
+_GAP = const(52)  # bits between teeth = _SUBS * _SPAN
+_NBITS = const(260)  # 5 teeth * _GAP
+_ROW = const(16)  # entries per sub-comb table: 2**(teeth - 1)
+_CHUNK = const(0x1FFF)  # _SPAN bits
+
+_SQ_RUN = const(160)  # squarings between yields in an exponentiation (about 0.35 ms in the VM)
+
+_table = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field: exponentiation by addition chains, so that they can yield.
+
+
+def _sqn(x, n):
+    """Generator: x**(2**n) mod p."""
+    p = _P
+    while n > _SQ_RUN:
+        for _ in range(_SQ_RUN):
+            x = x * x % p
+        n -= _SQ_RUN
+        yield
+    for _ in range(n):
+        x = x * x % p
+    return x
+
+
+def _pow_2_250_1(z):
+    """Generator: returns (z**(2**250 - 1), z**11), the common trunk of inversion and square root."""
+    p = _P
+    z2 = z * z % p
+    z9 = z2 * z2 % p
+    z9 = z9 * z9 % p * z % p
+    z11 = z9 * z2 % p
+    t = z11 * z11 % p * z9 % p  # 2^5 - 1
+    t5 = t
+    t = (yield from _sqn(t, 5)) * t5 % p  # 2^10 - 1
+    t10 = t
+    t = (yield from _sqn(t, 10)) * t10 % p  # 2^20 - 1
+    t = (yield from _sqn(t, 20)) * t % p  # 2^40 - 1
+    t = (yield from _sqn(t, 10)) * t10 % p  # 2^50 - 1
+    t50 = t
+    t = (yield from _sqn(t, 50)) * t50 % p  # 2^100 - 1
+    yield  # about halfway
+    t = (yield from _sqn(t, 100)) * t % p  # 2^200 - 1
+    t = (yield from _sqn(t, 50)) * t50 % p  # 2^250 - 1
+    return t, z11
+
+
+def _inv(z):
+    """Generator: z**(p-2) = 1/z mod p (p - 2 = 2^255 - 21 = (2^250 - 1) * 2^5 + 11)."""
+    t, z11 = yield from _pow_2_250_1(z)
+    return (yield from _sqn(t, 5)) * z11 % _P
+
+
+def _pow_p58(z):
+    """Generator: z**((p-5)/8) mod p ((p - 5) / 8 = (2^250 - 1) * 4 + 1)."""
+    t, _ = yield from _pow_2_250_1(z)
+    return (yield from _sqn(t, 2)) * z % _P
+
+
+# ---------------------------------------------------------------------------------------------------
+# Points: extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z (RFC 8032 section 5.1.4).
+
+
+def _add(p1, p2):
+    X1, Y1, Z1, T1 = p1
+    X2, Y2, Z2, T2 = p2
+    p = _P
+    a = (Y1 - X1) * (Y2 - X2) % p
+    b = (Y1 + X1) * (Y2 + X2) % p
+    c = T1 * _D2 % p * T2 % p
+    d = 2 * Z1 * Z2 % p
+    e = b - a
+    f = d - c
+    g = d + c
+    h = b + a
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def _dbl(p1):
+    X, Y, Z, _ = p1
+    p = _P
+    a = X * X % p
+    b = Y * Y % p
+    c = 2 * Z * Z % p
+    h = a + b
+    e = h - (X + Y) * (X + Y) % p
+    g = a - b
+    f = c + g
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def _neg(p1):
+    X, Y, Z, T = p1
+    return ((-X) % _P, Y, Z, (-T) % _P)
+
+
+def _encode(X, Y, Z):
+    """Generator: the 32-byte encoding of a point (RFC 8032 section 5.1.2)."""
+    zi = yield from _inv(Z)
+    x = X * zi % _P
+    y = Y * zi % _P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def _decode(s):
+    """Generator: the point (x, y) encoded by s, or None if s is not a canonical encoding of a point."""
+    y = int.from_bytes(s, "little")
+    sign = y >> 255
+    y &= _MASK255
+    if y >= _P:
+        return None
+    p = _P
+    y2 = y * y % p
+    u = (y2 - 1) % p
+    v = (_D * y2 + 1) % p
+    v3 = v * v % p * v % p
+    w = yield from _pow_p58(u * v3 % p * v3 % p * v % p)
+    x = u * v3 % p * w % p
+    vx2 = v * x % p * x % p
+    if vx2 != u:
+        if (vx2 + u) % p:
+            return None
+        x = x * _SQRTM1 % p
+    if x & 1 != sign:
+        if not x:
+            return None
+        x = p - x
+    return (x, y)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fixed-base multiplication by B: the comb.
+
+
+def _table_steps():
+    """Generator: build (once) and return the comb table; about 12 ms of work in short slices."""
+    global _table
+    if _table is not None:
+        return _table
+    p = _P
+    # pts[m] = 2^(13 m) B; tooth t of sub-comb g is pts[g + 4 t].
+    q = (_BX, _BY, 1, _BX * _BY % p)
+    pts = []
+    pts.append(q)
+    for _ in range(5 * _SUBS - 1):
+        for _ in range(_SPAN):
+            q = _dbl(q)
+        pts.append(q)
+        yield
+    ext = []
+    for g in range(_SUBS):
+        # Entry i of row g: 2^(13 g) * (sum over teeth t < 4 of +-2^(52 t) B, + where bit t of i is set)
+        # + 2^(13 g + 208) B; the top tooth's digit is always +1 (negate the point for -1).
+        row = []
+        row.append(pts[g + 16])
+        for t in range(4):
+            row[0] = _add(row[0], _neg(pts[g + 4 * t]))
+        for t in range(4):
+            step = _dbl(pts[g + 4 * t])
+            for i in range(1 << t):
+                row.append(_add(row[i], step))
+            yield
+        ext.extend(row)
+    del pts
+    # Affine (y+x, y-x, 2dxy) for all entries with one inversion (Montgomery's trick).
+    acc = []
+    z = 1
+    for e in ext:
+        z = z * e[2] % p
+        acc.append(z)
+    zi = yield from _inv(z)
+    tab = []
+    for i in range(len(ext) - 1, -1, -1):
+        X, Y, Z, _ = ext[i]
+        ez = zi * acc[i - 1] % p if i else zi
+        zi = zi * Z % p
+        x = X * ez % p
+        y = Y * ez % p
+        # from_bytes gives each stored integer exactly the digits it needs (the table stays resident).
+        tab.append(
+            (
+                int.from_bytes(((y + x) % p).to_bytes(32, "little"), "little"),
+                int.from_bytes(((y - x) % p).to_bytes(32, "little"), "little"),
+                int.from_bytes((x * y % p * _D2 % p).to_bytes(32, "little"), "little"),
+            )
+        )
+        if not i & 15:
+            yield
+    tab.reverse()
+    _table = tab
+    return tab
+
+
+def prepare_steps():
+    """Generator: build the fixed-base table now (it is otherwise built by the first use)."""
+    yield from _table_steps()
+
+
+def _comb(k, want_t):
+    """Generator: k*B in extended coordinates, 0 <= k < L; T is computed only if want_t."""
+    tab = _table
+    if tab is None:
+        tab = yield from _table_steps()
+    p = _P
+    if not k & 1:
+        k += _L  # same point, and odd: every odd k < 2^n is a sum of +-2^i for i < n
+    b = (k + (1 << _NBITS) - 1) >> 1  # bit i of b set <=> digit i of k is +1
+    # ch[5 g + t]: the 13 bits of b under tooth t of sub-comb g, so a column's index is small-int work.
+    ch = [(b >> (_GAP * t + _SPAN * g)) & _CHUNK for g in range(_SUBS) for t in range(5)]
+    X = Y = Z = T = 0
+    first = True
+    for c in range(_SPAN - 1, -1, -1):
+        if not first:
+            # Doubling (RFC 8032 section 5.1.4); T is needed by the mixed addition that follows.
+            a = X * X % p
+            bb = Y * Y % p
+            cc = Z * Z % p
+            cc += cc
+            h = a + bb
+            e = h - (X + Y) * (X + Y) % p
+            g = a - bb
+            f = cc + g
+            X = e * f % p
+            Y = g * h % p
+            Z = f * g % p
+            T = e * h % p
+        for sc in range(_SUBS):
+            j = 5 * sc
+            i = (
+                ((ch[j] >> c) & 1)
+                | ((ch[j + 1] >> c) & 1) << 1
+                | ((ch[j + 2] >> c) & 1) << 2
+                | ((ch[j + 3] >> c) & 1) << 3
+            )
+            neg = not (ch[j + 4] >> c) & 1
+            if neg:
+                i ^= 15
+            yp, ym, t2 = tab[sc * _ROW + i]
+            if first:
+                # The mixed addition to the identity (0, 1, 1, 0) collapses to X = 2E, Y = 2H, Z = 4,
+                # T = EH with E = 2x, H = 2y: one multiplication instead of seven.
+                if neg:
+                    e = ym - yp
+                else:
+                    e = yp - ym
+                h = yp + ym
+                X = e + e
+                Y = h + h
+                Z = 4
+                T = e * h % p
+                first = False
+                continue
+            if neg:
+                yp, ym = ym, yp
+            a = (Y - X) * ym % p
+            bb = (Y + X) * yp % p
+            cc = T * t2 % p
+            dd = Z + Z
+            if neg:
+                f = dd + cc
+                g = dd - cc
+            else:
+                f = dd - cc
+                g = dd + cc
+            e = bb - a
+            h = bb + a
+            X = e * f % p
+            Y = g * h % p
+            Z = f * g % p
+            if want_t or c or sc != _SUBS - 1:
+                T = e * h % p
+        if c & 3 == 1:
+            yield  # every 4 columns; the last column runs on into whatever follows
+    return (X, Y, Z, T)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variable-base multiplication (verification only): signed 4-bit windows.
+
+
+def _cached(p1):
+    X, Y, Z, T = p1
+    return ((Y + X) % _P, (Y - X) % _P, 2 * Z % _P, T * _D2 % _P)
+
+
+def _add_cached(p1, q, neg):
+    X1, Y1, Z1, T1 = p1
+    yp, ym, z2, t2 = q
+    p = _P
+    if neg:
+        yp, ym = ym, yp
+    a = (Y1 - X1) * ym % p
+    b = (Y1 + X1) * yp % p
+    c = T1 * t2 % p
+    d = Z1 * z2 % p
+    if neg:
+        f = d + c
+        g = d - c
+    else:
+        f = d - c
+        g = d + c
+    e = b - a
+    h = b + a
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def _mul(k, pt):
+    """Generator: k*pt for 0 <= k < 2^253 and pt in extended coordinates."""
+    tab = [_cached(pt)]
+    q = pt
+    for _ in range(7):
+        q = _add_cached(q, tab[0], False)
+        tab.append(_cached(q))
+    # Digits in [-8, 8) of k in radix 16, least significant first.
+    digits = []
+    carry = 0
+    for byte in k.to_bytes(32, "little"):
+        for v in (byte & 15, byte >> 4):
+            v += carry
+            carry = (v + 8) >> 4
+            digits.append(v - (carry << 4))
+    q = (0, 1, 1, 0)
+    for n in range(63, -1, -1):
+        if n != 63:
+            q = _dbl(_dbl(_dbl(_dbl(q))))
+        v = digits[n]
+        if v > 0:
+            q = _add_cached(q, tab[v - 1], False)
+        elif v < 0:
+            q = _add_cached(q, tab[-v - 1], True)
+        if n & 3 == 0:
+            yield
+    return q
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API.
+
+
+def _hash_steps(*parts):
+    h = sha512()
+    for part in parts:
+        yield from h.update_steps(part)
+    return int.from_bytes((yield from h.digest_steps()), "little")
+
+
+class SigningKey:
+    """An Ed25519 key from its 32-byte seed (RFC 8032 section 5.1.5), expanded once."""
+
+    def __init__(self, seed):
+        if len(seed) != 32:
+            raise ValueError("seed must be 32 bytes")
+        h = sha512(seed).digest()
+        a = int.from_bytes(h[:32], "little")
+        a &= (1 << 254) - 8
+        a |= 1 << 254
+        self._a = a % _L
+        self._prefix = h[32:]
+        pt = run(_comb(self._a, False))
+        self.public_key = run(_encode(pt[0], pt[1], pt[2]))
+
+    def sign_steps(self, msg):
+        """Generator: the RFC 8032 signature of msg is its return value (StopIteration.value)."""
+        r = (yield from _hash_steps(self._prefix, msg)) % _L
+        X, Y, Z, _ = yield from _comb(r, False)
+        R = yield from _encode(X, Y, Z)
+        yield
+        k = (yield from _hash_steps(R, self.public_key, msg)) % _L
+        return R + ((r + k * self._a) % _L).to_bytes(32, "little")
+
+    def sign(self, msg):
+        return run(self.sign_steps(msg))
+
+    async def sign_async(self, msg):
+        import asyncio
+
+        gen = self.sign_steps(msg)
+        try:
+            while True:
+                next(gen)
+                await asyncio.sleep_ms(0)
+        except StopIteration as e:
+            return e.value
+
+
+def verify_steps(public_key, msg, sig):
+    """Generator: returns True iff sig is a valid RFC 8032 signature of msg by public_key.
+
+    Strict (section 5.1.7): S must be below L and A a canonical encoding of a curve point; the check
+    is [S]B - [k]A == R on encodings, so a non-canonical R never matches. Bad input gives False.
+    """
+    try:
+        sig = bytes(sig)
+        public_key = bytes(public_key)
+        if len(sig) != 64 or len(public_key) != 32:
+            return False
+        s = int.from_bytes(sig[32:], "little")
+        if s >= _L:
+            return False
+        A = yield from _decode(public_key)
+        if A is None:
+            return False
+        k = (yield from _hash_steps(sig[:32], public_key, msg)) % _L
+        x, y = A
+        kA = yield from _mul(k, ((-x) % _P, y, 1, (-x) * y % _P))
+        sB = yield from _comb(s, True)
+        X, Y, Z, _ = _add(sB, kA)
+        return (yield from _encode(X, Y, Z)) == sig[:32]
+    except MemoryError:
+        raise
+    except Exception:
+        return False
+
+
+def verify(public_key, msg, sig):
+    return run(verify_steps(public_key, msg, sig))
+
+
+async def verify_async(public_key, msg, sig):
+    import asyncio
+
+    gen = verify_steps(public_key, msg, sig)
+    try:
+        while True:
+            next(gen)
+            await asyncio.sleep_ms(0)
+    except StopIteration as e:
+        return e.value
