@@ -18,7 +18,7 @@ import sys
 import hostclock
 import naive_ed25519 as naive
 from pinseal.crypto import ed25519
-from pinseal.crypto.sha512 import run
+from pinseal.crypto.steps import run
 
 now = hostclock.now_ms
 MSG_BYTES = int(sys.argv[1]) if len(sys.argv) > 1 else 180

@@ -4,7 +4,7 @@
 import json
 
 from pinseal.crypto import ed25519
-from pinseal.crypto.sha512 import run
+from pinseal.crypto.steps import run
 
 # RFC 8032 section 7.1, TEST 1024: the 1023-byte message.
 MSG_1024 = (
@@ -202,3 +202,10 @@ async def test_comb_table_stays_under_16000_bytes():
     assert 0 < grown <= 16000, grown
     key = ed25519.SigningKey(h(RFC8032[0][1]))
     assert key.sign(b"") == h(RFC8032[0][4])
+
+
+async def test_key_from_seed_async_matches_sync():
+    seed = bytes(range(32))
+    key = await ed25519.SigningKey.from_seed_async(seed)
+    assert key.public_key == ed25519.SigningKey(seed).public_key
+    assert key.sign(b"abc") == ed25519.SigningKey(seed).sign(b"abc")

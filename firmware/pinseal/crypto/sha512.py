@@ -13,6 +13,8 @@
 import struct
 from micropython import const
 
+from pinseal.crypto.steps import run
+
 _M = const(0xFFFFFFFFFFFFFFFF)
 _D = const(0x10000000000000001)  # x * _D == x | x << 64 for a 64-bit x
 _LM = const(0xFFFFFFFFFFFFFFFF0000000000000000FFFFFFFFFFFFFFFF)  # the low word of both 128-bit lanes
@@ -76,8 +78,8 @@ _IV = (
 def _compress(s, buf, off):
     """Generator: fold the 128-byte block buf[off:off+128] into the state list s.
 
-    Yields after round 24 (the schedule costs about as much as 30 rounds) and at the end: two slices
-    of about half a block each, the second ending with the state updated.
+    Yields after the message schedule (it costs about as much as 30 rounds), after round 40 and at the
+    end: three slices of about a third of a block each, the last ending with the state updated.
     """
     w = struct.unpack_from(">16Q", buf, off)
     kp = _KP
@@ -107,6 +109,7 @@ def _compress(s, buf, off):
         x = n + kp[j]
         kw.append(x)
         kw.append(x >> 128)
+    yield
     a, b, c, d, e, f, g, h = s
     q = b ^ c
     for i in range(0, 80, 8):
@@ -158,7 +161,7 @@ def _compress(s, buf, off):
         q = b ^ c
         e = (e + t) & _M
         a = (t + ((x >> 28) ^ (x >> 34) ^ (x >> 39)) + (c ^ (q & p))) & _M
-        if i == 16:
+        if i == 32:
             yield
     s[0] = (s[0] + a) & _M
     s[1] = (s[1] + b) & _M
@@ -169,15 +172,6 @@ def _compress(s, buf, off):
     s[6] = (s[6] + g) & _M
     s[7] = (s[7] + h) & _M
     yield
-
-
-def run(gen):
-    """Drive a step generator to its end and return its value (the synchronous form of every *_steps)."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as e:
-        return e.value
 
 
 class sha512:
