@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pinseal_protocol import ack, bundle, keys, vectors
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.dcbor import DecimalFraction

@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from conftest import THIRD_PARTY
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from vector_files import THIRD_PARTY
+
 from pinseal_protocol import cose, keys
 from pinseal_protocol.errors import InvalidStructure, RejectedMessage, UnsupportedAlgorithm, WrongTag
 

@@ -6,6 +6,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pinseal_protocol import dcbor
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import Malformed, NonDeterministic

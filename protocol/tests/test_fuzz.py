@@ -2,9 +2,10 @@
 
 import contextlib
 
-from conftest import load_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vector_files import load_vectors
+
 from pinseal_protocol import ack, bundle, cose, keys, vectors
 from pinseal_protocol.errors import RejectedMessage
 

@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+
 from pinseal_protocol.errors import Conflict, Replayed
 from pinseal_protocol.history import StoredBundle, Verdict, classify, contiguous_last_seq
 

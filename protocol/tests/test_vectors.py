@@ -7,12 +7,13 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import VECTORS_DIR, load_vectors
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from vector_check import receive_ack, receive_bundle
+from vector_files import VECTORS_DIR, load_vectors
+
 from pinseal_protocol import ack, bundle, keys, vectors
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.errors import BY_REASON, RejectedMessage
-from vector_check import receive_ack, receive_bundle
 
 VECTORS = load_vectors()
 ACCEPTED = {name: v for name, v in VECTORS.items() if v["expect"] == "accept"}

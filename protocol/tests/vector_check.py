@@ -3,6 +3,7 @@
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from pinseal_protocol import ack, bundle, history, keys
 from pinseal_protocol.errors import Revoked, UnknownDevice
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the protocol tests: loading the normative vectors and checking one."""
+"""Where the protocol tests find the normative vectors (a plain module: conftest names clash)."""
 
 import json
 from pathlib import Path
