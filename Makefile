@@ -20,6 +20,7 @@ setup: system-packages $(VENV)/.installed node_modules/.installed ## install eve
 
 system-packages:
 	@scripts/ensure-debian-packages.sh $(DEB_PACKAGES)
+	@scripts/check-toolchain.sh
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)

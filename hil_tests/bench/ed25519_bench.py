@@ -16,6 +16,7 @@ import json
 import sys
 
 import hostclock
+from benchutil import median
 import naive_ed25519 as naive
 from pinseal.crypto import ed25519
 from pinseal.crypto.steps import run
@@ -26,12 +27,6 @@ REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 15
 WARMUP = 3
 SEED = bytes(range(32))
 MSG = bytes((i * 7 + 3) & 255 for i in range(MSG_BYTES))
-
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n & 1 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 async def collected_alloc(rounds=3):

@@ -2,11 +2,10 @@
 # truncation and a few hundred bit flips must end in a WireError (a ValueError), never another exception
 # and never an accepted ack. Signature tests skip until pinseal.crypto.ed25519 exists; vector tests
 # skip until protocol/vectors has ack vectors.
-import json
-import os
 import random
 
-from mptest import SkipTest
+import vectors
+from pinseal.crypto import ed25519
 from pinseal.identity import key_id
 from pinseal.wire import WireError, ack, cose
 from pinseal.wire.cbor import Tag, dumps, loads
@@ -42,32 +41,6 @@ ACK_SIGNED_BY_DEVICE = bytes.fromhex(
     "3a229b779d1e703d840c7348c9f66c033ab8ae384d72bcbf4547b4fc0b3c36a471e0ec715064a47222295d99b5e59137ce45"
     "2d1048f3ca8d23bb48cc825d730f"
 )
-
-
-def _ed25519():
-    try:
-        from pinseal.crypto import ed25519
-    except ImportError as e:
-        raise SkipTest("pinseal.crypto.ed25519 not available yet (%s)" % e)
-    return ed25519
-
-
-def _vectors(kind):
-    """Normative vectors of one kind from /vectors/*.json (one object a file; a list is read too)."""
-    found = []
-    for name in sorted(os.listdir("/vectors")):
-        if not name.endswith(".json"):
-            continue
-        with open("/vectors/" + name) as f:
-            data = json.load(f)
-        if type(data) is dict and "vectors" in data:
-            data = data["vectors"]
-        for i, v in enumerate(data if type(data) is list else [data]):
-            if type(v) is dict and v.get("kind") == kind:
-                found.append(("%s[%d]" % (name, i), v))
-    if not found:
-        raise SkipTest("no %s vectors in /vectors yet" % kind)
-    return found
 
 
 def _fields():
@@ -165,11 +138,9 @@ async def test_every_truncation_is_rejected():
     for n in range(len(ACK)):
         await _verify_rejects(ACK[:n], "malformed")
     await _verify_rejects(ACK + b"\x00", "malformed")
-    try:
-        vectors = [v for _, v in _vectors("ack") if v["expect"] == "accept"]
-    except SkipTest:
-        vectors = []
-    for v in vectors:
+    for _, v in vectors.load("ack"):
+        if v["expect"] != "accept":
+            continue
         data = bytes.fromhex(v["ack"])
         public_key = bytes.fromhex(v["public_key"])
         device = bytes.fromhex(v["device_key_id"])
@@ -219,14 +190,12 @@ def test_fuzz_random_payload_bytes():
 
 
 async def test_verify_literal_ack():
-    _ed25519()
     assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S)
     assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID, GATEWAY_KID) == (SEQ, BUNDLE_HASH, TIME_S)
     assert key_id(GATEWAY_PUBLIC) == GATEWAY_KID
 
 
 async def test_verify_rejects_bad_signature_and_other_device():
-    _ed25519()
     for i in (-1, -33, -64):
         tampered = bytearray(ACK)
         tampered[i] ^= 0x01
@@ -243,7 +212,6 @@ async def test_verify_rejects_bad_signature_and_other_device():
 async def test_fuzz_bit_flips_never_accepted():
     import asyncio
 
-    _ed25519()
     random.seed(0xACC)
     for i in range(120):
         data = bytearray(ACK)
@@ -254,7 +222,6 @@ async def test_fuzz_bit_flips_never_accepted():
 
 
 async def test_verify_ack_signed_by_a_fresh_gateway_key():
-    ed25519 = _ed25519()
     gateway = ed25519.SigningKey(bytes(range(100, 132)))
     kid = key_id(gateway.public_key)
     data = await cose.sign(gateway, cose.protected_kid(kid), dumps(_fields()))
@@ -267,7 +234,7 @@ async def test_verify_ack_signed_by_a_fresh_gateway_key():
 def test_vectors_acks_up_to_the_signature():
     # Everything but the signature: each vector's reason comes out, except bad_signature, which these
     # checks cannot see (the full test below needs pinseal.crypto.ed25519).
-    for name, v in _vectors("ack"):
+    for name, v in vectors.load("ack"):
         data = bytes.fromhex(v["ack"])
         device = bytes.fromhex(v["device_key_id"])
         try:
@@ -285,9 +252,8 @@ def test_vectors_acks_up_to_the_signature():
 
 
 async def test_vectors_acks():
-    _ed25519()
     accepted = rejected = 0
-    for name, v in _vectors("ack"):
+    for name, v in vectors.load("ack"):
         data = bytes.fromhex(v["ack"])
         device = bytes.fromhex(v["device_key_id"])
         public_key = bytes.fromhex(v["public_key"])

@@ -1,10 +1,9 @@
 # pinseal.wire.bundle in the MicroPython VM: payload and bundle bytes exactly as docs/protocol.md §3 and the
 # normative vectors (protocol/vectors/*.json, at /vectors) say. Signing tests skip until
 # pinseal.crypto.ed25519 exists; vector tests skip until the vectors exist.
-import json
-import os
 
-from mptest import SkipTest
+import vectors
+from pinseal.crypto import ed25519
 from pinseal.wire import WireError, bundle, cose
 from pinseal.wire.cbor import loads
 
@@ -55,32 +54,6 @@ class FakeSigner:
         return self.signature
 
 
-def _ed25519():
-    try:
-        from pinseal.crypto import ed25519
-    except ImportError as e:
-        raise SkipTest("pinseal.crypto.ed25519 not available yet (%s)" % e)
-    return ed25519
-
-
-def _vectors(kind):
-    """Normative vectors of one kind from /vectors/*.json (one object a file; a list is read too)."""
-    found = []
-    for name in sorted(os.listdir("/vectors")):
-        if not name.endswith(".json"):
-            continue
-        with open("/vectors/" + name) as f:
-            data = json.load(f)
-        if type(data) is dict and "vectors" in data:
-            data = data["vectors"]
-        for i, v in enumerate(data if type(data) is list else [data]):
-            if type(v) is dict and v.get("kind") == kind:
-                found.append(("%s[%d]" % (name, i), v))
-    if not found:
-        raise SkipTest("no %s vectors in /vectors yet" % kind)
-    return found
-
-
 def _readings(vector_readings):
     # vector JSON -> the firmware representation: (time_s, ((name, unit, value), ...))
     out = []
@@ -100,11 +73,10 @@ def _reproducible(kind):
     # content no device writes: padding keys, extra status elements, unknown SenML labels)
     found = [
         (name, v)
-        for name, v in _vectors(kind)
+        for name, v in vectors.load(kind)
         if v.get("expect") == "accept" and v.get("reproducible") is True
     ]
-    if not found:
-        raise SkipTest("no reproducible %s vectors yet" % kind)
+    assert found, "no reproducible %s vectors" % kind
     return found
 
 
@@ -222,7 +194,6 @@ def test_first_bundle_has_zero_prev():
 
 
 async def test_seal_literal_bundle_byte_for_byte():
-    ed25519 = _ed25519()
     key = ed25519.SigningKey(DEVICE_SEED)
     assert key.public_key == DEVICE_PUBLIC
     data = await bundle.seal(key, DEVICE_KID, BOOT, SEQ, PREV, STATUS, TIME_SOURCE, READINGS)
@@ -271,12 +242,11 @@ def test_vectors_key_ids():
     from pinseal.identity import key_id
 
     for kind in ("bundle", "ack"):
-        for name, v in _vectors(kind):
+        for name, v in vectors.load(kind):
             assert key_id(bytes.fromhex(v["public_key"])).hex() == v["key_id"], name
 
 
 async def test_vectors_bundles_byte_for_byte():
-    ed25519 = _ed25519()
     checked = 0
     for name, v in _reproducible("bundle"):
         key = ed25519.SigningKey(bytes.fromhex(v["seed"]))

@@ -117,18 +117,6 @@ def test_encoder_rejects_floats_big_ints_and_unknown_types():
         raise AssertionError("encoded a tuple map key")
 
 
-def test_decimal_fraction_is_written_as_given():
-    enc = Encoder()
-    enc.decimal_fraction(-2, 2100)  # not normalised to [-1, 210]
-    assert enc.value().hex() == "c48221190834"
-    try:
-        enc.decimal_fraction(-2, 21.0)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("float mantissa accepted")
-
-
 def test_rejects_non_shortest_forms():
     for hexed in (
         "1800",  # 0 in one extra byte

@@ -89,3 +89,22 @@ def test_rejects_bad_readings():
         except ValueError:
             continue
         raise AssertionError("packed %r" % (readings,))
+
+
+def test_decimal_fraction_parts_must_be_integers():
+    # a float would encode differently on single- and double-precision boards
+    for value in ((-2, 21.0), (-2.0, 2100), (-2,), (-2, 2100, 0)):
+        try:
+            senml.pack([(5, (("t", "Cel", value),))])
+        except ValueError:
+            continue
+        raise AssertionError("accepted %r" % (value,))
+
+
+def test_repeated_records_reuse_their_encoded_prefix_and_stay_exact():
+    readings = [(60 * i, (("t", "Cel", (-2, i)), ("t", None, "EIO"))) for i in range(3)]
+    first = senml.pack(readings)
+    assert senml.pack(readings) == first
+    decoded = loads(first)
+    assert decoded[1] == {0: "t", 3: "EIO"}
+    assert decoded[2][-3] == 60 and decoded[2][2].value == [-2, 1]

@@ -10,3 +10,10 @@ async def test_asyncio_runs():
     import asyncio
 
     await asyncio.sleep_ms(1)
+
+
+def test_os_urandom_is_provided_by_the_virtual_board():
+    import os
+
+    a, b = os.urandom(32), os.urandom(32)
+    assert len(a) == 32 and a != b

@@ -152,15 +152,6 @@ class Encoder:
     def tag(self, n):
         self.head(_TAG, n)
 
-    def decimal_fraction(self, exponent, mantissa):
-        """4([exponent, mantissa]) exactly as given: not normalised (docs/protocol.md §4)."""
-        if type(exponent) is not int or type(mantissa) is not int:
-            raise ValueError("CBOR: decimal fraction needs int exponent and mantissa")
-        self.byte(0xC4)  # tag 4
-        self.byte(0x82)  # array of 2
-        self.integer(exponent)
-        self.integer(mantissa)
-
     def encode(self, obj):
         # bool before int: in CPython True is an int, and it must be encoded as true, not 1
         if obj is None:

@@ -1,0 +1,145 @@
+// Start the MicroPython WebAssembly VM, copy host folders into its filesystem, optionally model the board's RAM
+// (ram_model.mjs), and run one script. Used by run_vm.mjs, in-process or inside a worker thread (the watchdog).
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import v8 from "node:v8";
+import vm from "node:vm";
+import { createRamModel, imposeCeiling, STAT_LEN } from "./ram_model.mjs";
+
+// Bytes left free in the C allocator for the JS bridge when the ceiling is on (plus the script's length).
+const BRIDGE_RESERVE = 32 * 1024;
+
+// The rescue reserve kept in the GC heap, on top of the ceiling (see ram_model.mjs, part 3): room for the rest of
+// a step once an allocation failed at the ceiling. A quarter of the RAM, at most an eighth of the ceiling.
+export function rescueBytesFor(ram, ceiling) {
+  return Math.max(4096, Math.floor(Math.min(ram / 4, ceiling / 8) / 16) * 16);
+}
+
+function mkdirs(FS, dir) {
+  let cur = "";
+  for (const part of dir.split("/").filter(Boolean)) {
+    cur += "/" + part;
+    try {
+      FS.mkdir(cur);
+    } catch {
+      /* exists */
+    }
+  }
+}
+
+export function copyTree(FS, hostDir, vmDir) {
+  mkdirs(FS, vmDir);
+  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    if (entry.name === "__pycache__" || entry.name.startsWith(".")) continue;
+    const src = path.join(hostDir, entry.name);
+    const dst = vmDir.replace(/\/$/, "") + "/" + entry.name;
+    if (entry.isDirectory()) copyTree(FS, src, dst);
+    else FS.writeFile(dst, fs.readFileSync(src));
+  }
+}
+
+// V8's full collection, to release Python objects held only by dead JS proxies (see ram_model.mjs).
+function v8Collector() {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    return vm.runInNewContext("gc");
+  } catch {
+    return null;
+  }
+}
+
+// Emscripten reports each refused memory growth on console.error; with the ceiling on these are expected.
+let refusedGrowths = 0;
+function filterGrowthMessages() {
+  const orig = console.error;
+  console.error = (...a) => {
+    const s = String(a[0]);
+    if (s.startsWith("growMemory: Attempted to grow heap") || s.startsWith("Failed to grow the heap")) {
+      refusedGrowths++;
+      return;
+    }
+    orig(...a);
+  };
+}
+
+// SystemExit's code from the PythonError message ("SystemExit: 3", "SystemExit", "SystemExit: None").
+function systemExitCode(message) {
+  const m = /SystemExit(?::\s*(.*))?\s*$/.exec(message.trim().split("\n").pop() || "");
+  if (!m || m[1] === undefined || m[1] === "None" || m[1] === "") return 0;
+  const n = parseInt(m[1], 10);
+  return Number.isNaN(n) ? 1 : n;
+}
+
+// opts: { heap, ram, ceiling, mounts, paths, script, args }
+// io: { stdout(line), stderr(line), stats (Int32Array for the watchdog, optional) }
+// Returns a promise of the exit status once the script's top level finished (tasks may still run after it).
+export async function runVM(opts, io) {
+  filterGrowthMessages();
+  const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
+  const ram = opts.ram || 0;
+  const ceiling = ram ? opts.ceiling || 4 * ram : 0;
+  const rescue = ram ? rescueBytesFor(ram, ceiling) : 0;
+  const source = fs.readFileSync(opts.script, "utf8");
+  const mp = await loadMicroPython({
+    heapsize: ram ? ceiling + rescue : opts.heap,
+    stdout: io.stdout,
+    stderr: io.stderr,
+    linebuffer: true,
+  });
+  mp.registerJsModule("hostclock", { now_ms: () => performance.now() });
+  // A board's os.urandom draws from its hardware RNG; this VM has none, so the host's CSPRNG stands in.
+  // Bytes cross the JS boundary as hex (Python bytes arrive in JS only as proxies).
+  mp.registerJsModule("vboard_random", { hex: (n) => crypto.randomBytes(n).toString("hex") });
+  mp.runPython(
+    "import os, vboard_random\n" +
+      "def _urandom(n, _hex=vboard_random.hex):\n" +
+      "    if not isinstance(n, int) or n < 0:\n" +
+      "        raise ValueError('urandom: n must be an int >= 0')\n" +
+      "    return bytes.fromhex(_hex(n))\n" +
+      "os.urandom = _urandom\n" +
+      "del _urandom, os, vboard_random\n",
+  );
+  const model = createRamModel(mp, { ram, ceiling, rescue, stats: io.stats || new Int32Array(STAT_LEN), stderr: io.stderr, v8gc: ram ? v8Collector() : null });
+  mp.registerJsModule("vboard_ram", model.module);
+  for (const m of opts.mounts) {
+    const i = m.lastIndexOf(":");
+    copyTree(mp.FS, m.slice(0, i), m.slice(i + 1));
+  }
+  mp.runPython(
+    `import sys\nsys.path[:0] = ${JSON.stringify(opts.paths)}\n` +
+      `sys.argv[:] = ${JSON.stringify([opts.script, ...opts.args])}`,
+  );
+  if (ram) {
+    model.install();
+    // Holes must stay smaller than the GC heap, or its auto-split could grow into them.
+    const reserve = Math.min(BRIDGE_RESERVE, Math.floor(ceiling / 4)) + Buffer.byteLength(source) + 64;
+    if (reserve >= ceiling / 2) throw new Error(`script too large for a ${ceiling}-byte ceiling`);
+    imposeCeiling(mp._module, reserve, model.onRefusal);
+  }
+  // Output is line-buffered; a last line without "\n" is flushed when the top level ends.
+  const flush = () => {
+    const M = mp._module;
+    for (const [buf, out] of [["_stdoutBuffer", io.stdout], ["_stderrBuffer", io.stderr]]) {
+      if (M[buf] && M[buf].length) {
+        out(M._textDecoder.decode(new Uint8Array(M[buf])));
+        M[buf] = [];
+      }
+    }
+  };
+  try {
+    await mp.runPythonAsync(source);
+  } catch (e) {
+    flush();
+    if (e.name !== "PythonError") throw e;
+    if (e.type === "SystemExit") return systemExitCode(e.message);
+    io.stderr(e.message.replace(/\n$/, ""));
+    return 1;
+  }
+  flush();
+  return 0;
+}
+
+export function refusedGrowthCount() {
+  return refusedGrowths;
+}
