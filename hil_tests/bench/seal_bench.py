@@ -106,7 +106,7 @@ async def timing(key, kid):
         "worst_slice_ms": round(max(max_slices), 3),
         "sig_structure_bytes": len(to_sign),
         "bytes_one_reading": len(one),
-        "bytes_per_extra_reading": (len(sixteen) - len(one)) / 15,
+        "bytes_per_extra_reading": round((len(sixteen) - len(one)) / 15, 2),
         "bytes_sixteen_readings": len(sixteen),
         "reps": REPS,
     }
