@@ -9,7 +9,7 @@ RUFF        := $(VENV)/bin/ruff
 NODE        ?= node
 BOARD       ?= esp32_devkitc
 # Debian packages the tests and `make run` need on the host.
-DEB_PACKAGES := python3-venv
+DEB_PACKAGES := python3-venv mosquitto
 
 .PHONY: help setup system-packages run test test-long lint typecheck-firmware compile-firmware bench bench-firmware vectors clean
 
