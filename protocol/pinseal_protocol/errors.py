@@ -102,6 +102,19 @@ class Conflict(RejectedMessage):
     reason = "conflict"
 
 
+class BadProof(RejectedMessage):
+    """Batch leaves or inclusion proofs that do not lead to the signed Merkle root (or miscount them)."""
+
+    reason = "bad_proof"
+
+
+class ChainBroken(RejectedMessage):
+    """A batch header whose previous-batch hash is not the hash of the gateway's previous batch."""
+
+    reason = "chain_broken"
+
+
+# The reasons of docs/protocol.md §8, for device-level messages (bundles, acks); each has a vector.
 ALL: tuple[type[RejectedMessage], ...] = (
     Malformed,
     NonDeterministic,
@@ -120,3 +133,8 @@ ALL: tuple[type[RejectedMessage], ...] = (
 )
 
 BY_REASON: dict[str, type[RejectedMessage]] = {cls.reason: cls for cls in ALL}
+
+# Further reasons of docs/protocol.md §9 for batches (gateway to network); the §8 reasons apply there too.
+BATCH_ONLY: tuple[type[RejectedMessage], ...] = (BadProof, ChainBroken)
+
+ALL_REASONS: dict[str, type[RejectedMessage]] = {cls.reason: cls for cls in (*ALL, *BATCH_ONLY)}

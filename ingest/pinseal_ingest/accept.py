@@ -1,0 +1,194 @@
+"""One uplink body to a verdict: the check chain of docs/protocol.md §9.3, then an all-or-nothing store.
+
+Every check runs inside one `BEGIN IMMEDIATE` transaction together with the writes, so what was checked
+(chain head, stored bundles, registry) cannot change before the batch is stored, and a rejection at any
+point rolls back everything of the batch. Only the rejection itself is recorded, afterwards.
+"""
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pinseal_ingest import registry, store
+from pinseal_ingest.db import Transaction
+from pinseal_protocol import batch, bundle, cose, history
+from pinseal_protocol.batch import BatchHeader, UplinkBatch
+from pinseal_protocol.errors import (
+    ChainBroken,
+    Conflict,
+    InvalidStructure,
+    RejectedMessage,
+    Replayed,
+    Revoked,
+    TooLarge,
+    UnknownDevice,
+)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A batch the network now holds: newly `stored`, or a `duplicate` of one stored earlier."""
+
+    status: Literal["stored", "duplicate"]
+    batch_hash: bytes
+    mode: str
+    count: int
+    bundles: int
+
+
+@dataclass(eq=False)
+class Rejection(Exception):
+    """A rejected batch: the wire reason, the HTTP status that carries it, and extra response fields."""
+
+    reason: str
+    detail: str
+    status: int = 400
+    extra: dict[str, Any] = field(default_factory=dict)
+    gateway_kid: bytes | None = None
+    batch_hash: bytes | None = None
+    bundle_index: int | None = None
+    evidence: bytes | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.reason}: {self.detail}")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON response body."""
+        out: dict[str, Any] = {"reason": self.reason, "detail": self.detail, **self.extra}
+        if self.batch_hash is not None:
+            out["batch_hash"] = self.batch_hash.hex()
+        return out
+
+
+def too_large(size: int | None, limit: int) -> Rejection:
+    """A body over the ingest's size limit (checked by the HTTP layer before anything is read)."""
+    got = f"{size} bytes" if size is not None else "the body"
+    return Rejection(TooLarge.reason, f"{got} over the limit of {limit} bytes", status=413)
+
+
+def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None, now: float) -> Accepted:
+    """Verify and store one uplink body; raises `Rejection` (nothing of the batch is then stored)."""
+    try:
+        uplink = batch.decode_uplink(body)
+    except RejectedMessage as exc:
+        raise Rejection(exc.reason, exc.detail) from exc
+    batch_hash = uplink.batch_hash
+    gateway_kid = _peek_kid(uplink.header)
+    try:
+        if idempotency_key is not None and idempotency_key.strip().lower() != batch_hash.hex():
+            raise InvalidStructure("Idempotency-Key is not the batch hash")
+        with Transaction(conn):
+            if store.has_batch(conn, batch_hash):
+                return Accepted("duplicate", batch_hash, uplink.mode, _count(uplink), 0)
+            return _verify_and_store(conn, uplink, now)
+    except Rejection as rejection:
+        rejection.gateway_kid = rejection.gateway_kid or gateway_kid
+        rejection.batch_hash = batch_hash
+        rejection.evidence = rejection.evidence or uplink.header
+        raise
+    except RejectedMessage as exc:
+        status = 403 if isinstance(exc, UnknownDevice | Revoked) else 400
+        status = 409 if isinstance(exc, Conflict) else status
+        raise Rejection(
+            exc.reason,
+            exc.detail,
+            status,
+            gateway_kid=gateway_kid,
+            batch_hash=batch_hash,
+            evidence=uplink.header,
+        ) from exc
+
+
+def _count(uplink: UplinkBatch) -> int:
+    return len(uplink.bundles if uplink.bundles is not None else uplink.proofs or ())
+
+
+def _peek_kid(header: bytes) -> bytes | None:
+    """The header's claimed signer, for the rejection log (unverified, so only ever informational)."""
+    try:
+        return cose.pinseal_kid(cose.decode_sign1(header))
+    except RejectedMessage:
+        return None
+
+
+def _verify_and_store(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -> Accepted:
+    header = batch.verify_header(uplink.header, registry.resolver(conn, "gateways"))
+    _check_chain(conn, header)
+    leaves = batch.check_leaves(header, uplink)
+    if uplink.bundles is not None:
+        _store_bundles(conn, uplink.bundles)
+    else:
+        seen: set[bytes] = set()
+        for i, leaf in enumerate(leaves):
+            _check_not_committed(conn, leaf, seen, i)
+    store.insert_batch(conn, header, uplink.mode, leaves, now)
+    stored_bodies = len(uplink.bundles) if uplink.bundles is not None else 0
+    return Accepted("stored", header.batch_hash, uplink.mode, header.count, stored_bodies)
+
+
+def _check_chain(conn: sqlite3.Connection, header: BatchHeader) -> None:
+    """batch_no must be the next number for the gateway and prev the hash of its stored predecessor."""
+    head = store.chain_head(conn, header.gateway_kid)
+    expected = 0 if head is None else head.batch_no + 1
+    if header.batch_no < expected:
+        raise Rejection(
+            Conflict.reason,
+            f"batch {header.batch_no} of this gateway is already stored with other bytes",
+            status=409,
+        )
+    if header.batch_no > expected:
+        raise Rejection(
+            "chain_gap",
+            f"batch {header.batch_no} arrived, the next expected is {expected}",
+            status=409,
+            extra={"expected": expected},
+        )
+    prev = batch.ZERO_HASH if head is None else head.batch_hash
+    if header.prev_hash != prev:
+        raise ChainBroken(f"prev {header.prev_hash.hex()} is not the stored batch {expected - 1}'s hash")
+
+
+def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes], index: int) -> None:
+    """A bundle is paid for once: not twice in a batch, not again in a later batch."""
+    try:
+        if leaf in seen:
+            raise Replayed("the same bundle appears twice in this batch")
+        earlier = store.committed_batch(conn, leaf)
+        if earlier is not None:
+            raise Replayed(f"already committed by batch {earlier.hex()}")
+    except RejectedMessage as exc:
+        raise _bundle_rejection(exc, index, leaf, None) from exc
+    seen.add(leaf)
+
+
+def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
+    """Verify every bundle (device signature, then history) and write it; the first failure rejects all."""
+    devices = registry.resolver(conn, "devices")
+    seen: set[bytes] = set()
+    for i, raw in enumerate(bodies):
+        try:
+            verified = bundle.verify_bundle(raw, devices)
+        except RejectedMessage as exc:
+            raise _bundle_rejection(exc, i, batch.bundle_hash(raw), None) from exc
+        _check_not_committed(conn, verified.bundle_hash, seen, i)
+        try:
+            verdict = history.classify(verified, store.relevant_bundles(conn, verified))
+            if verdict is history.Verdict.DUPLICATE:  # stored without being a leaf: cannot happen, but
+                raise Replayed("the same bytes are already stored")  # never pay for a bundle twice
+        except RejectedMessage as exc:
+            evidence = raw if isinstance(exc, Conflict) else None
+            raise _bundle_rejection(exc, i, verified.bundle_hash, evidence) from exc
+        store.insert_bundle(conn, verified)
+
+
+def _bundle_rejection(
+    exc: RejectedMessage, index: int, bundle_hash: bytes, evidence: bytes | None
+) -> Rejection:
+    return Rejection(
+        exc.reason,
+        f"bundle {index}: {exc.detail}",
+        status=422,
+        extra={"bundle_index": index, "bundle_hash": bundle_hash.hex()},
+        bundle_index=index,
+        evidence=evidence,
+    )

@@ -1,0 +1,105 @@
+"""The ingest's HTTP API (aiohttp): `POST /v1/batches`, lookups, `/metrics`, `/healthz`.
+
+Status codes carry what the gateway's uplink must do next (docs/protocol.md §9.5): 200 drop the batch
+from the outbox, 409 `chain_gap` resend from `expected`, other 4xx do not retry the same bytes, 5xx and
+timeouts retry. The handlers only translate HTTP; deciding is `accept`'s job.
+"""
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pinseal_ingest.accept import Rejection, too_large
+from pinseal_ingest.service import IngestService
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024
+CBOR = "application/cbor"
+SERVICE = web.AppKey("service", IngestService)
+LIMIT = web.AppKey("max_body", int)
+
+
+def create_app(service: IngestService, *, max_body: int = MAX_BODY) -> web.Application:
+    """The application; `service` stays owned by the caller (closed after the runner's cleanup)."""
+    # aiohttp refuses bodies beyond client_max_size itself; the +1 lets our own check answer first.
+    app = web.Application(client_max_size=max_body + 1)
+    app[SERVICE] = service
+    app[LIMIT] = max_body
+    app.router.add_post("/v1/batches", post_batch)
+    app.router.add_get("/v1/batches/{hash}", get_batch)
+    app.router.add_get("/v1/bundles/{hash}", get_bundle)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", get_health)
+    return app
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    service, limit = request.app[SERVICE], request.app[LIMIT]
+    if request.content_type != CBOR:
+        rejection = Rejection("unsupported_media_type", f"Content-Type must be {CBOR}", status=415)
+        await service.reject(rejection)
+        return _json(rejection.status, rejection.body())
+    if request.content_length is not None and request.content_length > limit:
+        rejection = too_large(request.content_length, limit)
+        await service.reject(rejection)
+        return _json(rejection.status, rejection.body())
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        rejection = too_large(None, limit)
+        await service.reject(rejection)
+        return _json(rejection.status, rejection.body())
+    if len(body) > limit:
+        rejection = too_large(len(body), limit)
+        await service.reject(rejection)
+        return _json(rejection.status, rejection.body())
+    try:
+        result = await service.submit(body, request.headers.get("Idempotency-Key"))
+    except Rejection as rejection:
+        log.info("batch rejected: %s", rejection)
+        return _json(rejection.status, rejection.body())
+    log.info("batch %s %s (%s, %d leaves)", result.batch_hash.hex(), result.status, result.mode, result.count)
+    return _json(200, {"status": result.status, "batch_hash": result.batch_hash.hex()})
+
+
+def _hash_param(request: web.Request) -> bytes | None:
+    text = request.match_info["hash"]
+    if len(text) != 64 or text != text.lower():
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    batch_hash = _hash_param(request)
+    if batch_hash is None:
+        return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
+    info = await request.app[SERVICE].batch_info(batch_hash)
+    return _json(200, info) if info else _json(404, {"reason": "not_found"})
+
+
+async def get_bundle(request: web.Request) -> web.Response:
+    bundle_hash = _hash_param(request)
+    if bundle_hash is None:
+        return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
+    info = await request.app[SERVICE].bundle_info(bundle_hash)
+    return _json(200, info) if info else _json(404, {"reason": "not_found"})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_health(request: web.Request) -> web.Response:
+    ok = await request.app[SERVICE].healthy()
+    return _json(200 if ok else 503, {"status": "ok" if ok else "database unavailable"})

@@ -1,0 +1,137 @@
+"""`pinseal-ingest`: run the network ingest and manage whom it trusts.
+
+    pinseal-ingest run --db PATH [--listen 127.0.0.1:8700] [--max-body BYTES]
+    pinseal-ingest gateways add PUBKEY_HEX [--label TEXT] | list | revoke KID_HEX
+    pinseal-ingest devices add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
+    pinseal-ingest stats
+
+Every command takes `--db` (default: $PINSEAL_INGEST_DB, else ./pinseal-ingest.sqlite).
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pinseal_ingest import db, registry, store
+from pinseal_ingest.api import MAX_BODY
+from pinseal_ingest.server import parse_listen, serve
+from pinseal_protocol import keys
+
+DEFAULT_DB = "pinseal-ingest.sqlite"
+DEFAULT_LISTEN = "127.0.0.1:8700"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ValueError, OSError) as exc:
+        print(f"pinseal-ingest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db", default=os.environ.get("PINSEAL_INGEST_DB", DEFAULT_DB), help="SQLite database file"
+    )
+    parser = argparse.ArgumentParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", parents=[common], help="serve the HTTP API until SIGTERM")
+    run.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
+    run.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted body in bytes")
+    run.set_defaults(handler=_run)
+
+    for table in ("gateways", "devices"):
+        group = commands.add_parser(table, help=f"the {table} registry")
+        actions = group.add_subparsers(dest="action", required=True)
+        add = actions.add_parser("add", parents=[common], help="register a public key")
+        add.add_argument("public_key", help="raw Ed25519 public key, 64 hex digits")
+        add.add_argument("--label")
+        add.set_defaults(handler=_add, table=table)
+        listing = actions.add_parser("list", parents=[common])
+        listing.set_defaults(handler=_list, table=table)
+        revoke = actions.add_parser("revoke", parents=[common], help="reject everything new it signs")
+        revoke.add_argument("kid", help="key id, 32 hex digits")
+        revoke.set_defaults(handler=_revoke, table=table)
+        if table == "devices":
+            imp = actions.add_parser("import", parents=[common], help="a gateway's registry export (JSON)")
+            imp.add_argument("file")
+            imp.set_defaults(handler=_import)
+
+    stats = commands.add_parser("stats", parents=[common], help="totals as JSON")
+    stats.set_defaults(handler=_stats)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = parse_listen(args.listen)
+    asyncio.run(serve(args.db, host, port, max_body=args.max_body))
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    conn = db.connect(args.db)
+    kid, new = registry.add(conn, args.table, registry.parse_public_key(args.public_key), label=args.label)
+    conn.close()
+    print(f"{kid.hex()} {'added' if new else 'already registered'}")
+    return 0
+
+
+def _when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _list(args: argparse.Namespace) -> int:
+    conn = db.connect(args.db)
+    for signer in registry.list_signers(conn, args.table):
+        state = f"revoked {_when(signer.revoked_at)}" if signer.revoked_at is not None else "active"
+        label = signer.label or ""
+        fields = (signer.kid.hex(), signer.public_key.hex(), _when(signer.added_at), state, label)
+        print("  ".join(fields))
+    conn.close()
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    kid = keys.parse_key_id_hex(args.kid)
+    conn = db.connect(args.db)
+    found = registry.revoke(conn, args.table, kid)
+    conn.close()
+    if not found:
+        print(f"pinseal-ingest: {args.kid} is not registered", file=sys.stderr)
+        return 1
+    print(f"{args.kid} revoked")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    with open(args.file, encoding="utf-8") as fp:
+        entries = json.load(fp)
+    if isinstance(entries, dict) and isinstance(entries.get("devices"), list):
+        entries = entries["devices"]
+    if not isinstance(entries, list):
+        raise ValueError('a device export is a JSON list of {"public_key": hex, ...}')
+    conn = db.connect(args.db)
+    added, present = registry.import_devices(conn, entries)
+    conn.close()
+    print(f"{added} devices added, {present} already registered")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    conn = db.connect(args.db)
+    print(json.dumps(store.counts(conn), indent=2, sort_keys=True))
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

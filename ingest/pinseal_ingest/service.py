@@ -1,0 +1,84 @@
+"""The ingest's database behind one worker thread, for the asyncio HTTP layer.
+
+Verifying a large batch (thousands of Ed25519 checks) and an fsync'ing commit would stall the event
+loop, and SQLite wants one writer: so every database operation runs, one at a time and in order, on a
+single worker thread that owns the connection. `/metrics` and `/healthz` stay responsive meanwhile.
+"""
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pinseal_ingest import accept, db, store
+from pinseal_ingest.accept import Accepted, Rejection
+from pinseal_ingest.metrics import IngestMetrics
+
+T = TypeVar("T")
+
+
+class IngestService:
+    """What the HTTP handlers call; owns the connection, the worker thread and the metrics."""
+
+    def __init__(self, path: str | Path, metrics: IngestMetrics | None = None) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-ingest-db")
+        self._conn: sqlite3.Connection = self._executor.submit(db.connect, path).result()
+        self.metrics = metrics or IngestMetrics()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def submit(self, body: bytes, idempotency_key: str | None) -> Accepted:
+        """Verify and store one uplink body; raises `Rejection` (already recorded and counted)."""
+        started = time.perf_counter()
+        try:
+            result = await self._run(self._accept, body, idempotency_key)
+        except Rejection as rejection:
+            self.metrics.rejected(rejection.reason)
+            raise
+        self.metrics.accepted(result, time.perf_counter() - started)
+        return result
+
+    def _accept(self, body: bytes, idempotency_key: str | None) -> Accepted:
+        now = time.time()
+        try:
+            return accept.accept(self._conn, body, idempotency_key=idempotency_key, now=now)
+        except Rejection as rejection:
+            self._record(rejection, now)
+            raise
+
+    async def reject(self, rejection: Rejection) -> None:
+        """Record and count a rejection decided before the body reached `submit` (size, media type)."""
+        self.metrics.rejected(rejection.reason)
+        await self._run(self._record, rejection, time.time())
+
+    def _record(self, rejection: Rejection, now: float) -> None:
+        store.record_rejection(
+            self._conn,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            received_at=now,
+            gateway_kid=rejection.gateway_kid,
+            batch_hash=rejection.batch_hash,
+            bundle_index=rejection.bundle_index,
+            evidence=rejection.evidence,
+        )
+
+    async def batch_info(self, batch_hash: bytes) -> dict[str, Any] | None:
+        return await self._run(store.batch_info, self._conn, batch_hash)
+
+    async def bundle_info(self, bundle_hash: bytes) -> dict[str, Any] | None:
+        return await self._run(store.bundle_info, self._conn, bundle_hash)
+
+    async def healthy(self) -> bool:
+        """The database answers a query."""
+        return await self._run(lambda: self._conn.execute("SELECT 1").fetchone() == (1,))
+
+    def close(self) -> None:
+        """Finish queued work, then close the connection on its own thread."""
+        self._executor.submit(self._conn.close).result()
+        self._executor.shutdown(wait=True)

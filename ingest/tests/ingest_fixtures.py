@@ -1,0 +1,252 @@
+"""Helpers for the ingest tests: simulated devices and gateway, and a real ingest on a loopback port.
+
+Plainly named (not conftest) so tests import it explicitly; file names are unique across the repo
+because pytest puts every tests folder on sys.path.
+"""
+
+import asyncio
+import http.client
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pinseal_ingest import db, registry
+from pinseal_ingest.api import MAX_BODY
+from pinseal_ingest.server import serve
+from pinseal_protocol import batch, bundle, keys
+from pinseal_protocol.bundle import Status
+from pinseal_protocol.dcbor import DecimalFraction
+from pinseal_protocol.senml import Reading, Record
+
+T0 = 1_700_000_000
+
+
+def key(n: int) -> Ed25519PrivateKey:
+    """A fixed test key (distinct per n)."""
+    return keys.load_private_key(bytes([n]) * 32)
+
+
+@dataclass
+class Device:
+    """A device sealing chained bundles, as the firmware does."""
+
+    private: Ed25519PrivateKey
+    seq: int = 0
+    prev: bytes = bundle.ZERO_PREV
+
+    @property
+    def public_hex(self) -> str:
+        return keys.public_key_bytes(self.private).hex()
+
+    def seal(
+        self, readings: int = 1, *, seq: int | None = None, prev: bytes | None = None, value: int = 0
+    ) -> bytes:
+        """The next bundle (or one at `seq`/`prev` without advancing, for replays and conflicts)."""
+        advance = seq is None and prev is None
+        first = self.seq if seq is None else seq
+        pack = [
+            Reading(T0 + first + i, (Record("t", "Cel", DecimalFraction(-2, 2000 + value + i)),))
+            for i in range(readings)
+        ]
+        raw = bundle.seal(
+            self.private,
+            boot=1,
+            seq=first,
+            prev=self.prev if prev is None else prev,
+            status=Status(battery_mv=3900, uptime_s=first),
+            time_source=1,
+            readings=pack,
+        )
+        if advance:
+            self.seq += readings
+            self.prev = bundle.link_of(raw)
+        return raw
+
+
+@dataclass(frozen=True)
+class Batch:
+    header: bytes
+    body: bytes
+
+    @property
+    def hash_hex(self) -> str:
+        return batch.batch_hash(self.header).hex()
+
+
+@dataclass
+class Gateway:
+    """A gateway building its batch chain; `make` can be told to lie for negative tests."""
+
+    private: Ed25519PrivateKey
+    batch_no: int = 0
+    prev_hash: bytes = batch.ZERO_HASH
+    sent: list[Batch] = field(default_factory=list)
+
+    @property
+    def public_hex(self) -> str:
+        return keys.public_key_bytes(self.private).hex()
+
+    def make(
+        self,
+        bundles: list[bytes],
+        mode: batch.Mode = "bundles",
+        *,
+        advance: bool = True,
+        batch_no: int | None = None,
+        prev_hash: bytes | None = None,
+        root: bytes | None = None,
+        count: int | None = None,
+        signer: Ed25519PrivateKey | None = None,
+    ) -> Batch:
+        hashes = [batch.bundle_hash(b) for b in bundles]
+        header = batch.sign_header(
+            signer or self.private,
+            batch_no=self.batch_no if batch_no is None else batch_no,
+            prev_hash=self.prev_hash if prev_hash is None else prev_hash,
+            root=batch.batch_root(hashes) if root is None else root,
+            count=len(bundles) if count is None else count,
+            first_received=T0,
+            last_received=T0 + 60,
+        )
+        made = Batch(header, batch.build_uplink(header, bundles, mode))
+        if advance:
+            self.batch_no += 1
+            self.prev_hash = batch.batch_hash(header)
+            self.sent.append(made)
+        return made
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+
+
+class IngestServer:
+    """`pinseal_ingest.server.serve` on a free loopback port, in a thread with its own event loop."""
+
+    def __init__(self, db_path: Path, *, max_body: int = MAX_BODY) -> None:
+        self.db_path = db_path
+        self.max_body = max_body
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self.port = 0
+        self._error: BaseException | None = None
+
+    def _main(self) -> None:
+        async def go() -> None:
+            self._stop = asyncio.Event()
+            await serve(
+                self.db_path, "127.0.0.1", 0, max_body=self.max_body, stop=self._stop, on_ready=self._on_ready
+            )
+
+        try:
+            self._loop.run_until_complete(go())
+        except BaseException as exc:  # surfaced by __enter__
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    def _on_ready(self, addresses: list[str]) -> None:
+        self.port = int(addresses[0].rpartition(":")[2])
+        self._ready.set()
+
+    def __enter__(self) -> "IngestServer":
+        self._thread.start()
+        assert self._ready.wait(10), "ingest did not start"
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def post_chunked(self, chunks: list[bytes]) -> Response:
+        """POST with Transfer-Encoding: chunked, so only the server's streaming limit can stop it."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(
+                "POST",
+                "/v1/batches",
+                body=iter(chunks),
+                headers={"Content-Type": "application/cbor"},
+                encode_chunked=True,
+            )
+            resp = conn.getresponse()
+            return Response(resp.status, json.loads(resp.read()))
+        finally:
+            conn.close()
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        is_json = resp.getheader("Content-Type", "").startswith("application/json")
+        return Response(resp.status, json.loads(data) if is_json else data.decode())
+
+    def post(
+        self, body: bytes, *, idempotency_key: str | None = None, content_type: str = "application/cbor"
+    ) -> Response:
+        headers = {"Content-Type": content_type}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.request("POST", "/v1/batches", body, headers)
+
+    def send(self, made: Batch) -> Response:
+        """POST a batch the way the gateway's uplink does (with its idempotency key)."""
+        return self.post(made.body, idempotency_key=made.hash_hex)
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+
+def register(db_path: Path, *, gateways: Sequence[Gateway] = (), devices: Sequence[Device] = ()) -> None:
+    conn = db.connect(db_path)
+    for gw in gateways:
+        registry.add(conn, "gateways", bytes.fromhex(gw.public_hex))
+    for dev in devices:
+        registry.add(conn, "devices", bytes.fromhex(dev.public_hex))
+    conn.close()
+
+
+def revoke(db_path: Path, table: registry.Table, public_hex: str) -> None:
+    conn = db.connect(db_path)
+    registry.revoke(conn, table, keys.key_id(bytes.fromhex(public_hex)))
+    conn.close()
+
+
+def table_counts(db_path: Path) -> dict[str, int]:
+    """Rows of what a batch writes (rejections excluded)."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("batches", "leaves", "bundles")
+        }
+    finally:
+        conn.close()
+
+
+def rejection_rows(db_path: Path) -> list[tuple[str, int | None, bytes | None]]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("SELECT reason, bundle_index, evidence FROM rejections ORDER BY id").fetchall()
+    finally:
+        conn.close()
