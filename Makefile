@@ -11,7 +11,7 @@ BOARD       ?= esp32_devkitc
 # Debian packages the tests and `make run` need on the host.
 DEB_PACKAGES := python3-venv mosquitto
 
-.PHONY: help setup system-packages run test test-long lint typecheck-firmware compile-firmware bench bench-firmware vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-run: setup ## the main job: the device pipeline in the MicroPython VM, printing signed readings
+run: setup ## the main job: Mosquitto, gateway, network ingest and devices on this machine, readings flowing
+	$(PY) -m pinseal_hil.run
+
+demo-firmware: setup ## the firmware in the MicroPython VM seals readings; the host verifies each bundle
 	$(PY) -m pinseal_hil.demo --board $(BOARD)
 
 test: setup ## every test: host, protocol vectors, firmware inside the MicroPython VM, compile, types, lint

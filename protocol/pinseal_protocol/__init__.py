@@ -2,5 +2,6 @@
 
 One module per concept: deterministic CBOR (`dcbor`), key ids (`keys`), COSE_Sign1 (`cose`),
 SenML readings (`senml`), bundles (`bundle`), acks (`ack`), replay/conflict logic (`history`),
-the rejection reasons (`errors`) and the normative test vectors (`vectors`).
+RFC 9162 Merkle trees (`merkle`), gateway batch headers and the uplink message (`batch`), the
+rejection reasons (`errors`) and the normative test vectors (`vectors`).
 """

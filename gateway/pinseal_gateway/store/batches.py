@@ -1,4 +1,16 @@
-"""Batches (signed Merkle roots over accepted bundles) and the uplink outbox that forwards them."""
+"""Batches (signed Merkle roots over accepted bundles) and the uplink outbox that forwards them.
+
+Every function takes a `sqlite3.Connection` and runs in the database thread (`Database.run`). None of
+them commits on its own except `transaction`, so a caller can make a whole batch (batch row, leaf
+assignment, outbox row) one atomic step: after a crash the store holds either all of it or none.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -20,3 +32,246 @@ CREATE TABLE IF NOT EXISTS uplink_outbox (
     sent_at REAL
 );
 """
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One sealed batch as stored; `hash` is the batch hash (the uplink's idempotency key)."""
+
+    batch_no: int
+    hash: bytes
+    header: bytes
+    root: bytes
+    count: int
+    first_received: float
+    last_received: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PendingBundle:
+    """An accepted bundle not yet in any batch, in received (rowid) order."""
+
+    rowid: int
+    hash: bytes
+    raw: bytes
+    received_at: float
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """The next batch the uplink has to deliver; `body` is sent byte for byte, never re-encoded."""
+
+    batch_no: int
+    batch_hash: bytes
+    body: bytes
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception.
+
+    IMMEDIATE takes the write lock before the first read, so what we read (the last batch number, the
+    unbatched bundles) cannot change under us if another connection (a CLI) writes too.
+    """
+    if conn.in_transaction:
+        raise RuntimeError("a batch transaction must not nest inside another transaction")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+# ---- batches -----------------------------------------------------------------------------------------
+
+
+def unbatched(conn: sqlite3.Connection, limit: int) -> list[PendingBundle]:
+    """Up to `limit` bundles without a batch, oldest first (rowid = received order)."""
+    rows = conn.execute(
+        "SELECT rowid, hash, raw, received_at FROM bundles WHERE batch_id IS NULL ORDER BY rowid LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3])) for r in rows]
+
+
+def count_unbatched(conn: sqlite3.Connection, limit: int) -> int:
+    """How many bundles wait for a batch, counting no further than `limit` (cheap to poll)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM bundles WHERE batch_id IS NULL LIMIT ?)", (limit,)
+    ).fetchone()
+    return int(row[0])
+
+
+def oldest_unbatched_received_at(conn: sqlite3.Connection) -> float | None:
+    """When the oldest bundle still waiting for a batch arrived (None if none waits)."""
+    row = conn.execute(
+        "SELECT received_at FROM bundles WHERE batch_id IS NULL ORDER BY rowid LIMIT 1"
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+def _batch(row: tuple) -> BatchRow:
+    return BatchRow(
+        int(row[0]),
+        bytes(row[1]),
+        bytes(row[2]),
+        bytes(row[3]),
+        int(row[4]),
+        float(row[5]),
+        float(row[6]),
+        float(row[7]),
+    )
+
+
+_BATCH_COLUMNS = "batch_no, hash, header, root, count, first_received, last_received, created_at"
+
+
+def last_batch(conn: sqlite3.Connection) -> BatchRow | None:
+    """The highest-numbered batch: the next one takes its number + 1 and its hash as `prev`."""
+    row = conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY batch_no DESC LIMIT 1").fetchone()
+    return None if row is None else _batch(row)
+
+
+def get_batch(conn: sqlite3.Connection, batch_no: int) -> BatchRow | None:
+    row = conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_no = ?", (batch_no,)).fetchone()
+    return None if row is None else _batch(row)
+
+
+def all_batches(conn: sqlite3.Connection) -> list[BatchRow]:
+    """Every batch in number order (tests, status and audits; the chain is checked over these)."""
+    rows = conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY batch_no").fetchall()
+    return [_batch(r) for r in rows]
+
+
+def insert_batch(conn: sqlite3.Connection, batch: BatchRow) -> None:
+    conn.execute(
+        f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            batch.batch_no,
+            batch.hash,
+            batch.header,
+            batch.root,
+            batch.count,
+            batch.first_received,
+            batch.last_received,
+            batch.created_at,
+        ),
+    )
+
+
+def assign_leaves(conn: sqlite3.Connection, batch_no: int, bundle_hashes: list[bytes]) -> None:
+    """Mark bundles as leaves 0..n-1 of a batch; refuses a bundle that is already batched."""
+    cursor = conn.executemany(
+        "UPDATE bundles SET batch_id = ?, leaf_index = ? WHERE hash = ? AND batch_id IS NULL",
+        [(batch_no, index, h) for index, h in enumerate(bundle_hashes)],
+    )
+    if cursor.rowcount != len(bundle_hashes):
+        raise RuntimeError(
+            f"batch {batch_no}: {cursor.rowcount} of {len(bundle_hashes)} bundles could be assigned"
+        )
+
+
+def batch_bundle_hashes(conn: sqlite3.Connection, batch_no: int) -> list[bytes]:
+    """A batch's bundle hashes in leaf order: its Merkle leaves (`pinseal_protocol.batch`)."""
+    rows = conn.execute(
+        "SELECT hash FROM bundles WHERE batch_id = ? ORDER BY leaf_index", (batch_no,)
+    ).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+@dataclass(frozen=True)
+class BundlePlace:
+    """Where a stored bundle sits: `batch_no`/`leaf_index` are None while it waits for a batch."""
+
+    hash: bytes
+    received_at: float
+    batch_no: int | None
+    leaf_index: int | None
+
+
+def bundle_place(conn: sqlite3.Connection, bundle_hash: bytes) -> BundlePlace | None:
+    row = conn.execute(
+        "SELECT hash, received_at, batch_id, leaf_index FROM bundles WHERE hash = ?", (bundle_hash,)
+    ).fetchone()
+    if row is None:
+        return None
+    return BundlePlace(bytes(row[0]), float(row[1]), row[2], row[3])
+
+
+# ---- uplink outbox -----------------------------------------------------------------------------------
+
+
+def insert_outbox(conn: sqlite3.Connection, batch_no: int, body: bytes) -> None:
+    conn.execute(
+        "INSERT INTO uplink_outbox (batch_no, body, attempts, next_attempt_at) VALUES (?, ?, 0, 0)",
+        (batch_no, body),
+    )
+
+
+def next_unsent(conn: sqlite3.Connection) -> OutboxEntry | None:
+    """The lowest-numbered batch not yet confirmed by the network: the outbox drains strictly in order."""
+    row = conn.execute(
+        "SELECT o.batch_no, b.hash, o.body, o.attempts, o.next_attempt_at, o.last_error "
+        "FROM uplink_outbox o JOIN batches b ON b.batch_no = o.batch_no "
+        "WHERE o.sent_at IS NULL ORDER BY o.batch_no LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return OutboxEntry(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), float(row[4]), row[5])
+
+
+def outbox_depth(conn: sqlite3.Connection) -> int:
+    """Batches sealed but not yet confirmed by the network."""
+    return int(conn.execute("SELECT COUNT(*) FROM uplink_outbox WHERE sent_at IS NULL").fetchone()[0])
+
+
+def mark_sent(conn: sqlite3.Connection, batch_no: int, now: float) -> None:
+    conn.execute(
+        "UPDATE uplink_outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE batch_no = ?",
+        (now, batch_no),
+    )
+    conn.commit()
+
+
+def mark_failed(conn: sqlite3.Connection, batch_no: int, error: str, next_attempt_at: float) -> int:
+    """Record a failed attempt; returns the attempt count so far (it drives the backoff)."""
+    conn.execute(
+        "UPDATE uplink_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+        "WHERE batch_no = ?",
+        (error, next_attempt_at, batch_no),
+    )
+    conn.commit()
+    row = conn.execute("SELECT attempts FROM uplink_outbox WHERE batch_no = ?", (batch_no,)).fetchone()
+    return int(row[0])
+
+
+def record_error(conn: sqlite3.Connection, batch_no: int, error: str) -> None:
+    """Keep an error visible (status, audits) without scheduling another attempt."""
+    conn.execute(
+        "UPDATE uplink_outbox SET attempts = attempts + 1, last_error = ? WHERE batch_no = ?",
+        (error, batch_no),
+    )
+    conn.commit()
+
+
+def reopen_from(conn: sqlite3.Connection, batch_no: int) -> int:
+    """Mark every batch from `batch_no` on as unsent again (the network says its chain stops before it).
+
+    Returns how many rows were reopened; 0 means the outbox no longer holds that batch, which the
+    caller must treat as a permanent error rather than skipping ahead.
+    """
+    if conn.execute("SELECT 1 FROM uplink_outbox WHERE batch_no = ?", (batch_no,)).fetchone() is None:
+        return 0
+    cursor = conn.execute(
+        "UPDATE uplink_outbox SET sent_at = NULL, next_attempt_at = 0 "
+        "WHERE batch_no >= ? AND sent_at IS NOT NULL",
+        (batch_no,),
+    )
+    conn.commit()
+    return cursor.rowcount

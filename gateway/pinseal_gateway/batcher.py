@@ -1,0 +1,158 @@
+"""Seal accepted bundles into gateway-signed Merkle batches, every T seconds or every M bundles.
+
+One Ed25519 signature per batch (not per bundle) is what lets a gateway commit to every reading it
+accepted at full ingest rate; the batch chain (each header names the previous batch's hash) lets the
+network see a withheld or forked batch. A batch is sealed in ONE transaction: the batch row, the
+bundles' batch/leaf assignment and the uplink outbox row (the exact body the uplink will send, encoded
+once, here) commit together or not at all, so a crash leaves either the whole batch or nothing, and
+the next seal simply takes the same bundles and the same batch number again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pinseal_gateway.store import batches
+from pinseal_protocol import batch, keys
+
+if TYPE_CHECKING:
+    from pinseal_gateway.context import GatewayContext
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_S = 1.0
+"""How often the batcher looks whether `max_bundles` are waiting (one cheap bounded COUNT)."""
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What one seal produced (the stored row plus the body the outbox will send)."""
+
+    batch_no: int
+    hash: bytes
+    prev_hash: bytes
+    root: bytes
+    count: int
+    first_received: float
+    last_received: float
+    header: bytes
+    body_size: int
+
+
+def seal_batch(
+    conn: sqlite3.Connection,
+    gateway_key: Ed25519PrivateKey,
+    gateway_kid: bytes,
+    mode: batch.Mode,
+    max_bundles: int,
+    now: float,
+) -> BatchInfo | None:
+    """Seal the oldest unbatched bundles (up to `max_bundles`) into the next batch; None if none wait.
+
+    Runs in the database thread. Everything, reads included, happens inside one IMMEDIATE transaction,
+    so the batch number, the previous hash and the set of bundles cannot change between reading and
+    writing, and a failure anywhere before COMMIT leaves the store exactly as it was.
+    """
+    if mode not in batch.MODES:
+        raise ValueError(f"batch mode is one of {batch.MODES}, not {mode!r}")
+    if keys.key_id(gateway_key.public_key()) != gateway_kid:
+        raise ValueError("gateway_kid is not the key id of gateway_key")
+    with batches.transaction(conn):
+        pending = batches.unbatched(conn, max_bundles)
+        if not pending:
+            return None
+        last = batches.last_batch(conn)
+        batch_no = 0 if last is None else last.batch_no + 1
+        prev_hash = batch.ZERO_HASH if last is None else last.hash
+        hashes = [p.hash for p in pending]
+        root = batch.batch_root(hashes)
+        first = min(p.received_at for p in pending)
+        latest = max(p.received_at for p in pending)
+        header = batch.sign_header(
+            gateway_key,
+            batch_no=batch_no,
+            prev_hash=prev_hash,
+            root=root,
+            count=len(pending),
+            # Whole seconds in the signed header (no floats in v1 CBOR), rounded outwards so the
+            # signed window always contains every receive time.
+            first_received=math.floor(first),
+            last_received=math.ceil(latest),
+        )
+        header_hash = batch.batch_hash(header)
+        if mode == "bundles":
+            body = batch.encode_uplink(header, bundles=[p.raw for p in pending])
+        else:
+            body = batch.encode_uplink(header, proofs=batch.leaf_proofs(hashes))
+        batches.insert_batch(
+            conn,
+            batches.BatchRow(batch_no, header_hash, header, root, len(pending), first, latest, now),
+        )
+        batches.assign_leaves(conn, batch_no, hashes)
+        batches.insert_outbox(conn, batch_no, body)
+    return BatchInfo(batch_no, header_hash, prev_hash, root, len(pending), first, latest, header, len(body))
+
+
+async def run_batcher(
+    ctx: GatewayContext,
+    stop: asyncio.Event,
+    *,
+    clock: Callable[[], float] = time.time,
+    poll_s: float | None = None,
+) -> None:
+    """Seal a batch every `batch.interval_s`, or at once whenever `batch.max_bundles` are waiting."""
+    cfg = ctx.config.batch
+    poll = min(MAX_POLL_S, cfg.interval_s) if poll_s is None else poll_s
+    loop = asyncio.get_running_loop()
+    next_due = loop.time() + cfg.interval_s
+    while not stop.is_set():
+        try:
+            waiting = await ctx.db.run(batches.count_unbatched, cfg.max_bundles)
+            full = waiting >= cfg.max_bundles
+            if full or loop.time() >= next_due:
+                info = await seal_once(ctx, clock())
+                next_due = loop.time() + cfg.interval_s
+                if full and info is not None:
+                    continue  # a backlog: keep sealing full batches without waiting
+        except Exception:  # a failed seal rolled back; the same bundles are sealed on the next try
+            log.exception("sealing a batch failed; retrying in %s s", poll)
+        await _sleep(stop, min(poll, max(0.0, next_due - loop.time())))
+
+
+async def seal_once(ctx: GatewayContext, now: float) -> BatchInfo | None:
+    """Seal one batch now (if any bundle waits) and account for it in metrics and logs."""
+    cfg = ctx.config.batch
+    info = await ctx.db.run(seal_batch, ctx.gateway_key, ctx.gateway_kid, cfg.mode, cfg.max_bundles, now)
+    if info is None:
+        return None
+    ctx.metrics.batches_sealed.inc()
+    ctx.metrics.batch_latency_seconds.observe(max(0.0, now - info.first_received))
+    log.info(
+        "sealed batch %s: %s bundles, root %s, hash %s, %s bytes to send",
+        info.batch_no,
+        info.count,
+        info.root.hex(),
+        info.hash.hex(),
+        info.body_size,
+    )
+    return info
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass

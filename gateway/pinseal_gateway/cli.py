@@ -1,0 +1,274 @@
+"""`pinseal-gateway`: run the daemon and administer its key, devices and broker configuration.
+
+Every subcommand takes `--config FILE` (default: $PINSEAL_GATEWAY_CONFIG, else built-in defaults).
+Administrative commands work on the database directly (WAL lets them run while the daemon does; the
+daemon notices registry changes within a second). Errors a user can fix end with exit status 1 and
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pinseal_gateway import broker
+from pinseal_gateway.config import ConfigError, GatewayConfig, load_config
+from pinseal_gateway.keys import KeyFileError, create_gateway_key, read_secret, write_secret
+from pinseal_gateway.store import devices as device_store
+from pinseal_gateway.store.db import Database
+from pinseal_protocol import keys as pkeys
+
+log = logging.getLogger("pinseal_gateway")
+
+CONFIG_ENV = "PINSEAL_GATEWAY_CONFIG"
+PENDING_EXIT = 3  # `proof`: the bundle is stored but not in a batch yet (try again later)
+
+
+class CliError(Exception):
+    """A failure to report as one line and exit status 1."""
+
+
+def _config(args: argparse.Namespace) -> GatewayConfig:
+    path = args.config or os.environ.get(CONFIG_ENV)
+    return load_config(Path(path) if path else None)
+
+
+def _open_db(config: GatewayConfig) -> Database:
+    return Database(config.db_path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pinseal_gateway.daemon import run_gateway
+
+    config = _config(args)
+    asyncio.run(run_gateway(config))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    config = _config(args)
+    key = create_gateway_key(config.key_path)
+    public = pkeys.public_key_bytes(key)
+    print(f"gateway key written to {config.key_path} (mode 0600)")
+    print(f"public key: {public.hex()}")
+    print(f"key id:     {pkeys.key_id_hex(public)}")
+    return 0
+
+
+def cmd_devices_add(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        public = bytes.fromhex(args.public_key)
+        pkeys.load_public_key(public)
+    except ValueError as exc:
+        raise CliError(f"not a 32-byte Ed25519 public key in hex: {args.public_key!r}") from exc
+    if args.interval is not None and args.interval <= 0:
+        raise CliError("--interval must be positive")
+    password = device_store.new_mqtt_password()
+    db = _open_db(config)
+    try:
+        device = db.run_sync(
+            lambda conn: device_store.add_device(
+                conn,
+                public,
+                label=args.label,
+                expected_interval_s=args.interval,
+                password_hash=device_store.mosquitto_password_hash(password),
+            )
+        )
+    finally:
+        db.close()
+    print(f"device {device.kid_hex} registered")
+    print(f"mqtt username: {device.kid_hex}")
+    print(f"mqtt password: {password}")
+    print("(shown once; only its hash is stored. Regenerate the broker files: pinseal-gateway broker-config)")
+    return 0
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    db = _open_db(_config(args))
+    try:
+        devices = db.run_sync(device_store.list_devices)
+    finally:
+        db.close()
+    for d in devices:
+        state = "revoked" if d.revoked else "active"
+        interval = d.expected_interval_s if d.expected_interval_s is not None else "-"
+        print(f"{d.kid_hex}  {state:7}  interval={interval}  {d.label or ''}".rstrip())
+    return 0
+
+
+def cmd_devices_revoke(args: argparse.Namespace) -> int:
+    try:
+        kid = pkeys.parse_key_id_hex(args.kid)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    db = _open_db(_config(args))
+    try:
+        db.run_sync(device_store.revoke_device, kid)
+    finally:
+        db.close()
+    print(f"device {args.kid} revoked")
+    return 0
+
+
+def export_devices(devices: Sequence[device_store.Device]) -> list[dict[str, object]]:
+    """The registry as the network ingest's `devices import` reads it."""
+    return [
+        {
+            "kid": d.kid_hex,
+            "public_key": d.public_key.hex(),
+            "label": d.label,
+            "added_at": d.added_at,
+            "revoked_at": d.revoked_at,
+        }
+        for d in devices
+    ]
+
+
+def cmd_devices_export(args: argparse.Namespace) -> int:
+    db = _open_db(_config(args))
+    try:
+        devices = db.run_sync(device_store.list_devices)
+    finally:
+        db.close()
+    print(json.dumps(export_devices(devices), indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pinseal_gateway.http_api import build_status
+
+    config = _config(args)
+    db = _open_db(config)
+    try:
+        status = db.run_sync(build_status, config)
+    finally:
+        db.close()
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def cmd_proof(args: argparse.Namespace) -> int:
+    try:
+        bundle_hash = bytes.fromhex(args.bundle_hash)
+    except ValueError:
+        bundle_hash = b""
+    if len(bundle_hash) != 32:
+        raise CliError("a bundle hash is 64 hex digits")
+    try:
+        from pinseal_gateway import proofs  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise CliError("proofs are not available in this build") from exc
+    db = _open_db(_config(args))
+    try:
+        proof = db.run_sync(proofs.proof_for, bundle_hash)
+    finally:
+        db.close()
+    if proof is None:
+        raise CliError(f"no proof for {args.bundle_hash}: unknown bundle")
+    print(json.dumps(proof, indent=2))
+    if proofs.is_pending(proof):
+        print("stored, not batched yet: no proof until the next batch is sealed", file=sys.stderr)
+        return PENDING_EXIT
+    return 0
+
+
+def gateway_mqtt_password(config: GatewayConfig) -> str:
+    """The gateway's own MQTT password: read from its 0600 file, created on first use."""
+    path = config.mqtt_password_path
+    if not path.exists():
+        write_secret(path, device_store.new_mqtt_password().encode())
+    return read_secret(path).decode("utf-8").strip()
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    password = gateway_mqtt_password(config)
+    db = _open_db(config)
+    try:
+        devices = db.run_sync(device_store.list_devices)
+    finally:
+        db.close()
+    users = [broker.gateway_user(config.mqtt.username, device_store.mosquitto_password_hash(password))]
+    users += [
+        broker.BrokerUser(d.kid_hex, d.mqtt_password_hash)
+        for d in devices
+        if not d.revoked and d.mqtt_password_hash is not None
+    ]
+    paths = broker.write_broker_config(
+        Path(args.out), host=config.mqtt.host, port=config.mqtt.port, users=users, system=args.system
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    print(f"{len(users) - 1} device(s) and the gateway user {config.mqtt.username}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help=f"TOML configuration (default: ${CONFIG_ENV})")
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser = argparse.ArgumentParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", parents=[common], help="run the gateway daemon").set_defaults(fn=cmd_run)
+    sub.add_parser("keygen", parents=[common], help="create the gateway key (0600)").set_defaults(
+        fn=cmd_keygen
+    )
+
+    devices = sub.add_parser("devices", help="the device registry").add_subparsers(
+        dest="action", required=True
+    )
+    add = devices.add_parser("add", parents=[common], help="register a device public key")
+    add.add_argument("public_key", metavar="PUBKEY-HEX")
+    add.add_argument("--label")
+    add.add_argument("--interval", type=int, metavar="S", help="expected reporting interval in seconds")
+    add.set_defaults(fn=cmd_devices_add)
+    devices.add_parser("list", parents=[common]).set_defaults(fn=cmd_devices_list)
+    revoke = devices.add_parser("revoke", parents=[common])
+    revoke.add_argument("kid", metavar="KID-HEX")
+    revoke.set_defaults(fn=cmd_devices_revoke)
+    devices.add_parser(
+        "export", parents=[common], help="JSON for pinseal-ingest devices import"
+    ).set_defaults(fn=cmd_devices_export)
+
+    sub.add_parser("status", parents=[common], help="devices, counts, outbox (JSON)").set_defaults(
+        fn=cmd_status
+    )
+    proof = sub.add_parser("proof", parents=[common], help="inclusion proof for a bundle (JSON)")
+    proof.add_argument("bundle_hash", metavar="BUNDLE-HASH-HEX")
+    proof.set_defaults(fn=cmd_proof)
+    bc = sub.add_parser("broker-config", parents=[common], help="write mosquitto.conf, password file and ACL")
+    bc.add_argument("--out", required=True, metavar="DIR")
+    bc.add_argument(
+        "--system",
+        action="store_true",
+        help="for the distribution's Mosquitto (files installed in /etc/mosquitto)",
+    )
+    bc.set_defaults(fn=cmd_broker_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.fn(args))
+    except (CliError, ConfigError, KeyFileError, device_store.DeviceError) as exc:
+        print(f"pinseal-gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

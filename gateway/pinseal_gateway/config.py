@@ -1,0 +1,198 @@
+"""The gateway's configuration: one TOML file, every key optional, defaults as in docs/gateway.md.
+
+Validation happens once, here, so the rest of the gateway can trust its numbers; a bad file is a
+`ConfigError` naming the key, raised before anything is opened or connected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable, or a key is unknown or has a bad value."""
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    data_dir: Path = Path("/var/lib/pinseal-gateway")
+    key_file: str = "gateway.key"
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = "pinseal-gateway"
+    password_file: str = "mqtt-password"
+    client_id: str = "pinseal-gateway"
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class VerifySection:
+    max_future_s: int = 300
+    max_age_s: int = 2592000
+    max_bundle_bytes: int = 2048
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    """How the ingest pipeline groups work (not in the original design table; see docs/gateway.md)."""
+
+    max_group: int = 500  # messages verified and committed together (one transaction, one fsync)
+    queue_size: int = 5000  # messages received but not yet processed; the MQTT thread waits beyond it
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    expected_interval_s: int = 60
+    silent_after_intervals: int = 3
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    interval_s: float = 60.0
+    max_bundles: int = 1000
+    mode: str = "bundles"
+
+
+@dataclass(frozen=True)
+class UplinkSection:
+    kind: str = "http"
+    url: str = "http://127.0.0.1:8700/v1/batches"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_topic: str = "pinseal/v1/gateways/{gateway_kid}/batches"
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    listen: str = "127.0.0.1:9100"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    verify: VerifySection = field(default_factory=VerifySection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
+    batch: BatchSection = field(default_factory=BatchSection)
+    uplink: UplinkSection = field(default_factory=UplinkSection)
+    http: HttpSection = field(default_factory=HttpSection)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.gateway.data_dir
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / self.gateway.key_file
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gateway.sqlite"
+
+    @property
+    def mqtt_password_path(self) -> Path:
+        return self.data_dir / self.mqtt.password_file
+
+
+_SECTIONS: dict[str, type] = {f.name: f.type for f in fields(GatewayConfig)}  # type: ignore[misc]
+
+
+def load_config(path: Path | None) -> GatewayConfig:
+    """Read and validate a TOML file (None: all defaults). A relative data_dir is relative to the file."""
+    if path is None:
+        return GatewayConfig()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return from_mapping(raw, base_dir=Path(path).parent)
+
+
+def from_mapping(raw: dict[str, Any], base_dir: Path | None = None) -> GatewayConfig:
+    """Build a config from parsed TOML (tests use this directly)."""
+    config = GatewayConfig()
+    for section_name, values in raw.items():
+        if section_name not in _SECTIONS:
+            raise ConfigError(f"unknown section [{section_name}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section_name}] must be a table")
+        current = getattr(config, section_name)
+        config = replace(config, **{section_name: _section(section_name, current, values, base_dir)})
+    _validate(config)
+    return config
+
+
+def _section(name: str, current: Any, values: dict[str, Any], base_dir: Path | None) -> Any:
+    known = {f.name: f for f in fields(current)}
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}")
+        default = getattr(current, key)
+        if isinstance(default, Path):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}.{key} must be a path string")
+            path = Path(value)
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            value = path
+        elif isinstance(default, bool) or not isinstance(value, type(default)):
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            elif isinstance(default, int) and isinstance(value, float) and value.is_integer():
+                raise ConfigError(f"{name}.{key} must be an integer")
+            else:
+                raise ConfigError(f"{name}.{key} must be {type(default).__name__}, not {value!r}")
+        updates[key] = value
+    return replace(current, **updates)
+
+
+def _validate(config: GatewayConfig) -> None:
+    positive = {
+        "mqtt.port": config.mqtt.port,
+        "mqtt.keepalive_s": config.mqtt.keepalive_s,
+        "verify.max_future_s": config.verify.max_future_s,
+        "verify.max_age_s": config.verify.max_age_s,
+        "verify.max_bundle_bytes": config.verify.max_bundle_bytes,
+        "pipeline.max_group": config.pipeline.max_group,
+        "pipeline.queue_size": config.pipeline.queue_size,
+        "devices.expected_interval_s": config.devices.expected_interval_s,
+        "devices.silent_after_intervals": config.devices.silent_after_intervals,
+        "batch.interval_s": config.batch.interval_s,
+        "batch.max_bundles": config.batch.max_bundles,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, not {value}")
+    if not 0 < config.mqtt.port < 65536:
+        raise ConfigError(f"mqtt.port out of range: {config.mqtt.port}")
+    if config.batch.mode not in ("bundles", "proofs"):
+        raise ConfigError(f"batch.mode must be 'bundles' or 'proofs', not {config.batch.mode!r}")
+    if config.uplink.kind not in ("http", "mqtt", "none"):
+        raise ConfigError(f"uplink.kind must be 'http', 'mqtt' or 'none', not {config.uplink.kind!r}")
+    try:
+        port = config.http.port
+    except ValueError as exc:
+        raise ConfigError(f"http.listen must be host:port, not {config.http.listen!r}") from exc
+    if not 0 <= port < 65536:
+        raise ConfigError(f"http.listen port out of range: {config.http.listen!r}")

@@ -1,0 +1,142 @@
+"""`pinseal-gateway run`: everything wired together under one asyncio loop.
+
+Startup order puts durability first: database (schema, state) and key before any connection, the
+pipeline before the MQTT subscription. Shutdown runs the other way round: stop taking messages,
+finish and commit the group in flight, publish its acks and PUBACKs, disconnect, close the database.
+Whatever was received but not committed is simply not PUBACKed; the broker redelivers it next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pinseal_gateway.config import GatewayConfig
+from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.http_api import start_http
+from pinseal_gateway.ingest.mqtt import MqttIngest
+from pinseal_gateway.keys import KeyFileError, gateway_kid, load_gateway_key, read_secret
+from pinseal_gateway.metrics import Metrics
+from pinseal_gateway.pipeline import Pipeline
+from pinseal_gateway.store import bundles as bundle_store
+from pinseal_gateway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+# Parts written separately; the gateway runs without them (with a clear log line) until they exist.
+OPTIONAL_TASKS = (
+    ("pinseal_gateway.batcher", "run_batcher"),
+    ("pinseal_gateway.uplink", "run_uplink"),
+    ("pinseal_gateway.silence", "run_silence_watch"),
+)
+SHUTDOWN_GRACE_S = 10.0
+
+
+def _optional(
+    module_name: str, attr: str
+) -> Callable[[GatewayContext, asyncio.Event], Awaitable[Any]] | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the module exists but one of its imports is missing: that is a bug, not "not there yet"
+        log.warning("%s is not installed yet: %s not started", module_name, attr)
+        return None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        log.warning("%s has no %s yet: not started", module_name, attr)
+    return fn
+
+
+def _read_mqtt_password(config: GatewayConfig) -> str | None:
+    path = config.mqtt_password_path
+    if not path.exists():
+        log.warning("no MQTT password file at %s; connecting without a password", path)
+        return None
+    return read_secret(path).decode("utf-8").strip()
+
+
+def _init_gauges(ctx: GatewayContext) -> None:
+    for state in ctx.db.run_sync(bundle_store.all_states):
+        if state.last_seen is not None:
+            ctx.metrics.device_last_seen.labels(state.kid.hex()).set(state.last_seen)
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    stop: asyncio.Event | None = None,
+    *,
+    on_ready: Callable[[GatewayContext, int], None] | None = None,
+) -> None:
+    """Run the gateway until `stop` is set (or SIGTERM/SIGINT); `on_ready(ctx, http_port)` once subscribed."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+
+    key = load_gateway_key(config.key_path)  # KeyFileError: refuse to start with an unsafe key
+    password = _read_mqtt_password(config)
+    db = Database(config.db_path)
+    ctx = GatewayContext(config, db, key, gateway_kid(key), Metrics())
+    _init_gauges(ctx)
+    log.info("gateway %s starting; database %s", ctx.gateway_kid.hex(), config.db_path)
+
+    pipeline = Pipeline(ctx, transport=None)
+    ingest = MqttIngest(config.mqtt, password, pipeline)
+    pipeline.transport = ingest
+    pipeline.bind_loop(loop)
+    runner, http_port = await start_http(ctx)
+    tasks: dict[asyncio.Task[Any], str] = {}
+    pipeline_task: asyncio.Task[None] | None = None
+    try:
+        pipeline_task = asyncio.create_task(pipeline.run(stop), name="pipeline")
+        tasks[pipeline_task] = "pipeline"
+        ingest.start()
+        for module_name, attr in OPTIONAL_TASKS:
+            fn = _optional(module_name, attr)
+            if fn is not None:
+                tasks[asyncio.create_task(fn(ctx, stop), name=attr)] = attr
+        for task, name in tasks.items():
+            task.add_done_callback(lambda t, n=name: _task_done(t, n, stop))
+        if on_ready is not None:
+            await asyncio.get_running_loop().run_in_executor(None, ingest.connected.wait, 30.0)
+            on_ready(ctx, http_port)
+        log.info("gateway running")
+        await stop.wait()
+        log.info("gateway stopping")
+    finally:
+        stop.set()
+        ingest.pause()
+        if pipeline_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pipeline_task, SHUTDOWN_GRACE_S)
+        ingest.stop()
+        others = [t for t in tasks if t is not pipeline_task]
+        if others:
+            _, pending = await asyncio.wait(others, timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await runner.cleanup()
+        db.close()
+        log.info("gateway stopped")
+
+
+def _task_done(task: asyncio.Task[Any], name: str, stop: asyncio.Event) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.critical("%s failed; stopping the gateway", name, exc_info=exc)
+        stop.set()
+    elif not stop.is_set():
+        log.info("%s finished (nothing more to do in this configuration)", name)
+
+
+__all__ = ["KeyFileError", "run_gateway"]

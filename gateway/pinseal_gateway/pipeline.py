@@ -1,0 +1,433 @@
+"""Transport-agnostic ingest: group, verify, commit, then ack.
+
+Messages are taken in groups (whatever is queued, up to `pipeline.max_group`): the group is verified
+in a worker thread, then stored in ONE transaction in the database thread, and only after that commit
+are the transport's messages settled (MQTT PUBACK) and the signed acks published. One fsync per group
+instead of per bundle is what makes thousands of bundles per second possible; verification of group
+N+1 overlaps the commit of group N.
+
+Backpressure: at most `pipeline.queue_size` messages are held between the transport and the commit;
+a transport thread submitting beyond that waits (for MQTT: the broker stops sending, its in-flight
+window is full). Garbage is rejected with little work (size, decoding and registry checks come before
+the signature), so a flood of it costs honest devices little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from pinseal_gateway.acks import AckSigner
+from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.store import bundles as store
+from pinseal_gateway.store import devices as registry_store
+from pinseal_gateway.verify import (
+    Checked,
+    Limits,
+    Registry,
+    RegistryEntry,
+    Rejected,
+    check_message,
+    classify_history,
+)
+from pinseal_protocol.errors import Conflict, Replayed
+from pinseal_protocol.history import StoredBundle, Verdict
+
+log = logging.getLogger(__name__)
+
+REGISTRY_REFRESH_S = 1.0  # a revocation or a new device takes effect within this long
+UNKNOWN_REFRESH_S = 0.2  # an unknown kid triggers a registry reload at most this often
+STORE_RETRY_MAX_S = 30.0
+LOG_EVERY_S = 10.0  # per (kid, reason): one rejection log line, then a summary at most this often
+
+
+@dataclass(slots=True)
+class Message:
+    """One received message; `token` is the transport's handle to settle it (e.g. MQTT mid)."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    token: object = None
+
+
+class Transport(Protocol):
+    def settle(self, tokens: Sequence[object]) -> None:
+        """The messages are committed or their rejection recorded: the transport may forget them."""
+
+    def publish_acks(self, acks: Sequence[tuple[bytes, bytes]]) -> None:
+        """Publish signed acks, (device kid, ack bytes), after their bundles committed."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one message of a group."""
+
+    message: Message
+    status: str  # "accepted", "duplicate" or "rejected"
+    reason: str | None = None
+    detail: str = ""
+    kid: bytes | None = None
+    n_readings: int = 0
+    chain_gap: bool = False
+    time_flag: str | None = None
+    bundle_hash: bytes | None = None
+    ack: bytes | None = None
+
+
+@dataclass(slots=True)
+class GroupResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    last_seen: dict[bytes, float] = field(default_factory=dict)
+
+
+def load_registry(conn: sqlite3.Connection) -> tuple[Registry, tuple[object, ...]]:
+    """The registry and a fingerprint of the devices table that changes with any add or revoke."""
+    from pinseal_protocol import keys
+
+    entries = {
+        d.kid: RegistryEntry(keys.load_public_key(d.public_key), d.revoked)
+        for d in registry_store.list_devices(conn)
+    }
+    return Registry(entries), _registry_fingerprint(conn)
+
+
+def _registry_fingerprint(conn: sqlite3.Connection) -> tuple[object, ...]:
+    return tuple(conn.execute("SELECT count(*), max(added_at), total(revoked_at) FROM devices").fetchone())
+
+
+class _RejectionLog:
+    """Logs rejections with their key id without letting a flood turn into a log flood."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[bytes | None, str], tuple[float, int]] = {}
+
+    def log(self, kid: bytes | None, reason: str, detail: str, now: float) -> None:
+        key = (kid, reason)
+        last, suppressed = self._last.get(key, (0.0, 0))
+        if now - last < LOG_EVERY_S:
+            self._last[key] = (last, suppressed + 1)
+            return
+        if len(self._last) > 10000:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        extra = f" (+{suppressed} more since last report)" if suppressed else ""
+        log.warning("rejected %s from %s: %s%s", reason, kid.hex() if kid else "?", detail, extra)
+
+
+class Pipeline:
+    """Receives messages from a transport and drives them through verify, commit and ack."""
+
+    def __init__(self, ctx: GatewayContext, transport: Transport | None) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        cfg = ctx.config
+        self.limits = Limits(cfg.verify.max_bundle_bytes, cfg.verify.max_future_s, cfg.verify.max_age_s)
+        self.max_group = cfg.pipeline.max_group
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(cfg.pipeline.queue_size)
+        self._verified: asyncio.Queue[tuple[list[Message], list[Checked | Rejected]] | None] = asyncio.Queue(
+            2
+        )
+        self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-verify")
+        self._signer = AckSigner(ctx.gateway_key)
+        self._states = store.DeviceStates()
+        self._registry = Registry()
+        self._fingerprint: tuple[object, ...] | None = None
+        self._registry_checked = 0.0
+        self._rejection_log = _RejectionLog()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = threading.Event()
+
+    # -- input -------------------------------------------------------------------------------------
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def submit_threadsafe(self, message: Message) -> bool:
+        """From a transport thread: enqueue, waiting while the pipeline is full; False when closing."""
+        assert self._loop is not None, "bind_loop first"
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing.is_set():
+                return False
+        if self._closing.is_set():
+            self._slots.release()
+            return False
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        return True
+
+    async def submit(self, message: Message) -> None:
+        """From the event loop (in-process transports, tests): enqueue, waiting while full."""
+        while not self._slots.acquire(blocking=False):
+            await asyncio.sleep(0.01)
+        self._queue.put_nowait(message)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then finish the group in flight and return."""
+        self._loop = asyncio.get_running_loop()
+        await self._refresh_registry(force=True)
+        storer = asyncio.create_task(self._store_loop(), name="pinseal-store")
+        try:
+            await self._verify_loop(stop)
+        finally:
+            self._closing.set()
+            await self._verified.put(None)
+            await storer
+            self._verify_pool.shutdown(wait=True)
+
+    async def _next_group(self, stop: asyncio.Event) -> list[Message] | None:
+        getter = asyncio.ensure_future(self._queue.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+            return None
+        group = [getter.result()]
+        while len(group) < self.max_group:
+            try:
+                group.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return group
+
+    async def _verify_loop(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            group = await self._next_group(stop)
+            if group is None:
+                break
+            self.ctx.metrics.queue_depth.set(self._queue.qsize())
+            await self._refresh_registry()
+            checked = await loop.run_in_executor(self._verify_pool, self._check_group, group, self._registry)
+            unknown = any(isinstance(c, Rejected) and c.reason == "unknown_device" for c in checked)
+            # A device added a moment ago must not be turned away until the next periodic refresh.
+            if unknown and await self._refresh_registry(unknown=True):
+                checked = await loop.run_in_executor(
+                    self._verify_pool, self._check_group, group, self._registry
+                )
+            await self._verified.put((group, checked))
+
+    def _check_group(self, group: list[Message], registry: Registry) -> list[Checked | Rejected]:
+        now = time.time()
+        limits = self.limits
+        return [check_message(m.topic, m.payload, registry, limits, now) for m in group]
+
+    async def _refresh_registry(self, *, force: bool = False, unknown: bool = False) -> bool:
+        """Reload the registry if the devices table changed; True when it was reloaded."""
+        now = time.monotonic()
+        interval = UNKNOWN_REFRESH_S if unknown else REGISTRY_REFRESH_S
+        if not force and now - self._registry_checked < interval:
+            return False
+        self._registry_checked = now
+        fingerprint = await self.ctx.db.run(_registry_fingerprint)
+        if not force and fingerprint == self._fingerprint:
+            return False
+        self._registry, self._fingerprint = await self.ctx.db.run(load_registry)
+        log.info("device registry loaded: %d devices", len(self._registry))
+        return True
+
+    async def _store_loop(self) -> None:
+        while (item := await self._verified.get()) is not None:
+            group, checked = item
+            result = await self._store_with_retry(group, checked)
+            if result is None:  # shutting down without a commit: the broker redelivers these
+                for _ in group:
+                    self._slots.release()
+                continue
+            self._finish(result)
+
+    async def _store_with_retry(
+        self, group: list[Message], checked: list[Checked | Rejected]
+    ) -> GroupResult | None:
+        delay = 0.5
+        while True:
+            try:
+                return await self.ctx.db.run(self._store_group, group, checked)
+            except sqlite3.Error as exc:
+                if self._closing.is_set():
+                    log.error("store failed during shutdown, %d messages left unacked: %s", len(group), exc)
+                    return None
+                log.error("store failed (%s); retrying the group of %d in %.1f s", exc, len(group), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
+    def _store_group(
+        self, conn: sqlite3.Connection, group: list[Message], checked: list[Checked | Rejected]
+    ) -> GroupResult:
+        """In the database thread: classify against history, store everything in one transaction."""
+        result = GroupResult()
+        try:
+            with conn:
+                self._write_group(conn, group, checked, result)
+        except BaseException:
+            self._states.invalidate()  # the cache may hold state of the rolled-back transaction
+            raise
+        commit_time = int(time.time())
+        states = self._states
+        for outcome in result.outcomes:
+            if outcome.status != "rejected":
+                assert outcome.kid is not None and outcome.bundle_hash is not None
+                state = states.get(conn, outcome.kid)
+                assert state.contiguous_seq is not None
+                outcome.ack = self._signer.sign(
+                    outcome.kid, state.contiguous_seq, outcome.bundle_hash, commit_time
+                )
+        return result
+
+    def _write_group(
+        self,
+        conn: sqlite3.Connection,
+        group: list[Message],
+        checked: list[Checked | Rejected],
+        result: GroupResult,
+    ) -> None:
+        reading_rows: list[tuple[object, ...]] = []
+        rejection_rows: list[tuple[object, ...]] = []
+        touched: dict[bytes, store.DeviceState] = {}
+        states = self._states
+        for message, check in zip(group, checked, strict=True):
+            if isinstance(check, Rejected):
+                rejection_rows.append(
+                    (
+                        check.kid,
+                        message.topic[:200],
+                        check.reason,
+                        check.detail,
+                        message.received_at,
+                        check.evidence,
+                    )
+                )
+                result.outcomes.append(Outcome(message, "rejected", check.reason, check.detail, check.kid))
+                continue
+            bundle = check.bundle
+            kid = bundle.kid
+            state = states.get(conn, kid)
+            try:
+                verdict = classify_history(conn, state, bundle)
+            except (Conflict, Replayed) as exc:
+                evidence = bundle.raw if isinstance(exc, Conflict) else bundle.raw[:256]
+                rejection_rows.append(
+                    (kid, message.topic[:200], exc.reason, exc.detail, message.received_at, evidence)
+                )
+                result.outcomes.append(Outcome(message, "rejected", exc.reason, exc.detail, kid))
+                continue
+            if verdict is Verdict.DUPLICATE:
+                state = replace(state, last_seen=message.received_at)
+                states.put(state)
+                touched[kid] = state
+                result.outcomes.append(Outcome(message, "duplicate", kid=kid, bundle_hash=bundle.bundle_hash))
+                result.last_seen[kid] = message.received_at
+                continue
+            conn.execute(
+                store.INSERT_BUNDLE,
+                (
+                    bundle.bundle_hash,
+                    kid,
+                    bundle.boot,
+                    bundle.seq,
+                    bundle.last_seq,
+                    bundle.prev,
+                    bundle.n_readings,
+                    bundle.time_source,
+                    message.received_at,
+                    bundle.raw,
+                    0,
+                    check.time_flag,
+                ),
+            )
+            state, gap = store.with_new_bundle(
+                conn, state, StoredBundle.of(bundle), bundle.n_readings, message.received_at
+            )
+            if gap:
+                conn.execute("UPDATE bundles SET chain_gap = 1 WHERE hash = ?", (bundle.bundle_hash,))
+            states.put(state)
+            touched[kid] = state
+            for index, reading in enumerate(bundle.readings):
+                seq = bundle.seq + index
+                for record in reading.records:
+                    reading_rows.append(
+                        (
+                            bundle.bundle_hash,
+                            kid,
+                            seq,
+                            reading.time,
+                            record.name,
+                            record.unit,
+                            None if record.value is None else str(record.value),
+                            record.string_value,
+                        )
+                    )
+            result.outcomes.append(
+                Outcome(
+                    message,
+                    "accepted",
+                    kid=kid,
+                    n_readings=bundle.n_readings,
+                    chain_gap=gap,
+                    time_flag=check.time_flag,
+                    bundle_hash=bundle.bundle_hash,
+                )
+            )
+            result.last_seen[kid] = message.received_at
+        if reading_rows:
+            conn.executemany(store.INSERT_READING, reading_rows)
+        if rejection_rows:
+            conn.executemany(store.INSERT_REJECTION, rejection_rows)
+        if touched:
+            conn.executemany(store.UPSERT_STATE, [s.row() for s in touched.values()])
+
+    def _finish(self, result: GroupResult) -> None:
+        """After the commit: acks out, messages settled, metrics and logs."""
+        metrics = self.ctx.metrics
+        acks: list[tuple[bytes, bytes]] = []
+        now = time.time()
+        accepted = readings = 0
+        for outcome in result.outcomes:
+            if outcome.status == "rejected":
+                reason = outcome.reason or "rejected"
+                metrics.rejected.labels(reason).inc()
+                if reason == "conflict":
+                    metrics.conflicts.inc()
+                self._rejection_log.log(outcome.kid, reason, outcome.detail, now)
+                continue
+            assert outcome.kid is not None and outcome.ack is not None
+            acks.append((outcome.kid, outcome.ack))
+            if outcome.status == "duplicate":
+                metrics.duplicates.inc()
+                continue
+            accepted += 1
+            readings += outcome.n_readings
+            if outcome.chain_gap:
+                metrics.chain_gaps.inc()
+                log.info("chain gap before a bundle of %s (stored, flagged)", outcome.kid.hex())
+            if outcome.time_flag:
+                metrics.time_flags.labels(outcome.time_flag).inc()
+        transport = self.transport
+        assert transport is not None, "set the pipeline's transport before running it"
+        if acks:
+            transport.publish_acks(acks)
+            metrics.acks_sent.inc(len(acks))
+        transport.settle([o.message.token for o in result.outcomes])
+        for _ in result.outcomes:
+            self._slots.release()
+        metrics.bundles_accepted.inc(accepted)
+        metrics.readings_accepted.inc(readings)
+        metrics.group_size.observe(len(result.outcomes))
+        for kid, seen in result.last_seen.items():
+            metrics.device_last_seen.labels(kid.hex()).set(seen)

@@ -1,0 +1,125 @@
+"""The device registry: which public keys may send bundles, and their MQTT credentials.
+
+Only a hash of a device's MQTT password is stored, in Mosquitto's own PBKDF2-SHA512 format, so the
+broker's password file can be regenerated from the registry at any time without the gateway ever
+keeping a device's password.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from pinseal_protocol import keys
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    kid BLOB PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    label TEXT,
+    mqtt_password_hash TEXT,
+    expected_interval_s INTEGER,
+    added_at REAL NOT NULL,
+    revoked_at REAL
+);
+"""
+
+# Mosquitto 2.0's `$7$` hash: PBKDF2-HMAC-SHA512, 12-byte salt, 64-byte hash, base64 with padding.
+PBKDF2_ITERATIONS = 101
+SALT_SIZE = 12
+
+
+class DeviceError(Exception):
+    """A registry operation that cannot be done: duplicate, unknown or already revoked device."""
+
+
+@dataclass(frozen=True)
+class Device:
+    kid: bytes
+    public_key: bytes
+    label: str | None
+    mqtt_password_hash: str | None
+    expected_interval_s: int | None
+    added_at: float
+    revoked_at: float | None
+
+    @property
+    def kid_hex(self) -> str:
+        return self.kid.hex()
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def mosquitto_password_hash(
+    password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> str:
+    """The password-file hash Mosquitto 2.0 writes (`mosquitto_passwd`) and checks."""
+    salt = secrets.token_bytes(SALT_SIZE) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def new_mqtt_password() -> str:
+    """A fresh random MQTT password (shown once, never stored)."""
+    return secrets.token_urlsafe(24)
+
+
+def add_device(
+    conn: sqlite3.Connection,
+    public_key: bytes,
+    *,
+    label: str | None,
+    expected_interval_s: int | None,
+    password_hash: str,
+    now: float | None = None,
+) -> Device:
+    """Register a device key; refuses a key that is already registered (even revoked)."""
+    keys.load_public_key(public_key)  # ValueError for anything that is not a 32-byte Ed25519 key
+    kid = keys.key_id(public_key)
+    added_at = time.time() if now is None else now
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO devices (kid, public_key, label, mqtt_password_hash, expected_interval_s, "
+                "added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (kid, public_key, label, password_hash, expected_interval_s, added_at),
+            )
+    except sqlite3.IntegrityError as exc:
+        raise DeviceError(f"device {kid.hex()} is already registered") from exc
+    return Device(kid, public_key, label, password_hash, expected_interval_s, added_at, None)
+
+
+def revoke_device(conn: sqlite3.Connection, kid: bytes, now: float | None = None) -> None:
+    """Mark a device revoked: its bundles are rejected from now on, its stored ones stay."""
+    with conn:
+        row = conn.execute("SELECT revoked_at FROM devices WHERE kid = ?", (kid,)).fetchone()
+        if row is None:
+            raise DeviceError(f"device {kid.hex()} is not registered")
+        if row[0] is not None:
+            raise DeviceError(f"device {kid.hex()} is already revoked")
+        conn.execute(
+            "UPDATE devices SET revoked_at = ? WHERE kid = ?", (time.time() if now is None else now, kid)
+        )
+
+
+def list_devices(conn: sqlite3.Connection) -> list[Device]:
+    rows = conn.execute(
+        "SELECT kid, public_key, label, mqtt_password_hash, expected_interval_s, added_at, revoked_at "
+        "FROM devices ORDER BY added_at, kid"
+    ).fetchall()
+    return [Device(*row) for row in rows]
+
+
+def get_device(conn: sqlite3.Connection, kid: bytes) -> Device | None:
+    row = conn.execute(
+        "SELECT kid, public_key, label, mqtt_password_hash, expected_interval_s, added_at, revoked_at "
+        "FROM devices WHERE kid = ?",
+        (kid,),
+    ).fetchone()
+    return None if row is None else Device(*row)

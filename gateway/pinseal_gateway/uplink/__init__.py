@@ -1,0 +1,61 @@
+"""Forwarding sealed batches to the network: one small interface, two backends (HTTP, MQTT).
+
+A backend only delivers one stored body and says what happened; ordering, retries, backoff and the
+durable state live in `outbox.py`, so both backends behave the same under outages and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pinseal_gateway.context import GatewayContext
+
+
+class Outcome(enum.Enum):
+    """What one delivery attempt established."""
+
+    SENT = "sent"
+    """The network confirmed it holds this batch (newly stored or a duplicate of what it holds)."""
+    RETRY = "retry"
+    """Transient: unreachable, timed out, overloaded. Send the same bytes again later."""
+    RESEND_FROM = "resend_from"
+    """The network's chain ends before this batch; resend from `SendResult.expected` on."""
+    REJECTED = "rejected"
+    """The network refused the batch (4xx other than conflict). Retried with backoff, logged as an error,
+    because the usual causes (gateway or device not yet registered upstream) are fixed by an operator."""
+    CONFLICT = "conflict"
+    """The network holds a different batch under this number: permanent, the uplink stops."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    expected: int | None = None
+
+    @classmethod
+    def sent(cls, detail: str = "") -> SendResult:
+        return cls(Outcome.SENT, detail)
+
+    @classmethod
+    def retry(cls, detail: str) -> SendResult:
+        return cls(Outcome.RETRY, detail)
+
+
+class UplinkBackend(Protocol):
+    """Delivers one batch's stored uplink body; never raises for delivery failures, returns them."""
+
+    async def send(self, batch_hash: bytes, body: bytes) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+async def run_uplink(ctx: GatewayContext, stop: asyncio.Event, **options: Any) -> None:
+    """The uplink task the daemon starts (see `outbox.run_uplink`); imported lazily to avoid a cycle."""
+    from pinseal_gateway.uplink.outbox import run_uplink as drain
+
+    await drain(ctx, stop, **options)

@@ -1,0 +1,217 @@
+"""Drain the durable uplink outbox: strictly in batch order, one batch at a time, backoff with jitter.
+
+All state lives in the `uplink_outbox` table (attempts, next_attempt_at, last_error, sent_at), so a
+restart resumes at the first batch the network has not confirmed, waiting out its backoff. The body is
+read from the table and sent byte for byte every time: a batch is never re-encoded, so the network
+can never see one batch as two different ones. A batch leaves the outbox (sent_at set) only after the
+network confirmed it holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pinseal_gateway.store import batches
+from pinseal_gateway.uplink import Outcome, SendResult, UplinkBackend
+
+if TYPE_CHECKING:
+    from pinseal_gateway.context import GatewayContext
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+"""How often an empty (or halted) outbox looks for new batches."""
+SEND_TIMEOUT_S = 120.0
+"""Safety net around one backend call; backends have their own, shorter timeouts."""
+
+
+def backoff_delay(
+    failures: int, initial_s: float, max_s: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after the `failures`-th consecutive failure of one batch.
+
+    Exponential with full jitter: uniform in [initial_s, min(max_s, initial_s * 2**failures)]. The
+    ceiling doubles per failure so an outage costs few requests; the jitter spreads a fleet of
+    gateways that all lost the network at the same moment, so they do not return in lockstep.
+    """
+    if failures < 1:
+        return 0.0
+    ceiling = min(max_s, initial_s * 2.0 ** min(failures, 64))
+    ceiling = max(ceiling, initial_s)
+    return initial_s + rand() * (ceiling - initial_s)
+
+
+def make_backend(ctx: GatewayContext) -> UplinkBackend | None:
+    """The backend `config.uplink.kind` names; None for "none" (no uplink task at all)."""
+    cfg = ctx.config.uplink
+    if cfg.kind == "none":
+        return None
+    if cfg.kind == "http":
+        from pinseal_gateway.uplink.http import HttpUplink
+
+        return HttpUplink(cfg.url)
+    if cfg.kind == "mqtt":
+        from pinseal_gateway.uplink.mqtt import MqttUplink
+
+        kid_hex = ctx.gateway_kid.hex()
+        return MqttUplink(
+            cfg.mqtt_host,
+            cfg.mqtt_port,
+            cfg.mqtt_topic.format(gateway_kid=kid_hex),
+            client_id=f"pinseal-uplink-{kid_hex}",
+        )
+    raise ValueError(f"unknown uplink kind {cfg.kind!r}")
+
+
+class OutboxDrainer:
+    """One step of the drain loop at a time, so tests can drive it without sleeping."""
+
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        backend: UplinkBackend,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+    ) -> None:
+        self.ctx = ctx
+        self.backend = backend
+        self.clock = clock
+        self.rand = rand
+        self.send_timeout_s = send_timeout_s
+        self.halted: str | None = None
+        """Set to the reason once the uplink hit a permanent error; nothing more is sent."""
+
+    async def step(self) -> float:
+        """Try the next due batch; returns how long to wait before the next step (0 = at once)."""
+        if self.halted is not None:
+            return POLL_S
+        db = self.ctx.db
+        entry = await db.run(batches.next_unsent)
+        self.ctx.metrics.outbox_depth.set(await db.run(batches.outbox_depth))
+        if entry is None:
+            return POLL_S
+        wait = entry.next_attempt_at - self.clock()
+        if wait > 0:  # capped: a clock stepped backwards must not park the uplink for long
+            return min(wait, self.ctx.config.uplink.backoff_max_s)
+        result = await self._send(entry)
+        return await self._settle(entry, result)
+
+    async def _send(self, entry: batches.OutboxEntry) -> SendResult:
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                return await self.backend.send(entry.batch_hash, entry.body)
+        except TimeoutError:
+            return SendResult.retry(f"no answer within {self.send_timeout_s:g} s")
+        except Exception as exc:  # a backend bug must not kill the uplink; the batch stays queued
+            log.exception("uplink backend failed on batch %s", entry.batch_no)
+            return SendResult.retry(f"{type(exc).__name__}: {exc}")
+
+    async def _settle(self, entry: batches.OutboxEntry, result: SendResult) -> float:
+        db = self.ctx.db
+        metrics = self.ctx.metrics
+        if result.outcome is Outcome.SENT:
+            await db.run(batches.mark_sent, entry.batch_no, self.clock())
+            metrics.uplink_sent.inc()
+            metrics.outbox_depth.set(await db.run(batches.outbox_depth))
+            log.info(
+                "uplink: batch %s (%s) confirmed %s", entry.batch_no, entry.batch_hash.hex(), result.detail
+            )
+            return 0.0
+        metrics.uplink_failures.inc()
+        if result.outcome is Outcome.CONFLICT:
+            return await self._halt(
+                entry, f"conflict: the network holds a different batch {entry.batch_no}: {result.detail}"
+            )
+        if result.outcome is Outcome.RESEND_FROM and result.expected is not None:
+            if 0 <= result.expected < entry.batch_no:
+                reopened = await db.run(batches.reopen_from, result.expected)
+                if reopened:
+                    log.warning(
+                        "uplink: the network's chain ends before batch %s; resending %s batches from %s",
+                        entry.batch_no,
+                        reopened,
+                        result.expected,
+                    )
+                    await db.run(
+                        batches.record_error, entry.batch_no, f"chain_gap: expected {result.expected}"
+                    )
+                    return 0.0
+                return await self._halt(
+                    entry, f"chain_gap: the network expects batch {result.expected}, no longer in the outbox"
+                )
+            log.error(
+                "uplink: batch %s: the network expects batch %s, which does not precede it; retrying",
+                entry.batch_no,
+                result.expected,
+            )
+        return await self._backoff(entry, result)
+
+    async def _backoff(self, entry: batches.OutboxEntry, result: SendResult) -> float:
+        cfg = self.ctx.config.uplink
+        failures = entry.attempts + 1
+        delay = backoff_delay(failures, cfg.backoff_initial_s, cfg.backoff_max_s, self.rand)
+        error = f"{result.outcome.value}: {result.detail}"
+        await self.ctx.db.run(batches.mark_failed, entry.batch_no, error, self.clock() + delay)
+        level = logging.ERROR if result.outcome is Outcome.REJECTED else logging.WARNING
+        log.log(
+            level,
+            "uplink: batch %s attempt %s failed (%s); next attempt in %.1f s",
+            entry.batch_no,
+            failures,
+            error,
+            delay,
+        )
+        return delay
+
+    async def _halt(self, entry: batches.OutboxEntry, reason: str) -> float:
+        """Stop for good: sending anything else now could fork the gateway's chain upstream."""
+        self.halted = reason
+        await self.ctx.db.run(batches.record_error, entry.batch_no, reason)
+        log.critical(
+            "UPLINK STOPPED at batch %s (%s): %s. No further batch will be sent; an operator must "
+            "resolve this with the network before restarting.",
+            entry.batch_no,
+            entry.batch_hash.hex(),
+            reason,
+        )
+        return POLL_S
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when the daemon stops."""
+    if seconds <= 0:
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass
+
+
+async def run_uplink(
+    ctx: GatewayContext,
+    stop: asyncio.Event,
+    *,
+    backend: UplinkBackend | None = None,
+    clock: Callable[[], float] = time.time,
+    rand: Callable[[], float] = random.random,
+) -> None:
+    """The uplink task: drain the outbox until `stop` is set (returns at once for kind "none")."""
+    if backend is None:
+        backend = make_backend(ctx)
+        if backend is None:
+            log.info('uplink disabled (kind = "none"); batches stay in the outbox')
+            return
+    drainer = OutboxDrainer(ctx, backend, clock=clock, rand=rand)
+    try:
+        while not stop.is_set():
+            await _sleep(stop, await drainer.step())
+    finally:
+        await backend.close()

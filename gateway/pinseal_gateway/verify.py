@@ -1,0 +1,141 @@
+"""One received message to a verdict: protocol checks, registry, time sanity (`check_message`), then
+history (`classify_history`, which needs the store and so runs in the database thread).
+
+Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or
+`Rejected` with one reason of docs/protocol.md §8. A bug in a decoder is still reported as a rejection
+(`malformed`, with the exception in the detail and logged), so one poisonous message can never stop
+the pipeline or be acked as accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pinseal_gateway.store import bundles as store
+from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import history
+from pinseal_protocol.bundle import Bundle
+from pinseal_protocol.errors import RejectedMessage, Revoked, TooLarge, UnknownDevice, WrongTopic
+from pinseal_protocol.history import StoredBundle, Verdict
+
+log = logging.getLogger(__name__)
+
+TOPIC_PREFIX = "pinseal/v1/"
+UP_SUFFIX = "/up"
+TIME_SOURCES_WITH_CLOCK = (1, 2)  # NTP or gateway ack time: Unix seconds, comparable with ours
+EVIDENCE_LIMIT = (
+    256  # bytes kept from a rejected message other than a conflict (a flood must not fill the disk)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bundle_bytes: int = pbundle.MAX_SIZE
+    max_future_s: int = 300
+    max_age_s: int = 2592000
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    public_key: Ed25519PublicKey
+    revoked: bool
+
+
+class Registry:
+    """The devices allowed to send, as loaded public keys; replaced whole when the devices table changes."""
+
+    def __init__(self, entries: Mapping[bytes, RegistryEntry] | None = None) -> None:
+        self._entries = dict(entries or {})
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def resolve(self, kid: bytes) -> Ed25519PublicKey:
+        """`verify_bundle`'s key resolver: UnknownDevice / Revoked before any signature work."""
+        entry = self._entries.get(kid)
+        if entry is None:
+            raise UnknownDevice(f"kid {kid.hex()} is not registered")
+        if entry.revoked:
+            raise Revoked(f"kid {kid.hex()} is revoked")
+        return entry.public_key
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A message whose bundle passed every stateless check."""
+
+    bundle: Bundle
+    time_flag: str | None  # None, "future" or "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+    kid: bytes | None  # the topic's key id (the authenticated publisher) when it parses
+    evidence: bytes
+
+
+def topic_kid(topic: str) -> bytes | None:
+    """The key id in `pinseal/v1/<kid-hex>/up`, or None if the topic is not a device up topic."""
+    if not topic.startswith(TOPIC_PREFIX) or not topic.endswith(UP_SUFFIX):
+        return None
+    text = topic[len(TOPIC_PREFIX) : -len(UP_SUFFIX)]
+    if len(text) != 32 or text != text.lower():
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+def time_flag(bundle: Bundle, now: float, limits: Limits) -> str | None:
+    """'future' / 'stale' when a reading's clock time is implausible; None when fine or not a clock time."""
+    if bundle.time_source not in TIME_SOURCES_WITH_CLOCK:
+        return None
+    times = [reading.time for reading in bundle.readings]
+    if max(times) > now + limits.max_future_s:
+        return "future"
+    if min(times) < now - limits.max_age_s:
+        return "stale"
+    return None
+
+
+def check_message(
+    topic: str, payload: bytes, registry: Registry, limits: Limits, now: float
+) -> Checked | Rejected:
+    """Every check that needs no stored history, in docs/protocol.md §8 order; never raises."""
+    kid = topic_kid(topic)
+    try:
+        if len(payload) > limits.max_bundle_bytes:
+            raise TooLarge(f"{len(payload)} bytes > {limits.max_bundle_bytes}")
+        if kid is None:
+            # Checked after the size (§8 order) but before decoding: a message not on a device's up
+            # topic is addressed to nobody we know.
+            raise WrongTopic(f"not a device up topic: {topic[:100]!r}")
+        bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid)
+    except RejectedMessage as exc:
+        return Rejected(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
+    except Exception as exc:  # a decoder bug must not take the gateway down or let the message through
+        log.exception(
+            "verifier failed on a message from %s; rejecting it as malformed", kid.hex() if kid else "?"
+        )
+        return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
+    return Checked(bundle, time_flag(bundle, now, limits))
+
+
+def classify_history(conn: sqlite3.Connection, state: store.DeviceState, bundle: Bundle) -> Verdict:
+    """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
+
+    The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor
+    overlap a stored bundle nor lie below the high-water mark, so `history.classify` would say NEW.
+    """
+    if state.high_seq is None or bundle.seq > state.high_seq:
+        return Verdict.NEW
+    stored = store.history_for(conn, bundle.kid, bundle.seq, bundle.last_seq, bundle.prev, bundle.link)
+    return history.classify(StoredBundle.of(bundle), stored)

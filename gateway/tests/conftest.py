@@ -1,0 +1,323 @@
+"""Shared fixtures for the gateway tests: host-signed devices, a real Mosquitto, a running gateway.
+
+Devices sign on the host exactly as docs/protocol.md says a device does (`pinseal_protocol.bundle.seal`)
+and talk to a private Mosquitto on a free loopback port with their own username and password, under
+the ACL the gateway generates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pinseal_gateway import broker
+from pinseal_gateway.config import GatewayConfig, from_mapping
+from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.daemon import run_gateway
+from pinseal_gateway.keys import create_gateway_key, write_secret
+from pinseal_gateway.store import devices as device_store
+from pinseal_gateway.store.db import Database
+from pinseal_protocol import ack as pack
+from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import keys
+from pinseal_protocol.dcbor import DecimalFraction
+from pinseal_protocol.senml import Reading, Record
+
+SUPERUSER = "pinseal-test-superuser"
+SUPERUSER_PASSWORD = "superuser-password"
+
+
+class SimDevice:
+    """A device that signs on the host: its own key, sequence counter and prev chain."""
+
+    def __init__(self, seed: bytes | None = None, *, boot: int = 1) -> None:
+        self.key = Ed25519PrivateKey.from_private_bytes(seed) if seed else Ed25519PrivateKey.generate()
+        self.public = keys.public_key_bytes(self.key)
+        self.kid = keys.key_id(self.public)
+        self.kid_hex = self.kid.hex()
+        self.boot = boot
+        self.seq = 0
+        self.prev = pbundle.ZERO_PREV
+        self.password = device_store.new_mqtt_password()
+
+    @property
+    def up_topic(self) -> str:
+        return f"pinseal/v1/{self.kid_hex}/up"
+
+    def seal(
+        self,
+        *,
+        n: int = 1,
+        seq: int | None = None,
+        prev: bytes | None = None,
+        time_s: int | None = None,
+        time_source: int = 1,
+        value: int = 2150,
+        advance: bool = True,
+    ) -> bytes:
+        """Seal the next bundle (or one at an explicit seq/prev) and, by default, advance the chain."""
+        seq = self.seq if seq is None else seq
+        prev = self.prev if prev is None else prev
+        base = int(time.time()) if time_s is None else time_s
+        readings = [
+            Reading(base + i, (Record("t", "Cel", DecimalFraction(-2, value + i)), Record("p", "Pa", 101325)))
+            for i in range(n)
+        ]
+        raw = pbundle.seal(
+            self.key,
+            boot=self.boot,
+            seq=seq,
+            prev=prev,
+            status=pbundle.Status(3900, -60, 100, 0, 0),
+            time_source=time_source,
+            readings=readings,
+        )
+        if advance:
+            self.seq = seq + n
+            self.prev = pbundle.link_of(raw)
+        return raw
+
+
+class MqttPeer:
+    """A paho client as a device (or the test superuser): publishes at QoS 1, collects acks."""
+
+    def __init__(self, port: int, username: str, password: str, *, subscribe: str | None = None) -> None:
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}")
+        self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.subscribe_topic = subscribe
+        self.client.on_connect = self._on_connect
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        if subscribe is not None and not self._subscribed.wait(10):
+            raise TimeoutError("subscription not confirmed")
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
+        if self.subscribe_topic is not None:
+            client.subscribe(self.subscribe_topic, qos=1)
+
+    def publish(self, topic: str, payload: bytes, *, wait: bool = True) -> mqtt.MQTTMessageInfo:
+        info = self.client.publish(topic, payload, qos=1)
+        if wait:
+            info.wait_for_publish(10)
+        return info
+
+    def get(self, timeout: float = 10.0) -> tuple[str, bytes]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class DevicePeer(MqttPeer):
+    """A registered device connected as itself and subscribed to its own ack topic."""
+
+    def __init__(self, port: int, device: SimDevice, gateway_public: bytes) -> None:
+        self.device = device
+        self.gateway_key = keys.load_public_key(gateway_public)
+        super().__init__(port, device.kid_hex, device.password, subscribe=f"pinseal/v1/{device.kid_hex}/ack")
+
+    def send(self, raw: bytes, *, wait: bool = True) -> None:
+        self.publish(self.device.up_topic, raw, wait=wait)
+
+    def ack(self, timeout: float = 10.0) -> pack.Ack:
+        """The next ack on this device's topic, verified as a device verifies it."""
+        _, payload = self.get(timeout)
+        return pack.verify_ack(payload, self.gateway_key, self.device.kid)
+
+    def acks_for(self, hashes: set[bytes], timeout: float = 20.0) -> dict[bytes, pack.Ack]:
+        """Collect verified acks until every hash in `hashes` has one."""
+        got: dict[bytes, pack.Ack] = {}
+        deadline = time.monotonic() + timeout
+        while not hashes <= got.keys():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(hashes - got.keys())} of {len(hashes)} acks missing")
+            ack = self.ack(remaining)
+            got[ack.bundle_hash] = ack
+        return got
+
+
+@dataclass
+class GatewayEnv:
+    """A configured gateway (key, registry, broker files) and its running Mosquitto."""
+
+    tmp: Path
+    config: GatewayConfig
+    gateway_public: bytes
+    devices: list[SimDevice]
+    broker_dir: Path
+    broker_proc: object = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.config.mqtt.port
+
+    def db(self) -> Database:
+        return Database(self.config.db_path)
+
+    def device_peer(self, device: SimDevice) -> DevicePeer:
+        return DevicePeer(self.port, device, self.gateway_public)
+
+    def superuser(self, subscribe: str | None = None) -> MqttPeer:
+        return MqttPeer(self.port, SUPERUSER, SUPERUSER_PASSWORD, subscribe=subscribe)
+
+    def write_broker_files(self) -> None:
+        db = self.db()
+        try:
+            registered = db.run_sync(device_store.list_devices)
+        finally:
+            db.close()
+        gw_password = self.config.mqtt_password_path.read_text().strip()
+        users = [
+            broker.gateway_user(self.config.mqtt.username, device_store.mosquitto_password_hash(gw_password)),
+            broker.BrokerUser(
+                SUPERUSER, device_store.mosquitto_password_hash(SUPERUSER_PASSWORD), ("topic readwrite #",)
+            ),
+        ]
+        users += [
+            broker.BrokerUser(d.kid_hex, d.mqtt_password_hash or "") for d in registered if not d.revoked
+        ]
+        broker.write_broker_config(self.broker_dir, host="127.0.0.1", port=self.port, users=users)
+
+    def write_toml(self, path: Path) -> Path:
+        """The configuration as a TOML file, for `pinseal-gateway ... --config`."""
+        lines = []
+        for section, values in self.extra["raw"].items():  # type: ignore[union-attr]
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def register(self, device: SimDevice, **kwargs: object) -> None:
+        db = self.db()
+        try:
+            db.run_sync(
+                lambda conn: device_store.add_device(
+                    conn,
+                    device.public,
+                    label=kwargs.get("label"),  # type: ignore[arg-type]
+                    expected_interval_s=kwargs.get("interval"),  # type: ignore[arg-type]
+                    password_hash=device_store.mosquitto_password_hash(device.password),
+                )
+            )
+        finally:
+            db.close()
+
+
+def make_env(tmp_path: Path, n_devices: int = 3, **sections: dict[str, object]) -> GatewayEnv:
+    data_dir = tmp_path / "data"
+    port = broker.free_port()
+    raw: dict[str, dict[str, object]] = {
+        "gateway": {"data_dir": str(data_dir)},
+        "mqtt": {"port": port, "client_id": f"pinseal-gateway-{port}"},
+        "http": {"listen": "127.0.0.1:0"},
+        "uplink": {"kind": "none"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    config = from_mapping(raw)
+    key = create_gateway_key(config.key_path)
+    write_secret(config.mqtt_password_path, b"gateway-test-password")
+    env = GatewayEnv(tmp_path, config, keys.public_key_bytes(key), [], tmp_path / "broker")
+    env.extra["raw"] = raw
+    for _ in range(n_devices):
+        device = SimDevice()
+        env.register(device)
+        env.devices.append(device)
+    env.write_broker_files()
+    return env
+
+
+@pytest.fixture
+def new_device() -> type[SimDevice]:
+    """The host-signing device class (tests must not import conftest by name)."""
+    return SimDevice
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[GatewayEnv]:
+    """Gateway configured with three registered devices, and a running Mosquitto for it."""
+    gateway_env = make_env(tmp_path)
+    proc = broker.start_mosquitto(gateway_env.broker_dir, gateway_env.port)
+    gateway_env.broker_proc = proc
+    try:
+        yield gateway_env
+    finally:
+        broker.stop_mosquitto(proc)
+
+
+class RunningGateway:
+    """`run_gateway` in a background thread with its own event loop, for synchronous tests."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.ctx: GatewayContext | None = None
+        self.http_port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TimeoutError(f"gateway did not become ready: {self.error!r}")
+        if self.error is not None:
+            raise self.error
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def ready(ctx: GatewayContext, port: int) -> None:
+                self.ctx, self.http_port = ctx, port
+                self._ready.set()
+
+            await run_gateway(self.config, self._stop, on_ready=ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "gateway did not stop"
+
+
+@pytest.fixture
+def gateway(env: GatewayEnv) -> Iterator[RunningGateway]:
+    running = RunningGateway(env.config)
+    try:
+        yield running
+    finally:
+        running.stop()
+    if running.error is not None:
+        raise running.error
+
+
+def with_sections(config: GatewayConfig, **sections: object) -> GatewayConfig:
+    return replace(config, **sections)  # type: ignore[arg-type]

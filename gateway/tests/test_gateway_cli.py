@@ -1,0 +1,145 @@
+"""The `pinseal-gateway` command line: key, registry, broker files (checked against the real broker)."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pinseal_gateway import broker
+from pinseal_gateway.cli import main
+from pinseal_gateway.keys import KeyFileError, load_gateway_key
+from pinseal_protocol import keys
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "gateway.toml"
+    port = broker.free_port()
+    path.write_text(f'[gateway]\ndata_dir = "data"\n[mqtt]\nport = {port}\n')
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keygen_creates_a_private_key_once(config_file, capsys):
+    code, out, _ = run(capsys, "keygen", "--config", str(config_file))
+    assert code == 0
+    key_path = config_file.parent / "data" / "gateway.key"
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    key = load_gateway_key(key_path)
+    public = keys.public_key_bytes(key)
+    assert public.hex() in out and keys.key_id_hex(public) in out
+    before = key_path.read_bytes()
+    code, _, err = run(capsys, "keygen", "--config", str(config_file))
+    assert code == 1 and "refusing to overwrite" in err
+    assert key_path.read_bytes() == before
+
+
+def test_a_readable_key_is_refused(tmp_path):
+    path = tmp_path / "gateway.key"
+    path.write_bytes(bytes(32))
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="group/world"):
+        load_gateway_key(path)
+    path.chmod(0o600)
+    load_gateway_key(path)
+    path.write_bytes(bytes(31))
+    with pytest.raises(KeyFileError, match="seed"):
+        load_gateway_key(path)
+
+
+def test_run_refuses_to_start_without_a_safe_key(config_file, capsys):
+    code, _, err = run(capsys, "run", "--config", str(config_file))
+    assert code == 1 and "keygen" in err
+
+
+def add_device(capsys, config_file, *extra):
+    public = keys.public_key_bytes(keys.load_private_key(bytes([len(extra) + 7]) * 32))
+    code, out, _ = run(capsys, "devices", "add", public.hex(), "--config", str(config_file), *extra)
+    assert code == 0
+    fields = dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("mqtt "))
+    return public, fields["mqtt username"], fields["mqtt password"]
+
+
+def test_devices_add_list_revoke_export(config_file, capsys):
+    public, username, password = add_device(capsys, config_file, "--label", "balcony", "--interval", "30")
+    assert username == keys.key_id_hex(public)
+    db_bytes = (config_file.parent / "data" / "gateway.sqlite").read_bytes()
+    assert password.encode() not in db_bytes  # only its hash is stored
+    code, _, err = run(capsys, "devices", "add", public.hex(), "--config", str(config_file))
+    assert code == 1 and "already registered" in err
+    code, _, err = run(capsys, "devices", "add", "abcd", "--config", str(config_file))
+    assert code == 1
+    code, out, _ = run(capsys, "devices", "list", "--config", str(config_file))
+    assert out.split() == [username, "active", "interval=30", "balcony"]
+    code, out, _ = run(capsys, "devices", "revoke", username, "--config", str(config_file))
+    assert code == 0
+    code, _, err = run(capsys, "devices", "revoke", username, "--config", str(config_file))
+    assert code == 1 and "already revoked" in err
+    code, _, err = run(capsys, "devices", "revoke", "00" * 16, "--config", str(config_file))
+    assert code == 1 and "not registered" in err
+    code, out, _ = run(capsys, "devices", "export", "--config", str(config_file))
+    (exported,) = json.loads(out)
+    assert exported["kid"] == username and exported["public_key"] == public.hex()
+    assert exported["label"] == "balcony" and exported["revoked_at"] is not None
+    code, out, _ = run(capsys, "status", "--config", str(config_file))
+    status = json.loads(out)
+    assert status["devices"][0]["revoked"] is True and status["counts"]["bundles"] == 0
+
+
+def connect(port, username, password):
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{username}")
+    client.username_pw_set(username, password)
+    client.connect("127.0.0.1", port)
+    result = {}
+    client.on_connect = lambda c, u, f, rc, p: result.setdefault("rc", rc)
+    while "rc" not in result:
+        client.loop(0.1)
+    client.disconnect()
+    return not result["rc"].is_failure
+
+
+def test_broker_config_passwords_work_on_the_real_broker(config_file, tmp_path, capsys):
+    _, username, password = add_device(capsys, config_file)
+    out_dir = tmp_path / "broker"
+    code, _out, _ = run(capsys, "broker-config", "--out", str(out_dir), "--config", str(config_file))
+    assert code == 0
+    passwd = out_dir / broker.PASSWD_NAME
+    assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
+    lines = passwd.read_text().splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["pinseal-gateway", username]
+    assert all(line.split(":", 1)[1].startswith("$7$101$") for line in lines)
+    acl = (out_dir / broker.ACL_NAME).read_text()
+    assert "pattern write pinseal/v1/%u/up" in acl and "pattern read pinseal/v1/%u/ack" in acl
+    assert "user pinseal-gateway\ntopic read pinseal/v1/+/up\ntopic write pinseal/v1/+/ack" in acl
+    gateway_password = (config_file.parent / "data" / "mqtt-password").read_text().strip()
+    assert stat.S_IMODE((config_file.parent / "data" / "mqtt-password").stat().st_mode) == 0o600
+    port = int(config_file.read_text().split("port = ")[1].split()[0])
+    proc = broker.start_mosquitto(out_dir, port)
+    try:
+        assert connect(port, username, password)
+        assert connect(port, "pinseal-gateway", gateway_password)
+        assert not connect(port, username, password + "x")
+        assert not connect(port, "someone", "else")
+    finally:
+        broker.stop_mosquitto(proc)
+
+
+def test_broker_config_for_the_system_service(config_file, tmp_path, capsys):
+    out_dir = tmp_path / "etc"
+    code, _, _ = run(capsys, "broker-config", "--system", "--out", str(out_dir), "--config", str(config_file))
+    assert code == 0
+    conf = (out_dir / broker.CONF_NAME).read_text()
+    assert (
+        "password_file /etc/mosquitto/pinseal.passwd" in conf
+        and "acl_file /etc/mosquitto/pinseal.acl" in conf
+    )
+    assert "allow_anonymous false" in conf and "persistence" not in conf and "\nuser " not in conf

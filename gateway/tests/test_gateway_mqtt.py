@@ -1,0 +1,232 @@
+"""End to end through a real Mosquitto: devices publish as themselves, the gateway stores and acks."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import time
+
+import pytest
+
+from pinseal_protocol import bundle as pbundle
+
+
+def rows(env, sql, *args):
+    conn = sqlite3.connect(env.config.db_path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def test_device_bundle_is_stored_and_acked(env, gateway):
+    device = env.devices[0]
+    peer = env.device_peer(device)
+    try:
+        raws = [device.seal() for _ in range(5)]
+        for raw in raws:
+            peer.send(raw)
+        acks = peer.acks_for({pbundle.bundle_hash(r) for r in raws})
+    finally:
+        peer.close()
+    last = acks[pbundle.bundle_hash(raws[-1])]
+    assert last.seq == 4
+    assert last.kid == gateway.ctx.gateway_kid
+    stored = rows(env, "SELECT seq, chain_gap, time_flag FROM bundles WHERE kid = ? ORDER BY seq", device.kid)
+    assert stored == [(i, 0, None) for i in range(5)]
+    assert rows(env, "SELECT count(*) FROM readings")[0][0] == 10
+    (state,) = rows(
+        env, "SELECT high_seq, contiguous_seq, bundles FROM device_state WHERE kid = ?", device.kid
+    )
+    assert state == (4, 4, 5)
+
+
+def metric(gateway, name, **labels):
+    value = gateway.ctx.metrics.registry.get_sample_value(f"pinseal_gateway_{name}", labels or None)
+    return 0 if value is None else value
+
+
+def flip_last_byte(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 1])
+
+
+def wait_for_sentinel(peer):
+    """An honest bundle after the bad ones: once it is acked, everything before it is committed (FIFO)."""
+    sentinel = peer.device.seal()
+    peer.send(sentinel)
+    peer.acks_for({pbundle.bundle_hash(sentinel)})
+
+
+def test_every_rejection_reason_end_to_end(env, gateway, new_device):
+    a, b, c = env.devices
+    stranger = new_device()  # never registered: the broker would not even let it log in
+    su = env.superuser()
+    peer_a = env.device_peer(a)
+    peer_c = env.device_peer(c)
+    try:
+        # a stores seq 0 and 5 (devices may skip sequence numbers) and 6..
+        first = a.seal()
+        skipped = a.seal(seq=5)
+        peer_a.send(first)
+        peer_a.send(skipped)
+        peer_a.acks_for({pbundle.bundle_hash(first), pbundle.bundle_hash(skipped)})
+        good = a.seal(advance=False)
+        conflicting = a.seal(seq=5, prev=pbundle.link_of(first), value=9999, advance=False)
+        replayed = a.seal(seq=2, prev=pbundle.link_of(first), advance=False)
+        bad = {
+            "malformed": (a.up_topic, b"\xff\x00garbage"),
+            "truncated": (a.up_topic, good[:-7]),
+            "too_large": (a.up_topic, good + bytes(2100)),
+            "bad_signature": (a.up_topic, flip_last_byte(good)),
+            "unknown_device": (stranger.up_topic, stranger.seal()),
+            "wrong_topic": (b.up_topic, good),
+            "conflict": (a.up_topic, conflicting),
+            "replayed": (a.up_topic, replayed),
+        }
+        for topic, payload in bad.values():
+            su.publish(topic, payload)
+        # revoked: c is still allowed by the broker (its files were not regenerated) but not by the gateway
+        db = env.db()
+        try:
+            from pinseal_gateway.store import devices as device_store
+
+            db.run_sync(device_store.revoke_device, c.kid)
+        finally:
+            db.close()
+        time.sleep(1.3)  # the registry is re-read within a second
+        peer_c.send(c.seal())
+        wait_for_sentinel(peer_a)
+    finally:
+        su.close()
+        peer_a.close()
+        peer_c.close()
+    reasons = [r for (r,) in rows(env, "SELECT reason FROM rejections ORDER BY id")]
+    expected = ["malformed", "malformed", "too_large", "bad_signature", "unknown_device", "wrong_topic"]
+    expected += ["conflict", "replayed", "revoked"]
+    assert reasons == expected
+    for reason in set(expected):
+        assert metric(gateway, "rejected_total", reason=reason) == expected.count(reason)
+    assert metric(gateway, "conflicts_total") == 1
+    (evidence,) = rows(env, "SELECT evidence FROM rejections WHERE reason = 'conflict'")[0]
+    assert evidence == conflicting  # the conflicting bytes are kept whole, as evidence
+    kids = dict(rows(env, "SELECT reason, kid FROM rejections"))
+    assert kids["revoked"] == c.kid and kids["bad_signature"] == a.kid and kids["wrong_topic"] == b.kid
+    # nothing of the rejected bytes is stored; the honest ones are, once each
+    stored = {h for (h,) in rows(env, "SELECT hash FROM bundles")}
+    assert pbundle.bundle_hash(conflicting) not in stored and pbundle.bundle_hash(replayed) not in stored
+    assert rows(env, "SELECT seq FROM bundles WHERE kid = ? ORDER BY seq", a.kid) == [(0,), (5,), (6,)]
+
+
+def test_duplicate_is_reacked_not_stored_twice(env, gateway):
+    device = env.devices[0]
+    peer = env.device_peer(device)
+    try:
+        raw = device.seal()
+        peer.send(raw)
+        first = peer.ack()
+        peer.send(raw)
+        second = peer.ack()
+    finally:
+        peer.close()
+    assert first.bundle_hash == second.bundle_hash == pbundle.bundle_hash(raw)
+    assert second.seq == 0
+    assert rows(env, "SELECT count(*) FROM bundles")[0][0] == 1
+    assert rows(env, "SELECT count(*) FROM readings")[0][0] == 2
+    assert metric(gateway, "duplicates_total") == 1
+    assert metric(gateway, "acks_sent_total") == 2
+
+
+def test_chain_gap_is_stored_flagged_and_filled(env, gateway):
+    device = env.devices[0]
+    peer = env.device_peer(device)
+    try:
+        b0, b1, b2 = device.seal(), device.seal(n=3), device.seal()
+        peer.send(b0)
+        assert peer.ack().seq == 0
+        peer.send(b2)  # b1 lost on the way: b2's prev names nothing stored
+        ack2 = peer.ack()
+        assert ack2.bundle_hash == pbundle.bundle_hash(b2) and ack2.seq == 0  # does not cover b2 yet
+        peer.send(b1)  # the missing link arrives late: accepted, and the chain is whole again
+        ack1 = peer.ack()
+        assert ack1.bundle_hash == pbundle.bundle_hash(b1) and ack1.seq == 4
+    finally:
+        peer.close()
+    flags = dict(rows(env, "SELECT seq, chain_gap FROM bundles"))
+    assert flags == {0: 0, 1: 0, 4: 1}
+    assert metric(gateway, "chain_gaps_total") == 1
+    assert rows(env, "SELECT gaps, contiguous_seq FROM device_state")[0] == (1, 4)
+
+
+def test_time_flags(env, gateway):
+    device = env.devices[0]
+    peer = env.device_peer(device)
+    now = int(time.time())
+    try:
+        raws = [
+            device.seal(time_s=now + 3600),  # NTP time an hour ahead
+            device.seal(time_s=now - 40 * 86400),  # 40 days old
+            device.seal(time_s=now),
+            device.seal(time_s=12, time_source=0),  # seconds since boot: not a clock time, never flagged
+        ]
+        for raw in raws:
+            peer.send(raw)
+        peer.acks_for({pbundle.bundle_hash(r) for r in raws})
+    finally:
+        peer.close()
+    flags = dict(rows(env, "SELECT seq, time_flag FROM bundles"))
+    assert flags == {0: "future", 1: "stale", 2: None, 3: None}
+    assert metric(gateway, "time_flags_total", flag="future") == 1
+    assert metric(gateway, "time_flags_total", flag="stale") == 1
+
+
+def test_broker_denies_publishing_on_another_devices_topic(env):
+    a, b = env.devices[:2]
+    watcher = env.superuser(subscribe="pinseal/v1/+/up")
+    peer_a = env.device_peer(a)
+    try:
+        stolen = a.seal()
+        peer_a.publish(b.up_topic, stolen)  # Mosquitto completes the QoS flow but drops it (ACL)
+        honest = a.seal()
+        peer_a.send(honest)
+        topic, payload = watcher.get()
+        assert (topic, payload) == (a.up_topic, honest)
+        with pytest.raises(queue.Empty):
+            watcher.get(timeout=0.5)
+    finally:
+        watcher.close()
+        peer_a.close()
+
+
+def test_honest_device_keeps_flowing_during_a_flood(env, gateway):
+    attacker, honest = env.devices[:2]
+    flood = env.device_peer(attacker)
+    peer = env.device_peer(honest)
+    garbage = [b"\x00" * 100, b"\xd2\x84" + bytes(60), flip_last_byte(attacker.seal(advance=False))]
+    try:
+        infos = [flood.publish(attacker.up_topic, garbage[i % 3], wait=False) for i in range(3000)]
+        start = time.monotonic()
+        raws = []
+        for _ in range(30):
+            raw = honest.seal()
+            raws.append(raw)
+            peer.send(raw)
+        peer.acks_for({pbundle.bundle_hash(r) for r in raws}, timeout=30)
+        elapsed = time.monotonic() - start
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        flood.close()
+        peer.close()
+    assert elapsed < 20
+    deadline = time.monotonic() + 20
+    while (
+        metric(gateway, "rejected_total", reason="malformed")
+        + metric(gateway, "rejected_total", reason="bad_signature")
+        + metric(gateway, "rejected_total", reason="wrong_tag")
+        + metric(gateway, "rejected_total", reason="invalid_structure")
+        < 3000
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert rows(env, "SELECT count(*) FROM rejections")[0][0] == 3000
+    assert rows(env, "SELECT count(*) FROM bundles WHERE kid = ?", honest.kid)[0][0] == 30

@@ -1,0 +1,186 @@
+"""The whole pinseal stack on this machine: Mosquitto, the gateway, the network ingest, and devices.
+
+It is set up the way an owner and an operator would do it, through the command-line tools
+(`pinseal-gateway keygen`, `devices add`, `broker-config`, `pinseal-ingest gateways add`, ...), with every
+process a real one on loopback ports chosen at start. `make run` and the end-to-end tests both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pinseal_gateway import broker
+from pinseal_gateway.keys import load_gateway_key
+from pinseal_protocol import keys
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A console script of this installation (.venv/bin/NAME), falling back to PATH."""
+    path = VENV_BIN / name
+    return str(path) if path.exists() else name
+
+
+def run_tool(*args: str) -> str:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@dataclass
+class Stack:
+    """Ports, paths and processes of one local stack under `workdir` (kept between runs)."""
+
+    workdir: Path
+    mqtt_port: int = 0
+    ingest_port: int = 0
+    http_port: int = 0
+    batch_interval_s: float = 5.0
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    gateway_public_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        self.mqtt_port = self.mqtt_port or broker.free_port()
+        self.ingest_port = self.ingest_port or broker.free_port()
+        self.http_port = self.http_port or broker.free_port()
+
+    @property
+    def gateway_config(self) -> Path:
+        return self.workdir / "gateway.toml"
+
+    @property
+    def ingest_db(self) -> Path:
+        return self.workdir / "ingest" / "ingest.sqlite"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_gateway_config(self) -> None:
+        data_dir = self.workdir / "gateway"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.gateway_config.write_text(
+            "\n".join(
+                [
+                    "[gateway]",
+                    f'data_dir = "{data_dir}"',
+                    "[mqtt]",
+                    f"port = {self.mqtt_port}",
+                    "[batch]",
+                    f"interval_s = {self.batch_interval_s}",
+                    "[devices]",
+                    "expected_interval_s = 10",
+                    "[uplink]",
+                    'kind = "http"',
+                    f'url = "http://127.0.0.1:{self.ingest_port}/v1/batches"',
+                    "backoff_initial_s = 0.5",
+                    "backoff_max_s = 10",
+                    "[http]",
+                    f'listen = "127.0.0.1:{self.http_port}"',
+                    "",
+                ]
+            )
+        )
+
+    def gateway_cli(self, *args: str) -> str:
+        return run_tool(tool("pinseal-gateway"), *args, "--config", str(self.gateway_config))
+
+    def ingest_cli(self, *args: str) -> str:
+        return run_tool(tool("pinseal-ingest"), *args, "--db", str(self.ingest_db))
+
+    def prepare(self) -> None:
+        """Gateway key (once), config, and the gateway registered with the network ingest."""
+        self.write_gateway_config()
+        self.ingest_db.parent.mkdir(parents=True, exist_ok=True)
+        key_file = self.workdir / "gateway" / "gateway.key"
+        if not key_file.exists():
+            self.gateway_cli("keygen")
+        self.gateway_public_key = keys.public_key_bytes(load_gateway_key(key_file))
+        registered = self.ingest_cli("gateways", "list")
+        if keys.key_id_hex(self.gateway_public_key) not in registered:
+            self.ingest_cli("gateways", "add", self.gateway_public_key.hex(), "--label", "make-run")
+
+    def register_device(self, public_key_hex: str, label: str, interval_s: int) -> str:
+        """Register a device with the gateway (returns its MQTT password) and with the network ingest."""
+        out = self.gateway_cli(
+            "devices", "add", public_key_hex, "--label", label, "--interval", str(interval_s)
+        )
+        match = re.search(r"mqtt password: (\S+)", out)
+        if match is None:
+            raise RuntimeError(f"no password in: {out}")
+        self.ingest_cli("devices", "add", public_key_hex)
+        return match.group(1)
+
+    def start(self) -> None:
+        """Broker (config generated from the registry), ingest, gateway; each waits until it answers."""
+        broker_dir = self.workdir / "broker"
+        self.gateway_cli("broker-config", "--out", str(broker_dir))
+        self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self._spawn(
+            "ingest",
+            [
+                tool("pinseal-ingest"),
+                "run",
+                "--db",
+                str(self.ingest_db),
+                "--listen",
+                f"127.0.0.1:{self.ingest_port}",
+            ],
+            logs / "ingest.log",
+        )
+        self._spawn(
+            "gateway",
+            [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)],
+            logs / "gateway.log",
+        )
+        for name, port in (("ingest", self.ingest_port), ("gateway", self.http_port)):
+            if not broker.wait_for_port("127.0.0.1", port, 20):
+                raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
+
+    def _spawn(self, name: str, cmd: list[str], log_path: Path) -> None:
+        log_file = log_path.open("ab")
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ}
+        )
+
+    def gateway_status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.gateway_url}/status", timeout=5) as response:
+            return json.loads(response.read())
+
+    def ingest_stats(self) -> str:
+        return self.ingest_cli("stats")
+
+    def stop(self) -> None:
+        """SIGTERM in reverse order of start (gateway first, so it drains cleanly), SIGKILL if one hangs."""
+        for name in reversed(list(self.procs)):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
