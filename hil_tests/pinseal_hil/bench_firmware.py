@@ -104,20 +104,19 @@ def render_section(result: dict[str, Any]) -> str:
     )
 
 
-def write_doc(doc: Path, section: str) -> None:
-    start, end = f"<!-- bench:{SECTION}:start -->", f"<!-- bench:{SECTION}:end -->"
-    text = (
-        doc.read_text()
-        if doc.exists()
-        else "# Benchmarks\n\nWritten by `make bench`; each section names its command.\n"
-    )
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        after = rest.split(end, 1)[1]
-        text = before + section + after
+def write_doc(doc: Path, text: str, section: str = SECTION) -> None:
+    """Replace (or append) one benchmark's section of docs/benchmarks.md, leaving the others as they are."""
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+    if doc.exists():
+        current = doc.read_text()
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+        current = "# Benchmarks\n\nWritten by `make bench`; each section names its command.\n"
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        current = before + text + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
+    doc.write_text(current)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,9 +125,7 @@ class Stack:
 
     def start(self) -> None:
         """Broker (config generated from the registry), ingest, gateway; each waits until it answers."""
-        broker_dir = self.workdir / "broker"
-        self.gateway_cli("broker-config", "--out", str(broker_dir))
-        self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
+        self.start_broker_only()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         self._spawn(
@@ -150,6 +148,12 @@ class Stack:
         for name, port in (("ingest", self.ingest_port), ("gateway", self.http_port)):
             if not broker.wait_for_port("127.0.0.1", port, 20):
                 raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
+
+    def start_broker_only(self) -> None:
+        """Mosquitto with a config generated from the gateway's registry as it is now."""
+        broker_dir = self.workdir / "broker"
+        self.gateway_cli("broker-config", "--out", str(broker_dir))
+        self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
 
     def _spawn(self, name: str, cmd: list[str], log_path: Path) -> None:
         log_file = log_path.open("ab")

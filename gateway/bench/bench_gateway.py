@@ -1,0 +1,282 @@
+"""`make bench-gateway`: the gateway end to end under load, on this machine, load generator included.
+
+One run, side by side:
+- accepted_per_s: 1,000+ registered devices publish pre-signed one-reading bundles through the real
+  Mosquitto (each as itself, ACL on) at QoS 1 in a closed loop; counted from the gateway's signed acks the
+  load generator receives (received, verified, committed, acked).
+- readings_per_s_at_16: the same with 16 readings per bundle, counted in readings.
+- p50_ms / p99_ms: publish-to-ack latency at 50% of accepted_per_s, open loop.
+- raw_subscriber_per_s: the same load with a bare paho QoS 1 subscriber in place of the gateway.
+- verify_per_s: bare `cryptography` Ed25519 verifies on one core.
+- lost / duplicated: from the acks the load generator got, and from the network ingest's store after the
+  gateway's uplink drained — never from the gateway's own account of itself.
+Writes build/bench/gateway.json and the gateway section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import loadgen
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pinseal_gateway.store import devices as device_store
+from pinseal_gateway.store.db import Database
+from pinseal_hil.bench_firmware import write_doc
+from pinseal_hil.stack import Stack, wait_until
+from pinseal_protocol import bundle as pbundle
+
+REPO = Path(__file__).resolve().parents[2]
+SECTION = "gateway"
+COMMAND = "make bench-gateway"
+
+
+def verify_per_s(seconds: float = 2.0) -> float:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    message = bytes(134)
+    signature = key.sign(message)
+    n = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            public.verify(signature, message)
+        n += 200
+    return n / (time.perf_counter() - start)
+
+
+def register(stack: Stack, devices: list[loadgen.SimDevice]) -> None:
+    """Register every device with the gateway (fresh MQTT password each) and the network ingest."""
+    config_db = stack.workdir / "gateway" / "gateway.sqlite"
+    db = Database(config_db)
+    try:
+        for i, device in enumerate(devices):
+            device.password = device_store.new_mqtt_password()
+            public = bytes.fromhex(device.public_key_hex)
+            pw_hash = device_store.mosquitto_password_hash(device.password)
+            db.run_sync(
+                lambda conn, public=public, i=i, pw_hash=pw_hash: device_store.add_device(
+                    conn, public, label=f"bench-{i}", expected_interval_s=60, password_hash=pw_hash
+                )
+            )
+    finally:
+        db.close()
+    export = stack.workdir / "devices.json"
+    export.write_text(stack.gateway_cli("devices", "export"))
+    stack.ingest_cli("devices", "import", str(export))
+
+
+async def phase(
+    port: int,
+    devices: list[loadgen.SimDevice],
+    *,
+    window: int = 2,
+    rate: float | None = None,
+    complete_on: str = "ack",
+    timeout_s: float = 300,
+) -> loadgen.Results:
+    gen = loadgen.LoadGenerator("127.0.0.1", port, devices, window=window, rate=rate, complete_on=complete_on)
+    await gen.connect()
+    try:
+        return await gen.run(timeout_s)
+    finally:
+        await gen.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else 0.0
+    )
+
+
+def raw_subscriber(stack: Stack, password: str, seconds: float) -> subprocess.Popen[str]:
+    code = (
+        "import sys, time, paho.mqtt.client as mqtt\n"
+        "n = 0; t0 = t1 = None\n"
+        "def on_message(c, u, m):\n"
+        "    global n, t0, t1\n"
+        "    n += 1; now = time.perf_counter(); t0 = t0 or now; t1 = now\n"
+        "c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='raw-subscriber', clean_session=True)\n"
+        f"c.username_pw_set('pinseal-gateway', {password!r})\n"
+        "c.on_message = on_message\n"
+        f"c.connect('127.0.0.1', {stack.mqtt_port}); c.subscribe('pinseal/v1/+/up', qos=1)\n"
+        f"end = time.time() + {seconds}\n"
+        "while time.time() < end: c.loop(0.05)\n"
+        "print(n, (n - 1) / (t1 - t0) if n > 1 else 0.0)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="pinseal-bench-"))
+    stack = Stack(workdir, batch_interval_s=1.0)
+    stack.prepare()
+    n = args.devices
+    devices = loadgen.make_devices(n)
+    print(
+        f"bench: presigning {n} devices x ({args.bundles} one-reading + {args.bundles16} 16-reading "
+        f"+ {args.latency_bundles} latency) bundles",
+        flush=True,
+    )
+    now_s = int(time.time())
+    for d in devices:
+        loadgen.presign(d, args.bundles + args.latency_bundles, 1, now_s)
+        tail = loadgen.SimDevice(d.key, "")
+        last = pbundle.verify_bundle(d.bundles[-1], d.key.public_key())
+        loadgen.presign(tail, args.bundles16, 16, now_s, first_seq=last.last_seq + 1, prev=last.link)
+        d.bundles16 = tail.bundles  # type: ignore[attr-defined]
+    register(stack, devices)
+    stack.start()
+    result: dict[str, Any] = {"devices": n}
+    try:
+        one = [loadgen.SimDevice(d.key, d.password, d.bundles[: args.bundles]) for d in devices]
+        print("bench: one-reading bundles, closed loop", flush=True)
+        r1 = await phase(stack.mqtt_port, one, window=args.window)
+        result["accepted_per_s"] = round(r1.ack_rate(), 1)
+        lat = [loadgen.SimDevice(d.key, d.password, d.bundles[args.bundles :]) for d in devices]
+        rate = max(1.0, 0.5 * r1.ack_rate())
+        print(f"bench: latency at {rate:.0f} bundles/s (50%), open loop", flush=True)
+        r2 = await phase(stack.mqtt_port, lat, rate=rate)
+        result["p50_ms"] = round(percentile(r2.latencies_ms, 50), 2)
+        result["p99_ms"] = round(percentile(r2.latencies_ms, 99), 2)
+        result["latency_rate_per_s"] = round(rate, 1)
+        sixteen = [loadgen.SimDevice(d.key, d.password, d.bundles16) for d in devices]  # type: ignore[attr-defined]
+        print("bench: 16-reading bundles, closed loop", flush=True)
+        r3 = await phase(stack.mqtt_port, sixteen, window=args.window)
+        result["readings_per_s_at_16"] = round(16 * r3.ack_rate(), 1)
+        published = r1.published + r2.published + r3.published
+        acked = r1.acked + r2.acked + r3.acked
+        result["lost_by_acks"] = published - acked
+        result["duplicated_by_acks"] = r1.duplicate_acks + r2.duplicate_acks + r3.duplicate_acks
+        print("bench: waiting for the uplink to drain to the network ingest", flush=True)
+        ingest = stack.ingest_db
+
+        def drained() -> bool:
+            with sqlite3.connect(ingest) as conn:
+                return conn.execute("SELECT count(*) FROM bundles").fetchone()[0] >= published
+
+        wait_until(drained, 120, 0.5)
+        with sqlite3.connect(ingest) as conn:
+            stored = conn.execute("SELECT count(*) FROM bundles").fetchone()[0]
+            distinct = conn.execute("SELECT count(DISTINCT hash) FROM bundles").fetchone()[0]
+        result["lost_at_ingest"] = published - distinct
+        result["duplicated_at_ingest"] = stored - distinct
+        result["lost"] = max(result["lost_by_acks"], result["lost_at_ingest"])
+        result["duplicated"] = max(result["duplicated_by_acks"], result["duplicated_at_ingest"])
+        result["published"] = published
+    finally:
+        gateway = stack.procs.pop("gateway")
+        gateway.terminate()
+        gateway.wait(30)
+    try:
+        print("bench: raw paho subscriber on the same broker and load", flush=True)
+        password = (stack.workdir / "gateway" / "mqtt-password").read_text().strip()
+        raw_devices = loadgen.make_devices(n)
+        for d in raw_devices:
+            loadgen.presign(d, args.bundles, 1, now_s)
+        register(stack, raw_devices)
+        stack.procs.pop("mosquitto").terminate()
+        stack.start_broker_only()
+        sub = raw_subscriber(stack, password, seconds=args.raw_seconds)
+        time.sleep(1.0)
+        await phase(stack.mqtt_port, raw_devices, window=args.window, complete_on="puback")
+        out, _ = sub.communicate(timeout=args.raw_seconds + 30)
+        result["raw_subscriber_per_s"] = round(float(out.split()[1]), 1)
+    finally:
+        stack.stop()
+    result["verify_per_s"] = round(verify_per_s(), 1)
+    result["accepted_vs_raw"] = round(result["accepted_per_s"] / result["raw_subscriber_per_s"], 3)
+    result["workdir"] = str(workdir)
+    return result
+
+
+TARGETS = [
+    ("accepted_per_s", ">= 3,000", lambda r: r["accepted_per_s"] >= 3000),
+    ("accepted_vs_raw", ">= 0.3", lambda r: r["accepted_vs_raw"] >= 0.3),
+    ("readings_per_s_at_16", ">= 30,000", lambda r: r["readings_per_s_at_16"] >= 30000),
+    ("p99_ms", "<= 250", lambda r: r["p99_ms"] <= 250),
+    ("lost", "0", lambda r: r["lost"] == 0),
+    ("duplicated", "0", lambda r: r["duplicated"] == 0),
+]
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    rows = [f"| `{k}` | {result[k]} | {t} | {'yes' if ok(result) else '**no**'} |" for k, t, ok in TARGETS]
+    return "\n".join(
+        [
+            f"<!-- bench:{SECTION}:start -->",
+            "## Gateway: end to end through Mosquitto",
+            "",
+            f"Command: `{COMMAND}` ({result['measured_at']}). Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, "
+            f"Python {m['python']}; broker, gateway, network ingest and load generator all on it. "
+            f"{result['devices']} registered devices, each connected as itself.",
+            "",
+            "| metric | measured | target | met |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"- Baselines in the same run: `raw_subscriber_per_s` {result['raw_subscriber_per_s']} (a bare paho QoS 1 "
+            f"subscriber, same broker and load), `verify_per_s` {result['verify_per_s']} (bare `cryptography` "
+            "Ed25519 verifies on one core).",
+            f"- `p50_ms` {result['p50_ms']}, `p99_ms` {result['p99_ms']}: publish to signed ack at "
+            f"{result['latency_rate_per_s']} bundles/s (50% of accepted_per_s), open loop.",
+            f"- `lost`/`duplicated`: {result['published']} bundles published; by the load generator's acks "
+            f"{result['lost_by_acks']}/{result['duplicated_by_acks']}, at the network ingest after the uplink drained "
+            f"{result['lost_at_ingest']}/{result['duplicated_at_ingest']}.",
+            f"<!-- bench:{SECTION}:end -->",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--bundles", type=int, default=12, help="one-reading bundles per device")
+    parser.add_argument("--bundles16", type=int, default=2, help="16-reading bundles per device")
+    parser.add_argument("--latency-bundles", type=int, default=4)
+    parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--raw-seconds", type=float, default=12)
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "gateway.json")
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    result["machine"] = machine()
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["targets_met"] = {k: bool(ok(result)) for k, _, ok in TARGETS}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_doc(args.doc, render(result), SECTION)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
