@@ -235,22 +235,22 @@ def render(result: dict[str, Any]) -> str:
             f"<!-- bench:{SECTION}:start -->",
             "## Gateway: end to end through Mosquitto",
             "",
-            f"Command: `{COMMAND}` ({result['measured_at']}). Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, "
-            f"Python {m['python']}; broker, gateway, network ingest and load generator all on it. "
+            f"Command: `{COMMAND}` ({result['measured_at']}). Machine: {m['cpu']}, {m['cores']} cores, "
+            f"{m['os']}, Python {m['python']}; broker, gateway, network ingest and load generator all on it. "
             f"{result['devices']} registered devices, each connected as itself.",
             "",
             "| metric | measured | target | met |",
             "|---|---|---|---|",
             *rows,
             "",
-            f"- Baselines in the same run: `raw_subscriber_per_s` {result['raw_subscriber_per_s']} (a bare paho QoS 1 "
-            f"subscriber, same broker and load), `verify_per_s` {result['verify_per_s']} (bare `cryptography` "
-            "Ed25519 verifies on one core).",
+            f"- Baselines in the same run: `raw_subscriber_per_s` {result['raw_subscriber_per_s']} "
+            "(a bare paho QoS 1 subscriber, same broker and load), "
+            f"`verify_per_s` {result['verify_per_s']} (bare `cryptography` Ed25519 verifies on one core).",
             f"- `p50_ms` {result['p50_ms']}, `p99_ms` {result['p99_ms']}: publish to signed ack at "
             f"{result['latency_rate_per_s']} bundles/s (50% of accepted_per_s), open loop.",
             f"- `lost`/`duplicated`: {result['published']} bundles published; by the load generator's acks "
-            f"{result['lost_by_acks']}/{result['duplicated_by_acks']}, at the network ingest after the uplink drained "
-            f"{result['lost_at_ingest']}/{result['duplicated_at_ingest']}.",
+            f"{result['lost_by_acks']}/{result['duplicated_by_acks']}, at the network ingest after the "
+            f"uplink drained {result['lost_at_ingest']}/{result['duplicated_at_ingest']}.",
             f"<!-- bench:{SECTION}:end -->",
         ]
     )

@@ -126,28 +126,29 @@ class Stack:
     def start(self) -> None:
         """Broker (config generated from the registry), ingest, gateway; each waits until it answers."""
         self.start_broker_only()
-        logs = self.workdir / "logs"
-        logs.mkdir(exist_ok=True)
-        self._spawn(
-            "ingest",
-            [
-                tool("pinseal-ingest"),
-                "run",
-                "--db",
-                str(self.ingest_db),
-                "--listen",
-                f"127.0.0.1:{self.ingest_port}",
-            ],
-            logs / "ingest.log",
-        )
-        self._spawn(
-            "gateway",
-            [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)],
-            logs / "gateway.log",
-        )
-        for name, port in (("ingest", self.ingest_port), ("gateway", self.http_port)):
-            if not broker.wait_for_port("127.0.0.1", port, 20):
-                raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
+        self.start_ingest()
+        self.start_gateway()
+
+    @property
+    def logs(self) -> Path:
+        path = self.workdir / "logs"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def start_ingest(self) -> None:
+        cmd = [
+            tool("pinseal-ingest"),
+            "run",
+            "--db",
+            str(self.ingest_db),
+            "--listen",
+            f"127.0.0.1:{self.ingest_port}",
+        ]
+        self._spawn("ingest", cmd, self.ingest_port)
+
+    def start_gateway(self) -> None:
+        cmd = [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)]
+        self._spawn("gateway", cmd, self.http_port)
 
     def start_broker_only(self) -> None:
         """Mosquitto with a config generated from the gateway's registry as it is now."""
@@ -155,11 +156,14 @@ class Stack:
         self.gateway_cli("broker-config", "--out", str(broker_dir))
         self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
 
-    def _spawn(self, name: str, cmd: list[str], log_path: Path) -> None:
-        log_file = log_path.open("ab")
-        self.procs[name] = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ}
-        )
+    def _spawn(self, name: str, cmd: list[str], port: int) -> None:
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            self.procs[name] = subprocess.Popen(
+                cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ}
+            )
+        if not broker.wait_for_port("127.0.0.1", port, 20):
+            raise RuntimeError(f"{name} did not start; see {log_path}")
 
     def gateway_status(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.gateway_url}/status", timeout=5) as response:
