@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pinseal_gateway import broker
+from pinseal_gateway import broker, logformat
 from pinseal_gateway.config import ConfigError, GatewayConfig, load_config
 from pinseal_gateway.keys import KeyFileError, create_gateway_key, read_secret, write_secret
 from pinseal_gateway.store import devices as device_store
@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help=f"TOML configuration (default: ${CONFIG_ENV})")
     common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object a line, for collectors",
+    )
     parser = argparse.ArgumentParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -258,11 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(args.log_level, args.log_format)
     try:
         return int(args.fn(args))
     except (CliError, ConfigError, KeyFileError, device_store.DeviceError) as exc:

@@ -143,3 +143,20 @@ def test_broker_config_for_the_system_service(config_file, tmp_path, capsys):
         and "acl_file /etc/mosquitto/pinseal.acl" in conf
     )
     assert "allow_anonymous false" in conf and "persistence" not in conf and "\nuser " not in conf
+
+
+def test_json_logs_are_one_object_a_line_with_the_arguments(capsys):
+    import json
+    import logging
+
+    from pinseal_gateway import logformat
+
+    logformat.configure("INFO", "json")
+    try:
+        logging.getLogger("pinseal_gateway.pipeline").warning("rejected %s from %s", "bad_signature", "ab12")
+    finally:
+        logformat.configure("WARNING", "text")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    entry = json.loads(line)
+    assert entry["level"] == "warning" and entry["message"] == "rejected bad_signature from ab12"
+    assert entry["args"] == ["bad_signature", "ab12"]
