@@ -1,6 +1,7 @@
 """Batcher: signed Merkle batches over stored bundles, chained, sealed atomically (docs/gateway.md)."""
 
 import asyncio
+import functools
 import signal
 import sqlite3
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import textwrap
 from dataclasses import replace
 
+import host_bundles
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -16,59 +18,18 @@ from pinseal_gateway.config import from_mapping
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.store import batches
-from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import batch, bundle, keys, merkle
-from pinseal_protocol.dcbor import DecimalFraction
-from pinseal_protocol.senml import Reading, Record
 
 GATEWAY_KEY = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
 GATEWAY_KID = keys.key_id(GATEWAY_KEY.public_key())
 DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 T0 = 1_760_000_000
 
-
-def make_bundles(n: int, key: Ed25519PrivateKey = DEVICE_KEY, start_seq: int = 0) -> list[bytes]:
-    """n chained one-reading bundles, signed on the host exactly as a device would."""
-    out, prev = [], bundle.ZERO_PREV
-    for i in range(n):
-        reading = Reading(T0 + 60 * i, (Record("t", "Cel", DecimalFraction(-2, 2100 + i)),))
-        raw = bundle.seal(
-            key,
-            boot=1,
-            seq=start_seq + i,
-            prev=prev,
-            status=bundle.Status(),
-            time_source=1,
-            readings=(reading,),
-        )
-        out.append(raw)
-        prev = bundle.link_of(raw)
-    return out
-
-
-def store_bundles(conn: sqlite3.Connection, raws: list[bytes], received_at: float = T0 + 0.5) -> None:
-    """Insert bundles as the pipeline stores them (the columns of docs/gateway.md)."""
-    with conn:
-        for i, raw in enumerate(raws):
-            b = bundle.verify_bundle(raw, keys.load_public_key(keys.public_key_bytes(DEVICE_KEY)))
-            conn.execute(
-                bundle_store.INSERT_BUNDLE,
-                (
-                    b.bundle_hash,
-                    b.kid,
-                    b.boot,
-                    b.seq,
-                    b.last_seq,
-                    b.prev,
-                    b.n_readings,
-                    b.time_source,
-                    received_at + i * 0.25,
-                    raw,
-                    0,
-                    None,
-                ),
-            )
+make_bundles = functools.partial(host_bundles.make_bundles, DEVICE_KEY)
+store_bundles = functools.partial(
+    host_bundles.store_bundles, public_key=DEVICE_KEY.public_key(), received_at=T0 + 0.5, step_s=0.25
+)
 
 
 @pytest.fixture
@@ -255,7 +216,7 @@ def test_run_batcher_seals_as_soon_as_max_bundles_wait(db):
 
 def test_run_batcher_seals_every_interval_and_observes_latency(db):
     ctx = make_ctx(db, interval_s=0.1, max_bundles=1000)
-    db.run_sync(store_bundles, make_bundles(3), T0)
+    db.run_sync(functools.partial(store_bundles, received_at=T0), make_bundles(3))
     run_until(ctx, lambda conn: len(batches.all_batches(conn)) == 1)
     assert db.run_sync(batches.all_batches)[0].count == 3
     samples = {s.name: s.value for s in ctx.metrics.batch_latency_seconds.collect()[0].samples}

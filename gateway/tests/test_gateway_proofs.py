@@ -1,17 +1,16 @@
 """Inclusion proofs: every bundle of a batch provable with the document and the gateway public key only."""
 
+import functools
 import json
-import sqlite3
 
+import host_bundles
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway import batcher, proofs
-from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import batch, bundle, keys, merkle
 from pinseal_protocol.errors import BadProof, RejectedMessage
-from pinseal_protocol.senml import Reading, Record
 
 GATEWAY_KEY = Ed25519PrivateKey.from_private_bytes(bytes([9]) * 32)
 GATEWAY_KID = keys.key_id(GATEWAY_KEY.public_key())
@@ -19,47 +18,10 @@ OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes([10]) * 32)
 DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes([3]) * 32)
 T0 = 1_760_000_000
 
-
-def make_bundles(n: int, start_seq: int = 0) -> list[bytes]:
-    out, prev = [], bundle.ZERO_PREV
-    for i in range(n):
-        reading = Reading(T0 + i, (Record("p", "Pa", 101_325 + i),))
-        raw = bundle.seal(
-            DEVICE_KEY,
-            boot=2,
-            seq=start_seq + i,
-            prev=prev,
-            status=bundle.Status(),
-            time_source=1,
-            readings=(reading,),
-        )
-        out.append(raw)
-        prev = bundle.link_of(raw)
-    return out
-
-
-def store_bundles(conn: sqlite3.Connection, raws: list[bytes]) -> None:
-    public = DEVICE_KEY.public_key()
-    with conn:
-        for raw in raws:
-            b = bundle.verify_bundle(raw, public)
-            conn.execute(
-                bundle_store.INSERT_BUNDLE,
-                (
-                    b.bundle_hash,
-                    b.kid,
-                    b.boot,
-                    b.seq,
-                    b.last_seq,
-                    b.prev,
-                    b.n_readings,
-                    b.time_source,
-                    T0 + 1.0,
-                    raw,
-                    0,
-                    None,
-                ),
-            )
+make_bundles = functools.partial(host_bundles.make_bundles, DEVICE_KEY, boot=2)
+store_bundles = functools.partial(
+    host_bundles.store_bundles, public_key=DEVICE_KEY.public_key(), received_at=T0 + 1.0
+)
 
 
 @pytest.fixture

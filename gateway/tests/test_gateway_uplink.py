@@ -5,6 +5,7 @@ advanced by exactly the delay each step asks for.
 """
 
 import asyncio
+import functools
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+import host_bundles
 import paho.mqtt.client as mqtt
 import pytest
 from aiohttp import ClientSession, web
@@ -26,19 +28,20 @@ from pinseal_gateway.config import from_mapping
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.store import batches
-from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store.db import Database
 from pinseal_gateway.uplink import Outcome, SendResult, run_uplink
 from pinseal_gateway.uplink.http import HttpUplink, classify
 from pinseal_gateway.uplink.mqtt import BATCH_HASH_PROPERTY, MqttUplink
 from pinseal_gateway.uplink.outbox import OutboxDrainer, backoff_delay
-from pinseal_protocol import bundle, keys
-from pinseal_protocol.senml import Reading, Record
+from pinseal_protocol import keys
 
 GATEWAY_KEY = Ed25519PrivateKey.from_private_bytes(bytes([21]) * 32)
 GATEWAY_KID = keys.key_id(GATEWAY_KEY.public_key())
 DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes([22]) * 32)
 T0 = 1_760_000_000.0
+
+make_bundles = functools.partial(host_bundles.make_bundles, DEVICE_KEY)
+store_bundles = functools.partial(host_bundles.store_bundles, public_key=DEVICE_KEY.public_key())
 INGEST_BIN = Path(sys.executable).with_name("pinseal-ingest")
 
 
@@ -68,47 +71,6 @@ class Recorder:
 
     async def close(self) -> None:
         pass
-
-
-def make_bundles(n: int, start_seq: int = 0, prev: bytes = bundle.ZERO_PREV) -> list[bytes]:
-    out = []
-    for i in range(n):
-        reading = Reading(int(T0) + i, (Record("p", "Pa", 100_000 + start_seq + i),))
-        raw = bundle.seal(
-            DEVICE_KEY,
-            boot=1,
-            seq=start_seq + i,
-            prev=prev,
-            status=bundle.Status(),
-            time_source=1,
-            readings=(reading,),
-        )
-        out.append(raw)
-        prev = bundle.link_of(raw)
-    return out
-
-
-def store_bundles(conn: sqlite3.Connection, raws: list[bytes]) -> None:
-    with conn:
-        for raw in raws:
-            b = bundle.verify_bundle(raw, DEVICE_KEY.public_key())
-            conn.execute(
-                bundle_store.INSERT_BUNDLE,
-                (
-                    b.bundle_hash,
-                    b.kid,
-                    b.boot,
-                    b.seq,
-                    b.last_seq,
-                    b.prev,
-                    b.n_readings,
-                    b.time_source,
-                    T0,
-                    raw,
-                    0,
-                    None,
-                ),
-            )
 
 
 def seal_batches(db: Database, count: int, per_batch: int = 3, mode: str = "bundles") -> list[bytes]:
