@@ -161,13 +161,65 @@ def decode_well_formed(data: bytes) -> Any:
     return value
 
 
+# Map keys the fast path accepts: integers with a one-byte encoding, each mapped to that byte. For
+# such keys RFC 8949's bytewise key order is the order of these values.
+_SMALL_KEY_BYTE: dict[int, int] = {k: k if k >= 0 else 0x20 | (-1 - k) for k in range(-24, 24)}
+# Values cbor2 encodes exactly as `encode` does (shortest head, definite length, nothing else to choose).
+_PLAIN_SCALARS = frozenset({int, str, bytes, bool, type(None)})
+
+
+def _plainly_ordered(value: Any) -> bool:
+    """True when `value` holds only plain scalars, lists, raw tags and maps whose keys are one-byte
+    integers already in strictly increasing bytewise order (the order the decoder saw them in)."""
+    kind = type(value)
+    if kind is dict:
+        previous = -1
+        for key, item in value.items():
+            key_byte = _SMALL_KEY_BYTE.get(key) if type(key) is int else None
+            if key_byte is None or key_byte <= previous:
+                return False
+            previous = key_byte
+            if type(item) not in _PLAIN_SCALARS and not _plainly_ordered(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:  # noqa: SIM110 - a plain loop: all() over a generator is slower here
+            if type(item) not in _PLAIN_SCALARS and not _plainly_ordered(item):
+                return False
+        return True
+    if kind is cbor2.CBORTag:
+        item = value.value
+        return type(item) in _PLAIN_SCALARS or _plainly_ordered(item)
+    return kind in _PLAIN_SCALARS
+
+
+def _fast_deterministic(value: Any, data: bytes) -> bool:
+    """A shortcut that may only say yes when `encode(value) == data` (and is tested to).
+
+    When `_plainly_ordered(value)` holds, cbor2's (C) encoder in its default mode writes what `encode`
+    writes: shortest heads, definite lengths, and map entries in insertion order, which the decoder
+    kept from the input and which was just checked to be the bytewise order. No floats, simple
+    values, `undefined` or non-integer keys reach it. Anything else, or any difference, goes to the
+    exact path, which alone decides rejections.
+    """
+    if not _plainly_ordered(value):
+        return False
+    try:
+        return cbor2.dumps(value) == data
+    except Exception:  # whatever cbor2 dislikes, the exact path judges
+        return False
+
+
 def decode(data: bytes) -> Any:
     """Strict decode: well-formed, one item, and `data` is exactly its deterministic encoding."""
+    data = bytes(data)
     value = decode_well_formed(data)
+    if _fast_deterministic(value, data):
+        return value
     try:
         again = encode(value)
     except (TypeError, ValueError) as exc:
         raise NonDeterministic(str(exc)) from exc
-    if again != bytes(data):
+    if again != data:
         raise NonDeterministic("bytes differ from the deterministic encoding of their value")
     return value
