@@ -145,6 +145,10 @@ class Pipeline:
         self._rejection_log = _RejectionLog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = threading.Event()
+        # Messages from transport threads reach the loop in batches: one wake-up per batch, not per message.
+        self._inbox: list[Message] = []
+        self._inbox_lock = threading.Lock()
+        self._inbox_wake_pending = False
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -160,8 +164,22 @@ class Pipeline:
         if self._closing.is_set():
             self._slots.release()
             return False
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        with self._inbox_lock:
+            self._inbox.append(message)
+            wake = not self._inbox_wake_pending
+            self._inbox_wake_pending = True
+        if wake:
+            self._loop.call_soon_threadsafe(self._drain_inbox)
         return True
+
+    def _drain_inbox(self) -> None:
+        """In the loop: move everything the transport threads handed over into the queue."""
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_wake_pending = False
+        put = self._queue.put_nowait
+        for message in batch:
+            put(message)
 
     async def submit(self, message: Message) -> None:
         """From the event loop (in-process transports, tests): enqueue, waiting while full."""
@@ -247,8 +265,8 @@ class Pipeline:
             group, checked = item
             result = await self._store_with_retry(group, checked)
             if result is None:  # shutting down without a commit: the broker redelivers these
-                for _ in group:
-                    self._slots.release()
+                if group:
+                    self._slots.release(len(group))
                 continue
             self._finish(result)
 
@@ -424,8 +442,8 @@ class Pipeline:
             transport.publish_acks(acks)
             metrics.acks_sent.inc(len(acks))
         transport.settle([o.message.token for o in result.outcomes])
-        for _ in result.outcomes:
-            self._slots.release()
+        if result.outcomes:
+            self._slots.release(len(result.outcomes))
         metrics.bundles_accepted.inc(accepted)
         metrics.readings_accepted.inc(readings)
         metrics.group_size.observe(len(result.outcomes))
