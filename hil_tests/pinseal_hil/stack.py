@@ -47,6 +47,7 @@ class Stack:
     ingest_port: int = 0
     http_port: int = 0
     batch_interval_s: float = 5.0
+    batch_max_bundles: int = 1000
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_public_key: bytes = b""
 
@@ -80,6 +81,7 @@ class Stack:
                     f"port = {self.mqtt_port}",
                     "[batch]",
                     f"interval_s = {self.batch_interval_s}",
+                    f"max_bundles = {self.batch_max_bundles}",
                     "[devices]",
                     "expected_interval_s = 10",
                     "[uplink]",
