@@ -6,8 +6,11 @@ point rolls back everything of the batch. Only the rejection itself is recorded,
 """
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_ingest import registry, store
 from pinseal_ingest.db import Transaction
@@ -162,8 +165,15 @@ def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes]
 
 
 def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
-    """Verify every bundle (device signature, then history) and write it; the first failure rejects all."""
-    devices = registry.resolver(conn, "devices")
+    """Verify every bundle (device signature, then history) and write it; the first failure rejects all.
+
+    A bundle whose first sequence number is above everything stored for its device can be neither a
+    duplicate, nor a conflict, nor a replay (all three need a stored bundle at or above its start), so
+    `history.classify` would call it new: such bundles, the common case of a device's chain growing,
+    skip the history queries. Registry lookups are cached for the batch (one transaction).
+    """
+    devices = _cached(registry.resolver(conn, "devices"))
+    high_water: dict[bytes, int | None] = {}
     seen: set[bytes] = set()
     for i, raw in enumerate(bodies):
         try:
@@ -171,14 +181,32 @@ def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
         except RejectedMessage as exc:
             raise _bundle_rejection(exc, i, batch.bundle_hash(raw), None) from exc
         _check_not_committed(conn, verified.bundle_hash, seen, i)
-        try:
-            verdict = history.classify(verified, store.relevant_bundles(conn, verified))
-            if verdict is history.Verdict.DUPLICATE:  # stored without being a leaf: cannot happen, but
-                raise Replayed("the same bytes are already stored")  # never pay for a bundle twice
-        except RejectedMessage as exc:
-            evidence = raw if isinstance(exc, Conflict) else None
-            raise _bundle_rejection(exc, i, verified.bundle_hash, evidence) from exc
+        kid = verified.kid
+        if kid not in high_water:
+            high_water[kid] = store.high_water(conn, kid)
+        top = high_water[kid]
+        if top is not None and verified.seq <= top:
+            try:
+                verdict = history.classify(verified, store.relevant_bundles(conn, verified))
+                if verdict is history.Verdict.DUPLICATE:  # stored without being a leaf: cannot happen,
+                    raise Replayed("the same bytes are already stored")  # but never pay for it twice
+            except RejectedMessage as exc:
+                evidence = raw if isinstance(exc, Conflict) else None
+                raise _bundle_rejection(exc, i, verified.bundle_hash, evidence) from exc
         store.insert_bundle(conn, verified)
+        high_water[kid] = verified.last_seq if top is None else max(top, verified.last_seq)
+
+
+def _cached(resolve: Callable[[bytes], Ed25519PublicKey]) -> Callable[[bytes], Ed25519PublicKey]:
+    keys_by_kid: dict[bytes, Ed25519PublicKey] = {}
+
+    def cached(kid: bytes) -> Ed25519PublicKey:
+        key = keys_by_kid.get(kid)
+        if key is None:
+            key = keys_by_kid[kid] = resolve(kid)
+        return key
+
+    return cached
 
 
 def _bundle_rejection(

@@ -76,6 +76,14 @@ def relevant_bundles(conn: sqlite3.Connection, candidate: Bundle) -> list[Stored
     return list(found.values())
 
 
+def high_water(conn: sqlite3.Connection, kid: bytes) -> int | None:
+    """The last sequence number of the device's highest stored bundle (stored bundles never overlap)."""
+    row = conn.execute(
+        "SELECT last_seq FROM bundles WHERE kid = ? ORDER BY seq DESC LIMIT 1", (kid,)
+    ).fetchone()
+    return None if row is None else seq_value(row[0])
+
+
 def insert_bundle(conn: sqlite3.Connection, bundle: Bundle) -> None:
     conn.execute(
         "INSERT INTO bundles (hash, kid, seq, last_seq, prev, link, n_readings, raw)"
