@@ -116,7 +116,7 @@ async def run_gateway(
         if pipeline_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pipeline_task, SHUTDOWN_GRACE_S)
-        ingest.stop()
+        await ingest.stop()
         others = [t for t in tasks if t is not pipeline_task]
         if others:
             _, pending = await asyncio.wait(others, timeout=SHUTDOWN_GRACE_S)

@@ -7,8 +7,11 @@ instead of per bundle is what makes thousands of bundles per second possible; ve
 N+1 overlaps the commit of group N.
 
 Backpressure: at most `pipeline.queue_size` messages are held between the transport and the commit;
-a transport thread submitting beyond that waits (for MQTT: the broker stops sending, its in-flight
-window is full). Garbage is rejected with little work (size, decoding and registry checks come before
+beyond that `submit` waits, and a transport that reads a socket stops reading it until `has_room`
+(for MQTT: TCP then stops the broker, which keeps the messages). Everything here runs on the event
+loop thread except verification (one worker, whole groups) and the database thread (whole groups).
+
+Garbage is rejected with little work (size, decoding and registry checks come before
 the signature), so a flood of it costs honest devices little.
 """
 
@@ -17,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -131,8 +133,11 @@ class Pipeline:
         cfg = ctx.config
         self.limits = Limits(cfg.verify.max_bundle_bytes, cfg.verify.max_future_s, cfg.verify.max_age_s)
         self.max_group = cfg.pipeline.max_group
+        self.queue_size = cfg.pipeline.queue_size
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._slots = threading.BoundedSemaphore(cfg.pipeline.queue_size)
+        self._held = 0  # messages submitted and not yet settled (event loop only)
+        self._room = asyncio.Event()
+        self._room_callbacks: list[Callable[[], None]] = []
         self._verified: asyncio.Queue[tuple[list[Message], list[Checked | Rejected]] | None] = asyncio.Queue(
             2
         )
@@ -144,48 +149,40 @@ class Pipeline:
         self._registry_checked = 0.0
         self._rejection_log = _RejectionLog()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing = threading.Event()
-        # Messages from transport threads reach the loop in batches: one wake-up per batch, not per message.
-        self._inbox: list[Message] = []
-        self._inbox_lock = threading.Lock()
-        self._inbox_wake_pending = False
+        self._closing = False
 
     # -- input -------------------------------------------------------------------------------------
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def submit_threadsafe(self, message: Message) -> bool:
-        """From a transport thread: enqueue, waiting while the pipeline is full; False when closing."""
-        assert self._loop is not None, "bind_loop first"
-        while not self._slots.acquire(timeout=0.5):
-            if self._closing.is_set():
-                return False
-        if self._closing.is_set():
-            self._slots.release()
-            return False
-        with self._inbox_lock:
-            self._inbox.append(message)
-            wake = not self._inbox_wake_pending
-            self._inbox_wake_pending = True
-        if wake:
-            self._loop.call_soon_threadsafe(self._drain_inbox)
-        return True
+    def has_room(self) -> bool:
+        """Whether fewer than `queue_size` messages are held between the transport and the commit."""
+        return self._held < self.queue_size
 
-    def _drain_inbox(self) -> None:
-        """In the loop: move everything the transport threads handed over into the queue."""
-        with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
-            self._inbox_wake_pending = False
-        put = self._queue.put_nowait
-        for message in batch:
-            put(message)
+    def on_room(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the loop) whenever held messages are released and there is room again."""
+        self._room_callbacks.append(callback)
+
+    def submit_nowait(self, message: Message) -> None:
+        """From the event loop: enqueue now. A transport that cannot wait (it has read the message
+        off its socket) checks `has_room` before reading more; one read may overshoot the bound."""
+        self._held += 1
+        self._queue.put_nowait(message)
 
     async def submit(self, message: Message) -> None:
         """From the event loop (in-process transports, tests): enqueue, waiting while full."""
-        while not self._slots.acquire(blocking=False):
-            await asyncio.sleep(0.01)
-        self._queue.put_nowait(message)
+        while not self.has_room():
+            self._room.clear()
+            await self._room.wait()
+        self.submit_nowait(message)
+
+    def _release(self, n: int) -> None:
+        self._held -= n
+        if self.has_room():
+            self._room.set()
+            for callback in self._room_callbacks:
+                callback()
 
     @property
     def depth(self) -> int:
@@ -201,7 +198,7 @@ class Pipeline:
         try:
             await self._verify_loop(stop)
         finally:
-            self._closing.set()
+            self._closing = True
             await self._verified.put(None)
             await storer
             self._verify_pool.shutdown(wait=True)
@@ -266,7 +263,7 @@ class Pipeline:
             result = await self._store_with_retry(group, checked)
             if result is None:  # shutting down without a commit: the broker redelivers these
                 if group:
-                    self._slots.release(len(group))
+                    self._release(len(group))
                 continue
             self._finish(result)
 
@@ -278,7 +275,7 @@ class Pipeline:
             try:
                 return await self.ctx.db.run(self._store_group, group, checked)
             except sqlite3.Error as exc:
-                if self._closing.is_set():
+                if self._closing:
                     log.error("store failed during shutdown, %d messages left unacked: %s", len(group), exc)
                     return None
                 log.error("store failed (%s); retrying the group of %d in %.1f s", exc, len(group), delay)
@@ -443,7 +440,7 @@ class Pipeline:
             metrics.acks_sent.inc(len(acks))
         transport.settle([o.message.token for o in result.outcomes])
         if result.outcomes:
-            self._slots.release(len(result.outcomes))
+            self._release(len(result.outcomes))
         metrics.bundles_accepted.inc(accepted)
         metrics.readings_accepted.inc(readings)
         metrics.group_size.observe(len(result.outcomes))

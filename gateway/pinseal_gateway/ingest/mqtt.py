@@ -2,8 +2,18 @@
 
 The session is persistent (fixed client id, clean_session False) and messages are acknowledged to the
 broker by hand, only once the pipeline committed them (or recorded their rejection): if the gateway
-dies before that, the broker redelivers them. paho's network thread does nothing but hand each
-message to the asyncio pipeline; verification never runs on it.
+dies before that, the broker redelivers them.
+
+The paho client has no thread of its own: the asyncio loop drives it through paho's socket callbacks
+(`on_socket_open/close/register_write/unregister_write` with `loop_read`, `loop_write`, `loop_misc`),
+so `on_message` runs on the loop thread and hands each message straight to the pipeline, and the
+PUBACKs and acks the pipeline issues after a commit are written from that thread too. Reads and
+writes are batched: one `recv` per readable event feeds every packet it holds to paho (instead of
+paho's several small `recv`s per packet), and everything paho queued by the time the socket is
+writable goes out in one `send`. Verification never runs on this thread's hot path.
+
+Backpressure: when the pipeline holds `pipeline.queue_size` messages, the socket is no longer read
+until it has room again (TCP then stops the broker; unacknowledged messages stay with the broker).
 
 PUBACKs carry the connection generation they were received in: after a reconnect the broker
 redelivers unacknowledged messages (possibly reusing message ids), so a PUBACK for a message of an
@@ -12,7 +22,11 @@ earlier connection is dropped instead of acknowledging something else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -28,7 +42,83 @@ from pinseal_gateway.pipeline import Message, Pipeline
 log = logging.getLogger(__name__)
 
 UP_TOPIC_FILTER = "pinseal/v1/+/up"
-OUTGOING_INFLIGHT = 1000  # acks in flight to the broker at once
+OUTGOING_INFLIGHT = 0  # acks in flight: unlimited (below a limit paho rescans its window per PUBACK)
+READ_CHUNK = 256 * 1024  # bytes taken from the socket per readable event
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
+MISC_INTERVAL_S = 1.0  # keepalive pings and their timeout (paho's loop_misc)
+STOP_TIMEOUT_S = 5.0
+
+
+class _BatchingClient(mqtt.Client):
+    """A paho client whose socket I/O is batched by the caller (paho 2.2's `_sock_recv`/`_sock_send`).
+
+    `feed(data)` hands paho the bytes of one large `recv`; paho's small reads are served from them and
+    fall through to the socket only when they are used up. While `corked`, paho's writes are collected
+    in `wbuf` for the caller to send at once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rbuf = b""
+        self.rpos = 0
+        self.wbuf = bytearray()
+        self.corked = False
+
+    def feed(self, data: bytes) -> None:
+        self.rbuf = data
+        self.rpos = 0
+
+    def buffered(self) -> int:
+        return len(self.rbuf) - self.rpos
+
+    def drop_buffers(self) -> None:
+        self.rbuf = b""
+        self.rpos = 0
+        self.wbuf.clear()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self.rpos
+        if pos < len(self.rbuf):
+            end = min(pos + bufsize, len(self.rbuf))
+            self.rpos = end
+            return self.rbuf[pos:end]
+        return super()._sock_recv(bufsize)
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self.corked:
+            self.wbuf += buf
+            return len(buf)
+        return super()._sock_send(buf)
+
+    def flush(self) -> bool:
+        """Send what was collected; True when everything went out (or the connection is gone)."""
+        if not self.wbuf:
+            return True
+        sock = self._sock
+        if sock is None:
+            self.wbuf.clear()
+            return True
+        try:
+            sent = sock.send(self.wbuf)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            # The connection is broken: the socket turns readable and paho's read handles the loss.
+            # Nothing here is lost for good: unacknowledged messages are redelivered, acks resent.
+            log.debug("MQTT send failed: %s", exc)
+            self.wbuf.clear()
+            return True
+        del self.wbuf[:sent]
+        return not self.wbuf
+
+    def _sock_close(self) -> None:
+        # A DISCONNECT (or anything else collected) goes out before paho closes the socket.
+        if self.wbuf and self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.send(self.wbuf)
+        self.drop_buffers()
+        super()._sock_close()
 
 
 class MqttIngest:
@@ -40,7 +130,15 @@ class MqttIngest:
         self.connected = threading.Event()
         self._generation = 0
         self._closing = False
-        client = mqtt.Client(
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._sock: socket.socket | None = None
+        self._reading = False
+        self._writing = False
+        self._lost: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._misc: asyncio.Task[None] | None = None
+        client = _BatchingClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             clean_session=False,
@@ -51,33 +149,190 @@ class MqttIngest:
             client.username_pw_set(config.username, password)
         client.max_inflight_messages_set(OUTGOING_INFLIGHT)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
         self.client = client
 
     def start(self) -> None:
-        """Connect in the background (paho's thread retries until the broker is there)."""
+        """Connect in the background (a task of the running loop retries until the broker is there)."""
         log.info(
             "connecting to MQTT broker %s:%d as %s", self.config.host, self.config.port, self.config.username
         )
-        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
-        self.client.loop_start()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._lost = asyncio.Event()
+        self.pipeline.on_room(self._resume_reading)
+        self._task = self._loop.create_task(self._connection_loop(), name="mqtt-ingest")
 
     def pause(self) -> None:
         """Stop handing new messages to the pipeline (they stay unacknowledged: the broker keeps them)."""
         self._closing = True
 
-    def stop(self) -> None:
-        """Stop consuming and disconnect; call after the pipeline has finished its last group."""
+    async def stop(self) -> None:
+        """Flush what the pipeline settled and disconnect; call after the pipeline finished its last group."""
         self._closing = True
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self._sock is not None and self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+            # The DISCONNECT is queued behind the last PUBACKs and acks; paho closes after writing it.
+            assert self._lost is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), STOP_TIMEOUT_S)
+        for task in (self._task, self._misc):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._sock is not None:  # did not close in time
+            self.client._sock_close()
         self.connected.clear()
 
-    # -- paho thread -------------------------------------------------------------------------------
+    # -- connection management (event loop) --------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        assert self._loop is not None and self._lost is not None
+        client = self.client
+        cfg = self.config
+        delay = RECONNECT_MIN_S
+        first = True
+        while not self._closing:
+            self._lost.clear()
+            try:
+                # The TCP connect may block (a remote broker): off the loop; the socket callbacks it
+                # triggers are passed back to the loop thread.
+                if first:
+                    connect = functools.partial(client.connect, cfg.host, cfg.port, cfg.keepalive_s)
+                else:
+                    connect = client.reconnect
+                await self._loop.run_in_executor(None, connect)
+            except (OSError, mqtt.WebsocketConnectionError) as exc:
+                log.warning("MQTT connection to %s:%d failed: %s", cfg.host, cfg.port, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            first = False
+            started = time.monotonic()
+            await self._lost.wait()
+            if time.monotonic() - started > RECONNECT_MAX_S:
+                delay = RECONNECT_MIN_S
+            if self._closing:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _misc_loop(self) -> None:
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(MISC_INTERVAL_S)
+
+    def _in_loop(self, fn: Any, *args: Any) -> None:
+        """Run `fn` now if on the loop thread, else hand it to the loop (callbacks from the connect)."""
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._opened, sock)
+
+    def _opened(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._reading = False
+        self._resume_reading()
+        if self._misc is None or self._misc.done():
+            self._misc = self._loop.create_task(self._misc_loop(), name="mqtt-keepalive")
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._closed, sock)
+
+    def _closed(self, sock: socket.socket) -> None:
+        assert self._loop is not None and self._lost is not None
+        if self._sock is sock:
+            self._sock = None
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(sock)
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_writer(sock)
+        self._reading = self._writing = False
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+        self.connected.clear()
+        self._lost.set()
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._want_write, sock)
+
+    def _want_write(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        if sock is self._sock and not self._writing:
+            self._writing = True
+            self._loop.add_writer(sock, self._writable)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._write_done, sock)
+
+    def _write_done(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        if self._writing and not self.client.wbuf:
+            self._writing = False
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(sock)
+
+    def _writable(self) -> None:
+        client = self.client
+        client.corked = True
+        try:
+            client.loop_write()
+        finally:
+            client.corked = False
+        sock = self._sock
+        if client.flush() and not client.want_write() and sock is not None and self._writing:
+            self._writing = False
+            assert self._loop is not None
+            self._loop.remove_writer(sock)
+
+    def _readable(self) -> None:
+        client = self.client
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            client.loop_read()  # paho meets the EOF or error itself and handles the disconnect
+            return
+        client.feed(data)
+        while client.buffered() and self._sock is sock:
+            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                break
+        if not self.pipeline.has_room():
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if self._reading and self._sock is not None:
+            assert self._loop is not None
+            self._loop.remove_reader(self._sock)
+            self._reading = False
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._sock is not None and self.pipeline.has_room():
+            assert self._loop is not None
+            self._loop.add_reader(self._sock, self._readable)
+            self._reading = True
+
+    # -- paho callbacks (event loop) ---------------------------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any, properties: Any
@@ -104,13 +359,13 @@ class MqttIngest:
     ) -> None:
         self.connected.clear()
         if not self._closing:
-            log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
+            log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._closing:
             return  # not acknowledged: the broker redelivers it to the next run
         token = (self._generation, message.mid, message.qos)
-        self.pipeline.submit_threadsafe(Message(message.topic, message.payload, time.time(), token))
+        self.pipeline.submit_nowait(Message(message.topic, message.payload, time.time(), token))
 
     # -- pipeline side (event loop thread) ---------------------------------------------------------
 
