@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.store import batches
 from pinseal_protocol import batch, keys
 
@@ -125,7 +126,7 @@ async def run_batcher(
                     continue  # a backlog: keep sealing full batches without waiting
         except Exception:  # a failed seal rolled back; the same bundles are sealed on the next try
             log.exception("sealing a batch failed; retrying in %s s", poll)
-        await _sleep(stop, min(poll, max(0.0, next_due - loop.time())))
+        await sleep_unless_stopped(stop, min(poll, max(0.0, next_due - loop.time())))
 
 
 async def seal_once(ctx: GatewayContext, now: float) -> BatchInfo | None:
@@ -145,14 +146,3 @@ async def seal_once(ctx: GatewayContext, now: float) -> BatchInfo | None:
         info.body_size,
     )
     return info
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    if seconds <= 0:
-        await asyncio.sleep(0)
-        return
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        pass

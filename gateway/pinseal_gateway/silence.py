@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pinseal_gateway.stopping import sleep_unless_stopped
+
 if TYPE_CHECKING:
     from pinseal_gateway.context import GatewayContext
 
@@ -95,11 +97,7 @@ async def run_silence_watch(
     tracker = SilenceTracker()
     while not stop.is_set():
         await check_once(ctx, tracker, clock())
-        try:
-            async with asyncio.timeout(interval):
-                await stop.wait()
-        except TimeoutError:
-            pass
+        await sleep_unless_stopped(stop, interval)
 
 
 async def check_once(ctx: GatewayContext, tracker: SilenceTracker, now: float) -> list[SilentDevice]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.store import batches
 from pinseal_gateway.uplink import Outcome, SendResult, UplinkBackend
 
@@ -184,17 +185,6 @@ class OutboxDrainer:
         return POLL_S
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake at once when the daemon stops."""
-    if seconds <= 0:
-        return
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        pass
-
-
 async def run_uplink(
     ctx: GatewayContext,
     stop: asyncio.Event,
@@ -212,6 +202,6 @@ async def run_uplink(
     drainer = OutboxDrainer(ctx, backend, clock=clock, rand=rand)
     try:
         while not stop.is_set():
-            await _sleep(stop, await drainer.step())
+            await sleep_unless_stopped(stop, await drainer.step())
     finally:
         await backend.close()
