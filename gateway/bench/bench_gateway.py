@@ -10,6 +10,9 @@ One run, side by side:
 - verify_per_s: bare `cryptography` Ed25519 verifies on one core.
 - lost / duplicated: from the acks the load generator got, and from the network ingest's store after the
   gateway's uplink drained — never from the gateway's own account of itself.
+- cpu: per measured phase, the CPU time (utime+stime from /proc/<pid>/stat) of the gateway, Mosquitto, the
+  network ingest and the load generator (this process), in CPU-ms per acked bundle; "other" is the rest of
+  the machine's busy time (kernel, other processes), "idle" the machine's idle share over the phase.
 Writes build/bench/gateway.json and the gateway section of docs/benchmarks.md.
 """
 
@@ -58,6 +61,52 @@ def verify_per_s(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - start)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CPU_COLUMNS = ("gateway", "mosquitto", "ingest", "loadgen")
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is the state (field 3): utime, stime are 14, 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(idle, total) CPU seconds of the whole machine since boot, over all cores (idle includes iowait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (ticks[3] + ticks[4]) / CLK_TCK, sum(ticks) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU time of named processes and the machine's idle share between start() and stop()."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def start(self) -> None:
+        self.proc0 = {name: process_cpu_s(pid) for name, pid in self.pids.items()}
+        self.idle0, self.total0 = machine_cpu_s()
+        self.wall0 = time.perf_counter()
+
+    def stop(self, bundles: int) -> dict[str, Any]:
+        """CPU-ms per bundle for each process and for the rest of the machine, plus the idle share."""
+        wall = time.perf_counter() - self.wall0
+        used = {name: process_cpu_s(pid) - self.proc0[name] for name, pid in self.pids.items()}
+        idle1, total1 = machine_cpu_s()
+        idle, total = idle1 - self.idle0, total1 - self.total0
+        per = 1000 / max(bundles, 1)
+        ms = {name: round(s * per, 3) for name, s in used.items()}
+        ms["other"] = round(max(0.0, total - idle - sum(used.values())) * per, 3)
+        return {
+            "wall_s": round(wall, 2),
+            "bundles": bundles,
+            "ms_per_bundle": ms,
+            "busy_ms_per_bundle": round((total - idle) * per, 3),
+            "idle_share": round(idle / total, 3) if total > 0 else 0.0,
+        }
+
+
 def register(stack: Stack, devices: list[loadgen.SimDevice]) -> None:
     """Register every device with the gateway (fresh MQTT password each) and the network ingest."""
     config_db = stack.workdir / "gateway" / "gateway.sqlite"
@@ -87,11 +136,19 @@ async def phase(
     rate: float | None = None,
     complete_on: str = "ack",
     timeout_s: float = 300,
+    cpu: CpuMeter | None = None,
+    cpu_out: dict[str, Any] | None = None,
 ) -> loadgen.Results:
+    """One measured phase; with `cpu`, the CPU split from first publish to last ack goes in cpu_out."""
     gen = loadgen.LoadGenerator("127.0.0.1", port, devices, window=window, rate=rate, complete_on=complete_on)
     await gen.connect()
     try:
-        return await gen.run(timeout_s)
+        if cpu is not None:
+            cpu.start()
+        results = await gen.run(timeout_s)
+        if cpu is not None and cpu_out is not None:
+            cpu_out.update(cpu.stop(results.acked))
+        return results
     finally:
         await gen.close()
 
@@ -158,21 +215,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     register(stack, devices)
     stack.start()
     result: dict[str, Any] = {"devices": n}
+    cpu: dict[str, dict[str, Any]] = {"one_reading": {}, "latency": {}, "sixteen": {}, "raw": {}}
+    result["cpu"] = cpu
+    meter = CpuMeter({name: stack.procs[name].pid for name in ("gateway", "mosquitto", "ingest")})
+    meter.pids["loadgen"] = os.getpid()
     try:
         one = [loadgen.SimDevice(d.key, d.password, d.bundles[: args.bundles]) for d in devices]
         print("bench: one-reading bundles, closed loop", flush=True)
-        r1 = await phase(stack.mqtt_port, one, window=args.window)
+        r1 = await phase(stack.mqtt_port, one, window=args.window, cpu=meter, cpu_out=cpu["one_reading"])
         result["accepted_per_s"] = round(r1.ack_rate(), 1)
         lat = [loadgen.SimDevice(d.key, d.password, d.bundles[args.bundles :]) for d in devices]
         rate = max(1.0, 0.5 * r1.ack_rate())
         print(f"bench: latency at {rate:.0f} bundles/s (50%), open loop", flush=True)
-        r2 = await phase(stack.mqtt_port, lat, rate=rate)
+        r2 = await phase(stack.mqtt_port, lat, rate=rate, cpu=meter, cpu_out=cpu["latency"])
         result["p50_ms"] = round(percentile(r2.latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(r2.latencies_ms, 99), 2)
         result["latency_rate_per_s"] = round(rate, 1)
         sixteen = [loadgen.SimDevice(d.key, d.password, d.bundles16) for d in devices]  # type: ignore[attr-defined]
         print("bench: 16-reading bundles, closed loop", flush=True)
-        r3 = await phase(stack.mqtt_port, sixteen, window=args.window)
+        r3 = await phase(stack.mqtt_port, sixteen, window=args.window, cpu=meter, cpu_out=cpu["sixteen"])
         result["readings_per_s_at_16"] = round(16 * r3.ack_rate(), 1)
         published = r1.published + r2.published + r3.published
         acked = r1.acked + r2.acked + r3.acked
@@ -209,7 +270,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.start_broker_only()
         sub = raw_subscriber(stack, password, seconds=args.raw_seconds)
         time.sleep(1.0)
-        await phase(stack.mqtt_port, raw_devices, window=args.window, complete_on="puback")
+        # The raw phase's "gateway" is the bare subscriber in its place; the ingest idles.
+        raw_pids = {"gateway": sub.pid, "mosquitto": stack.procs["mosquitto"].pid}
+        raw_meter = CpuMeter({**raw_pids, "ingest": stack.procs["ingest"].pid, "loadgen": os.getpid()})
+        await phase(
+            stack.mqtt_port,
+            raw_devices,
+            window=args.window,
+            complete_on="puback",
+            cpu=raw_meter,
+            cpu_out=cpu["raw"],
+        )
         out, _ = sub.communicate(timeout=args.raw_seconds + 30)
         result["raw_subscriber_per_s"] = round(float(out.split()[1]), 1)
     finally:
@@ -228,6 +299,37 @@ TARGETS = [
     ("lost", "0", lambda r: r["lost"] == 0),
     ("duplicated", "0", lambda r: r["duplicated"] == 0),
 ]
+
+
+CPU_PHASES = {
+    "one_reading": "one-reading, closed loop",
+    "latency": "one-reading, 50% open loop",
+    "sixteen": "16-reading, closed loop",
+    "raw": "raw subscriber (in the gateway column)",
+}
+
+
+def render_cpu(cpu: dict[str, dict[str, Any]]) -> list[str]:
+    """The CPU split as a table: CPU-ms per acked bundle by process, and the machine's idle share."""
+    head = " | ".join(f"`{c}`" for c in (*CPU_COLUMNS, "other"))
+    rows = []
+    for name, label in CPU_PHASES.items():
+        c = cpu.get(name)
+        if not c:
+            continue
+        ms = " | ".join(str(c["ms_per_bundle"].get(col, "-")) for col in (*CPU_COLUMNS, "other"))
+        rows.append(
+            f"| {label} | {c['bundles']} | {ms} | {c['busy_ms_per_bundle']} | {c['idle_share']:.0%} |"
+        )
+    return [
+        "CPU-ms per acked bundle, from the first publish to the last ack of each phase (utime+stime from",
+        "`/proc/<pid>/stat`; `other` is the rest of the machine's busy time: kernel, other processes). At",
+        "3,000 bundles/s the two cores allow 0.667 CPU-ms per bundle for everything together.",
+        "",
+        f"| phase | bundles | {head} | busy | idle |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -254,6 +356,8 @@ def render(result: dict[str, Any]) -> str:
             f"- `lost`/`duplicated`: {result['published']} bundles published; by the load generator's acks "
             f"{result['lost_by_acks']}/{result['duplicated_by_acks']}, at the network ingest after the "
             f"uplink drained {result['lost_at_ingest']}/{result['duplicated_at_ingest']}.",
+            "",
+            *render_cpu(result["cpu"]),
             f"<!-- bench:{SECTION}:end -->",
         ]
     )
