@@ -128,6 +128,13 @@ def register(stack: Stack, devices: list[loadgen.SimDevice]) -> None:
     stack.ingest_cli("devices", "import", str(export))
 
 
+def ensure_alive(stack: Stack, name: str) -> None:
+    """A crashed process must fail the benchmark, not leave it waiting out its timeouts."""
+    proc = stack.procs.get(name)
+    if proc is None or proc.poll() is not None:
+        raise RuntimeError(f"{name} is not running; see {stack.logs / (name + '.log')}")
+
+
 async def phase(
     port: int,
     devices: list[loadgen.SimDevice],
@@ -223,17 +230,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         one = [loadgen.SimDevice(d.key, d.password, d.bundles[: args.bundles]) for d in devices]
         print("bench: one-reading bundles, closed loop", flush=True)
         r1 = await phase(stack.mqtt_port, one, window=args.window, cpu=meter, cpu_out=cpu["one_reading"])
+        ensure_alive(stack, "gateway")
         result["accepted_per_s"] = round(r1.ack_rate(), 1)
         lat = [loadgen.SimDevice(d.key, d.password, d.bundles[args.bundles :]) for d in devices]
         rate = max(1.0, 0.5 * r1.ack_rate())
         print(f"bench: latency at {rate:.0f} bundles/s (50%), open loop", flush=True)
         r2 = await phase(stack.mqtt_port, lat, rate=rate, cpu=meter, cpu_out=cpu["latency"])
+        ensure_alive(stack, "gateway")
         result["p50_ms"] = round(percentile(r2.latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(r2.latencies_ms, 99), 2)
         result["latency_rate_per_s"] = round(rate, 1)
         sixteen = [loadgen.SimDevice(d.key, d.password, d.bundles16) for d in devices]  # type: ignore[attr-defined]
         print("bench: 16-reading bundles, closed loop", flush=True)
         r3 = await phase(stack.mqtt_port, sixteen, window=args.window, cpu=meter, cpu_out=cpu["sixteen"])
+        ensure_alive(stack, "gateway")
         result["readings_per_s_at_16"] = round(16 * r3.ack_rate(), 1)
         published = r1.published + r2.published + r3.published
         acked = r1.acked + r2.acked + r3.acked
