@@ -54,6 +54,9 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(f"{PREFIX}queue_depth", "Messages received, not yet processed", registry=r)
+        self.mqtt_subscribed = Gauge(
+            f"{PREFIX}mqtt_subscribed", "1 while subscribed to the devices' up topics, else 0", registry=r
+        )
 
     def render(self) -> bytes:
         """The text exposition format for `/metrics`."""

@@ -149,8 +149,19 @@ class Stack:
         self._spawn("ingest", cmd, self.ingest_port)
 
     def start_gateway(self) -> None:
+        """Start the gateway and wait until it is subscribed: a device's first bundles must not go to a
+        broker with no subscriber yet (they would be dropped, as MQTT drops them, and never acked)."""
         cmd = [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)]
         self._spawn("gateway", cmd, self.http_port)
+        if not wait_until(self._gateway_subscribed, 20, 0.05):
+            raise RuntimeError(f"gateway did not subscribe to the broker; see {self.logs / 'gateway.log'}")
+
+    def _gateway_subscribed(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.gateway_url}/metrics", timeout=2) as response:
+                return b"pinseal_gateway_mqtt_subscribed 1.0" in response.read()
+        except OSError:
+            return False
 
     def start_broker_only(self) -> None:
         """Mosquitto with a config generated from the gateway's registry as it is now."""

@@ -353,11 +353,14 @@ class MqttIngest:
             log.error("subscription to %s refused: %s (check the broker ACL)", UP_TOPIC_FILTER, reason_codes)
             return
         self.connected.set()
+        self.pipeline.ctx.metrics.mqtt_subscribed.set(1)
+        log.info("subscribed to %s: receiving bundles", UP_TOPIC_FILTER)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         self.connected.clear()
+        self.pipeline.ctx.metrics.mqtt_subscribed.set(0)
         if not self._closing:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
