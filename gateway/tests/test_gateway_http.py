@@ -35,6 +35,7 @@ def test_metrics_status_and_proofs(env, gateway):
     status, body = get(gateway, "/metrics")
     assert status == 200 and b"pinseal_gateway_bundles_accepted_total 1.0" in body
     assert f'pinseal_gateway_device_last_seen{{kid="{device.kid_hex}"}}'.encode() in body
+    assert b"pinseal_gateway_mqtt_subscribed 1.0" in body  # what the local stack waits for
     status, body = get(gateway, "/status")
     report = json.loads(body)
     assert status == 200 and report["counts"]["bundles"] == 1 and report["outbox_depth"] == 0
