@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sqlite3
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import loadgen
-from bench_gateway import machine, register
+from bench_gateway import register
 
 from pinseal_gateway.store.bundles import INSERT_BUNDLE
-from pinseal_hil.bench_firmware import write_doc
+from pinseal_hil.benchreport import publish, stamp
 from pinseal_hil.stack import Stack, wait_until
 from pinseal_protocol import bundle as pbundle
 
@@ -153,13 +151,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "backlog.json")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    result["machine"] = machine()
-    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    write_doc(args.doc, render(result), SECTION)
-    print(json.dumps(result, indent=2))
+    result = stamp(asyncio.run(run(args)))
+    publish(result, args.out, args.doc, SECTION, render(result))
     return 0 if result["drained"] and result["lost"] == 0 and result["duplicated"] == 0 else 1
 
 

@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
-from pinseal_hil.bench_firmware import write_doc
+from pinseal_hil.benchreport import publish, stamp
 from pinseal_hil.stack import Stack, wait_until
 from pinseal_protocol import bundle as pbundle
 
@@ -182,20 +179,6 @@ def raw_subscriber(stack: Stack, password: str, seconds: float) -> subprocess.Po
         "print(n, (n - 1) / (t1 - t0) if n > 1 else 0.0)\n"
     )
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-
-
-def machine() -> dict[str, str]:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -384,14 +367,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "gateway.json")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    result["machine"] = machine()
-    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result = stamp(asyncio.run(run(args)))
     result["targets_met"] = {k: bool(ok(result)) for k, _, ok in TARGETS}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    write_doc(args.doc, render(result), SECTION)
-    print(json.dumps(result, indent=2))
+    publish(result, args.out, args.doc, SECTION, render(result))
     return 0
 
 

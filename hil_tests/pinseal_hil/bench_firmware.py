@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pinseal_hil.benchreport import publish, stamp
 from pinseal_hil.vm import BOARD_RAM_BYTES, REPO, VMOptions, run_script
 
 BENCH_DIR = REPO / "hil_tests" / "bench"
 SEAL_BENCH = BENCH_DIR / "seal_bench.py"
 COMMAND = "make bench-firmware"
 SECTION = "firmware"
+MICROPYTHON_VM = "@micropython/micropython-webassembly-pyscript 1.29.0-6"
 
 # (metric, target, comparison) as the foundation issue sets them; None = reported, no target.
 TARGETS: list[tuple[str, str, Any]] = [
@@ -47,25 +45,6 @@ def run_mode(mode: str, reps: int, options: VMOptions) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "os": f"{platform.system()} {platform.release()}",
-        "node": node,
-        "micropython_vm": "@micropython/micropython-webassembly-pyscript 1.29.0-6",
-    }
-
-
 def render_section(result: dict[str, Any]) -> str:
     m = result["machine"]
     rows = []
@@ -77,7 +56,7 @@ def render_section(result: dict[str, Any]) -> str:
             "## Firmware: sealing bundles in the MicroPython VM",
             "",
             f"Command: `{COMMAND}` ({result['measured_at']}). Machine: {m['cpu']}, {m['cores']} cores, "
-            f"{m['os']}, Node {m['node']}, {m['micropython_vm']}. "
+            f"{m['os']}, Node {m['node']}, {result['micropython_vm']}. "
             f"Medians of {result['reps']} interleaved runs.",
             "",
             "| metric | measured | target | met |",
@@ -104,21 +83,6 @@ def render_section(result: dict[str, Any]) -> str:
     )
 
 
-def write_doc(doc: Path, text: str, section: str = SECTION) -> None:
-    """Replace (or append) one benchmark's section of docs/benchmarks.md, leaving the others as they are."""
-    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
-    if doc.exists():
-        current = doc.read_text()
-    else:
-        current = "# Benchmarks\n\nWritten by `make bench`; each section names its command.\n"
-    if start in current and end in current:
-        before, rest = current.split(start, 1)
-        current = before + text + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    doc.write_text(current)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "firmware.json")
@@ -128,17 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     timing = run_mode("timing", args.reps, VMOptions(timeout_s=900))
     heap = run_mode("heap", args.reps, VMOptions.board(BOARD_RAM_BYTES, timeout_s=900))
-    result = {
-        **timing,
-        **heap,
-        "machine": machine(),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    result = stamp({**timing, **heap, "micropython_vm": MICROPYTHON_VM}, node=True)
     result["targets_met"] = {metric: bool(check(result)) for metric, _, check in TARGETS}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    write_doc(args.doc, render_section(result))
-    print(json.dumps(result, indent=2))
+    publish(result, args.out, args.doc, SECTION, render_section(result))
     return 0
 
 
