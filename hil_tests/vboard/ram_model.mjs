@@ -177,7 +177,7 @@ const V8_GC_MIN_TICKS = 64;
 // The rescue reserve is released in halves down to this many blocks (1 KB), then whole.
 const RESCUE_MIN_BLOCKS = 64;
 
-export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc }) {
+export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, hostDelayMs = (ms) => ms }) {
   const st = stats || new Int32Array(STAT_LEN);
   const M = mp._module;
   let immediate = null;
@@ -315,7 +315,7 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc }
       timer = null;
     }
     if (dt <= 0) immediate = setImmediate(tick);
-    else timer = setTimeout(tick, dt);
+    else timer = setTimeout(tick, hostDelayMs(dt));
   }
 
   const module = {

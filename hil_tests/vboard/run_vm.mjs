@@ -2,13 +2,16 @@
 // filesystem. The firmware sees the same paths it has on a board (/pinseal/..., /lib/...).
 //
 //   node run_vm.mjs [--heap BYTES] [--ram BYTES [--ceiling BYTES]] [--timeout SECONDS]
-//                   [--mount HOST_DIR:VM_DIR]... [--path VM_DIR]... SCRIPT.py [ARG...]
+//                   [--mount HOST_DIR:VM_DIR]... [--path VM_DIR]... [--board BOARD_JSON]
+//                   [--plugin FILE.mjs[=ARG]]... SCRIPT.py [ARG...]
 //
 // --heap      initial MicroPython heap (it grows by itself; not a limit). Ignored with --ram.
 // --ram       model a board with this much RAM (board mode; ESP32 without PSRAM: 100000). asyncio then runs one
 //             task step per return to JS, collects there, and throws MemoryError into the task about to resume
 //             while live bytes exceed BYTES; the heap is capped at --ceiling (default 4 x BYTES), so runaway
 //             allocation inside one step raises MemoryError. See ram_model.mjs and docs/virtual-board.md.
+// --board     the board profile (boards/<id>/board.json) plugins read (pins, sensors, RAM).
+// --plugin    a JS module whose install(mp, ctx) adds a board facility (vm_core.mjs); repeatable.
 // --timeout   kill the VM after SECONDS of wall time (it runs in a worker thread; a watchdog in the main
 //             thread terminates it even inside an endless synchronous loop). 0 = no watchdog (default).
 //
@@ -24,7 +27,7 @@ export const copyTree = copyTreeImpl;
 export const EXIT_TIMEOUT = 3;
 
 function parseArgs(argv) {
-  const opts = { heap: 1024 * 1024, ram: 0, ceiling: 0, timeout: 0, mounts: [], paths: [], script: null, args: [] };
+  const opts = { heap: 1024 * 1024, ram: 0, ceiling: 0, timeout: 0, mounts: [], paths: [], plugins: [], board: null, script: null, args: [] };
   const int = (v, name) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < 0) throw new Error(`${name} needs a non-negative number, got ${v}`);
@@ -39,6 +42,8 @@ function parseArgs(argv) {
     else if (a === "--timeout") opts.timeout = int(argv[++i], a);
     else if (a === "--mount") opts.mounts.push(argv[++i]);
     else if (a === "--path") opts.paths.push(argv[++i]);
+    else if (a === "--board") opts.board = argv[++i];
+    else if (a === "--plugin") opts.plugins.push(argv[++i]);
     else if (a.startsWith("--")) throw new Error(`unknown option ${a}`);
     else opts.script = a;
   }

@@ -4,8 +4,12 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import v8 from "node:v8";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import vm from "node:vm";
+import { CLOCK_PY, createClock } from "./clock.mjs";
 import { createRamModel, imposeCeiling, STAT_LEN } from "./ram_model.mjs";
+
+const SHIM_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "mpy");
 
 // Bytes left free in the C allocator for the JS bridge when the ceiling is on (plus the script's length).
 const BRIDGE_RESERVE = 32 * 1024;
@@ -71,8 +75,41 @@ function systemExitCode(message) {
   return Number.isNaN(n) ? 1 : n;
 }
 
-// opts: { heap, ram, ceiling, mounts, paths, script, args }
-// io: { stdout(line), stderr(line), stats (Int32Array for the watchdog, optional) }
+// Plugins give the VM what a board has and this port lacks (machine, network, sensors, flash): each is a JS
+// module exporting `async install(mp, ctx)`, called after the VM starts and before the script runs, where
+// ctx = { opts, io, clock, board, arg }: `board` is the parsed board profile (--board FILE) or null, `arg` the
+// text after the plugin path's first "=" (e.g. a sensors file), `clock` the board's clock (clock.mjs).
+// MicroPython shims live in hil_tests/vboard/mpy/ and appear on sys.path as "/_vboard", where a board's
+// frozen modules are; they are never part of the board's flash.
+// install() may return { control(msg) }: how the harness changes the plugin's state while the board runs
+// (sensor values, faults). Controls are routed by plugin name (the file name without .mjs): from the board
+// host (board_host.mjs) and, for test scripts in the VM, through the JS module `vboard_control`
+// (send(name, json_text) -> json_text); firmware never imports it.
+async function installPlugins(mp, opts, io, clock) {
+  const board = opts.board ? JSON.parse(fs.readFileSync(opts.board, "utf8")) : null;
+  const controls = new Map();
+  for (const spec of opts.plugins || []) {
+    const eq = spec.indexOf("=");
+    const file = eq < 0 ? spec : spec.slice(0, eq);
+    const arg = eq < 0 ? "" : spec.slice(eq + 1);
+    const plugin = await import(pathToFileURL(path.resolve(file)).href);
+    const handle = await plugin.install(mp, { opts, io, clock, board, arg });
+    if (handle && typeof handle.control === "function") controls.set(path.basename(file, ".mjs"), handle);
+  }
+  const control = (name, msg) => {
+    const handle = controls.get(name);
+    if (!handle) throw new Error(`no plugin named ${name} takes controls`);
+    return handle.control(msg);
+  };
+  mp.registerJsModule("vboard_control", {
+    send: (name, text) => JSON.stringify(control(name, JSON.parse(text)) ?? null),
+  });
+  return control;
+}
+
+// opts: { heap, ram, ceiling, mounts, paths, script, args, board, plugins }
+// io: { stdout(line), stderr(line), stats (Int32Array for the watchdog, optional),
+//       onControl(fn) (optional: receives control(pluginName, msg) once the plugins are installed) }
 // Returns a promise of the exit status once the script's top level finished (tasks may still run after it).
 export async function runVM(opts, io) {
   filterGrowthMessages();
@@ -100,14 +137,32 @@ export async function runVM(opts, io) {
       "os.urandom = _urandom\n" +
       "del _urandom, os, vboard_random\n",
   );
-  const model = createRamModel(mp, { ram, ceiling, rescue, stats: io.stats || new Int32Array(STAT_LEN), stderr: io.stderr, v8gc: ram ? v8Collector() : null });
+  // With plugins the VM is a board: time reads the board's clock (clock.mjs), shims are on the path.
+  const boardMode = Boolean(opts.plugins && opts.plugins.length);
+  const clock = opts.clock || createClock();
+  if (boardMode) {
+    mp.registerJsModule("vboard_clock", clock.module);
+    mp.runPython(CLOCK_PY);
+    copyTree(mp.FS, SHIM_DIR, "/_vboard");
+  }
+  const control = await installPlugins(mp, opts, io, clock);
+  if (io.onControl) io.onControl(control);
+  const model = createRamModel(mp, {
+    ram,
+    ceiling,
+    rescue,
+    stats: io.stats || new Int32Array(STAT_LEN),
+    stderr: io.stderr,
+    v8gc: ram ? v8Collector() : null,
+    hostDelayMs: boardMode ? clock.hostDelayMs : (ms) => ms,
+  });
   mp.registerJsModule("vboard_ram", model.module);
   for (const m of opts.mounts) {
     const i = m.lastIndexOf(":");
     copyTree(mp.FS, m.slice(0, i), m.slice(i + 1));
   }
   mp.runPython(
-    `import sys\nsys.path[:0] = ${JSON.stringify(opts.paths)}\n` +
+    `import sys\nsys.path[:0] = ${JSON.stringify([...opts.paths, ...(boardMode ? ["/_vboard"] : [])])}\n` +
       `sys.argv[:] = ${JSON.stringify([opts.script, ...opts.args])}`,
   );
   if (ram) {
