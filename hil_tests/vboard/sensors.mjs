@@ -230,7 +230,8 @@ export async function install(mp, ctx) {
     },
   });
   mp.registerJsModule("vboard_adc", {
-    config: () => JSON.stringify({ port, mcu: board.mcu, battery_pin: board.battery ? board.battery.adc_pin : null }),
+    config: () =>
+      JSON.stringify({ port, mcu: board.mcu, battery_pin: board.battery ? board.battery.adc_pin : null, battery: board.battery || null }),
     // -> [u16, uv] of the battery pin now, or [0, 0] for a pin nothing drives (the shim checks ADC capability)
     read: (pin) => {
       const r = board.battery && Number(pin) === board.battery.adc_pin ? sensors.battery() : null;

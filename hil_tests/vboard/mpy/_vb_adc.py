@@ -24,7 +24,7 @@ def _read(pin):
 class _ADCBase:
     def __init__(self, pin, *, atten=None):
         value = getattr(pin, "_vb_id", pin)
-        if _PORT == "rp2" and isinstance(value, int) and 0 <= value <= 4:
+        if _PORT == "rp2" and isinstance(pin, int) and 0 <= pin <= 4:
             value = 26 + value if value < 4 else -1  # channel number; 4 = temperature sensor
         elif not isinstance(value, int) or value not in _PINS:
             raise ValueError("Pin doesn't have ADC capabilities" if _PORT == "rp2" else "invalid pin")

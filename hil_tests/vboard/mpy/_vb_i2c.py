@@ -1,6 +1,6 @@
 # machine.I2C and machine.SoftI2C of the virtual board, over the emulated bus of the sensors plugin
-# (hil_tests/vboard/sensors.mjs, JS module `vboard_i2c`). The API subset drivers use, with the behaviour of the
-# board's port (its profile's "port"):
+# (hil_tests/vboard/sensors.mjs, JS module `vboard_i2c`). The API subset drivers use, with the behaviour of
+# the board's port (its profile's "port"):
 #   - I2C(id, scl=, sda=, freq=, timeout=): a bus id the chip lacks or, on RP2, a pin that cannot be that
 #     block's SCL/SDA raises ValueError as the port does (ports/esp32, ports/rp2 machine_i2c.c).
 #   - Only the profile's pins (i2c.scl, i2c.sda) have the sensors on them: another valid pair is a bus with
@@ -17,7 +17,7 @@ _CFG = json.loads(vboard_i2c.config())
 _PORT = _CFG["port"]
 _WIRED = (_CFG["i2c"]["scl"], _CFG["i2c"]["sda"]) if _CFG.get("i2c") else None
 _ESP32_S3 = _CFG.get("mcu") == "esp32s3"
-# Default pins per bus id when none are given (ports/esp32 and ports/rp2 machine_i2c.c, ESP32_GENERIC_S3 board).
+# Default pins per bus id when none are given (ports/esp32 and ports/rp2 machine_i2c.c; ESP32_GENERIC_S3).
 if _PORT == "rp2":
     _DEFAULT_PINS = {0: (5, 4), 1: (7, 6)}
     _MAX_GPIO = 29
