@@ -12,7 +12,11 @@ from pinseal_hil.vm import FIRMWARE_TESTS_DIR, run_firmware_test_module
 # test_ram_board needs board mode and runs, one test a function, from test_ram_model.py; here every test
 # of it would only skip.
 BOARD_MODE_MODULES = {"test_ram_board"}
-MODULES = sorted(p.stem for p in FIRMWARE_TESTS_DIR.glob("test_*.py") if p.stem not in BOARD_MODE_MODULES)
+MODULES = sorted(
+    p.stem
+    for p in FIRMWARE_TESTS_DIR.glob("test_*.py")
+    if p.stem not in BOARD_MODE_MODULES and not p.stem.startswith("test_sensors")  # test_sensors_in_vm.py
+)
 
 
 @pytest.mark.vm
