@@ -2,7 +2,8 @@
 
 Each hil_tests/firmware_tests/test_sensors_*.py module runs in board mode (the board's RAM) with the sensors
 plugin (hil_tests/vboard/sensors.mjs) on an ESP32 and an RP2 board profile, since NACKs raise a different
-errno on each port. Also: the chip emulators' node tests, and the sensors-script checker on generated bad scripts.
+errno on each port. Also: the chip emulators' node tests, and the sensors-script checker on generated bad
+scripts.
 """
 
 from __future__ import annotations
