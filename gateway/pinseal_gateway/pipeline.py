@@ -373,21 +373,7 @@ class Pipeline:
                 conn.execute("UPDATE bundles SET chain_gap = 1 WHERE hash = ?", (bundle.bundle_hash,))
             states.put(state)
             touched[kid] = state
-            for index, reading in enumerate(bundle.readings):
-                seq = bundle.seq + index
-                for record in reading.records:
-                    reading_rows.append(
-                        (
-                            bundle.bundle_hash,
-                            kid,
-                            seq,
-                            reading.time,
-                            record.name,
-                            record.unit,
-                            None if record.value is None else str(record.value),
-                            record.string_value,
-                        )
-                    )
+            reading_rows.extend(check.rows)
             result.outcomes.append(
                 Outcome(
                     message,

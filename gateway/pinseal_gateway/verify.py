@@ -14,13 +14,22 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_gateway.store import bundles as store
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import history
+from pinseal_protocol import fastbundle, history
 from pinseal_protocol.bundle import Bundle
-from pinseal_protocol.errors import RejectedMessage, Revoked, TooLarge, UnknownDevice, WrongTopic
+from pinseal_protocol.errors import (
+    BadSignature,
+    RejectedMessage,
+    Revoked,
+    TooLarge,
+    UnknownDevice,
+    WrongTopic,
+)
+from pinseal_protocol.fastbundle import FastBundle
 from pinseal_protocol.history import StoredBundle, Verdict
 
 log = logging.getLogger(__name__)
@@ -65,12 +74,22 @@ class Registry:
         return entry.public_key
 
 
+ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
+"""A `readings` table row: (bundle hash, kid, seq, time, name, unit, value text, error string)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A message whose bundle passed every stateless check."""
+    """A message whose bundle passed every stateless check, with its readings as table rows.
 
-    bundle: Bundle
+    The rows are built here, in the verification thread, so the database thread only inserts them.
+    `bundle` is a `FastBundle` when the bytes had the device layout (the common case), else the generic
+    path's `Bundle`; both carry the same fields the store needs.
+    """
+
+    bundle: Bundle | FastBundle
     time_flag: str | None  # None, "future" or "stale"
+    rows: list[ReadingRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +115,60 @@ def topic_kid(topic: str) -> bytes | None:
 
 def time_flag(bundle: Bundle, now: float, limits: Limits) -> str | None:
     """'future' / 'stale' when a reading's clock time is implausible; None when fine or not a clock time."""
-    if bundle.time_source not in TIME_SOURCES_WITH_CLOCK:
-        return None
     times = [reading.time for reading in bundle.readings]
-    if max(times) > now + limits.max_future_s:
+    return time_flag_of(bundle.time_source, min(times), max(times), now, limits)
+
+
+def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, limits: Limits) -> str | None:
+    """`time_flag` from a bundle's earliest and latest reading times."""
+    if time_source not in TIME_SOURCES_WITH_CLOCK:
+        return None
+    if max_time > now + limits.max_future_s:
         return "future"
-    if min(times) < now - limits.max_age_s:
+    if min_time < now - limits.max_age_s:
         return "stale"
     return None
+
+
+def reading_rows(bundle: Bundle) -> list[ReadingRow]:
+    """The `readings` rows of a bundle decoded by the generic path (one per SenML record)."""
+    bundle_hash, kid, seq = bundle.bundle_hash, bundle.kid, bundle.seq
+    return [
+        (
+            bundle_hash,
+            kid,
+            seq + index,
+            reading.time,
+            record.name,
+            record.unit,
+            None if record.value is None else str(record.value),
+            record.string_value,
+        )
+        for index, reading in enumerate(bundle.readings)
+        for record in reading.records
+    ]
+
+
+def _check_fast(fast: FastBundle, kid: bytes, registry: Registry, limits: Limits, now: float) -> Checked:
+    """The rest of `verify_bundle`'s chain for a bundle the fast path parsed: topic, registry, signature.
+
+    The fast path accepted only bytes every structural and encoding check passes, so these are the
+    only checks left, in the same order as the generic path (docs/protocol.md §8).
+    """
+    if fast.kid != kid:
+        raise WrongTopic(f"kid {fast.kid.hex()} arrived on the topic of {kid.hex()}")
+    public_key = registry.resolve(kid)
+    try:
+        public_key.verify(fast.signature, fast.signed)
+    except InvalidSignature as exc:
+        raise BadSignature("Ed25519 signature does not verify") from exc
+    bundle_hash, seq = fast.bundle_hash, fast.seq
+    rows = [
+        (bundle_hash, kid, seq + index, time, name, unit, value, error)
+        for index, time, name, unit, value, error in fast.rows
+    ]
+    flag = time_flag_of(fast.time_source, fast.min_time, fast.max_time, now, limits)
+    return Checked(fast, flag, rows)
 
 
 def check_message(
@@ -118,6 +183,9 @@ def check_message(
             # Checked after the size (§8 order) but before decoding: a message not on a device's up
             # topic is addressed to nobody we know.
             raise WrongTopic(f"not a device up topic: {topic[:100]!r}")
+        fast = fastbundle.parse(payload)
+        if fast is not None:
+            return _check_fast(fast, kid, registry, limits, now)
         bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid)
     except RejectedMessage as exc:
         return Rejected(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
@@ -126,10 +194,12 @@ def check_message(
             "verifier failed on a message from %s; rejecting it as malformed", kid.hex() if kid else "?"
         )
         return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
-    return Checked(bundle, time_flag(bundle, now, limits))
+    return Checked(bundle, time_flag(bundle, now, limits), reading_rows(bundle))
 
 
-def classify_history(conn: sqlite3.Connection, state: store.DeviceState, bundle: Bundle) -> Verdict:
+def classify_history(
+    conn: sqlite3.Connection, state: store.DeviceState, bundle: Bundle | FastBundle
+) -> Verdict:
     """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
 
     The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor

@@ -22,7 +22,8 @@ from pinseal_gateway.store.db import Database
 from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
 from pinseal_protocol import ack as pack
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import history, keys
+from pinseal_protocol import dcbor, fastbundle, history, keys
+from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import BY_REASON, RejectedMessage
 from pinseal_protocol.senml import Reading, Record
 
@@ -72,6 +73,38 @@ def assert_classified(result: Checked | Rejected) -> None:
 def test_valid_bundle_passes():
     result = check(VALID)
     assert isinstance(result, Checked) and result.bundle.last_seq == 9 and result.time_flag is None
+
+
+@pytest.mark.parametrize("offset", [-(10**9), 0, 10**9])
+def test_fast_and_generic_paths_check_alike(offset):
+    """A device-layout bundle (fast path) and the same bundle with an unknown payload key (generic path,
+    which ignores the key) give the same rows and flags; a wrong signature is refused on both."""
+    readings = [
+        Reading(
+            NOW + offset + i,
+            (Record("t", "Cel", DecimalFraction(-2, 2150 + i)), Record("e", None, string_value="i2c")),
+        )
+        for i in range(4)
+    ]
+    fields = dict(
+        boot=1, seq=40, prev=pbundle.ZERO_PREV, status=pbundle.Status(), time_source=1, readings=readings
+    )
+    device_layout = pbundle.seal(DEVICE_KEY, **fields)
+    with_extra = pbundle.seal_payload(
+        DEVICE_KEY, DEVICE_KID, dcbor.encode(pbundle.payload_map(**fields, extra={99: 0}))
+    )
+    assert fastbundle.parse(device_layout) is not None and fastbundle.parse(with_extra) is None
+    fast, slow = check(device_layout), check(with_extra)
+    assert isinstance(fast, Checked) and isinstance(slow, Checked)
+    assert isinstance(fast.bundle, fastbundle.FastBundle) and isinstance(slow.bundle, pbundle.Bundle)
+    assert fast.time_flag == slow.time_flag
+    assert [row[2:] for row in fast.rows] == [row[2:] for row in slow.rows]
+    assert [row[:2] for row in fast.rows] == [(fast.bundle.bundle_hash, DEVICE_KID)] * 8
+    for data in (device_layout, with_extra):
+        forged = data[:-1] + bytes([data[-1] ^ 1])
+        assert check(forged).reason == "bad_signature"
+        other = f"pinseal/v1/{bytes(16).hex()}/up"
+        assert check(data, other).reason == "wrong_topic"
 
 
 @settings(max_examples=400, deadline=None)
