@@ -107,22 +107,25 @@ async function installPlugins(mp, opts, io, clock) {
   return control;
 }
 
-// opts: { heap, ram, ceiling, mounts, paths, script, args, board, plugins }
-// io: { stdout(line), stderr(line), stats (Int32Array for the watchdog, optional),
-//       onControl(fn) (optional: receives control(pluginName, msg) once the plugins are installed) }
-// Returns a promise of the exit status once the script's top level finished (tasks may still run after it).
-export async function runVM(opts, io) {
+// opts: { heap, ram, ceiling, mounts, paths, script, args, board, plugins, clock, maxSourceBytes }
+// io: { stdout(text), stderr(text), stats (Int32Array for the watchdog, optional),
+//       onControl(fn) (optional: receives control(pluginName, msg) once the plugins are installed),
+//       linebuffer (default true: stdout/stderr get lines; false: they get chunks of bytes as Uint8Array) }
+// Starts the VM with the board's facilities; returns { mp, control, clock, flush }. Code run afterwards must
+// fit in maxSourceBytes when it crosses the JS bridge (with the RAM ceiling on, the C allocator keeps only
+// that much room free for it).
+export async function startVM(opts, io) {
   filterGrowthMessages();
   const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
   const ram = opts.ram || 0;
   const ceiling = ram ? opts.ceiling || 4 * ram : 0;
   const rescue = ram ? rescueBytesFor(ram, ceiling) : 0;
-  const source = fs.readFileSync(opts.script, "utf8");
+  const linebuffer = io.linebuffer !== false;
   const mp = await loadMicroPython({
     heapsize: ram ? ceiling + rescue : opts.heap,
     stdout: io.stdout,
     stderr: io.stderr,
-    linebuffer: true,
+    linebuffer,
   });
   mp.registerJsModule("hostclock", { now_ms: () => performance.now() });
   // A board's os.urandom draws from its hardware RNG; this VM has none, so the host's CSPRNG stands in.
@@ -152,28 +155,29 @@ export async function runVM(opts, io) {
     ceiling,
     rescue,
     stats: io.stats || new Int32Array(STAT_LEN),
-    stderr: io.stderr,
+    stderr: (s) => (linebuffer ? io.stderr(s) : io.stderr(Buffer.from(s + "\n"))),
     v8gc: ram ? v8Collector() : null,
     hostDelayMs: boardMode ? clock.hostDelayMs : (ms) => ms,
   });
   mp.registerJsModule("vboard_ram", model.module);
-  for (const m of opts.mounts) {
+  for (const m of opts.mounts || []) {
     const i = m.lastIndexOf(":");
     copyTree(mp.FS, m.slice(0, i), m.slice(i + 1));
   }
   mp.runPython(
-    `import sys\nsys.path[:0] = ${JSON.stringify([...opts.paths, ...(boardMode ? ["/_vboard"] : [])])}\n` +
-      `sys.argv[:] = ${JSON.stringify([opts.script, ...opts.args])}`,
+    `import sys\nsys.path[:0] = ${JSON.stringify([...(opts.paths || []), ...(boardMode ? ["/_vboard"] : [])])}\n` +
+      `sys.argv[:] = ${JSON.stringify([opts.script || "", ...(opts.args || [])])}`,
   );
   if (ram) {
     model.install();
     // Holes must stay smaller than the GC heap, or its auto-split could grow into them.
-    const reserve = Math.min(BRIDGE_RESERVE, Math.floor(ceiling / 4)) + Buffer.byteLength(source) + 64;
+    const reserve = Math.min(BRIDGE_RESERVE, Math.floor(ceiling / 4)) + (opts.maxSourceBytes || 0) + 64;
     if (reserve >= ceiling / 2) throw new Error(`script too large for a ${ceiling}-byte ceiling`);
     imposeCeiling(mp._module, reserve, model.onRefusal);
   }
   // Output is line-buffered; a last line without "\n" is flushed when the top level ends.
   const flush = () => {
+    if (!linebuffer) return;
     const M = mp._module;
     for (const [buf, out] of [["_stdoutBuffer", io.stdout], ["_stderrBuffer", io.stderr]]) {
       if (M[buf] && M[buf].length) {
@@ -182,6 +186,14 @@ export async function runVM(opts, io) {
       }
     }
   };
+  return { mp, control, clock, flush };
+}
+
+// Run opts.script in a new VM (see startVM). Returns a promise of the exit status once the script's top level
+// finished (tasks may still run after it).
+export async function runVM(opts, io) {
+  const source = fs.readFileSync(opts.script, "utf8");
+  const { mp, flush } = await startVM({ ...opts, maxSourceBytes: Buffer.byteLength(source) }, io);
   try {
     await mp.runPythonAsync(source);
   } catch (e) {

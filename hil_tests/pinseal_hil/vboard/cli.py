@@ -1,0 +1,101 @@
+"""pinseal-vboard: one virtual board on a pseudo-terminal, for mpremote, the provisioning tool or a person.
+
+It prints `serial: /dev/pts/N` (unbuffered) once the board's serial line is live, then relays the board's
+harness log to stderr until it is stopped. SIGTERM/SIGINT stop it cleanly; SIGKILL stops the VM at once, as
+pulling the power does (the Node process dies with this one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pinseal_hil.vboard.board import BoardError, BoardOptions, VirtualBoard
+from pinseal_hil.vm import FIRMWARE_DIR, REPO
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pinseal-vboard", description=__doc__)
+    parser.add_argument(
+        "--board", default="esp32_devkitc", help="board id (boards/<id>) or a board.json path"
+    )
+    parser.add_argument(
+        "--flash",
+        type=Path,
+        help="the board's filesystem: a folder, created if missing and kept between runs "
+        "(default build/vboard/<board>/flash)",
+    )
+    parser.add_argument(
+        "--firmware",
+        default=str(FIRMWARE_DIR),
+        help="folder copied onto the flash at start (default: the repository's firmware/); 'none' leaves the "
+        "flash as it is (a blank MicroPython board when the folder is new)",
+    )
+    parser.add_argument(
+        "--sensors", type=Path, help="sensors script (values and faults), see docs/virtual-board.md"
+    )
+    parser.add_argument(
+        "--net", type=Path, help="network settings (Wi-Fi, faults), see docs/virtual-board.md"
+    )
+    parser.add_argument("--ram", type=int, help="override the profile's free heap (bytes)")
+    parser.add_argument(
+        "--hang-s", type=float, default=20.0, help="reset a VM stuck this long in synchronous code"
+    )
+    parser.add_argument("--rtc", choices=("unset", "host"), default="unset", help="the RTC after power-on")
+    parser.add_argument("--echo", action="store_true", help="also copy the board's serial output to stdout")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    firmware = None if args.firmware == "none" else Path(args.firmware)
+    flash = args.flash or REPO / "build" / "vboard" / Path(args.board).stem / "flash"
+    options = BoardOptions(
+        board=args.board,
+        flash_dir=flash,
+        firmware=firmware,
+        sensors=args.sensors,
+        net=args.net,
+        ram_bytes=args.ram,
+        hang_s=args.hang_s,
+        rtc=args.rtc,
+    )
+    try:
+        board = VirtualBoard(options)
+    except ValueError as e:
+        print(f"pinseal-vboard: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        board.start()
+    except BoardError as e:
+        print(f"pinseal-vboard: {e}", file=sys.stderr)
+        board.stop()
+        return 1
+    print(f"serial: {board.serial_path}", flush=True)
+    print(f"flash: {board.flash_dir}", file=sys.stderr, flush=True)
+    printed_logs = 0
+    printed_out = 0
+    while not stop.wait(0.2):
+        for line in board.logs[printed_logs:]:
+            print(f"vboard: {line}", file=sys.stderr, flush=True)
+        printed_logs = len(board.logs)
+        if args.echo:
+            data = bytes(board.output[printed_out:])
+            printed_out += len(data)
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        if board.state == "off" and board.host.errors:
+            print(f"pinseal-vboard: the board host stopped: {board.host.errors[-1]}", file=sys.stderr)
+            return 1
+    board.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
