@@ -10,6 +10,7 @@
 // Controls (vboard_control.send("net", json) in the VM, or the board host): any settings key, plus
 //   {"drop": true}  reset every open connection now (the peer gets a TCP RST, the board ECONNRESET)
 //   {"status": true} (or {}) returns the state: settings, open connections, Wi-Fi status.
+// A bad control throws (an Error naming the key); called from the VM through vboard_control, that ends the VM.
 //
 // MicroPython side (hil_tests/vboard/mpy/): _vb_streams.py (asyncio.open_connection and its streams; installed
 // into the asyncio package by this plugin at install time), network.py, ntptime.py, tls.py, ssl.py. They call the
@@ -29,6 +30,9 @@ import { STATUS, createWifi, macFor } from "./net/wifi.mjs";
 
 // lwIP's TCP send buffer on the ESP32 port (TCP_SND_BUF = 4 x MSS): drain() waits until this little is queued.
 export const SNDBUF_BYTES = 5744;
+// At most this much is handed to the board per read (a few TCP segments, as lwIP hands over pbufs): keeps the
+// hex strings crossing into the VM small, so no large allocation happens inside the JS bridge.
+export const RECV_MAX_BYTES = 4096;
 // Received bytes buffered for the board before the host socket is paused (TCP flow control does the rest).
 export const RCVBUF_BYTES = 16 * 1024;
 
@@ -254,8 +258,10 @@ export async function install(mp, ctx) {
         if (this.tls) {
           const bad = verifyPeer(sock, this.tls);
           if (bad) {
+            // mbedTLS sends its alert and drops the link; the board learns it after the handshake's round trips.
+            this.verdict = "!V\n" + bad + "\n";
             sock.destroy();
-            return setTimeout(() => this.connectFailed("!V\n" + bad + "\n"), 2 * rtt);
+            return setTimeout(() => this.connectFailed(this.verdict), 2 * rtt);
           }
         }
         setTimeout(() => {
@@ -274,7 +280,7 @@ export async function install(mp, ctx) {
         this.arrive({ err: "!" + nodeErrno(e) });
       });
       sock.on("close", () => {
-        if (this.state === "connecting") this.connectFailed(this.tls ? "!T" + MBEDTLS.CONN_EOF.join("|") : "!ECONNRESET");
+        if (this.state === "connecting" && !this.verdict) this.connectFailed(this.tls ? "!T" + MBEDTLS.CONN_EOF.join("|") : "!ECONNRESET");
       });
     }
     connectError(e) {
@@ -357,7 +363,7 @@ export async function install(mp, ctx) {
         return null;
       }
       n = Number(n);
-      const want = n < 0 ? c.rlen : Math.min(n, c.rlen);
+      const want = Math.min(n < 0 ? c.rlen : n, c.rlen, RECV_MAX_BYTES);
       const all = c.rbuf.length === 1 ? c.rbuf[0] : Buffer.concat(c.rbuf);
       const out = all.subarray(0, want);
       const rest = all.subarray(want);
@@ -446,6 +452,14 @@ export async function install(mp, ctx) {
   }
 
   return {
+    // The VM is gone (power cut, reset): its connections go with it. Not called by vm_core.mjs yet; a board
+    // host that restarts VMs in one process should call it, or the old VM's host sockets linger.
+    dispose() {
+      for (const c of [...conns.values()]) {
+        if (c.sock) c.sock.destroy();
+        c.close();
+      }
+    },
     control(msg) {
       const patch = checkPatch(msg, "control", ["drop", "status"]);
       const drop = patch.drop;

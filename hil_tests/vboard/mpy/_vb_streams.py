@@ -8,8 +8,13 @@
 # by the first write()/drain()/read() (stream.py only waits for the socket to become writable). Waits are
 # JS Promises; data are read by a synchronous call after each wait, so a cancelled wait loses nothing.
 import errno
+from binascii import hexlify
+
+from micropython import const
 
 import vboard_net
+
+_CHUNK = const(2048)
 
 # getaddrinfo failure: ESP-IDF's lwIP EAI_FAIL (-202); the Pico W's lwIP DNS (-2).
 _EAI = {"esp32": -202, "rp2": -2}
@@ -110,9 +115,11 @@ class Stream:
     def write(self, buf):
         if isinstance(buf, str):
             buf = buf.encode()
-        r = vboard_net.send(self._id, bytes(buf).hex())
-        if r:
-            _raise(r)
+        mv = memoryview(buf)
+        for off in range(0, len(mv), _CHUNK):  # small hex strings: no large allocation in the JS bridge
+            r = vboard_net.send(self._id, hexlify(mv[off : off + _CHUNK]).decode())
+            if r:
+                _raise(r)
 
     async def drain(self):
         # Returns once what was written fits lwIP's send buffer (net.mjs SNDBUF_BYTES); always yields.

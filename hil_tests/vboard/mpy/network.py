@@ -105,7 +105,10 @@ class WLAN:
             for key, value in kwargs.items():
                 if key == "mac":
                     continue
-                if vboard_net.wlan_config(key, value) == "!unknown config param" and key not in ("pm", "txpower"):
+                if vboard_net.wlan_config(key, value) == "!unknown config param" and key not in (
+                    "pm",
+                    "txpower",
+                ):
                     raise ValueError("unknown config param")
             return None
         if len(args) != 1:

@@ -34,10 +34,17 @@ def _bytes(data, what):
 
 class SSLContext:
     def __init__(self, protocol):
-        if protocol not in (PROTOCOL_TLS_CLIENT, PROTOCOL_TLS_SERVER, PROTOCOL_DTLS_CLIENT, PROTOCOL_DTLS_SERVER):
+        if protocol not in (
+            PROTOCOL_TLS_CLIENT,
+            PROTOCOL_TLS_SERVER,
+            PROTOCOL_DTLS_CLIENT,
+            PROTOCOL_DTLS_SERVER,
+        ):
             raise ValueError("invalid protocol")
         self._protocol = protocol
-        self.verify_mode = CERT_REQUIRED if protocol in (PROTOCOL_TLS_CLIENT, PROTOCOL_DTLS_CLIENT) else CERT_NONE
+        self.verify_mode = (
+            CERT_REQUIRED if protocol in (PROTOCOL_TLS_CLIENT, PROTOCOL_DTLS_CLIENT) else CERT_NONE
+        )
         self.verify_callback = None
         self._ca = []
         self._cert = None
@@ -73,7 +80,9 @@ class SSLContext:
         pass  # Node negotiates its own suites; accepted for API compatibility
 
     def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True, server_hostname=None):
-        raise NotImplementedError("virtual board: TLS only through asyncio.open_connection(host, port, ssl=ctx)")
+        raise NotImplementedError(
+            "virtual board: TLS only through asyncio.open_connection(host, port, ssl=ctx)"
+        )
 
     def _vb_tls_options(self, server_hostname):
         if self._protocol != PROTOCOL_TLS_CLIENT:
