@@ -11,7 +11,7 @@ BOARD       ?= esp32_devkitc
 # Debian packages the tests and `make run` need on the host.
 DEB_PACKAGES := python3-venv mosquitto
 
-.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -55,7 +55,7 @@ lint: setup ## ruff over all host code
 	$(RUFF) check .
 	$(RUFF) format --check .
 
-bench: bench-firmware bench-gateway bench-backlog ## every benchmark; results in build/bench/ and docs/benchmarks.md
+bench: bench-firmware bench-gateway bench-backlog bench-fleet ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
 	$(PY) -m pinseal_hil.bench_firmware --out build/bench/firmware.json --doc docs/benchmarks.md
@@ -65,6 +65,12 @@ bench-gateway: setup ## 1,000 devices through Mosquitto: accepted/s, latency, ra
 
 bench-backlog: setup ## how fast a backlog of 1,000,000 readings drains to the network ingest after an outage
 	$(PY) gateway/bench/bench_backlog.py --out build/bench/backlog.json --doc docs/benchmarks.md
+
+bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot time
+	$(PY) -m pinseal_hil.bench_fleet --out build/bench/fleet.json --doc docs/benchmarks.md
+
+vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
+	$(VENV)/bin/pinseal-vboard --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
 	$(PY) -m pinseal_protocol.vectors protocol/vectors
