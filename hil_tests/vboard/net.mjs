@@ -428,7 +428,7 @@ export async function install(mp, ctx) {
       return v === undefined ? "!unknown config param" : JSON.stringify(v);
     },
     wlan_scan: () => JSON.stringify(wifi.scan()),
-    wlan_mac: () => macFor(portOf(), ctx.board).toString("hex"),
+    wlan_mac: () => macFor(portOf(), ctx.board, ctx.opts.mcu && ctx.opts.mcu.uniqueIdHex).toString("hex"),
     wlan_constants: () => JSON.stringify(STATUS[portOf()]),
     // --- ntptime: -> unix seconds (float) or "!..." ---
     ntp_time() {

@@ -18,10 +18,12 @@ export const STATUS = {
 const OUI = { esp32: [0x24, 0x0a, 0xc4], rp2: [0x28, 0xcd, 0xc1] };
 
 // The STA MAC: on an ESP32 machine.unique_id() *is* the base MAC (the STA MAC); on a Pico W the MAC comes from
-// the radio's OTP, so the last three bytes of the flash unique id stand in for it.
-export function macFor(port, board) {
+// the radio's OTP, so the last three bytes of the flash unique id stand in for it. The unique id is the one
+// machine.unique_id() reports (mcu.mjs: ctx.opts.mcu.uniqueIdHex, default "0123456789ab"), else the profile's.
+export const DEFAULT_UNIQUE_ID_HEX = "0123456789ab";
+export function macFor(port, board, uniqueIdHex = null) {
   let uid = null;
-  const raw = board && (board.unique_id ?? board.uid);
+  const raw = uniqueIdHex ?? (board && (board.unique_id ?? board.uid)) ?? DEFAULT_UNIQUE_ID_HEX;
   if (typeof raw === "string" && /^([0-9a-fA-F]{2}[:-]?){4,}$/.test(raw)) uid = Buffer.from(raw.replace(/[:-]/g, ""), "hex");
   if (port === "esp32" && uid && uid.length >= 6) return Buffer.from(uid.subarray(0, 6));
   const tail = uid ? [...uid.subarray(uid.length - 3)] : [0x56, 0x42, 0x01];
