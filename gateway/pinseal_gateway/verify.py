@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_gateway.store import bundles as store
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import fastbundle, history
+from pinseal_protocol import fastbundle, history, sodium
 from pinseal_protocol.bundle import Bundle
 from pinseal_protocol.errors import (
     BadSignature,
@@ -60,6 +60,8 @@ class Registry:
 
     def __init__(self, entries: Mapping[bytes, RegistryEntry] | None = None) -> None:
         self._entries = dict(entries or {})
+        # Raw key bytes for libsodium on the fast path, encoded once per registry load.
+        self._raw = {kid: entry.public_key.public_bytes_raw() for kid, entry in self._entries.items()}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,6 +74,11 @@ class Registry:
         if entry.revoked:
             raise Revoked(f"kid {kid.hex()} is revoked")
         return entry.public_key
+
+    def resolve_raw(self, kid: bytes) -> bytes:
+        """Like `resolve`, the raw 32-byte public key (for `pinseal_protocol.sodium`)."""
+        self.resolve(kid)
+        return self._raw[kid]
 
 
 ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
@@ -157,9 +164,10 @@ def _check_fast(fast: FastBundle, kid: bytes, registry: Registry, limits: Limits
     """
     if fast.kid != kid:
         raise WrongTopic(f"kid {fast.kid.hex()} arrived on the topic of {kid.hex()}")
-    public_key = registry.resolve(kid)
+    public_key = registry.resolve_raw(kid)
     try:
-        public_key.verify(fast.signature, fast.signed)
+        # libsodium: twice OpenSSL's speed, GIL released; same verdicts (see pinseal_protocol.sodium).
+        sodium.verify(public_key, fast.signature, fast.signed)
     except InvalidSignature as exc:
         raise BadSignature("Ed25519 signature does not verify") from exc
     bundle_hash, seq = fast.bundle_hash, fast.seq
