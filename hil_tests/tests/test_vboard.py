@@ -174,6 +174,17 @@ def test_sigkill_mid_write_keeps_closed_files(tmp_path: Path) -> None:
         assert (flash / f"rec{n}.bin").read_bytes() == bytes([n % 256]) * 4096
     last = (flash / f"rec{closed[-1]}.bin").read_bytes()
     assert len(last) <= 4096 and set(last) <= {closed[-1] % 256}
+    # And the board, booted again on that flash, reads the closed files back intact.
+    (flash / "main.py").unlink()
+    check = (
+        "import os\n"
+        "n = sorted(int(f[3:-4]) for f in os.listdir() if f.startswith('rec'))\n"
+        "print('intact', all(open('rec%d.bin' % i, 'rb').read() == bytes([i % 256]) * 4096 for i in n[:-1]))\n"
+    )
+    with VirtualBoard(BoardOptions(flash_dir=flash, firmware=None)) as again:
+        again.wait_for_output(b">>> ")
+        result = mpremote(again.serial_path, "exec", check)
+    assert "intact True" in result.stdout, result
 
 
 def test_power_cut_can_tear_the_last_write(host: BoardHost, tmp_path: Path) -> None:
