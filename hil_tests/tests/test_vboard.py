@@ -179,7 +179,8 @@ def test_sigkill_mid_write_keeps_closed_files(tmp_path: Path) -> None:
     check = (
         "import os\n"
         "n = sorted(int(f[3:-4]) for f in os.listdir() if f.startswith('rec'))\n"
-        "print('intact', all(open('rec%d.bin' % i, 'rb').read() == bytes([i % 256]) * 4096 for i in n[:-1]))\n"
+        "ok = all(open('rec%d.bin' % i, 'rb').read() == bytes([i % 256]) * 4096 for i in n[:-1])\n"
+        "print('intact', ok)\n"
     )
     with VirtualBoard(BoardOptions(flash_dir=flash, firmware=None)) as again:
         again.wait_for_output(b">>> ")
