@@ -6,7 +6,9 @@ import queue
 import sqlite3
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_protocol import bundle as pbundle
 
@@ -230,3 +232,21 @@ def test_honest_device_keeps_flowing_during_a_flood(env, gateway):
         time.sleep(0.1)
     assert rows(env, "SELECT count(*) FROM rejections")[0][0] == 3000
     assert rows(env, "SELECT count(*) FROM bundles WHERE kid = ?", honest.kid)[0][0] == 30
+
+
+def test_puback_fast_handler_completes_the_outstanding_ack():
+    """The MQTT 3.1.1 PUBACK shortcut completes exactly the message it names, as paho's handler does."""
+    from pinseal_gateway.ingest.mqtt import _BatchingClient
+
+    client = _BatchingClient(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311
+    )
+    infos = [client.publish("pinseal/v1/x/ack", b"ack", qos=1) for _ in range(3)]
+    assert set(client._out_messages) == {info.mid for info in infos}
+    client._in_packet = {"command": 0x40, "packet": infos[1].mid.to_bytes(2, "big")}
+    assert client._handle_pubackcomp("PUBACK") == mqtt.MQTT_ERR_SUCCESS
+    assert set(client._out_messages) == {infos[0].mid, infos[2].mid}
+    assert infos[1]._published and not infos[0]._published
+    client._in_packet = {"command": 0x40, "packet": infos[1].mid.to_bytes(2, "big")}  # again: no-op
+    assert client._handle_pubackcomp("PUBACK") == mqtt.MQTT_ERR_SUCCESS
+    assert set(client._out_messages) == {infos[0].mid, infos[2].mid}

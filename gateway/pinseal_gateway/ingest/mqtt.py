@@ -30,10 +30,13 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from pinseal_gateway.acks import ack_topic
 from pinseal_gateway.config import MqttSection
@@ -48,6 +51,11 @@ RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
 MISC_INTERVAL_S = 1.0  # keepalive pings and their timeout (paho's loop_misc)
 STOP_TIMEOUT_S = 5.0
+
+
+# The (success, no properties) outcome of every MQTT 3.1.1 PUBACK, shared: nothing mutates them.
+_PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
 
 
 class _BatchingClient(mqtt.Client):
@@ -111,6 +119,23 @@ class _BatchingClient(mqtt.Client):
             return True
         del self.wbuf[:sent]
         return not self.wbuf
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
+        """paho's PUBACK handling without its per-packet decoding objects, for MQTT 3.1.1 PUBACKs.
+
+        Every signed ack the gateway publishes comes back as a PUBACK. paho decodes each into a
+        packet tuple with a fresh ReasonCode and Properties, which an MQTT 3.1.1 PUBACK (exactly a
+        2-byte packet id) cannot carry; then it does what is done here: complete the message if it is
+        still outstanding. Anything else (MQTT 5, PUBCOMP, odd sizes) goes to paho's own handler.
+        """
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv311 or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_REASON, _PUBACK_PROPERTIES)
+        return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
         # A DISCONNECT (or anything else collected) goes out before paho closes the socket.

@@ -10,7 +10,7 @@ more than the database holds.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pinseal_protocol.history import StoredBundle
 
@@ -236,13 +236,21 @@ def stored_bundle(conn: sqlite3.Connection, bundle_hash: bytes) -> StoredBundle 
     return None if row is None else StoredBundle(*row)
 
 
-def walk_chain(conn: sqlite3.Connection, kid: bytes, start: StoredBundle) -> StoredBundle:
-    """Follow prev links from `start` as `history.contiguous_last_seq` does; return the chain's tip."""
+def walk_chain(
+    conn: sqlite3.Connection, kid: bytes, start: StoredBundle, beyond: StoredBundle | None = None
+) -> StoredBundle:
+    """Follow prev links from `start` as `history.contiguous_last_seq` does; return the chain's tip.
+
+    `beyond`: a just-stored bundle starting above every other stored one. Reached, it ends the walk
+    without a query: a successor must start above its last seq, and every other bundle lies below.
+    """
     current = start
     while (nxt := first_successor(conn, kid, current.bundle_hash[:PREV_SIZE])) is not None and (
         nxt.seq > current.last_seq
     ):
         current = nxt
+        if beyond is not None and nxt.bundle_hash == beyond.bundle_hash:
+            break
     return current
 
 
@@ -279,24 +287,29 @@ def with_new_bundle(
         elif bundle.prev == tip_hash[:PREV_SIZE]:
             # walk_chain reads only the tip's hash and last_seq, both cached.
             current = StoredBundle(state.contiguous_seq, state.contiguous_seq, b"", tip_hash)
-            tip = walk_chain(conn, state.kid, current)
+            beyond = bundle if bundle.seq > state.high_seq else None
+            tip = walk_chain(conn, state.kid, current, beyond)
         else:
             tip = None
     high_seq, high_hash = state.high_seq, state.last_bundle_hash
     if high_seq is None or bundle.last_seq > high_seq:
         high_seq, high_hash = bundle.last_seq, bundle.bundle_hash
-    new = replace(
-        state,
-        high_seq=high_seq,
-        last_bundle_hash=high_hash,
-        last_seen=received_at,
-        bundles=state.bundles + 1,
-        readings=state.readings + n_readings,
-        gaps=state.gaps + int(gap),
-        first_seq=first_seq,
-    )
+    contiguous_seq, contiguous_hash = state.contiguous_seq, state.contiguous_hash
     if tip is not None:
-        new = replace(new, contiguous_seq=tip.last_seq, contiguous_hash=tip.bundle_hash)
+        contiguous_seq, contiguous_hash = tip.last_seq, tip.bundle_hash
+    # Positional construction: dataclasses.replace costs several times more, once per stored bundle.
+    new = DeviceState(
+        state.kid,
+        high_seq,
+        contiguous_seq,
+        high_hash,
+        received_at,
+        state.bundles + 1,
+        state.readings + n_readings,
+        state.gaps + int(gap),
+        first_seq,
+        contiguous_hash,
+    )
     return new, gap
 
 
