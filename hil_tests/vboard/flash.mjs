@@ -14,6 +14,9 @@ import path from "node:path";
 // Paths of the VM's own filesystem that are not the board's flash.
 const NOT_FLASH = ["/_vboard", "/dev", "/proc", "/tmp", "/home"];
 const O_TRUNC = 0o1000;
+// The flash holds the device's private key: on the host it is readable by its owner only.
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
 const O_CREAT = 0o100;
 
 // Shared Int32Array slots (the supervisor arms the tear; the worker reports it happened).
@@ -123,7 +126,7 @@ del _vb_flash_view
 // ctx.arg: the host folder. ctx.opts.flashState: optional SharedArrayBuffer of FLASH_SLOTS int32.
 export async function install(mp, ctx) {
   const hostDir = path.resolve(ctx.arg);
-  fs.mkdirSync(hostDir, { recursive: true });
+  fs.mkdirSync(hostDir, { recursive: true, mode: DIR_MODE });
   const FS = mp.FS;
   const state = new Int32Array(ctx.opts.flashState || new SharedArrayBuffer(FLASH_SLOTS * 4));
   const host = (p) => path.join(hostDir, p);
@@ -142,7 +145,7 @@ export async function install(mp, ctx) {
   };
   // A write's bytes at the offset they landed at in the VM file.
   function mirrorWrite(vmPath, bytes, position) {
-    const fd = fs.openSync(host(vmPath), fs.existsSync(host(vmPath)) ? "r+" : "w+");
+    const fd = fs.openSync(host(vmPath), fs.existsSync(host(vmPath)) ? "r+" : "w+", FILE_MODE);
     try {
       let n = bytes.length;
       const tearing = Atomics.load(state, FLASH.tearArmed) !== 0 && n > 0;
@@ -165,8 +168,8 @@ export async function install(mp, ctx) {
   FS.open = function (p, flags, mode) {
     const stream = orig.open.call(FS, p, flags, mode);
     if (typeof flags === "number" && stream && isFlashPath(stream.path)) {
-      if (flags & O_TRUNC) fs.writeFileSync(host(stream.path), "");
-      else if (flags & O_CREAT && !fs.existsSync(host(stream.path))) fs.writeFileSync(host(stream.path), "");
+      if (flags & O_TRUNC) fs.writeFileSync(host(stream.path), "", { mode: FILE_MODE });
+      else if (flags & O_CREAT && !fs.existsSync(host(stream.path))) fs.writeFileSync(host(stream.path), "", { mode: FILE_MODE });
     }
     return stream;
   };
@@ -200,7 +203,7 @@ export async function install(mp, ctx) {
   };
   FS.mkdir = function (p, mode) {
     const r = orig.mkdir.call(FS, p, mode);
-    if (isFlashPath(p)) fs.mkdirSync(host(p), { recursive: true });
+    if (isFlashPath(p)) fs.mkdirSync(host(p), { recursive: true, mode: DIR_MODE });
     return r;
   };
   FS.rmdir = function (p) {

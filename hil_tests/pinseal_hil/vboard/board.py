@@ -102,7 +102,7 @@ class VirtualBoard:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout_s: float = 30.0) -> VirtualBoard:
-        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.flash_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it will hold the device key
         if self.options.firmware is not None:
             install_firmware(Path(self.options.firmware), self.flash_dir)
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))

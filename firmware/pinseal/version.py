@@ -1,0 +1,2 @@
+# The firmware's version, reported at enrollment and in the device certificate.
+FIRMWARE = "0.1.0"
