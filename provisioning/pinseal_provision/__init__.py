@@ -1,0 +1,1 @@
+"""pinseal-provision: from a blank board to a registered device."""
