@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from pinseal_gateway.pipeline import Message
 from pinseal_protocol import bundle as pbundle
 
 
@@ -250,3 +254,82 @@ def test_puback_fast_handler_completes_the_outstanding_ack():
     client._in_packet = {"command": 0x40, "packet": infos[1].mid.to_bytes(2, "big")}  # again: no-op
     assert client._handle_pubackcomp("PUBACK") == mqtt.MQTT_ERR_SUCCESS
     assert set(client._out_messages) == {infos[0].mid, infos[2].mid}
+
+
+class _CollectingPipeline:
+    """Stands in for the pipeline: records what the ingest hands it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def submit_nowait(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def has_room(self) -> bool:
+        return True
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _publish(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> bytes:
+    body = len(topic.encode()).to_bytes(2, "big") + topic.encode()
+    body += mid.to_bytes(2, "big") if qos else b""
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0)
+    return bytes([first]) + _remaining_length(len(body + payload)) + body + payload
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("publish"),
+                st.text(min_size=1, max_size=40),
+                st.one_of(st.binary(max_size=300), st.binary(min_size=16_380, max_size=17_000)),
+                st.sampled_from([0, 1]),
+                st.integers(1, 65535),
+                st.booleans(),
+            ),
+            st.tuples(st.just("puback"), st.integers(1, 65535)),
+            st.tuples(st.just("pingresp")),
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(0, 40_000), max_size=8),
+)
+def test_ingest_splits_any_chunking_into_the_packets_sent(items, cuts):
+    """However the stream is cut into reads, every PUBLISH reaches the pipeline once, in order, with its
+    topic, payload, QoS and packet id; PUBACKs and other packets are consumed without leaking into it."""
+    from pinseal_gateway.config import MqttSection
+    from pinseal_gateway.ingest.mqtt import MqttIngest
+
+    pipeline = _CollectingPipeline()
+    ingest = MqttIngest(MqttSection(), None, pipeline)  # type: ignore[arg-type]
+    sock = object()
+    ingest._sock = sock  # type: ignore[assignment]
+    stream = b""
+    expected = []
+    for item in items:
+        if item[0] == "publish":
+            _, topic, payload, qos, mid, dup = item
+            stream += _publish(topic, payload, qos, mid, dup)
+            expected.append((topic, payload, qos, mid if qos else 0))
+        elif item[0] == "puback":
+            stream += b"\x40\x02" + item[1].to_bytes(2, "big")
+        else:
+            stream += b"\xd0\x00"
+    bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    pending = b""
+    for start, stop in itertools.pairwise(bounds):
+        buf = pending + stream[start:stop]
+        pending = buf[ingest._dispatch(buf, sock) :]  # type: ignore[arg-type]
+    assert pending == b""
+    got = [(m.topic, m.payload, m.token[2], m.token[1]) for m in pipeline.messages]  # type: ignore[index]
+    assert got == expected

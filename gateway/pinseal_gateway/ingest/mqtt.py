@@ -6,11 +6,13 @@ dies before that, the broker redelivers them.
 
 The paho client has no thread of its own: the asyncio loop drives it through paho's socket callbacks
 (`on_socket_open/close/register_write/unregister_write` with `loop_read`, `loop_write`, `loop_misc`),
-so `on_message` runs on the loop thread and hands each message straight to the pipeline, and the
-PUBACKs and acks the pipeline issues after a commit are written from that thread too. Reads and
-writes are batched: one `recv` per readable event feeds every packet it holds to paho (instead of
-paho's several small `recv`s per packet), and everything paho queued by the time the socket is
-writable goes out in one `send`. Verification never runs on this thread's hot path.
+and the PUBACKs and acks the pipeline issues after a commit are written from that thread too. Reads
+and writes are batched: one `recv` per readable event, split into MQTT packets here; the two kinds
+that come once per bundle (a device's QoS 1 PUBLISH and the broker's PUBACK for an ack) are handled
+without paho's per-packet objects and per-byte reads (exactly what paho does with them under manual
+acks: hand the message on, complete the outstanding ack), every other packet goes to paho whole and
+in order. Everything paho queued by the time the socket is writable goes out in one `send`.
+Verification never runs on this thread's hot path.
 
 Backpressure: when the pipeline holds `pipeline.queue_size` messages, the socket is no longer read
 until it has room again (TCP then stops the broker; unacknowledged messages stay with the broker).
@@ -91,7 +93,23 @@ class _BatchingClient(mqtt.Client):
             end = min(pos + bufsize, len(self.rbuf))
             self.rpos = end
             return self.rbuf[pos:end]
+        if self.rbuf:
+            raise BlockingIOError  # a fed packet is used up: paho must not read past it
         return super()._sock_recv(bufsize)
+
+    def mark_received(self) -> None:
+        """Bytes arrived: what paho's keepalive watches (it sees only the packets handed to it)."""
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+
+    def complete_puback(self, mid: int) -> bool:
+        """An MQTT 3.1.1 PUBACK for `mid`, as `_handle_pubackcomp` does; False if not MQTT 3.1.1."""
+        if self._protocol != mqtt.MQTTv311:
+            return False
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                self._do_on_publish(mid, _PUBACK_REASON, _PUBACK_PROPERTIES)
+        return True
 
     def _sock_send(self, buf: bytes | bytearray) -> int:
         if self.corked:
@@ -129,12 +147,8 @@ class _BatchingClient(mqtt.Client):
         still outstanding. Anything else (MQTT 5, PUBCOMP, odd sizes) goes to paho's own handler.
         """
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv311 or len(packet) != 2:
+        if cmd != "PUBACK" or len(packet) != 2 or not self.complete_puback((packet[0] << 8) | packet[1]):
             return super()._handle_pubackcomp(cmd)
-        mid = (packet[0] << 8) | packet[1]
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_REASON, _PUBACK_PROPERTIES)
         return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
@@ -160,6 +174,7 @@ class MqttIngest:
         self._sock: socket.socket | None = None
         self._reading = False
         self._writing = False
+        self._pending = b""  # the incomplete packet at the end of the last read
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._misc: asyncio.Task[None] | None = None
@@ -269,6 +284,7 @@ class MqttIngest:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._pending = b""
         self._reading = False
         self._resume_reading()
         if self._misc is None or self._misc.done():
@@ -336,14 +352,87 @@ class MqttIngest:
         except OSError:
             data = b""
         if not data:
+            self._pending = b""
             client.loop_read()  # paho meets the EOF or error itself and handles the disconnect
             return
-        client.feed(data)
-        while client.buffered() and self._sock is sock:
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
-                break
+        client.mark_received()
+        buf = self._pending + data if self._pending else data
+        self._pending = buf[self._dispatch(buf, sock) :]
         if not self.pipeline.has_room():
             self._pause_reading()
+
+    def _dispatch(self, buf: bytes, sock: socket.socket) -> int:
+        """Handle every complete MQTT packet in `buf`, in order; returns where the incomplete rest starts.
+
+        The two packets that come once per bundle are handled here: a QoS 0/1 PUBLISH (a device's
+        bundle) goes straight to the pipeline, an MQTT 3.1.1 PUBACK (for an ack) completes the
+        outstanding ack in paho's state. With manual acks paho keeps no state for an incoming QoS 1
+        PUBLISH, so this is what paho would do, minus its per-packet objects and per-byte reads.
+        Every other packet (CONNACK, SUBACK, PINGRESP, anything unexpected or malformed) is handed to
+        paho whole, in its place in the stream, so connection state changes in order.
+        """
+        client = self.client
+        n = len(buf)
+        pos = 0
+        received_at = time.time()
+        while n - pos >= 2:
+            first = buf[pos]
+            length = buf[pos + 1]
+            body = pos + 2
+            if length & 0x80:  # MQTT 3.1.1 §2.2.3: up to four length bytes
+                length &= 0x7F
+                shift = 7
+                while True:
+                    if body >= n:
+                        return pos
+                    byte = buf[body]
+                    body += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:  # malformed: paho reports it and drops the connection
+                        self._to_paho(buf[pos:])
+                        return n
+            end = body + length
+            if end > n:
+                return pos
+            if (first & 0xF0) == 0x30 and (first & 0x06) != 0x06 and (first & 0x06) != 0x04:
+                if not self._publish_packet(first, buf, body, end, received_at):
+                    self._to_paho(buf[pos:end])
+            elif first == 0x40 and length == 2 and client.complete_puback((buf[body] << 8) | buf[body + 1]):
+                pass
+            else:
+                self._to_paho(buf[pos:end])
+            if self._sock is not sock:
+                return n  # paho closed the connection: the rest belongs to a dead session
+            pos = end
+        return pos
+
+    def _publish_packet(self, first: int, buf: bytes, body: int, end: int, received_at: float) -> bool:
+        """A QoS 0 or 1 PUBLISH to the pipeline; False to leave an odd one (bad topic) to paho."""
+        qos = (first >> 1) & 0x03
+        topic_end = body + 2 + ((buf[body] << 8) | buf[body + 1])
+        payload_start = topic_end + 2 if qos else topic_end
+        if payload_start > end:
+            return False
+        try:
+            topic = buf[body + 2 : topic_end].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if self._closing:
+            return True  # not acknowledged: the broker redelivers it to the next run
+        mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+        token = (self._generation, mid, qos)
+        self.pipeline.submit_nowait(Message(topic, buf[payload_start:end], received_at, token))
+        return True
+
+    def _to_paho(self, packet: bytes) -> None:
+        """Let paho read and handle one whole packet (it never reaches past it to the socket)."""
+        client = self.client
+        client.feed(packet)
+        client.loop_read()
+        client.feed(b"")
 
     def _pause_reading(self) -> None:
         if self._reading and self._sock is not None:
