@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -96,7 +96,7 @@ class Checked:
 
     bundle: Bundle | FastBundle
     time_flag: str | None  # None, "future" or "stale"
-    rows: list[ReadingRow]
+    rows: Sequence[ReadingRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +170,8 @@ def _check_fast(fast: FastBundle, kid: bytes, registry: Registry, limits: Limits
         sodium.verify(public_key, fast.signature, fast.signed)
     except InvalidSignature as exc:
         raise BadSignature("Ed25519 signature does not verify") from exc
-    bundle_hash, seq = fast.bundle_hash, fast.seq
-    rows = [
-        (bundle_hash, kid, seq + index, time, name, unit, value, error)
-        for index, time, name, unit, value, error in fast.rows
-    ]
     flag = time_flag_of(fast.time_source, fast.min_time, fast.max_time, now, limits)
-    return Checked(fast, flag, rows)
+    return Checked(fast, flag, fast.rows)
 
 
 def check_message(

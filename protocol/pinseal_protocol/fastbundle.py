@@ -31,10 +31,16 @@ _SIG_HEAD = b"\x58\x40"  # bstr(64)
 _SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"  # ["Signature1", ...
 _EMPTY_BSTR = b"\x40"
 
-# (value text, error text) rows per record: the value as the gateway stores it, str() of an int or a
-# DecimalFraction, exactly as `str(Record.value)`.
-Row = tuple[int, int, str, str | None, str | None, str | None]
-"""(reading index in the bundle, reading time, name, unit, value text, error string)"""
+Row = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
+"""One per SenML record: (bundle hash, kid, the reading's seq, its time, name, unit, value text, error
+string), the value text being `str()` of the int or DecimalFraction as `str(Record.value)` gives it:
+the row a gateway stores, built here because building it afterwards costs as much again."""
+
+
+# Names and units repeat in every reading: their short encodings (head + UTF-8) map to the decoded text.
+# Bounded, so a flood of distinct names cannot grow it without limit.
+_TEXTS: dict[bytes, str] = {}
+_TEXTS_MAX = 4096
 
 
 class _Slow(Exception):
@@ -76,7 +82,8 @@ class FastBundle:
         current: list[Record] = []
         index = -1
         time = 0
-        for row_index, row_time, name, unit, value, error in self.rows:
+        for _hash, _kid, row_seq, row_time, name, unit, value, error in self.rows:
+            row_index = row_seq - self.seq
             if row_index != index:
                 if current:
                     readings.append(Reading(time, tuple(current)))
@@ -201,27 +208,66 @@ def _parse(data: bytes) -> FastBundle | None:
         return None
     rows: list[Row] = []
     index = -1
-    time = 0
+    time = seq_of_reading = 0
+    kid = data[len(_PREFIX) : _KID_END]
+    bundle_hash = hashlib.sha256(data).digest()
     times: list[int] = []
+    texts = _TEXTS
     for _ in range(count):
         head = data[pos]
         if not 0xA2 <= head <= 0xA4 or data[pos + 1] != 0x00:
             return None
-        entries = head - 0xA0
-        name, pos = _text(data, pos + 2)
-        entries -= 1
+        entries = head - 0xA1
+        # n, and u if present: short texts (the common case) decoded once per distinct byte string.
+        byte = data[pos + 2]
+        if 0x60 <= byte < 0x78:
+            stop = pos + 3 + byte - 0x60
+            raw = data[pos + 2 : stop]
+            name = texts.get(raw)
+            if name is None:
+                name, _ = _text(data, pos + 2)
+                if len(texts) < _TEXTS_MAX:
+                    texts[raw] = name
+            pos = stop
+        else:
+            name, pos = _text(data, pos + 2)
         unit = value = error = None
         key = data[pos]
         if key == 0x01:
-            unit, pos = _text(data, pos + 1)
+            byte = data[pos + 1]
+            if 0x60 <= byte < 0x78:
+                stop = pos + 2 + byte - 0x60
+                raw = data[pos + 1 : stop]
+                unit = texts.get(raw)
+                if unit is None:
+                    unit, _ = _text(data, pos + 1)
+                    if len(texts) < _TEXTS_MAX:
+                        texts[raw] = unit
+                pos = stop
+            else:
+                unit, pos = _text(data, pos + 1)
             entries -= 1
             key = data[pos]
         if key == 0x02:
-            if data[pos + 1] == 0xC4:  # tag 4: decimal fraction [exponent, mantissa]
+            byte = data[pos + 1]
+            if byte == 0xC4:  # tag 4: decimal fraction [exponent, mantissa]
                 if data[pos + 2] != 0x82:
                     return None
-                exponent, pos = _int(data, pos + 3)
-                mantissa, pos = _int(data, pos)
+                byte = data[pos + 3]
+                if byte < 0x18:
+                    exponent, pos = byte, pos + 4
+                elif 0x20 <= byte < 0x38:
+                    exponent, pos = 0x1F - byte, pos + 4
+                else:
+                    exponent, pos = _int(data, pos + 3)
+                byte = data[pos]
+                if byte == 0x19:  # the common driver output: a 2-byte mantissa
+                    mantissa = (data[pos + 1] << 8) | data[pos + 2]
+                    if mantissa < 0x100:
+                        return None
+                    pos += 3
+                else:
+                    mantissa, pos = _int(data, pos)
                 value = f"{mantissa}e{exponent}"
             else:
                 number, pos = _int(data, pos + 1)
@@ -234,19 +280,25 @@ def _parse(data: bytes) -> FastBundle | None:
         if entries == 1:
             if data[pos] != 0x22:  # bt (-3): this record starts a reading
                 return None
-            time, pos = _uint(data, pos + 1)
+            if data[pos + 1] == 0x1A:  # a Unix time: 4 bytes
+                time = int.from_bytes(data[pos + 2 : pos + 6], "big")
+                if time < 0x10000:
+                    return None
+                pos += 6
+            else:
+                time, pos = _uint(data, pos + 1)
             index += 1
+            seq_of_reading = seq + index
             times.append(time)
         elif entries != 0 or index < 0:
             return None  # leftover labels, or a pack not starting with bt
-        rows.append((index, time, name, unit, value, error))
+        rows.append((bundle_hash, kid, seq_of_reading, time, name, unit, value, error))
     if pos != end:
         return None
     n_readings = index + 1
     last_seq = seq + n_readings - 1
     if last_seq > MAX_UINT:
         return None
-    kid = data[len(_PREFIX) : _KID_END]
     return FastBundle(
         kid=kid,
         boot=boot,
@@ -259,7 +311,7 @@ def _parse(data: bytes) -> FastBundle | None:
         rows=tuple(rows),
         min_time=min(times),
         max_time=max(times),
-        bundle_hash=hashlib.sha256(data).digest(),
+        bundle_hash=bundle_hash,
         raw=data,
         signed=_SIG_STRUCTURE_HEAD + data[2:_KID_END] + _EMPTY_BSTR + data[_KID_END + 1 : end],
         signature=data[end + 2 :],

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pinseal_protocol import bundle, cose, dcbor, fastbundle, keys, vectors
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.dcbor import DecimalFraction
-from pinseal_protocol.errors import RejectedMessage
+from pinseal_protocol.errors import NonDeterministic, RejectedMessage
 from pinseal_protocol.senml import Reading, Record
 
 KEY = keys.load_private_key(vectors.DEVICE_SEED)
@@ -61,7 +62,16 @@ def assert_agree(data: bytes) -> fastbundle.FastBundle | None:
     assert (fast.bundle_hash, fast.raw, fast.link) == (slow.bundle_hash, slow.raw, slow.link)
     assert fast.readings() == slow.readings
     rows = [
-        (i, r.time, rec.name, rec.unit, None if rec.value is None else str(rec.value), rec.string_value)
+        (
+            slow.bundle_hash,
+            slow.kid,
+            slow.seq + i,
+            r.time,
+            rec.name,
+            rec.unit,
+            None if rec.value is None else str(rec.value),
+            rec.string_value,
+        )
         for i, r in enumerate(slow.readings)
         for rec in r.records
     ]
@@ -175,3 +185,25 @@ def test_every_project_vector_agrees() -> None:
             if vector["expect"] == "accept":
                 PUB.verify(fastbundle.parse(data).signature, fastbundle.parse(data).signed)  # type: ignore[union-attr]
     assert len(all_vectors) > 10 and fast > 0
+
+
+@pytest.mark.parametrize(
+    ("canonical", "longer"),
+    [
+        (b"\x82\x21\x18\xc8", b"\x82\x21\x19\x00\xc8"),  # mantissa 200 in two bytes
+        (b"\x22\x19\x03\xe8", b"\x22\x1a\x00\x00\x03\xe8"),  # bt 1000 in four bytes
+        (b"\x82\x21\x18\xc8", b"\x82\x38\x01\x18\xc8"),  # exponent -2 in a length byte
+    ],
+)
+def test_inlined_heads_still_insist_on_the_shortest_form(canonical: bytes, longer: bytes) -> None:
+    readings = [Reading(1000, (Record("t", "Cel", DecimalFraction(-2, 200)),))]
+    fields = bundle.payload_map(
+        boot=1, seq=0, prev=bytes(16), status=Status(), time_source=0, readings=readings
+    )
+    payload = dcbor.encode(fields)
+    assert payload.count(canonical) == 1
+    message = bundle.seal_payload(KEY, KID, payload.replace(canonical, longer))
+    assert fastbundle.parse(message) is None
+    with pytest.raises(NonDeterministic):
+        bundle.verify_bundle(message, PUB)
+    assert fastbundle.parse(bundle.seal_payload(KEY, KID, payload)) is not None
