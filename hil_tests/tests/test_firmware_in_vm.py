@@ -11,7 +11,7 @@ from pinseal_hil.vm import FIRMWARE_TESTS_DIR, run_firmware_test_module
 
 # test_ram_board needs board mode and runs, one test a function, from test_ram_model.py; here every test
 # of it would only skip.
-BOARD_MODE_MODULES = {"test_ram_board", "test_net_board"}
+BOARD_MODE_MODULES = {"test_ram_board", "test_net_board", "test_mqtt_packets", "test_mqtt_client"}
 MODULES = sorted(
     p.stem
     for p in FIRMWARE_TESTS_DIR.glob("test_*.py")
