@@ -406,16 +406,29 @@ class Outbox:
                     off += n
                     continue
                 # not a valid record: is there a valid one further on in this segment?
-                nxt = off + 1
-                while nxt < size and not self._parse(f, nxt, size, mv):
-                    nxt += 1
+                nxt = self._resync(f, off + 1, size, mv)
                 if nxt >= size and last:
                     break  # a torn last write
                 self.corrupt += 1
                 self._corrupt_at(seg, off)
                 off = nxt
-        if off < size:
+        if off < size or size == 0:  # (an empty segment: its head record was the torn write)
             self._cut(seg, off, mv)
+
+    def _resync(self, f, pos, size, mv):
+        # the offset of the next valid record after a bad one (size if none): only bytes that are a
+        # record kind are tried, found 64 bytes at a time in a buffer of their own
+        win = bytearray(64)
+        while pos + _FRAME <= size:
+            f.seek(pos)
+            n = f.readinto(win)
+            if not n:
+                break
+            for j in range(n):
+                if win[j] in _KINDS and self._parse(f, pos + j, size, mv):
+                    return pos + j
+            pos += n
+        return size
 
     def _parse(self, f, off, size, mv):
         # length of a valid record at `off` (its bytes in mv), 0 if there is none
