@@ -3,13 +3,15 @@
 Messages are taken in groups (whatever is queued, up to `pipeline.max_group`): the group is verified
 in a worker thread, then stored in ONE transaction in the database thread, and only after that commit
 are the transport's messages settled (MQTT PUBACK) and the signed acks published. One fsync per group
-instead of per bundle is what makes thousands of bundles per second possible; verification of group
-N+1 overlaps the commit of group N.
+instead of per bundle is what makes thousands of bundles per second possible. Three stages overlap:
+verification of group N+2, the commit of group N+1, and the signing of group N's acks (in an ack
+thread, after N's commit returned: never before).
 
 Backpressure: at most `pipeline.queue_size` messages are held between the transport and the commit;
 beyond that `submit` waits, and a transport that reads a socket stops reading it until `has_room`
 (for MQTT: TCP then stops the broker, which keeps the messages). Everything here runs on the event
-loop thread except verification (one worker, whole groups) and the database thread (whole groups).
+loop thread except verification (one worker, whole groups), the database thread (whole groups) and
+ack signing (one worker, whole groups).
 
 Garbage is rejected with little work (size, decoding and registry checks come before
 the signature), so a flood of it costs honest devices little.
@@ -81,6 +83,7 @@ class Outcome:
     chain_gap: bool = False
     time_flag: str | None = None
     bundle_hash: bytes | None = None
+    ack_seq: int | None = None  # the contiguous seq the ack carries, read right after the commit
     ack: bytes | None = None
 
 
@@ -88,6 +91,7 @@ class Outcome:
 class GroupResult:
     outcomes: list[Outcome] = field(default_factory=list)
     last_seen: dict[bytes, float] = field(default_factory=dict)
+    commit_time: int = 0
 
 
 def load_registry(conn: sqlite3.Connection) -> tuple[Registry, tuple[object, ...]]:
@@ -142,6 +146,8 @@ class Pipeline:
             2
         )
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-verify")
+        self._ack_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-acks")
+        self._committed: asyncio.Queue[GroupResult | None] = asyncio.Queue()
         self._signer = AckSigner(ctx.gateway_key)
         self._states = store.DeviceStates()
         self._registry = Registry()
@@ -202,6 +208,7 @@ class Pipeline:
             await self._verified.put(None)
             await storer
             self._verify_pool.shutdown(wait=True)
+            self._ack_pool.shutdown(wait=True)
 
     async def _next_group(self, stop: asyncio.Event) -> list[Message] | None:
         getter = asyncio.ensure_future(self._queue.get())
@@ -258,13 +265,29 @@ class Pipeline:
         return True
 
     async def _store_loop(self) -> None:
-        while (item := await self._verified.get()) is not None:
-            group, checked = item
-            result = await self._store_with_retry(group, checked)
-            if result is None:  # shutting down without a commit: the broker redelivers these
-                if group:
-                    self._release(len(group))
-                continue
+        acker = asyncio.create_task(self._ack_loop(), name="pinseal-acks")
+        try:
+            while (item := await self._verified.get()) is not None:
+                group, checked = item
+                result = await self._store_with_retry(group, checked)
+                if result is None:  # shutting down without a commit: the broker redelivers these
+                    if group:
+                        self._release(len(group))
+                    continue
+                await self._committed.put(result)
+        finally:
+            await self._committed.put(None)
+            await acker
+
+    async def _ack_loop(self) -> None:
+        """Committed groups, in commit order: sign their acks (ack thread), then publish and settle.
+
+        Signing after the commit but outside the database thread lets the next group's transaction
+        run while this one's acks are signed (libsodium releases the GIL: the other core signs).
+        """
+        loop = asyncio.get_running_loop()
+        while (result := await self._committed.get()) is not None:
+            await loop.run_in_executor(self._ack_pool, self._sign_acks, result)
             self._finish(result)
 
     async def _store_with_retry(
@@ -293,17 +316,24 @@ class Pipeline:
         except BaseException:
             self._states.invalidate()  # the cache may hold state of the rolled-back transaction
             raise
-        commit_time = int(time.time())
+        result.commit_time = int(time.time())
         states = self._states
         for outcome in result.outcomes:
             if outcome.status != "rejected":
-                assert outcome.kid is not None and outcome.bundle_hash is not None
-                state = states.get(conn, outcome.kid)
-                assert state.contiguous_seq is not None
-                outcome.ack = self._signer.sign(
-                    outcome.kid, state.contiguous_seq, outcome.bundle_hash, commit_time
-                )
+                assert outcome.kid is not None
+                # What the ack carries: the device's contiguous seq as this commit left it.
+                outcome.ack_seq = states.get(conn, outcome.kid).contiguous_seq
         return result
+
+    def _sign_acks(self, result: GroupResult) -> None:
+        """In the ack thread, after the commit: one signed ack per accepted or duplicate bundle."""
+        sign = self._signer.sign
+        commit_time = result.commit_time
+        for outcome in result.outcomes:
+            if outcome.status != "rejected":
+                assert outcome.kid is not None and outcome.bundle_hash is not None
+                assert outcome.ack_seq is not None
+                outcome.ack = sign(outcome.kid, outcome.ack_seq, outcome.bundle_hash, commit_time)
 
     def _write_group(
         self,
