@@ -287,6 +287,7 @@ def test_fuzzed_input_raises_only_packet_error_in_the_vm(tmp_path: Path) -> None
     assert result.returncode == 0 and "PASS test_fuzz_corpus_from_the_host" in result.stdout, result.output
     m = re.search(r"FUZZ inputs (\d+) accepted (\d+) rejected (\d+)", result.stdout)
     assert m, result.output
+    print(m.group(0))
     inputs, accepted, rejected = (int(g) for g in m.groups())
     assert inputs == len([d for d in corpus if d]), result.output
     # The corpus must exercise both verdicts, or it tests nothing.
