@@ -333,3 +333,26 @@ def test_ingest_splits_any_chunking_into_the_packets_sent(items, cuts):
     assert pending == b""
     got = [(m.topic, m.payload, m.token[2], m.token[1]) for m in pipeline.messages]  # type: ignore[index]
     assert got == expected
+
+
+def test_settle_writes_one_puback_per_current_qos1_message():
+    """PUBACKs for QoS 1 messages of this connection only; QoS 0 and earlier connections get none."""
+    from pinseal_gateway.config import MqttSection
+    from pinseal_gateway.ingest.mqtt import MqttIngest
+
+    class _Loop:
+        def add_writer(self, sock, callback):
+            self.writer = (sock, callback)
+
+    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline())  # type: ignore[arg-type]
+    sock = object()
+    ingest._sock = sock  # type: ignore[assignment]
+    ingest._loop = _Loop()  # type: ignore[assignment]
+    ingest._generation = 3
+    ingest.settle([(3, 1, 1), (3, 2, 0), (2, 3, 1), (3, 0x1234, 1)])
+    assert bytes(ingest.client.wbuf) == b"\x40\x02\x00\x01" + b"\x40\x02\x12\x34"
+    assert ingest._loop.writer[0] is sock  # type: ignore[attr-defined]
+    ingest._sock = None
+    ingest.client.wbuf.clear()
+    ingest.settle([(3, 5, 1)])  # connection gone: the broker redelivers instead
+    assert bytes(ingest.client.wbuf) == b""

@@ -55,6 +55,7 @@ MISC_INTERVAL_S = 1.0  # keepalive pings and their timeout (paho's loop_misc)
 STOP_TIMEOUT_S = 5.0
 
 
+_PUBACK_HEAD = b"\x40\x02"  # PUBACK, remaining length 2 (MQTT 3.1.1 §3.4)
 # The (success, no properties) outcome of every MQTT 3.1.1 PUBACK, shared: nothing mutates them.
 _PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
 _PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
@@ -487,13 +488,25 @@ class MqttIngest:
     # -- pipeline side (event loop thread) ---------------------------------------------------------
 
     def settle(self, tokens: Sequence[object]) -> None:
-        """PUBACK messages whose outcome is committed."""
+        """PUBACK messages whose outcome is committed.
+
+        A PUBACK is four fixed bytes and, under manual acks, paho keeps no state for it: the whole
+        group's go into the write buffer at once (what `client.ack` would queue one call each).
+        """
         generation = self._generation
-        ack = self.client.ack
-        for token in tokens:
-            gen, mid, qos = token  # type: ignore[misc]
-            if qos and gen == generation:
-                ack(mid, qos)
+        sock = self._sock
+        if sock is None:
+            return  # the connection is gone: the broker redelivers, the next run acks
+        pubacks = b"".join(
+            [
+                _PUBACK_HEAD + mid.to_bytes(2, "big")
+                for gen, mid, qos in tokens
+                if qos == 1 and gen == generation
+            ]  # type: ignore[misc]
+        )
+        if pubacks:
+            self.client.wbuf += pubacks
+            self._want_write(sock)
 
     def publish_acks(self, acks: Sequence[tuple[bytes, bytes]]) -> None:
         publish = self.client.publish
