@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -313,3 +314,34 @@ def test_nobody_reading_and_reconnecting_does_not_wedge_the_board(host: BoardHos
         for _ in range(2):  # a client comes and goes; the board keeps answering
             result = mpremote(b.serial_path, "exec", "print('still here')")
             assert "still here" in result.stdout, result
+
+
+def test_romfs_deploy_with_mpremote_and_modules_run_in_place(host: BoardHost, tmp_path: Path) -> None:
+    """`mpremote romfs deploy` writes the board's ROMFS partition; after a reset its .mpy modules import from
+    /rom and their code takes no heap (the reason pinseal's firmware ships that way)."""
+    src = tmp_path / "romsrc"
+    (src / "romdemo").mkdir(parents=True)
+    body = "\n".join(f"def f{i}(x):\n    return x * {i} + {i * 7}\n" for i in range(60))
+    (src / "romdemo" / "__init__.py").write_text(body + "\nNAME = 'from rom'\n")
+    (tmp_path / "flash").mkdir()
+    (tmp_path / "flash" / "ondisk.py").write_text(body)
+    with make_board(host, tmp_path) as b:
+        b.wait_for_output(b">>> ")
+        result = mpremote(b.serial_path, "romfs", "deploy", str(src))
+        assert result.returncode == 0 and "ROMFS image deployed" in result.stdout, result
+        assert b.romfs_image.stat().st_mode & 0o777 == 0o600
+        probe = (
+            "import gc, sys\n"
+            "gc.collect(); a = gc.mem_alloc()\n"
+            "import romdemo\n"
+            "gc.collect(); b = gc.mem_alloc()\n"
+            "import ondisk\n"
+            "gc.collect(); c = gc.mem_alloc()\n"
+            "print('rom', romdemo.NAME, romdemo.__file__, romdemo.f3(2), 'heap', b - a, c - b)\n"
+        )
+        result = mpremote(b.serial_path, "soft-reset", "+", "exec", probe)
+    match = re.search(r"rom from rom /rom/romdemo/__init__.mpy 27 heap (\d+) (\d+)", result.stdout)
+    assert match, result
+    from_rom, from_flash = int(match[1]), int(match[2])
+    # function objects and the module dict stay in RAM; the bytecode and constants do not
+    assert from_rom < from_flash * 0.75, (from_rom, from_flash)

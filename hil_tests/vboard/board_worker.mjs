@@ -11,6 +11,11 @@ import { startVM } from "./vm_core.mjs";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // The largest unit of code the raw REPL accepts in one go (mpremote sends far less).
 const MAX_SOURCE_BYTES = 32 * 1024;
+// Heap for what the emulation keeps live (shims a real board has in C): it is not the board's RAM.
+const EMULATION_BYTES = 64 * 1024;
+// The modules a board has built in that the emulation provides in MicroPython: loaded before the board's RAM is
+// measured, so what they take is the emulation's (the baseline), not the firmware's.
+const BUILTIN_SHIMS = ["asyncio", "machine", "network", "ntptime", "tls", "ssl", "_vb_streams", "binascii", "json"];
 
 const cfg = workerData;
 const pending = [];
@@ -43,7 +48,7 @@ const log = (text) => parentPort.postMessage({ t: "log", text });
 let control = null;
 
 const plugins = [`${HERE}/flash.mjs=${cfg.flashDir}`, `${HERE}/mcu.mjs`, ...(cfg.plugins || [])];
-const { mp } = await startVM(
+const { mp, model } = await startVM(
   {
     ram: cfg.ram,
     ceiling: cfg.ceiling || 0,
@@ -53,6 +58,7 @@ const { mp } = await startVM(
     flashState: cfg.flashShared,
     mcu: cfg.mcu,
     maxSourceBytes: MAX_SOURCE_BYTES,
+    emulationBytes: EMULATION_BYTES,
     beforeHalt: () => flushOut(),
   },
   {
@@ -66,6 +72,13 @@ const { mp } = await startVM(
   },
 );
 
+for (const name of BUILTIN_SHIMS) {
+  try {
+    mp.pyimport(name);
+  } catch {
+    /* a shim whose plugin is not installed */
+  }
+}
 const repl = new SerialRepl(mp, {
   out: (bytes) => serialOut(bytes),
   log,
@@ -74,6 +87,12 @@ const repl = new SerialRepl(mp, {
     parentPort.postMessage({ t: "softreset", raw });
   },
 });
+
+// The REPL's own helpers are the emulation's too: the baseline is taken after them.
+const baseline = cfg.ram ? model.setBaseline() : 0;
+if (baseline > EMULATION_BYTES) {
+  log(`the emulation keeps ${baseline} bytes live, more than the ${EMULATION_BYTES} bytes allowed for it`);
+}
 
 parentPort.on("message", (m) => {
   if (m.t === "in") repl.feed(m.data);

@@ -199,6 +199,10 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
   let rescues = 0;
   let freedFrom = 0; // blocks freed by the last release, [freedFrom, freedTo)
   let freedTo = 0;
+  // Bytes live before the board's own code runs that a real board keeps outside its free heap: the emulation's
+  // MicroPython shims (machine, network, asyncio streams, ...), which a board has in C and flash. Set once per
+  // boot by setBaseline(); not counted against the board's RAM.
+  let baseline = 0;
 
   const kind = (b) => atbKind(M.HEAPU8, heapArea, b);
 
@@ -285,7 +289,7 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
     gcCollect(); // the real collection runs as this call returns to JS
     if (rescueBytes > 0 && heapArea !== null) rearm();
     const ticks = Atomics.load(st, STAT.ticks);
-    const live = measureLive(ticks) - heldByRescue();
+    const live = measureLive(ticks) - heldByRescue() - baseline;
     if (ram > 0 && live > ram && v8gc && ticks - lastV8gc >= V8_GC_MIN_TICKS) {
       lastV8gc = ticks;
       v8gc();
@@ -351,6 +355,13 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
   return {
     module,
     stats: st,
+    // Call between steps, after the emulation is loaded and before the board's code runs (see `baseline`).
+    setBaseline() {
+      gcCollect();
+      baseline = 0;
+      baseline = measureLive(Atomics.load(st, STAT.ticks)) - heldByRescue();
+      return baseline;
+    },
     // For imposeCeiling: called at each refused memory growth.
     onRefusal: release,
     // Call after the module is registered as `vboard_ram` and before any task exists.

@@ -107,7 +107,8 @@ async function installPlugins(mp, opts, io, clock) {
   return control;
 }
 
-// opts: { heap, ram, ceiling, mounts, paths, script, args, board, plugins, clock, maxSourceBytes }
+// opts: { heap, ram, ceiling, mounts, paths, script, args, board, plugins, clock, maxSourceBytes,
+//         emulationBytes (extra heap for what the emulation itself keeps live: see model.setBaseline()) }
 // io: { stdout(text), stderr(text), stats (Int32Array for the watchdog, optional),
 //       onControl(fn) (optional: receives control(pluginName, msg) once the plugins are installed),
 //       linebuffer (default true: stdout/stderr get lines; false: they get chunks of bytes as Uint8Array) }
@@ -122,7 +123,7 @@ export async function startVM(opts, io) {
   const rescue = ram ? rescueBytesFor(ram, ceiling) : 0;
   const linebuffer = io.linebuffer !== false;
   const mp = await loadMicroPython({
-    heapsize: ram ? ceiling + rescue : opts.heap,
+    heapsize: ram ? ceiling + rescue + (opts.emulationBytes || 0) : opts.heap,
     stdout: io.stdout,
     stderr: io.stderr,
     linebuffer,
@@ -186,7 +187,7 @@ export async function startVM(opts, io) {
       }
     }
   };
-  return { mp, control, clock, flush };
+  return { mp, control, clock, flush, model };
 }
 
 // Run opts.script in a new VM (see startVM). Returns a promise of the exit status once the script's top level

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import itertools
 import json
 import re
@@ -26,6 +27,7 @@ from pinseal_hil.vm import FIRMWARE_DIR, REPO
 
 VBOARD_DIR = REPO / "hil_tests" / "vboard"
 SENSORS_PLUGIN = VBOARD_DIR / "sensors.mjs"
+ROMFS_PLUGIN = VBOARD_DIR / "romfs.mjs"
 NET_PLUGIN = VBOARD_DIR / "net.mjs"
 # What a board prints once its REPL waits for input.
 FRIENDLY_PROMPT = b">>> "
@@ -41,6 +43,10 @@ class BoardOptions:
     """How to start a board.
 
     firmware: a folder copied onto the flash at start (None: leave the flash as it is, e.g. a blank board).
+    firmware_in_romfs: put the firmware's package in the board's ROMFS partition as .mpy (what
+        `mpremote romfs deploy` does; modules there execute in place and take no heap for their code), and
+        only main.py and boot.py on the flash. Needs a profile with micropython.romfs_bytes.
+    romfs_image: the host file holding the ROMFS partition (default: "<flash>.romfs", beside the flash).
     sensors: a sensors script (docs/virtual-board.md, "Sensors"); None: the plugin's defaults.
     net: the network plugin's settings file; None: its defaults (Wi-Fi up, localhost reachable).
     hang_s: reset a board whose VM has not returned to its event loop for this long (0: never).
@@ -50,6 +56,8 @@ class BoardOptions:
     board: str = "esp32_devkitc"
     flash_dir: Path | None = None
     firmware: Path | None = FIRMWARE_DIR
+    firmware_in_romfs: bool = False
+    romfs_image: Path | None = None
     sensors: Path | None = None
     net: Path | None = None
     ram_bytes: int | None = None
@@ -61,11 +69,29 @@ class BoardOptions:
 _ids = itertools.count(1)
 
 
-def install_firmware(firmware: Path, flash_dir: Path) -> None:
-    """Copy a firmware tree onto the flash (what `mpremote cp -r` or the provisioning tool would do)."""
+def build_romfs(firmware: Path) -> bytes:
+    """A ROMFS image of the firmware's packages (every folder of it), .py compiled to .mpy with mpy-cross, as
+    `mpremote romfs build` makes it."""
+    import tempfile
+
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        for package in firmware.iterdir():
+            if package.is_dir() and not package.name.startswith((".", "__")):
+                ignore = shutil.ignore_patterns("__pycache__")
+                shutil.copytree(package, Path(tmp) / package.name, ignore=ignore)
+        return make_romfs(tmp, mpy_cross=True)
+
+
+def install_firmware(firmware: Path, flash_dir: Path, only_top: bool = False) -> None:
+    """Copy a firmware tree onto the flash (what `mpremote cp -r` or the provisioning tool would do);
+    only_top: just the files at its top (main.py, boot.py)."""
     for src in firmware.rglob("*"):
         rel = src.relative_to(firmware)
         if "__pycache__" in rel.parts or any(part.startswith(".") for part in rel.parts):
+            continue
+        if only_top and (len(rel.parts) > 1 or src.is_dir()):
             continue
         dst = flash_dir / rel
         if src.is_dir():
@@ -89,6 +115,7 @@ class VirtualBoard:
             root = tmp_root or (REPO / "build" / "vboard")
             options.flash_dir = root / f"{options.board}-{self.id}" / "flash"
         self.flash_dir = Path(options.flash_dir).resolve()
+        self.romfs_image = Path(options.romfs_image or f"{self.flash_dir}.romfs").resolve()
         self.profile_path = board_profile_path(options.board)
         self.output = bytearray()
         self.logs: list[str] = []
@@ -104,7 +131,11 @@ class VirtualBoard:
     def start(self, wait: bool = True, timeout_s: float = 30.0) -> VirtualBoard:
         self.flash_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it will hold the device key
         if self.options.firmware is not None:
-            install_firmware(Path(self.options.firmware), self.flash_dir)
+            firmware = Path(self.options.firmware)
+            if self.options.firmware_in_romfs:
+                self.romfs_image.write_bytes(build_romfs(firmware))
+                self.romfs_image.chmod(0o600)
+            install_firmware(firmware, self.flash_dir, only_top=self.options.firmware_in_romfs)
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))
         self.host.register(self.id, self._on_event)
         self.host.send(
@@ -122,7 +153,7 @@ class VirtualBoard:
         return self
 
     def _plugins(self) -> list[str]:
-        plugins = []
+        plugins = [f"{ROMFS_PLUGIN}={self.romfs_image}"]
         if SENSORS_PLUGIN.exists():
             plugins.append(
                 f"{SENSORS_PLUGIN}={self.options.sensors}" if self.options.sensors else str(SENSORS_PLUGIN)
