@@ -4,33 +4,36 @@
 # sensor's type after a colon ("t:sht3x"), so names stay unique within a reading.
 from pinseal.sensors import battery, bme280, failed, open_i2c, sht3x
 
-_NAMES = {"bme280": ("t", "h", "p"), "sht3x": ("t", "h")}
+# type -> (records function, driver class, the names of its records)
+_DRIVERS = {
+    "bme280": (bme280.records, bme280.BME280, ("t", "h", "p")),
+    "sht3x": (sht3x.records, sht3x.SHT3x, ("t", "h")),
+}
 
 
 class Sampler:
     def __init__(self, profile):
-        self._sensors = []  # (module, driver or None, names, error)
+        self._sensors = []  # [records function, driver or None (retried), names, driver class, address, bus]
         self._battery = None
         i2c = None
         taken = set()
         for entry in profile.get("sensors", ()):
             kind = entry["type"]
-            module = bme280 if kind == "bme280" else sht3x if kind == "sht3x" else None
-            if module is None:
+            if kind not in _DRIVERS:
                 continue
+            to_records, cls, plain_names = _DRIVERS[kind]
             names = []
-            for n in _NAMES[kind]:
+            for n in plain_names:
                 names.append(n if n not in taken else n + ":" + kind)
                 taken.add(n)
-            driver, error = None, None
+            driver = None
             try:
                 if i2c is None:
                     i2c = open_i2c(profile["i2c"])
-                cls = module.BME280 if module is bme280 else module.SHT3x
                 driver = cls(i2c, entry["address"])
-            except OSError as e:  # absent or broken at boot: report it in every reading, retry later
-                error = e
-            self._sensors.append([module, driver, tuple(names), error, entry["address"], i2c])
+            except OSError:  # absent or broken at boot: each reading reports it and tries again
+                pass
+            self._sensors.append([to_records, driver, tuple(names), cls, entry["address"], i2c])
         if profile.get("battery"):
             try:
                 self._battery = battery.Battery.from_profile(profile["battery"])
@@ -39,11 +42,12 @@ class Sampler:
         self.battery_mv = 0
 
     async def _read(self, s):
-        module, driver = s[0], s[1]
+        driver = s[1]
         if driver is None:
-            cls = module.BME280 if module is bme280 else module.SHT3x
-            driver = s[1] = cls(s[5], s[4])  # raises while the sensor is still missing
-        return module.records(await driver.read())
+            if s[5] is None:
+                raise OSError(19)  # ENODEV: the bus itself could not be opened
+            driver = s[1] = s[3](s[5], s[4])  # raises while the sensor is still missing
+        return s[0](await driver.read())
 
     async def reading(self):
         """The records of one reading; never raises for a sensor fault."""
@@ -55,7 +59,6 @@ class Sampler:
                 for i in range(len(records)):
                     out.append((names[i], records[i][1], records[i][2]))
             except OSError as e:
-                s[1] = None if s[1] is None else s[1]
                 for n in names:
                     out.append(failed(n, e))
         if self._battery is not None:

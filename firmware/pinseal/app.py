@@ -1,0 +1,296 @@
+# The application: sample -> outbox -> seal -> send -> ack, as asyncio tasks that keep each other going.
+#
+# Every reading is in the flash outbox before anything else happens to it; a bundle is sealed once and resent
+# byte for byte until a verified gateway ack covers it (a broker PUBACK is not an ack); the watchdog is fed only
+# while readings are still being taken, so a stuck loop ends in a reset, whose cause the next bundle reports.
+import asyncio
+import hashlib
+import time
+
+from micropython import const
+
+from pinseal import identity, reading, wifi
+from pinseal.timekeeper import TimeKeeper
+from pinseal.wire import WireError, ack, bundle
+
+# docs/protocol.md §3 status.reset_cause, from machine's constants
+_CAUSES = (("PWRON_RESET", 0), ("HARD_RESET", 1), ("WDT_RESET", 2), ("DEEPSLEEP_RESET", 3), ("SOFT_RESET", 4))
+_ACK_QUEUE = const(4)
+_RESEND_MS = const(15000)
+
+
+def reset_cause():
+    try:
+        import machine
+    except ImportError:
+        return 255
+    cause = machine.reset_cause()
+    for name, code in _CAUSES:
+        if getattr(machine, name, None) == cause:
+            return code
+    return 255
+
+
+class App:
+    """The running application. Build it with `await App.create(cfg, profile)`: the key loads in steps."""
+
+    def __init__(self, cfg, profile, key, counters, outbox, sampler, transport):
+        self.cfg = cfg
+        self.profile = profile
+        self.key = key
+        self.kid = identity.key_id(key.public_key)
+        self.counters = counters
+        self.outbox = outbox
+        self.sampler = sampler
+        self.transport = transport
+        transport.on_ack = self._on_ack
+        self.clock = TimeKeeper(cfg["time"]["ntp_host"], cfg["time"]["resync_s"])
+        self.cause = reset_cause()
+        self.readings_per_bundle = cfg["bundling"]["readings"]
+        self.interval_ms = cfg["sampling"]["interval_s"] * 1000
+        self.max_wait_ms = cfg["bundling"]["max_wait_s"] * 1000
+        self.gateway_pk = cfg["gateway"]["public_key"]
+        self.gateway_kid = identity.key_id(self.gateway_pk)
+        self._pending_since = None
+        self._acks = []
+        self._seal = asyncio.Event()
+        self._send = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._ack_arrived = asyncio.Event()
+        self.progress_ms = time.ticks_ms()
+        self.stats = {"readings": 0, "bundles": 0, "acks": 0, "bad_acks": 0, "sent": 0}
+
+    @classmethod
+    async def create(cls, cfg, profile, transport=None):
+        from pinseal.counter import Counters
+        from pinseal.outbox import Outbox
+        from pinseal.sampler import Sampler
+
+        key = await identity.load()
+        if transport is None:
+            from pinseal.transport.mqtt import MqttTransport
+
+            transport = MqttTransport(cfg["mqtt"], identity.key_id(key.public_key).hex())
+        outbox = Outbox(capacity_bytes=cfg["outbox"]["capacity_bytes"])
+        # the counter never goes below what the outbox has seen (a lost counter file cannot reuse a seq)
+        counters = Counters.open(floor_seq=outbox.max_seq() + 1)
+        app = cls(cfg, profile, key, counters, outbox, Sampler(profile), transport)
+        print("pinseal: device", app.kid.hex(), "boot", app.counters.boot, "reset cause", app.cause)
+        return app
+
+    # -- sampling ------------------------------------------------------------------------------------------
+    async def sample_once(self):
+        records = await self.sampler.reading()
+        time_s, source = self.clock.now()
+        seq = self.counters.next_seq()
+        self.outbox.add_reading(seq, reading.encode(self.counters.boot, time_s, source, records))
+        self.stats["readings"] += 1
+        self.progress_ms = time.ticks_ms()
+        if self._pending_since is None:
+            self._pending_since = self.progress_ms
+        return seq
+
+    async def sample_loop(self):
+        while True:
+            due = time.ticks_add(time.ticks_ms(), self.interval_ms)
+            await self.sample_once()
+            self._seal.set()
+            await asyncio.sleep_ms(max(0, time.ticks_diff(due, time.ticks_ms())))
+
+    # -- sealing -------------------------------------------------------------------------------------------
+    def _status(self):
+        return (self.sampler.battery_mv, _rssi(), self.clock.uptime_s(), self.outbox.dropped(), self.cause)
+
+    def _groups(self, force):
+        """Runs of pending readings to seal now: consecutive seq, one boot, one time source, at most N."""
+        group = []
+        prev = 0
+        for seq, data in self.outbox.pending_readings():
+            boot, time_s, source, records = reading.decode(data)
+            if group and (seq != prev + 1 or boot != group[0][1] or source != group[0][2]):
+                yield group  # the run ended: seal what it has
+                group = []
+            group.append((seq, boot, source, time_s, records))
+            prev = seq
+            if len(group) == self.readings_per_bundle:
+                yield group
+                group = []
+        if group and (force or self._waited_long()):
+            yield group
+
+    def _waited_long(self):
+        return self._pending_since is not None and time.ticks_diff(time.ticks_ms(), self._pending_since) >= (
+            self.max_wait_ms
+        )
+
+    async def seal_pending(self, force=False):
+        """Seal every full run (and partial ones when forced or overdue); returns the number of bundles."""
+        sealed = 0
+        for group in list(self._groups(force)):
+            while group:
+                try:
+                    await self._seal_group(group)
+                except WireError as e:
+                    if e.reason != "too_large" or len(group) == 1:
+                        raise
+                    half = len(group) // 2  # too many readings for 2,048 bytes: seal fewer at a time
+                    await self._seal_group(group[:half])
+                    group = group[half:]
+                    sealed += 1
+                    continue
+                sealed += 1
+                break
+        if not self.outbox.pending_count():
+            self._pending_since = None
+        if sealed:
+            self._send.set()
+        return sealed
+
+    async def _seal_group(self, group):
+        first, boot, source = group[0][0], group[0][1], group[0][2]
+        readings = [(g[3], g[4]) for g in group]
+        status = self._status()
+        sealed = await bundle.seal(self.key, self.kid, boot, first, self.outbox.chain_head(), status, source, readings)
+        # the dropped count that went into this bundle is the one it reports (evictions while it was being
+        # signed go into the next)
+        self.outbox.add_bundle(first, group[-1][0], sealed, reported_dropped=status[3])
+        self.stats["bundles"] += 1
+
+    async def seal_loop(self):
+        while True:
+            await asyncio.sleep_ms(min(self.max_wait_ms, 1000) if self._pending_since is not None else 0)
+            if self._pending_since is None:
+                await self._seal.wait()
+            self._seal.clear()
+            await self.seal_pending()
+
+    # -- sending -------------------------------------------------------------------------------------------
+    async def send_loop(self):
+        """Stop and wait: the oldest unacked bundle is (re)sent until an ack covers it, so a backlog drains in
+        order and each bundle's bytes are the ones sealed."""
+        while True:
+            oldest = self.outbox.oldest_bundle()
+            if oldest is None:
+                self._send.clear()
+                await self._send.wait()
+                continue
+            if not self.transport.connected:
+                await asyncio.sleep_ms(200)
+                continue
+            first, last, data = oldest
+            try:
+                await self.transport.send(data)
+            except (OSError, ValueError):
+                await asyncio.sleep_ms(500)
+                continue
+            self.stats["sent"] += 1
+            self._acked.clear()
+            try:
+                await asyncio.wait_for_ms(self._acked.wait(), _RESEND_MS)
+            except asyncio.TimeoutError:
+                pass  # no ack: send the same bytes again
+
+    def _on_ack(self, ack_bytes):
+        if len(self._acks) < _ACK_QUEUE:
+            self._acks.append(bytes(ack_bytes))
+            self._ack_arrived.set()
+
+    async def ack_loop(self):
+        while True:
+            await self._ack_arrived.wait()
+            self._ack_arrived.clear()
+            while self._acks:
+                data = self._acks.pop(0)
+                try:
+                    seq, bundle_hash, time_s = await ack.verify(data, self.gateway_pk, self.kid, self.gateway_kid)
+                except (WireError, ValueError) as e:
+                    self.stats["bad_acks"] += 1
+                    print("pinseal: ack refused:", e)
+                    continue
+                self.stats["acks"] += 1
+                self.clock.from_ack(time_s)
+                if self.outbox.ack(self._covered(seq, bundle_hash)):
+                    self._acked.set()
+
+    def _covered(self, seq, bundle_hash):
+        """The seq an ack lets the outbox drop up to: its chain seq, or the named bundle when that is the oldest.
+
+        The chain seq stops at a gap (a bundle evicted unsent never reaches the gateway), but an ack that names
+        a bundle proves the gateway committed that very bundle, so it may go (docs/protocol.md §5).
+        """
+        oldest = self.outbox.oldest_bundle()
+        if oldest is not None and oldest[1] > seq and hashlib.sha256(oldest[2]).digest() == bundle_hash:
+            return oldest[1]
+        return seq
+
+    # -- links, time, watchdog -----------------------------------------------------------------------------
+    async def time_loop(self):
+        while True:
+            if self.clock.ntp_due() and _wifi_up():
+                self.clock.sync_ntp()
+            await asyncio.sleep_ms(5000)
+
+    async def watchdog_loop(self, wdt):
+        # fed while readings keep coming: three missed intervals (or the watchdog's own timeout) mean stuck
+        limit = 3 * self.interval_ms + 5000
+        while True:
+            if time.ticks_diff(time.ticks_ms(), self.progress_ms) < limit:
+                wdt.feed()
+            await asyncio.sleep_ms(1000)
+
+    async def run(self, wdt=None):
+        if self.cfg["time"]["ntp"] and _wifi_up():
+            self.clock.sync_ntp()
+        await self.seal_pending(force=True)  # what the previous boot left unsealed
+        tasks = [
+            asyncio.create_task(wifi.keep_joined(self.cfg["wifi"])),
+            asyncio.create_task(self.transport.start()),
+            asyncio.create_task(self.sample_loop()),
+            asyncio.create_task(self.seal_loop()),
+            asyncio.create_task(self.send_loop()),
+            asyncio.create_task(self.ack_loop()),
+        ]
+        if self.cfg["time"]["ntp"]:
+            tasks.append(asyncio.create_task(self.time_loop()))
+        if wdt is not None:
+            tasks.append(asyncio.create_task(self.watchdog_loop(wdt)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self.transport.stop()
+
+    async def run_once(self, send_timeout_ms=30000):
+        """Deep-sleep duty cycle: one reading, seal if due, send what is pending while acks come, return."""
+        await self.sample_once()
+        # RAM does not survive deep sleep: "waited long enough" is counted in sampling intervals instead
+        waited_ms = self.outbox.pending_count() * self.interval_ms
+        await self.seal_pending(force=waited_ms >= self.max_wait_ms)
+        if self.outbox.oldest_bundle() is None:
+            return
+        if not await wifi.join(self.cfg["wifi"]):
+            return
+        starter = asyncio.create_task(self.transport.start())
+        sender = asyncio.create_task(self.send_loop())
+        acker = asyncio.create_task(self.ack_loop())
+        deadline = time.ticks_add(time.ticks_ms(), send_timeout_ms)
+        while self.outbox.oldest_bundle() is not None and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            await asyncio.sleep_ms(100)
+        for t in (starter, sender, acker):
+            t.cancel()
+        await self.transport.stop()
+
+
+def _wifi_up():
+    return wifi.connected()
+
+
+def _rssi():
+    try:
+        import network
+
+        wlan = network.WLAN(network.STA_IF)
+        return wlan.status("rssi") if wlan.isconnected() else 0
+    except (ImportError, OSError, ValueError, TypeError):
+        return 0

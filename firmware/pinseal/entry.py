@@ -1,0 +1,54 @@
+# What main.py runs: the configuration check, the safe-mode window, then the watchdog and the application.
+# Tools must always be able to reach the REPL: with no /config.json the board stays at the REPL, and for the
+# first safe_mode.window_s seconds after boot a Ctrl-C on the serial line (or the safe-mode pin held) stops
+# here, before the watchdog exists, so a firmware bug can never lock a board out of reflashing.
+import asyncio
+import time
+
+from pinseal import board, config
+
+
+def prepare():
+    """The config, or None (the REPL stays) when the board is not provisioned or its config is wrong."""
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        print("pinseal:", e, "- fix /config.json; staying at the REPL")
+        return None
+    if cfg is None:
+        print("pinseal: no /config.json: waiting for provisioning at the REPL")
+    return cfg
+
+
+def _safe_pin_held(cfg):
+    pin = cfg["safe_mode"]["pin"]
+    if pin < 0:
+        return False
+    from machine import Pin
+
+    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == cfg["safe_mode"]["pin_active"]
+
+
+async def main(cfg):
+    window_ms = cfg["safe_mode"]["window_s"] * 1000
+    print("pinseal: starting in %d ms; Ctrl-C for the REPL" % window_ms)
+    await asyncio.sleep_ms(window_ms)  # a KeyboardInterrupt here ends asyncio.run: the REPL
+    if _safe_pin_held(cfg):
+        print("pinseal: safe-mode pin held: staying at the REPL")
+        return
+    from pinseal.app import App
+
+    profile = board.load()
+    app = await App.create(cfg, profile)
+    deepsleep = cfg["power"]["deepsleep"] and profile.get("power", {}).get("deepsleep", False)
+    import machine
+
+    wdt = machine.WDT(timeout=cfg["watchdog"]["timeout_s"] * 1000)
+    if not deepsleep:
+        await app.run(wdt)
+        return
+    started = time.ticks_ms()
+    await app.run_once(send_timeout_ms=min(30000, cfg["watchdog"]["timeout_s"] * 500))
+    wdt.feed()
+    left = app.interval_ms - time.ticks_diff(time.ticks_ms(), started)
+    machine.deepsleep(max(1000, left))
