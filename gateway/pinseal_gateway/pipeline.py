@@ -4,14 +4,15 @@ Messages are taken in groups (whatever is queued, up to `pipeline.max_group`): t
 in a worker thread, then stored in ONE transaction in the database thread, and only after that commit
 are the transport's messages settled (MQTT PUBACK) and the signed acks published. One fsync per group
 instead of per bundle is what makes thousands of bundles per second possible. Three stages overlap:
-verification of group N+2, the commit of group N+1, and the signing of group N's acks (in an ack
-thread, after N's commit returned: never before).
+verification of group N+2 (in a worker process, `verify_worker`, so signature checks never wait for
+this process's GIL; in the verify thread if the worker is down), the commit of group N+1, and the
+signing of group N's acks (in an ack thread, after N's commit returned: never before).
 
 Backpressure: at most `pipeline.queue_size` messages are held between the transport and the commit;
 beyond that `submit` waits, and a transport that reads a socket stops reading it until `has_room`
 (for MQTT: TCP then stops the broker, which keeps the messages). Everything here runs on the event
-loop thread except verification (one worker, whole groups), the database thread (whole groups) and
-ack signing (one worker, whole groups).
+loop thread except verification (the verify thread hands whole groups to the worker process), the
+database thread (whole groups) and ack signing (one worker, whole groups).
 
 Garbage is rejected with little work (size, decoding and registry checks come before
 the signature), so a flood of it costs honest devices little.
@@ -24,10 +25,11 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from pinseal_gateway import verify_worker
 from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.store import bundles as store
@@ -147,6 +149,10 @@ class Pipeline:
         )
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-verify")
         self._ack_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-acks")
+        self.use_worker = True  # verify in a worker process (False: in the verify thread)
+        self._worker: ProcessPoolExecutor | None = None
+        self._worker_version = -1  # the registry version the worker holds
+        self._registry_version = 0
         self._committed: asyncio.Queue[GroupResult | None] = asyncio.Queue()
         self._signer = AckSigner(ctx.gateway_key)
         self._states = store.DeviceStates()
@@ -209,6 +215,7 @@ class Pipeline:
             await storer
             self._verify_pool.shutdown(wait=True)
             self._ack_pool.shutdown(wait=True)
+            self._stop_worker(wait=True)
 
     async def _next_group(self, stop: asyncio.Event) -> list[Message] | None:
         getter = asyncio.ensure_future(self._queue.get())
@@ -230,20 +237,63 @@ class Pipeline:
 
     async def _verify_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._verify_pool, self._start_worker)
         while not stop.is_set():
             group = await self._next_group(stop)
             if group is None:
                 break
             self.ctx.metrics.queue_depth.set(self._queue.qsize())
             await self._refresh_registry()
-            checked = await loop.run_in_executor(self._verify_pool, self._check_group, group, self._registry)
+            checked = await loop.run_in_executor(
+                self._verify_pool, self._check_in_worker, group, self._registry, self._registry_version
+            )
             unknown = any(isinstance(c, Rejected) and c.reason == "unknown_device" for c in checked)
             # A device added a moment ago must not be turned away until the next periodic refresh.
             if unknown and await self._refresh_registry(unknown=True):
                 checked = await loop.run_in_executor(
-                    self._verify_pool, self._check_group, group, self._registry
+                    self._verify_pool, self._check_in_worker, group, self._registry, self._registry_version
                 )
             await self._verified.put((group, checked))
+
+    def _start_worker(self) -> None:
+        """In the verify thread: start the worker process now rather than with the first group."""
+        if self.use_worker:
+            self._check_in_worker([], self._registry, self._registry_version)
+
+    def _check_in_worker(
+        self, group: list[Message], registry: Registry, version: int
+    ) -> list[Checked | Rejected]:
+        """In the verify thread: the group checked by the worker process (see `verify_worker`), or
+        here when there is none or it failed (a fresh one is started for the next group)."""
+        if not self.use_worker:
+            return self._check_group(group, registry)
+        items = [(m.topic, m.payload) for m in group]
+        now = time.time()
+        try:
+            if self._worker is None:
+                self._worker = verify_worker.new_pool()
+                self._worker_version = -1
+            send = None if self._worker_version == version else registry.to_raw()
+            try:
+                packed = self._worker.submit(
+                    verify_worker.check_group, version, send, items, self.limits, now
+                ).result()
+            except verify_worker.StaleRegistry:
+                packed = self._worker.submit(
+                    verify_worker.check_group, version, registry.to_raw(), items, self.limits, now
+                ).result()
+            self._worker_version = version
+        except Exception as exc:  # a dead or unstartable worker: verify here, try a new one next time
+            log.warning("verify worker failed (%r); checking %d messages in-process", exc, len(group))
+            self._stop_worker()
+            return self._check_group(group, registry)
+        return [verify_worker.unpack(p, m.payload) for p, m in zip(packed, group, strict=True)]
+
+    def _stop_worker(self, wait: bool = False) -> None:
+        worker, self._worker = self._worker, None
+        self._worker_version = -1
+        if worker is not None:
+            worker.shutdown(wait=wait, cancel_futures=True)
 
     def _check_group(self, group: list[Message], registry: Registry) -> list[Checked | Rejected]:
         now = time.time()
@@ -261,6 +311,7 @@ class Pipeline:
         if not force and fingerprint == self._fingerprint:
             return False
         self._registry, self._fingerprint = await self.ctx.db.run(load_registry)
+        self._registry_version += 1
         log.info("device registry loaded: %d devices", len(self._registry))
         return True
 

@@ -80,6 +80,10 @@ class Registry:
         self.resolve(kid)
         return self._raw[kid]
 
+    def to_raw(self) -> dict[bytes, tuple[bytes, bool]]:
+        """kid -> (raw public key, revoked): the registry as sent to a verify worker process."""
+        return {kid: (self._raw[kid], entry.revoked) for kid, entry in self._entries.items()}
+
 
 ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
 """A `readings` table row: (bundle hash, kid, seq, time, name, unit, value text, error string)."""

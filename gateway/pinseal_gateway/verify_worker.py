@@ -1,0 +1,135 @@
+"""Verification in a separate process: the pipeline's verify stage without the gateway's GIL.
+
+Signature checks release the GIL, but a verify *thread* must take it back after every one, and with
+the event loop and the database thread busy in Python it waits far longer than the check took: at a
+few thousand bundles per second that convoy, not the CPU, bounds the gateway. One worker process
+verifies whole groups on the other core instead; the gateway process only pickles the group's topics
+and payloads over and unpickles compact verdicts back.
+
+The worker runs `verify.check_message`, the same code the in-process path runs, against a copy of the
+registry. The registry is sent with a version number only when it changed (or the worker is new); a
+worker asked to check against a version it does not hold raises `StaleRegistry` and the caller resends.
+Anything going wrong with the process (it died, cannot start) makes the caller check that group in its
+own thread and start a fresh worker for the next: verification never depends on the worker being up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
+from pinseal_protocol import keys
+from pinseal_protocol.fastbundle import FastBundle
+
+RawRegistry = Mapping[bytes, tuple[bytes, bool]]
+"""kid -> (raw 32-byte public key, revoked): what crosses the process boundary."""
+
+Packed = Rejected | Checked | tuple[Any, ...]
+"""A verdict as it comes back: a fast-path `Checked` is flattened (see `_pack`), the rest as is."""
+
+PARENT_CHECK_S = 0.5
+
+_registry: Registry | None = None
+_version = -1
+
+
+class StaleRegistry(Exception):
+    """The worker does not hold the registry version the group was to be checked against."""
+
+
+def check_group(
+    version: int, registry: RawRegistry | None, items: Sequence[tuple[str, bytes]], limits: Limits, now: float
+) -> list[Packed]:
+    """In the worker: `check_message` for each (topic, payload), against registry `version`."""
+    global _registry, _version
+    if registry is not None:
+        _registry = Registry(
+            {
+                kid: RegistryEntry(keys.load_public_key(raw), revoked)
+                for kid, (raw, revoked) in registry.items()
+            }
+        )
+        _version = version
+    elif version != _version or _registry is None:
+        raise StaleRegistry(f"worker holds registry {_version}, asked for {version}")
+    return [_pack(check_message(topic, payload, _registry, limits, now)) for topic, payload in items]
+
+
+def _pack(result: Checked | Rejected) -> Packed:
+    """A fast-path verdict as a flat tuple: no payload copies (the caller has the bytes), no objects."""
+    if isinstance(result, Checked) and isinstance(result.bundle, FastBundle):
+        b = result.bundle
+        status = b.status
+        return (
+            b.kid,
+            b.boot,
+            b.seq,
+            b.n_readings,
+            b.last_seq,
+            b.prev,
+            (status.battery_mv, status.rssi_dbm, status.uptime_s, status.dropped, status.reset_cause),
+            b.time_source,
+            b.rows,
+            b.min_time,
+            b.max_time,
+            b.bundle_hash,
+            result.time_flag,
+        )
+    return result
+
+
+def unpack(packed: Packed, payload: bytes) -> Checked | Rejected:
+    """In the gateway: the verdict `_pack` flattened, with `payload` as the bundle's raw bytes."""
+    if not isinstance(packed, tuple):
+        return packed
+    from pinseal_protocol.bundle import Status
+
+    kid, boot, seq, n, last_seq, prev, status, time_source, rows, min_time, max_time, bundle_hash, flag = (
+        packed
+    )
+    bundle = FastBundle(
+        kid=kid,
+        boot=boot,
+        seq=seq,
+        n_readings=n,
+        last_seq=last_seq,
+        prev=prev,
+        status=Status(*status),
+        time_source=time_source,
+        rows=rows,
+        min_time=min_time,
+        max_time=max_time,
+        bundle_hash=bundle_hash,
+        raw=bytes(payload),
+        signed=b"",  # checked in the worker; nothing after verification reads them
+        signature=b"",
+    )
+    return Checked(bundle, flag, rows)
+
+
+def new_pool() -> ProcessPoolExecutor:
+    """One worker process, started fresh (spawn: the gateway has threads, which fork would copy badly)."""
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _watch_parent(parent: int) -> None:
+    """In the worker: exit when the gateway is gone. A SIGKILLed gateway cannot shut its pool down,
+    and the worker holds its own end of the task pipe, so it would otherwise wait forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
