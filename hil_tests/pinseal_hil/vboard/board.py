@@ -93,6 +93,8 @@ def install_firmware(firmware: Path, flash_dir: Path, only_top: bool = False) ->
             continue
         if only_top and (len(rel.parts) > 1 or src.is_dir()):
             continue
+        if src.is_file() and src.suffix != ".py":  # e.g. package.json: for tools, not for the board
+            continue
         dst = flash_dir / rel
         if src.is_dir():
             dst.mkdir(parents=True, exist_ok=True)

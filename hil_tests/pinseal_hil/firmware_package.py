@@ -1,0 +1,50 @@
+"""firmware/package.json: the firmware as a package `mpremote mip install` understands.
+
+    mpremote mip install --target / firmware/package.json            (from a checkout)
+    mpremote mip install --target / github:<owner>/<repo>/firmware/package.json
+
+Every file of firmware/ is listed with a relative URL, so the same file serves a checkout and a GitHub
+install; --target / puts main.py and boot.py at the root, as a board runs them. `python -m
+pinseal_hil.firmware_package` rewrites it; a test checks it lists exactly the files there are.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pinseal_hil.vm import FIRMWARE_DIR
+
+PACKAGE_JSON = FIRMWARE_DIR / "package.json"
+
+
+def firmware_files(root: Path = FIRMWARE_DIR) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if "__pycache__" not in p.parts and not any(part.startswith(".") for part in p.parts)
+    )
+
+
+def package(root: Path = FIRMWARE_DIR) -> dict[str, Any]:
+    version = "0.0.0"
+    for line in (root / "pinseal" / "version.py").read_text().splitlines():
+        if line.startswith("FIRMWARE"):
+            version = line.split("=", 1)[1].strip().strip('"')
+    return {"urls": [[name, name] for name in firmware_files(root)], "version": version}
+
+
+def render(root: Path = FIRMWARE_DIR) -> str:
+    return json.dumps(package(root), indent=2) + "\n"
+
+
+def main() -> int:
+    PACKAGE_JSON.write_text(render())
+    print(f"wrote {PACKAGE_JSON} ({len(package()['urls'])} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
