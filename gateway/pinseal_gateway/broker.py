@@ -96,6 +96,7 @@ def conf_text(
         f"max_inflight_messages {MAX_INFLIGHT}",
         f"max_queued_messages {MAX_QUEUED}",
         f"message_size_limit {MESSAGE_SIZE_LIMIT}",
+        "set_tcp_nodelay true",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 60"]
