@@ -45,6 +45,7 @@ class PipelineSection:
 
     max_group: int = 500  # messages verified and committed together (one transaction, one fsync)
     queue_size: int = 5000  # messages received but not yet processed; the MQTT thread waits beyond it
+    verify_process: bool = True  # verify in a worker process (off the GIL); false: in a thread (one core)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,10 @@ def _section(name: str, current: Any, values: dict[str, Any], base_dir: Path | N
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
             value = path
-        elif isinstance(default, bool) or not isinstance(value, type(default)):
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}.{key} must be true or false, not {value!r}")
+        elif not isinstance(value, type(default)):
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             elif isinstance(default, int) and isinstance(value, float) and value.is_integer():

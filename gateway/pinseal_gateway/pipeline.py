@@ -149,7 +149,7 @@ class Pipeline:
         )
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-verify")
         self._ack_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-acks")
-        self.use_worker = True  # verify in a worker process (False: in the verify thread)
+        self.use_worker = cfg.pipeline.verify_process  # False: verify in the verify thread
         self._worker: ProcessPoolExecutor | None = None
         self._worker_version = -1  # the registry version the worker holds
         self._registry_version = 0

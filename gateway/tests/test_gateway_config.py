@@ -29,8 +29,16 @@ def test_fractional_seconds_are_accepted_where_the_unit_is_seconds() -> None:
         ({"batch": {"colour": 1}}, "unknown key batch.colour"),
         ({"batch": {"mode": "all"}}, "batch.mode"),
         ({"batch": {"interval_s": 0}}, "batch.interval_s must be positive"),
+        ({"pipeline": {"verify_process": "no"}}, "pipeline.verify_process must be true or false"),
+        ({"pipeline": {"verify_process": 0}}, "pipeline.verify_process must be true or false"),
     ],
 )
 def test_bad_values_name_their_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_mapping(raw)
+
+
+def test_boolean_keys_take_booleans() -> None:
+    # Regression: a bool default fell into the numeric branch, so every bool value was refused.
+    assert from_mapping({"pipeline": {"verify_process": False}}).pipeline.verify_process is False
+    assert GatewayConfig().pipeline.verify_process is True

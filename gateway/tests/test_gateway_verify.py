@@ -183,7 +183,8 @@ class FakeTransport:
 
 
 async def run_pipeline(db: Database, payloads: list[bytes], group: int) -> FakeTransport:
-    config = from_mapping({"pipeline": {"max_group": group}})
+    # Both verify stages: the worker process, and (for groups of 3) the in-process verify thread.
+    config = from_mapping({"pipeline": {"max_group": group, "verify_process": group != 3}})
     ctx = GatewayContext(config, db, GATEWAY_KEY, keys.key_id(GATEWAY_KEY.public_key()), Metrics())
     transport = FakeTransport()
     pipeline = Pipeline(ctx, transport)
