@@ -232,8 +232,21 @@ class Board:
                 time.sleep(0.02)
         return data
 
-    def _enter_raw_repl(self) -> None:
-        """Ctrl-C until the REPL answers (through main.py and the safe-mode window), then the raw REPL."""
+    def _enter_raw_repl(self, attempts: int = 2) -> None:
+        """Ctrl-C until the REPL answers (through main.py and the safe-mode window), then the raw REPL and,
+        by default, a soft reset in it. A reset racing with us (a button pressed meanwhile) is retried."""
+        for attempt in range(attempts):
+            self._interrupt()
+            if not self.soft_reset:
+                return
+            try:
+                self._soft_reset()
+                return
+            except BoardTimeout:
+                if attempt == attempts - 1:
+                    raise
+
+    def _interrupt(self) -> None:
         seen = b""
         deadline = time.monotonic() + self.interrupt_s
         entered = False
@@ -266,17 +279,39 @@ class Board:
         assert self.transport is not None
         self.transport.in_raw_repl = True
         self._at_prompt = True  # the loop above read the raw REPL's ">"
-        if self.soft_reset:
-            # A fresh interpreter (boot.py runs, main.py does not): no state or heap left by the firmware.
-            try:
-                self._serial.write(b"\x04")
-                data = self.transport.read_until(1, b"soft reboot\r\n", timeout=self.timeout_s)
-                data += self.transport.read_until(1, RAW_BANNER, timeout=self.timeout_s)
-            except (OSError, serial.SerialException) as exc:
-                raise self._gone(exc) from exc
-            if not data.endswith(RAW_BANNER):
-                raise BoardTimeout(f"{self.port}: no raw REPL after a soft reset")
-            self._at_prompt = False
+
+    def _read_until(self, ending: bytes, timeout_s: float | None = None) -> bytes:
+        """Read up to `ending` or until the time is up, whichever is first. (mpremote's read_until checks
+        its overall limit only while no bytes come, so a board that keeps printing would hold it forever.)"""
+        s = self._serial
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        data = bytearray()
+        try:
+            while not data.endswith(ending) and time.monotonic() < deadline:
+                data += s.read(1)
+        except (OSError, serial.SerialException) as exc:
+            raise self._gone(exc) from exc
+        return bytes(data)
+
+    def _soft_reset(self) -> None:
+        """Ctrl-D in the raw REPL: a fresh interpreter (boot.py runs, main.py does not)."""
+        if not self._at_prompt:
+            self._read_until(b">")
+        try:
+            self._serial.write(b"\x04")
+        except (OSError, serial.SerialException) as exc:
+            raise self._gone(exc) from exc
+        data = self._read_until(b"soft reboot\r\n")
+        data += self._read_until(RAW_BANNER)
+        if not data.endswith(RAW_BANNER):
+            raise BoardTimeout(f"{self.port}: no raw REPL after a soft reset")
+        self._at_prompt = False
+
+    def fresh(self) -> None:
+        """A soft reset in the raw REPL (main.py does not run): a clean heap for a heavy step such as key
+        generation or a seal, which on a 100 KB board must not share the heap with earlier commands."""
+        self._soft_reset()
+        self._run(AGENT, self.timeout_s)
 
     def _gone(self, exc: BaseException) -> ProvisionError:
         if ports.is_url(self.port) or os.path.exists(self.port):
@@ -310,7 +345,10 @@ class Board:
         s = self._serial
         data = bytearray()
         last = time.monotonic()
+        give_up = last + 10 * timeout_s  # a board printing without end must not hold us forever
         while data.count(b"\x04") < 2:
+            if time.monotonic() > give_up:
+                raise TransportError(f"the command did not end within {10 * timeout_s:g} s")
             block = s.read(max(1, s.in_waiting))
             if block:
                 data += block
@@ -330,7 +368,7 @@ class Board:
         assert t is not None
         s = t.serial
         if not self._at_prompt:
-            data = t.read_until(1, b">", timeout=self.timeout_s)
+            data = self._read_until(b">")
             if not data.endswith(b">"):
                 raise TransportError("no raw REPL prompt")
         self._at_prompt = False
@@ -342,7 +380,7 @@ class Board:
                 return
             t.use_raw_paste = False
             if reply != b"R\x00":  # a board without raw-paste echoes the bytes and prints the banner again
-                t.read_until(1, RAW_BANNER + b">", timeout=self.timeout_s)
+                self._read_until(RAW_BANNER + b">")
         for i in range(0, len(code), 256):
             s.write(code[i : i + 256])
             time.sleep(0.01)

@@ -94,6 +94,7 @@ def device_info(board: Board) -> dict[str, Any]:
 
 
 def _create_key(board: Board) -> dict[str, Any]:
+    board.fresh()
     return board.call(
         "import asyncio\nfrom pinseal import enroll as _pe\nasyncio.run(_pe.create_key())", KEYGEN_TIMEOUT_S
     )
@@ -263,6 +264,7 @@ def self_test(board: Board, gateway: Gateway, kid_hex: str) -> pbundle.Bundle:
         raise SelfTestFailed(f"device {kid_hex} is not an active device in the gateway's registry")
     public_key = keys.load_public_key(bytes.fromhex(entry["public_key"]))
     nonce = secrets.token_hex(16)
+    board.fresh()
     answer = board.call(
         f"import asyncio\nfrom pinseal import enroll as _pe\nasyncio.run(_pe.self_test({nonce!r}))",
         SELF_TEST_TIMEOUT_S,
