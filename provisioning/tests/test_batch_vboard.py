@@ -53,14 +53,8 @@ def check(code: int, results: list[dict], boards: list, gateway: GatewaySetup, t
         assert (b.flash_dir / "cert.cbor").exists() and (b.flash_dir / "config.json").exists()
 
 
-def test_batch_of_three_boards_in_parallel(
+def test_batch_of_ten_boards_four_at_a_time(
     host: BoardHost, tmp_path: Path, gateway: GatewaySetup, fleet_key: Path
 ) -> None:
-    code, results, boards = run_batch(host, tmp_path, gateway, fleet_key, 3, parallel=3)
-    check(code, results, boards, gateway, tmp_path)
-
-
-@pytest.mark.long
-def test_batch_of_ten_boards(host: BoardHost, tmp_path: Path, gateway: GatewaySetup, fleet_key: Path) -> None:
     code, results, boards = run_batch(host, tmp_path, gateway, fleet_key, 10, parallel=4)
     check(code, results, boards, gateway, tmp_path)

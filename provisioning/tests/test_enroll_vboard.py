@@ -198,7 +198,7 @@ def test_board_busy_running_main_is_interrupted(host: BoardHost, tmp_path: Path)
         assert link.system().micropython == "1.29.0"
     # A reset pressed while the tool waits: Ctrl-C lands in the new boot (the safe-mode window).
     threading.Timer(0.3, b.reset).start()
-    with Board(b.serial_path, interrupt_s=15) as link:
+    with Board(b.serial_path, interrupt_s=15, timeout_s=4) as link:
         assert link.exec("print(6 * 7)").strip() == "42"
     b.stop()
 
