@@ -11,6 +11,7 @@
 //   {"op":"reset","id":ID}                         the reset button
 //   {"op":"clock","id":ID,"jump_ms":N|"set_wall_ms":N|"speed":F}
 //   {"op":"control","id":ID,"req":N,"plugin":NAME,"msg":{...}}
+//   {"op":"stats","id":ID,"req":N}                 the RAM model's live/peak bytes of this boot
 //   {"op":"stop","id":ID}
 // Events: {"ev":"serial","id","b64"} {"ev":"state","id","state","cause"} {"ev":"log","id","text"}
 //         {"ev":"reply","id","req","result"|"error"} {"ev":"error","text"}
@@ -23,7 +24,7 @@ import { Worker } from "node:worker_threads";
 import { CLOCK_SLOTS, createClock } from "./clock.mjs";
 import { FLASH, FLASH_SLOTS } from "./flash.mjs";
 import { CAUSE, MCU, MCU_SLOTS } from "./mcu.mjs";
-import { STAT_LEN } from "./ram_model.mjs";
+import { STAT, STAT_LEN } from "./ram_model.mjs";
 
 const WORKER = new URL("./board_worker.mjs", import.meta.url);
 // A board without a battery-backed RTC starts at 2000-01-01 (MicroPython's ESP32 and RP2 ports).
@@ -209,6 +210,13 @@ async function handle(cmd) {
     if (cmd.jump_ms !== undefined) board.clock.jumpMs(Number(cmd.jump_ms));
     if (cmd.set_wall_ms !== undefined) board.clock.setWallMs(Number(cmd.set_wall_ms));
     if (cmd.speed !== undefined) board.clock.setSpeed(Number(cmd.speed));
+  } else if (cmd.op === "stats") {
+    // The RAM model's figures for this boot (live and peak are above the emulation's baseline).
+    const st = board.statsShared ? new Int32Array(board.statsShared) : null;
+    const result = st
+      ? { live: Atomics.load(st, STAT.live), peak: Atomics.load(st, STAT.peak), steps: Atomics.load(st, STAT.steps), over: Atomics.load(st, STAT.over), ram: board.ram }
+      : null;
+    emit({ ev: "reply", id: cmd.id, req: cmd.req, result });
   } else if (cmd.op === "control") {
     if (!board.worker) emit({ ev: "reply", id: cmd.id, req: cmd.req, error: "the board is not running" });
     else board.worker.postMessage({ t: "control", req: cmd.req, plugin: cmd.plugin, msg: cmd.msg });

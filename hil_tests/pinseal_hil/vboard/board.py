@@ -217,6 +217,14 @@ class VirtualBoard:
             raise BoardError(f"{plugin}: {reply['error']}")
         return reply.get("result")
 
+    def ram_stats(self, timeout_s: float = 10.0) -> dict[str, int]:
+        """The RAM model's figures for this boot: live and peak bytes (above the emulation's baseline),
+        steps, steps over the RAM, and the RAM modelled."""
+        req = next(self._req)
+        self.host.send(op="stats", id=self.id, req=req)
+        self.wait_for(lambda: req in self._replies, timeout_s, "RAM figures")
+        return self._replies.pop(req).get("result") or {}
+
     def clock(
         self, *, jump_ms: float | None = None, set_wall_ms: float | None = None, speed: float | None = None
     ) -> None:
