@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_hil.devices import start_device
 from pinseal_hil.stack import Stack, wait_until
 from pinseal_hil.vboard import BoardHost, VirtualBoard
+from pinseal_protocol.bundle import Bundle, verify_bundle
 
 pytestmark = [pytest.mark.vm, pytest.mark.broker]
 
@@ -31,6 +33,16 @@ class Rig:
     stack: Stack
     board: VirtualBoard
     key_id: str
+    public_key: str
+
+    def bundles(self) -> list[Bundle]:
+        """The stored bundles, decoded again from their bytes (and their signatures checked again)."""
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.public_key))
+        with self.gateway_db() as db:
+            rows = db.execute(
+                "SELECT raw FROM bundles WHERE kid = ? ORDER BY seq", (bytes.fromhex(self.key_id),)
+            ).fetchall()
+        return [verify_bundle(raw, key) for (raw,) in rows]
 
     def gateway_db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.stack.workdir / "gateway" / "gateway.sqlite", timeout=10)
@@ -64,20 +76,21 @@ class Rig:
 
 
 @contextmanager
-def rig(tmp_path: Path, speed: float = 1.0, **config: dict[str, Any]) -> Iterator[Rig]:
+def rig(tmp_path: Path, speed: float = 1.0, board: str = "esp32_devkitc", **config: Any) -> Iterator[Rig]:
     stack = Stack(tmp_path / "stack", batch_interval_s=1)
     stack.prepare()
     host = BoardHost()
-    board, info = start_device(host, stack, tmp_path / "flash", **config)
+    vb, info = start_device(host, stack, tmp_path / "flash", board=board, **config)
+    board_ = vb
     try:
         stack.start()
         if speed != 1.0:
-            board.clock(speed=speed)
-        board.reset()
-        board.wait_for_output(b"pinseal: device ")
-        yield Rig(stack, board, info["key_id"])
+            board_.clock(speed=speed)
+        board_.reset()
+        board_.wait_for_output(b"pinseal: device ")
+        yield Rig(stack, board_, info["key_id"], info["public_key"])
     finally:
-        board.stop()
+        board_.stop()
         host.close()
         stack.stop()
 
@@ -176,6 +189,42 @@ def test_power_cuts_at_random_points_lose_and_repeat_nothing(tmp_path: Path) -> 
         with r.gateway_db() as db:  # no bundle went missing: every one links to the one before it
             (gaps,) = db.execute("SELECT count(*) FROM bundles WHERE chain_gap != 0").fetchone()
         assert gaps == 0
+        # each boot's bundles say why it booted: the first after the reset button (1), then power-on (0)
+        causes = {b.boot: b.status.reset_cause for b in r.bundles()}
+        assert causes[min(causes)] == 1 and 0 in causes.values(), causes
+
+
+def test_time_source_ntp_then_gateway_ack_time(tmp_path: Path) -> None:
+    """With NTP (the virtual Wi-Fi's), readings say time source 1 and carry Unix time; without it the first
+    readings count seconds since boot (0) until a verified ack sets the clock (2)."""
+    with rig(tmp_path, bundling={"readings": 2, "max_wait_s": 30}, time={"ntp": True}) as r:
+        r.wait_readings(4)
+        bundles = r.bundles()
+        assert {b.time_source for b in bundles} == {1}
+        assert all(abs(rd.time - time.time()) < 120 for b in bundles for rd in b.readings)
+    with rig(tmp_path / "second", bundling={"readings": 2, "max_wait_s": 30}) as r:
+        r.wait_readings(8)
+        sources = [b.time_source for b in r.bundles()]
+        assert sources[0] == 0 and sources[-1] == 2, sources
+        assert sources == sorted(sources)  # once the gateway's time is known, it stays
+
+
+def test_deep_sleep_between_samples_keeps_outbox_and_counter(tmp_path: Path) -> None:
+    """A battery profile (pico_w) sleeping between samples: each wake is a boot that takes one reading, seals
+    every few, sends what is due; readings arrive exactly once and each wake reports the deep-sleep cause."""
+    with rig(
+        tmp_path,
+        speed=10.0,
+        board="pico_w",
+        power={"deepsleep": True},
+        bundling={"readings": 2, "max_wait_s": 60},
+    ) as r:
+        seqs = r.wait_readings(8, timeout_s=120)
+        assert len(seqs) == len(set(seqs)) and r.rejections() == []
+        bundles = r.bundles()
+        assert len({b.boot for b in bundles}) >= 2  # sealed in different wakes
+        assert 3 in {b.status.reset_cause for b in bundles}  # woken from deep sleep
+        assert r.board.reset_cause == 4  # machine.DEEPSLEEP_RESET
 
 
 @pytest.mark.long
