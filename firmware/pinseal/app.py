@@ -256,7 +256,8 @@ class App:
             await asyncio.sleep_ms(1000)
 
     async def run(self, wdt=None):
-        if self.cfg["time"]["ntp"] and _wifi_up():
+        # join first so the first readings already have NTP time (they keep the source they were taken with)
+        if await wifi.join(self.cfg["wifi"]) and self.cfg["time"]["ntp"]:
             self.clock.sync_ntp()
         await self.seal_pending(force=True)  # what the previous boot left unsealed
         tasks = [
