@@ -340,6 +340,8 @@ def render_cpu(cpu: dict[str, dict[str, Any]]) -> list[str]:
         "`/proc/<pid>/stat`, a process's children included: `gateway` counts its verify worker process;",
         "`other` is the rest of the machine's busy time: kernel, other processes). At 3,000 bundles/s the",
         "two cores allow 0.667 CPU-ms per bundle for everything together.",
+        "Other sessions share these two cores: the rates above fall with their load (`other`, `idle`),",
+        "while the CPU-ms per bundle of the processes measured here are what this code controls.",
         "",
         f"| phase | bundles | {head} | busy | idle |",
         "|---|---|---|---|---|---|---|---|---|",
