@@ -113,27 +113,25 @@ class App:
     def _status(self):
         return (self.sampler.battery_mv, _rssi(), self.clock.uptime_s(), self.outbox.dropped(), self.cause)
 
-    def _groups(self, force):
-        """Runs of pending readings to seal now: consecutive seq, one boot, one time source, at most N.
+    def _next_group(self, force):
+        """The next run of pending readings to seal now, or None: consecutive seq, one boot, one time source,
+        at most N, read from the outbox N at a time (a backlog of thousands never sits in RAM at once).
 
         A run holds each reading's seq, boot, source and outbox bytes, not its decoded records: those are
         decoded again while the payload is written (_Readings), so nothing decoded stays live while the
         signature is computed over many task steps (16 decoded readings are ~11 KB of a 100 KB heap).
         """
         group = []
-        prev = 0
-        for seq, data in self.outbox.pending_readings():
+        for seq, data in self.outbox.pending_readings(self.readings_per_bundle):
             boot, _time_s, source, _records = reading.decode(data)
-            if group and (seq != prev + 1 or boot != group[0][1] or source != group[0][2]):
-                yield group  # the run ended: seal what it has
-                group = []
+            if group and (seq != group[-1][0] + 1 or boot != group[0][1] or source != group[0][2]):
+                return group  # the run ended before N: seal what it has
             group.append((seq, boot, source, data))
-            prev = seq
-            if len(group) == self.readings_per_bundle:
-                yield group
-                group = []
-        if group and (force or self._waited_long()):
-            yield group
+        if not group:
+            return None
+        if len(group) == self.readings_per_bundle or force or self._waited_long():
+            return group
+        return None
 
     def _waited_long(self):
         return self._pending_since is not None and time.ticks_diff(time.ticks_ms(), self._pending_since) >= (
@@ -143,22 +141,19 @@ class App:
     async def seal_pending(self, force=False):
         """Seal every full run (and partial ones when forced or overdue); returns the number of bundles."""
         sealed = 0
-        for group in list(self._groups(force)):
-            while group:
-                try:
-                    await self._seal_group(group)
-                except WireError as e:
-                    if e.reason != "too_large" or len(group) == 1:
-                        raise
-                    half = len(group) // 2  # too many readings for 2,048 bytes: seal fewer at a time
-                    await self._seal_group(group[:half])
-                    group = group[half:]
-                    sealed += 1
-                    continue
-                sealed += 1
+        while True:
+            group = self._next_group(force)
+            if group is None:
                 break
-        if not self.outbox.pending_count():
-            self._pending_since = None
+            try:
+                await self._seal_group(group)
+            except WireError as e:
+                if e.reason != "too_large" or len(group) == 1:
+                    raise
+                await self._seal_group(group[: len(group) // 2])  # too many readings for 2,048 bytes
+            sealed += 1
+        # what is left arrived during this pass: its wait starts now
+        self._pending_since = time.ticks_ms() if self.outbox.pending_count() else None
         if sealed:
             self._send.set()
         return sealed

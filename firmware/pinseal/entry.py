@@ -7,6 +7,8 @@ import time
 
 from pinseal import board, config
 
+APP = None  # the running application, for a look at its state from the REPL after Ctrl-C
+
 
 def prepare():
     """The config, or None (the REPL stays) when the board is not provisioned or its config is wrong."""
@@ -39,7 +41,8 @@ async def main(cfg):
     from pinseal.app import App
 
     profile = board.load()
-    app = await App.create(cfg, profile)
+    global APP
+    app = APP = await App.create(cfg, profile)
     deepsleep = cfg["power"]["deepsleep"] and profile.get("power", {}).get("deepsleep", False)
     import machine
 
