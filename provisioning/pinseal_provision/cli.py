@@ -19,9 +19,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pinseal_provision import batch, deploy, enroll, flash, fleet, ports, profiles
+from pinseal_provision import batch, deploy, enroll, flash, fleet, ports, profiles, romfs
 from pinseal_provision.device import Board
-from pinseal_provision.errors import BadInput, ProvisionError
+from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
 from pinseal_provision.registry import Gateway, Ingest
 
 log = logging.getLogger("pinseal_provision")
@@ -64,9 +64,22 @@ def _board(args: argparse.Namespace, port: str | None = None) -> Board:
 def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], show: bool = True) -> str:
     deploy.check_micropython(board, profile, args.ignore_version)
     files = deploy.build(profile, Path(args.firmware), compile_mpy=not args.no_compile)
+    in_romfs = romfs.wanted(profile) and not args.no_romfs
+    note = ""
+    if in_romfs:
+        # packages into the ROMFS partition (code runs in place); entry points and /board.json as files
+        wrote = romfs.deploy_image(board, romfs.build_image(Path(args.firmware)))
+        note = "; ROMFS image " + ("written" if wrote else "unchanged")
+        files = [f for f in files if f.dest in ("/main.py", "/boot.py", "/board.json")]
+        try:  # package files on the filesystem would be imported before /rom's
+            shadows = board.list_files("/pinseal")
+        except DeviceError:
+            shadows = []
+        if shadows:
+            board.remove(shadows)
     with progress_bar(f"deploy {board.port}", show) as update:
         report = deploy.deploy(board, files, lambda dest, done, total: update(done, total))
-    return report.summary()
+    return report.summary() + note
 
 
 # -- commands ------------------------------------------------------------------------------------------------
@@ -277,6 +290,12 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-compile", action="store_true", help="copy .py sources instead of mpy-cross output")
     p.add_argument("--ignore-version", action="store_true", help="accept another MicroPython release")
+    p.add_argument(
+        "--no-romfs",
+        action="store_true",
+        help="copy the packages as .mpy files even where the board has a ROMFS partition (their code then "
+        "takes heap: ~80 KB instead of ~40 KB)",
+    )
 
 
 def _enroll_args(p: argparse.ArgumentParser) -> None:

@@ -62,8 +62,9 @@ def test_full_enroll_of_a_blank_board_through_the_cli(
     kid = report["key_id"]
     assert report["self_test"] == "passed" and report["registered"] == "new"
 
-    # mpremote, the official tool, sees the deployed firmware, the profile and the certificate.
-    listing = mpremote(board.serial_path, "fs", "ls", ":", "+", "fs", "ls", ":pinseal")
+    # mpremote, the official tool, sees the deployed firmware (its packages in the board's ROMFS, /rom), the
+    # profile and the certificate.
+    listing = mpremote(board.serial_path, "fs", "ls", ":", "+", "fs", "ls", ":/rom/pinseal")
     assert listing.returncode == 0, listing
     for name in (
         "main.py",
