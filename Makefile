@@ -32,7 +32,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-run: setup ## the main job: Mosquitto, gateway, network ingest and devices on this machine, readings flowing
+run: setup ## the main job: Mosquitto, gateway, network ingest and virtual boards running the firmware, provisioned with pinseal-provision
 	$(PY) -m pinseal_hil.run
 
 demo-firmware: setup ## the firmware in the MicroPython VM seals readings; the host verifies each bundle

@@ -167,6 +167,7 @@ class App:
         # signed go into the next)
         self.outbox.add_bundle(first, group[-1][0], sealed, reported_dropped=status[3])
         self.stats["bundles"] += 1
+        print("pinseal: sealed readings %d..%d (%d bytes)" % (first, group[-1][0], len(sealed)))
 
     async def seal_loop(self):
         while True:
@@ -220,6 +221,7 @@ class App:
                     print("pinseal: ack refused:", e)
                     continue
                 self.stats["acks"] += 1
+                print("pinseal: gateway ack verified, stored through seq", seq)
                 self.clock.from_ack(time_s)
                 if self.outbox.ack(self._covered(seq, bundle_hash)):
                     self._acked.set()

@@ -1,83 +1,110 @@
-"""`make run`: broker, gateway, network ingest and a few devices on this machine, readings flowing.
+"""`make run`: broker, gateway, network ingest and virtual boards running the real firmware, readings flowing.
 
 Everything is real and local: Mosquitto with the gateway-generated ACL, `pinseal-gateway run`,
-`pinseal-ingest run`, and devices that sign each bundle on the host and check each signed ack. State is kept
-under --workdir (default build/run), so a second run continues the devices' counters and the gateway's
-batch chain. Stop with Ctrl-C; `--duration S` stops by itself.
+`pinseal-ingest run`, and virtual boards (the unmodified firmware in the MicroPython VM, board RAM modelled,
+sensors at register level) provisioned the way an owner provisions a board: `pinseal-provision fleet init`,
+then `pinseal-provision batch` (deploy, on-device key, certificate, registration, self-test) over each board's
+serial port. State is kept under --workdir (default build/run): a second run finds its boards enrolled and
+continues their counters and the gateway's batch chain. Stop with Ctrl-C; `--duration S` stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
+import sqlite3
+import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from pinseal_hil.simdevice import AckEvent, SimulatedDevice, drain, load_or_create_key
-from pinseal_hil.stack import Stack
-from pinseal_protocol import keys
+from pinseal_gateway import broker
+from pinseal_hil.devices import VBOARD_SSID, VBOARD_WIFI_PASSWORD
+from pinseal_hil.stack import Stack, tool
+from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard
 
 
-def _secret(path: Path, make: Callable[[], str]) -> str:
-    """A device credential kept next to its key (0600), as a board keeps its config on flash."""
+def stable_ports(workdir: Path) -> dict[str, int]:
+    """The stack's ports, chosen once: the boards' /config.json names the broker's."""
+    path = workdir / "ports.json"
     if path.exists():
-        return path.read_text().strip()
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    return value
+        return json.loads(path.read_text())
+    ports = {
+        "mqtt_port": broker.free_port(),
+        "ingest_port": broker.free_port(),
+        "http_port": broker.free_port(),
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ports))
+    return ports
 
 
-def load_device_state(path: Path, device: SimulatedDevice) -> None:
-    """The counter and chain survive restarts (a device's counter only grows); the boot counter steps."""
-    if path.exists():
-        state = json.loads(path.read_text())
-        device.seq, device.prev, device.boot = state["seq"], bytes.fromhex(state["prev"]), state["boot"] + 1
+def provision(stack: Stack, boards: list[VirtualBoard], args: argparse.Namespace) -> None:
+    """What an owner runs: the fleet key once, then deploy + enroll each new board; boards enrolled by an
+    earlier run get the current firmware (deploy copies only what changed)."""
+    fleet_key = stack.workdir / "fleet.key"
+    if not fleet_key.exists():
+        subprocess.run(
+            [tool("pinseal-provision"), "fleet", "init", "--fleet-key", str(fleet_key)], check=True
+        )
+    fresh = [b for b in boards if not (b.flash_dir / "cert.cbor").exists()]
+    enrolled = [b for b in boards if b not in fresh]
+    for group, steps in ((fresh, "deploy,enroll"), (enrolled, "deploy")):
+        if not group:
+            continue
+        print(f"pinseal: pinseal-provision batch --steps {steps} for {len(group)} board(s)", flush=True)
+        report = stack.workdir / f"provisioning-{steps.replace(',', '-')}.json"
+        cmd = [
+            tool("pinseal-provision"), "batch", "--steps", steps, "--board", args.board,
+            "--ports", *[b.serial_path for b in group],
+            "--fleet-key", str(fleet_key), "--gateway-config", str(stack.gateway_config),
+            "--ingest-db", str(stack.ingest_db), "--mqtt-port", str(stack.mqtt_port),
+            "--wifi-ssid", VBOARD_SSID, "--wifi-password", VBOARD_WIFI_PASSWORD,
+            "--interval", str(args.interval_s), "--bundle-readings", str(args.per_bundle),
+            "--label", "vboard", "--state-dir", str(stack.workdir / "provisioning"), "--report", str(report),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, text=True, capture_output=True)
+        if result.returncode != 0:
+            raise SystemExit(f"pinseal: provisioning failed: {result.stderr.strip()}\nsee {report}")
+        for entry in json.loads(report.read_text()):
+            detail = entry.get("detail", {})
+            made = (
+                f"key id {detail['key_id']} made on the board, self-test {detail.get('self_test')}; "
+                if ("key_id" in detail)
+                else ""
+            )
+            print(f"provision | {entry['port']}: {made}{detail.get('deploy')}", flush=True)
 
 
-def save_device_state(path: Path, device: SimulatedDevice) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"seq": device.seq, "prev": device.prev.hex(), "boot": device.boot}))
-    tmp.replace(path)
+def stored(stack: Stack) -> dict[str, Any]:
+    db_path = stack.workdir / "gateway" / "gateway.sqlite"
+    if not db_path.exists():
+        return {"bundles": 0, "readings": 0}
+    with sqlite3.connect(db_path, timeout=10) as db:
+        (bundles, readings) = db.execute(
+            "SELECT count(*), coalesce(sum(n_readings), 0) FROM bundles"
+        ).fetchone()
+    return {"bundles": bundles, "readings": readings}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("build/run"))
-    parser.add_argument("--devices", type=int, default=3)
-    parser.add_argument("--interval-s", type=float, default=2.0, help="time between a device's bundles")
-    parser.add_argument("--per-bundle", type=int, default=1, help="readings sealed per signature")
+    parser.add_argument("--boards", type=int, default=3)
+    parser.add_argument("--board", default="esp32_devkitc", help="board profile of the virtual boards")
+    parser.add_argument("--interval-s", type=int, default=5, help="sampling interval of the boards")
+    parser.add_argument("--per-bundle", type=int, default=4, help="readings sealed per signature")
+    parser.add_argument("--speed", type=float, default=1.0, help="run the boards' clocks this much faster")
     parser.add_argument("--batch-interval-s", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=0, help="seconds to run, 0 = until Ctrl-C")
     args = parser.parse_args(argv)
 
-    stack = Stack(args.workdir, batch_interval_s=args.batch_interval_s)
+    workdir = args.workdir.resolve()
+    stack = Stack(workdir, batch_interval_s=args.batch_interval_s, **stable_ports(workdir))
     print(f"pinseal: preparing the stack in {stack.workdir}", flush=True)
     stack.prepare()
-    gateway_public = keys.load_public_key(stack.gateway_public_key)
-    device_dir = stack.workdir / "devices"
-    device_dir.mkdir(exist_ok=True)
-    devices: list[tuple[SimulatedDevice, Path]] = []
-    for i in range(args.devices):
-        key = load_or_create_key(device_dir / f"device-{i}.key")
-        kid_hex = keys.key_id_hex(key.public_key())
-        public_hex = keys.public_key_bytes(key.public_key()).hex()
-        password = _secret(
-            device_dir / f"device-{i}.mqtt-password",
-            lambda public_hex=public_hex, i=i: stack.register_device(
-                public_hex, f"simulated-{i}", max(1, round(args.interval_s))
-            ),
-        )
-        device = SimulatedDevice(key, password, gateway_public, per_bundle=args.per_bundle)
-        load_device_state(device_dir / f"device-{i}.state", device)
-        devices.append((device, device_dir / f"device-{i}.state"))
-        print(f"device {i}: key id {kid_hex} (key and counter kept in {device_dir})", flush=True)
-
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -85,62 +112,67 @@ def main(argv: list[str] | None = None) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, request_stop)
-    stack.start()
-    print(
-        f"pinseal: mosquitto on 127.0.0.1:{stack.mqtt_port}, gateway API {stack.gateway_url} "
-        f"(/status, /metrics, /proofs/<hash>), network ingest on 127.0.0.1:{stack.ingest_port}; "
-        f"logs in {stack.workdir / 'logs'}",
-        flush=True,
-    )
-    acked = 0
-
-    def show_ack(event: AckEvent) -> None:
-        nonlocal acked
-        acked += 1
+    host = BoardHost()
+    boards = [
+        VirtualBoard(
+            BoardOptions(
+                board=args.board, flash_dir=workdir / "boards" / f"board{i}" / "flash", firmware=None
+            ),
+            host=host,
+        )
+        for i in range(args.boards)
+    ]
+    before = stored(stack)
+    try:
+        for b in boards:
+            b.start()
+            print(f"board {b.id}: {args.board} on {b.serial_path} (flash {b.flash_dir})", flush=True)
+        provision(stack, boards, args)
+        stack.start()
         print(
-            f"ack    | device {event.device[:8]}: stored through seq {event.seq}, bundle "
-            f"{event.bundle_hash.hex()[:16]}..., signed by the gateway (verified)",
+            f"pinseal: mosquitto on 127.0.0.1:{stack.mqtt_port}, gateway API {stack.gateway_url} "
+            f"(/status, /metrics, /proofs/<hash>), network ingest on 127.0.0.1:{stack.ingest_port}; "
+            f"logs in {stack.workdir / 'logs'}",
             flush=True,
         )
-
-    try:
-        for device, _ in devices:
-            device.connect("127.0.0.1", stack.mqtt_port)
+        marks = []
+        for b in boards:
+            if args.speed != 1.0:
+                b.clock(speed=args.speed)
+            marks.append(b.mark())
+            b.reset()  # boot into the application, now that the broker knows the boards
         started = time.monotonic()
-        next_send = started
         next_report = started + 10
         while not stopping and (args.duration <= 0 or time.monotonic() - started < args.duration):
-            now = time.monotonic()
-            if now >= next_send:
-                for device, state_path in devices:
-                    data = device.seal_next()
-                    save_device_state(state_path, device)  # before sending: never reuse a counter
-                    device.publish(data)
-                    print(
-                        f"device | {device.kid_hex[:8]}: sealed readings {device.seq - args.per_bundle}.."
-                        f"{device.seq - 1} ({len(data)} bytes, Ed25519) and published",
-                        flush=True,
-                    )
-                next_send += args.interval_s
-            for device, _ in devices:
-                drain(device.acks, show_ack)
-            if now >= next_report:
-                counts = stack.gateway_status()["counts"]
+            for i, b in enumerate(boards):  # the boards' serial consoles, line by line
+                text = b.text(marks[i])
+                lines = text.split("\r\n")[:-1]
+                for line in lines:
+                    print(f"{b.id:>7} | {line}", flush=True)
+                marks[i] += len("\r\n".join(lines).encode()) + (2 if lines else 0)
+            if time.monotonic() >= next_report:
+                status = stack.gateway_status()
                 print(
-                    f"status | gateway: {counts['bundles']} bundles, {counts['batches']} batches, "
-                    f"outbox {stack.gateway_status()['outbox_depth']}; ingest: "
+                    f" status | gateway: {status['counts']['bundles']} bundles, "
+                    f"{status['counts']['batches']} batches, uplink outbox {status['outbox_depth']}; ingest: "
                     + " ".join(stack.ingest_stats().split()),
                     flush=True,
                 )
                 next_report += 10
-            time.sleep(0.05)
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        for device, _ in devices:
-            device.close()
+        for b in boards:
+            b.stop()
+        host.close()
         stack.stop()
-    print(f"pinseal: stopped; {acked} acks received and verified this run", flush=True)
+    after = stored(stack)
+    print(
+        f"pinseal: stopped; {after['bundles'] - before['bundles']} bundles "
+        f"({after['readings'] - before['readings']} readings) from the boards stored this run",
+        flush=True,
+    )
     return 0
 
 

@@ -1,12 +1,12 @@
-"""`make run` end to end: broker, gateway, network ingest and devices as real processes, twice over.
+"""`make run` end to end: broker, gateway, network ingest and virtual boards running the firmware, twice over.
 
-The second run must continue the first (device counters, gateway batch chain): nothing rejected, every
-bundle of both runs at the network ingest exactly once.
+The first run provisions blank boards with pinseal-provision (deploy, on-device key, certificate,
+registration, self-test); the second finds them enrolled and must continue them (device counters, the
+gateway's batch chain): nothing rejected, every bundle of both runs at the network ingest exactly once.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 
@@ -15,27 +15,33 @@ import pytest
 from pinseal_hil import run
 
 
+@pytest.mark.vm
 @pytest.mark.broker
-def test_make_run_flows_and_a_second_run_continues(tmp_path, capsys) -> None:
-    argv = ["--workdir", str(tmp_path), "--devices", "2", "--interval-s", "0.5", "--batch-interval-s", "1"]
-    assert run.main([*argv, "--duration", "5"]) == 0
+def test_make_run_provisions_boards_flows_and_a_second_run_continues(tmp_path, capsys) -> None:
+    argv = ["--workdir", str(tmp_path), "--boards", "2", "--interval-s", "1", "--per-bundle", "2"]
+    argv += ["--batch-interval-s", "1", "--speed", "2"]
+    assert run.main([*argv, "--duration", "10"]) == 0
     first = capsys.readouterr().out
-    assert re.search(r"stopped; ([1-9]\d*) acks received and verified", first), first
-    assert run.main([*argv, "--duration", "5"]) == 0
+    enrolled = re.findall(r"provision \| .*: key id [0-9a-f]{32} made on the board, self-test passed", first)
+    assert len(enrolled) == 2, first
+    assert re.search(r"stopped; ([1-9]\d*) bundles", first), first
+    assert "gateway ack verified" in first
+    assert run.main([*argv, "--duration", "10"]) == 0
     second = capsys.readouterr().out
-    assert re.search(r"stopped; ([1-9]\d*) acks received and verified", second), second
+    assert "made on the board" not in second  # enrolled once, kept
+    assert re.search(r"stopped; ([1-9]\d*) bundles", second), second
+    assert re.search(r"device [0-9a-f]{32} boot 2 ", second)  # the second run was a new boot of each board
 
     gateway = sqlite3.connect(tmp_path / "gateway" / "gateway.sqlite")
     (rejections,) = gateway.execute("SELECT count(*) FROM rejections").fetchone()
     (stored,) = gateway.execute("SELECT count(*) FROM bundles").fetchone()
+    (gaps,) = gateway.execute("SELECT count(*) FROM bundles WHERE chain_gap != 0").fetchone()
     (forwarded,) = gateway.execute(
         "SELECT count(*) FROM bundles b JOIN uplink_outbox o ON o.batch_no = b.batch_id"
         " WHERE o.sent_at IS NOT NULL"
     ).fetchone()
-    assert rejections == 0 and stored >= 10
+    assert rejections == 0 and gaps == 0 and stored >= 6
     ingest = sqlite3.connect(tmp_path / "ingest" / "ingest.sqlite")
     (at_network,) = ingest.execute("SELECT count(*) FROM bundles").fetchone()
     (distinct,) = ingest.execute("SELECT count(DISTINCT hash) FROM bundles").fetchone()
     assert at_network == distinct == forwarded > 0  # what the gateway forwarded arrived, each once
-    states = [json.loads(p.read_text()) for p in (tmp_path / "devices").glob("*.state")]
-    assert all(state["boot"] == 2 for state in states)  # the second run was a new boot of each device
