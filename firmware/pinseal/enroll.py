@@ -2,7 +2,6 @@
 # at the REPL). Each call prints one line "PINSEAL {json}" that the tool parses. The key is made here, on the
 # device; the seed is never printed: info() and create_key() show the public key and key id only.
 import json
-import os
 import sys
 
 from pinseal import board, identity, version
@@ -12,14 +11,6 @@ CERT_PATH = "/cert.cbor"
 
 def _emit(obj):
     print("PINSEAL", json.dumps(obj))
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def _unique_id():
@@ -41,7 +32,7 @@ def describe():
         "board": board.load().get("id", "unknown"),
         "firmware": version.FIRMWARE,
         "micropython": "%d.%d.%d" % sys.implementation.version[:3],
-        "enrolled": _exists(CERT_PATH) and _exists("/config.json"),
+        "enrolled": identity.exists(CERT_PATH) and identity.exists("/config.json"),
     }
 
 

@@ -25,7 +25,7 @@ def key_id(public_key):
     return hashlib.sha256(public_key).digest()[:KEY_ID_SIZE]
 
 
-def _exists(path):
+def exists(path):
     try:
         os.stat(path)
         return True
@@ -34,7 +34,7 @@ def _exists(path):
 
 
 def has_key(seed_path=SEED_PATH):
-    return _exists(seed_path)
+    return exists(seed_path)
 
 
 def public_key(public_path=PUBLIC_PATH):
@@ -62,7 +62,7 @@ async def create(seed_path=SEED_PATH, public_path=PUBLIC_PATH):
     """Create the device key (refuses if one exists) and return its SigningKey."""
     from pinseal.crypto.ed25519 import SigningKey
 
-    if _exists(seed_path):
+    if exists(seed_path):
         raise IdentityError("a key exists already; delete it deliberately to make a new one")
     seed = os.urandom(_SEED_SIZE)
     if len(seed) != _SEED_SIZE or seed == bytes(_SEED_SIZE):
