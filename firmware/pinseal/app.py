@@ -1,8 +1,9 @@
 # The application: sample -> outbox -> seal -> send -> ack, as asyncio tasks that keep each other going.
 #
-# Every reading is in the flash outbox before anything else happens to it; a bundle is sealed once and resent
-# byte for byte until a verified gateway ack covers it (a broker PUBACK is not an ack); the watchdog is fed only
-# while readings are still being taken, so a stuck loop ends in a reset, whose cause the next bundle reports.
+# Every reading is in the flash outbox before anything else happens to it; a bundle is sealed once and
+# resent byte for byte until a verified gateway ack covers it (a broker PUBACK is not an ack); the watchdog
+# is fed only while readings are still being taken, so a stuck loop ends in a reset, whose cause the next
+# bundle reports.
 import asyncio
 import hashlib
 import time
@@ -32,7 +33,8 @@ def reset_cause():
 
 
 class _Readings:
-    """The (time_s, records) of a bundle's readings, decoded from their outbox bytes each time they are walked."""
+    """The (time_s, records) of a bundle's readings, decoded from their outbox bytes each time they are
+    walked."""
 
     def __init__(self, datas):
         self._datas = datas
@@ -162,7 +164,9 @@ class App:
         first, boot, source = group[0][0], group[0][1], group[0][2]
         readings = _Readings([g[3] for g in group])
         status = self._status()
-        sealed = await bundle.seal(self.key, self.kid, boot, first, self.outbox.chain_head(), status, source, readings)
+        sealed = await bundle.seal(
+            self.key, self.kid, boot, first, self.outbox.chain_head(), status, source, readings
+        )
         # the dropped count that went into this bundle is the one it reports (evictions while it was being
         # signed go into the next)
         self.outbox.add_bundle(first, group[-1][0], sealed, reported_dropped=status[3])
@@ -215,7 +219,9 @@ class App:
             while self._acks:
                 data = self._acks.pop(0)
                 try:
-                    seq, bundle_hash, time_s = await ack.verify(data, self.gateway_pk, self.kid, self.gateway_kid)
+                    seq, bundle_hash, time_s = await ack.verify(
+                        data, self.gateway_pk, self.kid, self.gateway_kid
+                    )
                 except (WireError, ValueError) as e:
                     self.stats["bad_acks"] += 1
                     print("pinseal: ack refused:", e)
@@ -227,9 +233,11 @@ class App:
                     self._acked.set()
 
     def _covered(self, seq, bundle_hash):
-        """The seq an ack lets the outbox drop up to: its chain seq, or the named bundle when that is the oldest.
+        """The seq an ack lets the outbox drop up to: its chain seq, or the named bundle when that is the
+        oldest.
 
-        The chain seq stops at a gap (a bundle evicted unsent never reaches the gateway), but an ack that names
+        The chain seq stops at a gap (a bundle evicted unsent never reaches the gateway), but an ack that
+        names
         a bundle proves the gateway committed that very bundle, so it may go (docs/protocol.md §5).
         """
         oldest = self.outbox.oldest_bundle()

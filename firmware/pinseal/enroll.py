@@ -50,7 +50,8 @@ async def create_key():
 
 
 async def self_test(nonce_hex):
-    """Seal one reading plus the tool's nonce with the device key; print the bundle (hex) for the tool to verify."""
+    """Seal one reading plus the tool's nonce with the device key; print the bundle (hex) for the tool to
+    verify."""
     from pinseal.sampler import Sampler
     from pinseal.wire import bundle
 

@@ -98,7 +98,8 @@ class Outbox:
 
     # -- queries -----------------------------------------------------------------------------------------
     def chain_head(self):
-        """prev for the next bundle: the first 16 bytes of SHA-256 of the last bundle sealed (zeros at first)."""
+        """prev for the next bundle: the first 16 bytes of SHA-256 of the last bundle sealed (zeros at
+        first)."""
         return self._chain
 
     def dropped(self):
@@ -106,7 +107,8 @@ class Outbox:
         return self._dropped
 
     def max_seq(self):
-        """The highest seq the outbox has seen (readings, bundles, acks), -1 if none: a floor for the counter."""
+        """The highest seq the outbox has seen (readings, bundles, acks), -1 if none: a floor for the
+        counter."""
         return self._floor - 1
 
     def pending_count(self):
@@ -461,7 +463,9 @@ class Outbox:
             first_seq, last_seq, reported = struct.unpack_from("<III", body, 0)
             if self._b_last and first_seq <= self._b_last[-1]:
                 return  # out of order: only a damaged log could hold it
-            self._apply_bundle(first_seq, last_seq, reported, hashlib.sha256(body[_BUNDLE_META:]).digest()[:_CHAIN])
+            self._apply_bundle(
+                first_seq, last_seq, reported, hashlib.sha256(body[_BUNDLE_META:]).digest()[:_CHAIN]
+            )
             self._b_first.append(first_seq)
             self._b_last.append(last_seq)
             self._b_seg.append(seg)

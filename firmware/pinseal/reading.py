@@ -1,8 +1,8 @@
-# One reading as the outbox stores it until it is sealed: (boot, time_s, time_source, records) in deterministic
-# CBOR, about 60 bytes for five records (JSON would double the flash written per reading). Records are as in
-# pinseal.wire.senml: (name, unit or None, value), value an int, a decimal fraction (exponent, mantissa) or
-# an error name. The boot number travels with the reading: a reading taken before a reboot is sealed with the
-# boot it was taken in (with time source 0 its time is seconds since that boot).
+# One reading as the outbox stores it until it is sealed: (boot, time_s, time_source, records) in
+# deterministic CBOR, about 60 bytes for five records (JSON would double the flash written per reading).
+# Records are as in pinseal.wire.senml: (name, unit or None, value), value an int, a decimal fraction
+# (exponent, mantissa) or an error name. The boot number travels with the reading: a reading taken before a
+# reboot is sealed with the boot it was taken in (with time source 0 its time is seconds since that boot).
 from pinseal.wire import cbor
 
 

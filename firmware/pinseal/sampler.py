@@ -1,7 +1,7 @@
-# Reads the board profile's sensors into one reading: a tuple of SenML records (pinseal.wire.senml). A sensor
-# that fails yields a record naming its error instead of a value (docs/protocol.md §4); the rest of the reading
-# is unaffected and the firmware keeps running. A quantity measured by a second sensor is named with the
-# sensor's type after a colon ("t:sht3x"), so names stay unique within a reading.
+# Reads the board profile's sensors into one reading: a tuple of SenML records (pinseal.wire.senml). A
+# sensor that fails yields a record naming its error instead of a value (docs/protocol.md §4); the rest of
+# the reading is unaffected and the firmware keeps running. A quantity measured by a second sensor is named
+# with the sensor's type after a colon ("t:sht3x"), so names stay unique within a reading.
 from pinseal.sensors import battery, bme280, failed, open_i2c, sht3x
 
 # type -> (records function, driver class, the names of its records)

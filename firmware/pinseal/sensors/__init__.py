@@ -1,10 +1,11 @@
 # Sensor drivers: Bosch BME280 and Sensirion SHT3x on machine.I2C, battery voltage on machine.ADC.
 #
-# Every driver returns integers (fixed point, no floats: ESP32 and RP2 builds have single-precision floats, the
-# VM double) and says what they mean, so the app writes SenML records (pinseal.wire.senml: (name, unit, value)
-# with value an int, a decimal fraction (exponent, mantissa), or a failed sensor's error name).
-# A failing sensor raises the OSError the board's machine.I2C raised (ENODEV or EIO for a NACK, ETIMEDOUT for a
-# stuck bus), or one of its own: ENODEV for a wrong chip id, EIO for a CRC mismatch (data corrupted on the bus).
+# Every driver returns integers (fixed point, no floats: ESP32 and RP2 builds have single-precision floats,
+# the VM double) and says what they mean, so the app writes SenML records (pinseal.wire.senml: (name, unit,
+# value) with value an int, a decimal fraction (exponent, mantissa), or a failed sensor's error name). A
+# failing sensor raises the OSError the board's machine.I2C raised (ENODEV or EIO for a NACK, ETIMEDOUT for
+# a stuck bus), or one of its own: ENODEV for a wrong chip id, EIO for a CRC mismatch (data corrupted on the
+# bus).
 import errno
 
 

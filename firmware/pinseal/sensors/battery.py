@@ -29,7 +29,9 @@ class Battery:
         if atten:
             adc.atten(getattr(ADC, atten))  # ESP32 only; RP2 profiles have none
         divider = profile["divider"]
-        return cls(adc, divider["num"], divider["den"], profile.get("vref_mv", 3300), profile.get("read") == "uv")
+        return cls(
+            adc, divider["num"], divider["den"], profile.get("vref_mv", 3300), profile.get("read") == "uv"
+        )
 
     def millivolts(self):
         """The battery's voltage in mV: the mean of a few samples, through the divider."""

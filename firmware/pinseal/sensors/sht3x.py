@@ -1,9 +1,9 @@
-# Sensirion SHT3x-DIS (datasheet "SHT3x-DIS") on machine.I2C: single-shot measurement, high repeatability, no
-# clock stretching (command 0x2400), then 6 bytes: T msb, lsb, CRC, RH msb, lsb, CRC. Each CRC-8 (polynomial
-# 0x31, init 0xFF, section 4.12) is checked; a mismatch raises OSError(EIO): the bytes were corrupted on the bus,
-# the same errno RP2's machine.I2C gives for a failed transfer, and distinct from "no device" (ENODEV) and "bus
-# stuck" (ETIMEDOUT), so the failed record says what went wrong.
-# Outputs: temperature in 0.01 degC, relative humidity in 0.01 %RH (section 4.13, rounded to nearest).
+# Sensirion SHT3x-DIS (datasheet "SHT3x-DIS") on machine.I2C: single-shot measurement, high repeatability,
+# no clock stretching (command 0x2400), then 6 bytes: T msb, lsb, CRC, RH msb, lsb, CRC. Each CRC-8
+# (polynomial 0x31, init 0xFF, section 4.12) is checked; a mismatch raises OSError(EIO): the bytes were
+# corrupted on the bus, the same errno RP2's machine.I2C gives for a failed transfer, and distinct from "no
+# device" (ENODEV) and "bus stuck" (ETIMEDOUT), so the failed record says what went wrong. Outputs:
+# temperature in 0.01 degC, relative humidity in 0.01 %RH (section 4.13, rounded to nearest).
 import time
 
 from micropython import const
@@ -46,7 +46,8 @@ class SHT3x:
             raise OSError(errno.EIO)
         s_t = (d[0] << 8) | d[1]
         s_rh = (d[3] << 8) | d[4]
-        # T = -45 + 175 * S_T / 65535 degC, in 0.01 degC rounded, without leaving small ints (17500 * 65535 > 2**30)
+        # T = -45 + 175 * S_T / 65535 degC, in 0.01 degC rounded, without leaving small ints (17500 * 65535
+        # > 2**30)
         q, r = divmod(s_t * 175, 65535)
         t = -4500 + q * 100 + (r * 100 + 32767) // 65535
         rh = (s_rh * 10000 + 32767) // 65535
