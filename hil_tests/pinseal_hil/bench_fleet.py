@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import statistics
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 
 from pinseal_hil.benchreport import publish, stamp
 from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
-from pinseal_hil.vm import REPO
+from pinseal_hil.vm import FIRMWARE_DIR, REPO
 
 COMMAND = "make bench-fleet"
 SECTION = "fleet"
@@ -88,15 +89,22 @@ def schedule_lateness(boards: list[VirtualBoard], samples: int = 3) -> float:
 def run(steps: list[int], board: str, root: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"board": board, "steps": []}
     boards: list[VirtualBoard] = []
+    # the firmware's packages (in each board's ROMFS, as provisioning deploys them) with the sensing main.py
+    firmware = root / "firmware"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(FIRMWARE_DIR / "pinseal", firmware / "pinseal", ignore=ignore)
+    (firmware / "main.py").write_text(SENSING_MAIN)
     with BoardHost() as host:
         for target in steps:
             boot_s = []
             while len(boards) < target:
                 flash = root / f"b{len(boards)}" / "flash"
                 flash.mkdir(parents=True)
-                (flash / "main.py").write_text(SENSING_MAIN)
                 (flash / "board.json").write_text(board_profile_path(board).read_text())
-                b = VirtualBoard(BoardOptions(board=board, flash_dir=flash), host=host)
+                b = VirtualBoard(
+                    BoardOptions(board=board, flash_dir=flash, firmware=firmware, firmware_in_romfs=True),
+                    host=host,
+                )
                 t0 = time.monotonic()
                 b.start(timeout_s=120)
                 b.wait_for_output(b"sample 1 ", timeout_s=120)
