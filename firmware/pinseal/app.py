@@ -80,7 +80,8 @@ class App:
         from pinseal.outbox import Outbox
         from pinseal.sampler import Sampler
 
-        key = await identity.load()
+        # first boot without a key (a config written by hand): make it here, on the device, as enrollment does
+        key = await identity.load() if identity.has_key() else await identity.create()
         if transport is None:
             from pinseal.transport.mqtt import MqttTransport
 
