@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from pinseal_hil.stack import Stack
 from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
+from pinseal_hil.vboard import mpremote as run_mpremote
 
-MPREMOTE = [sys.executable, "-m", "mpremote"]
 # The Wi-Fi network a virtual board can join by default (hil_tests/vboard/net/settings.mjs).
 VBOARD_SSID = "vboard-wifi"
 VBOARD_WIFI_PASSWORD = "vboard-pass"
@@ -26,9 +24,8 @@ INFO_LINE = re.compile(r"^PINSEAL (\{.*\})\s*$", re.MULTILINE)
 
 
 def mpremote(port: str, *args: str, timeout: float = 60) -> str:
-    proc = subprocess.run(
-        [*MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=timeout
-    )
+    """mpremote's output; RuntimeError when it failed."""
+    proc = run_mpremote(port, *args, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"mpremote {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
     return proc.stdout

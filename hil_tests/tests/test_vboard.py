@@ -6,20 +6,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard
+from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
 from pinseal_hil.vboard.board import RAW_PROMPT
 from pinseal_hil.vm import REPO
 
 pytestmark = pytest.mark.vm
-
-MPREMOTE = [sys.executable, "-m", "mpremote"]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +39,6 @@ def board(host: BoardHost, tmp_path: Path) -> Iterator[VirtualBoard]:
     b.wait_for_output(b">>> ")
     yield b
     b.stop()
-
-
-def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_mpremote_exec_ls_cp_and_soft_reset(board: VirtualBoard, tmp_path: Path) -> None:

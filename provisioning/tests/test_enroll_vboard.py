@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, GatewaySetup, blank_board
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard
+from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
 from pinseal_protocol import keys
 from pinseal_provision import cert, deploy, enroll, fleet, profiles
 from pinseal_provision.cli import main as cli_main
@@ -32,12 +31,6 @@ from pinseal_provision.errors import (
 pytestmark = pytest.mark.vm
 
 PROFILE = profiles.load_profile("esp32_devkitc")
-
-
-def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def provision(port: str, opts: EnrollOptions) -> enroll.EnrollReport:

@@ -5,8 +5,16 @@ that the official tools use.
 `VirtualBoard` is one board: its pseudo-terminal, power, reset, clock and plugin controls.
 """
 
-from pinseal_hil.vboard.board import BoardOptions, VirtualBoard
+from pinseal_hil.vboard.board import BoardOptions, VirtualBoard, mpremote
 from pinseal_hil.vboard.host import BoardHost
 from pinseal_hil.vboard.profiles import BOARDS_DIR, board_profile_path, load_profile
 
-__all__ = ["BOARDS_DIR", "BoardHost", "BoardOptions", "VirtualBoard", "board_profile_path", "load_profile"]
+__all__ = [
+    "BOARDS_DIR",
+    "BoardHost",
+    "BoardOptions",
+    "VirtualBoard",
+    "board_profile_path",
+    "load_profile",
+    "mpremote",
+]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import itertools
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pinseal_hil.vboard.host import BoardHost
 from pinseal_hil.vboard.profiles import board_profile_path
 from pinseal_hil.vboard.serial_pty import SerialPty
 from pinseal_hil.vm import FIRMWARE_DIR, REPO
+from pinseal_provision.romfs import build_image
 
 VBOARD_DIR = REPO / "hil_tests" / "vboard"
 SENSORS_PLUGIN = VBOARD_DIR / "sensors.mjs"
@@ -69,19 +71,14 @@ class BoardOptions:
 _ids = itertools.count(1)
 
 
-def build_romfs(firmware: Path) -> bytes:
-    """A ROMFS image of the firmware's packages (every folder of it), .py compiled to .mpy with mpy-cross, as
-    `mpremote romfs build` makes it."""
-    import tempfile
-
-    from mpremote.romfs import make_romfs
-
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        for package in firmware.iterdir():
-            if package.is_dir() and not package.name.startswith((".", "__")):
-                ignore = shutil.ignore_patterns("__pycache__")
-                shutil.copytree(package, Path(tmp) / package.name, ignore=ignore)
-        return make_romfs(tmp, mpy_cross=True)
+def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The official tool, unchanged, against a board's serial port: `mpremote connect PORT ARGS...`."""
+    return subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def install_firmware(firmware: Path, flash_dir: Path, only_top: bool = False) -> None:
@@ -135,7 +132,7 @@ class VirtualBoard:
         if self.options.firmware is not None:
             firmware = Path(self.options.firmware)
             if self.options.firmware_in_romfs:
-                self.romfs_image.write_bytes(build_romfs(firmware))
+                self.romfs_image.write_bytes(build_image(firmware))
                 self.romfs_image.chmod(0o600)
             install_firmware(firmware, self.flash_dir, only_top=self.options.firmware_in_romfs)
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))
