@@ -46,6 +46,7 @@ def _vboard_install():
     tms = time.ticks_ms
     run_iter = core._run_iter
     sl = [0, None]  # [ticks_diff calls in this tick, first answer]
+    last = [None]  # the task of the last step (for VBOARD_RAM_TRACE)
 
     def slice_ticks_diff(a, b):
         sl[0] += 1
@@ -72,6 +73,7 @@ def _vboard_install():
                 t.data = MemoryError(msg)
         sl[0] = 0
         sl[1] = max(0, due)
+        last[0] = t if ran else None
         try:
             run_iter()
         finally:
@@ -91,13 +93,17 @@ def _vboard_install():
         res[0] = b
         return addressof(b)
 
+    def last_task():
+        t = last[0]
+        return "-" if t is None else repr(t.coro)
+
     core._schedule_run_iter = schedule
     core.ticks_diff = slice_ticks_diff
     core.new_event_loop()
-    return step, rearm
+    return step, rearm, last_task
 
 
-_vboard_step, _vboard_rearm = _vboard_install()
+_vboard_step, _vboard_rearm, _vboard_last_task = _vboard_install()
 del _vboard_install
 `;
 
@@ -181,6 +187,10 @@ const V8_GC_SOFT_TICKS = 64;
 // The rescue reserve is released in halves down to this many blocks (1 KB), then whole.
 const RESCUE_MIN_BLOCKS = 64;
 
+// Diagnostics: VBOARD_RAM_TRACE=<bytes> prints to stderr each new peak at least that many bytes above the last
+// one printed, with the coroutine of the step that left it (where a firmware's high-water mark comes from).
+const TRACE_STEP = Number(process.env.VBOARD_RAM_TRACE || 0);
+
 export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, hostDelayMs = (ms) => ms }) {
   const st = stats || new Int32Array(STAT_LEN);
   const M = mp._module;
@@ -197,6 +207,8 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
   const rescueBytes = rescue || 0;
   let heapArea = null; // the GC heap's descriptor, kept for the rescue even if the fast count falls back
   let rearmFn = null;
+  let lastTaskFn = null;
+  let tracedPeak = 0;
   let rescueHead = -1; // first block of the reserve's buffer, -1 when there is none
   let rescueRun = 0; // blocks it still holds
   let rescueFull = 0; // blocks it held when armed
@@ -303,7 +315,13 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
       return;
     }
     Atomics.store(st, STAT.live, live);
-    if (live > Atomics.load(st, STAT.peak)) Atomics.store(st, STAT.peak, live);
+    if (live > Atomics.load(st, STAT.peak)) {
+      Atomics.store(st, STAT.peak, live);
+      if (TRACE_STEP > 0 && live >= tracedPeak + TRACE_STEP && lastTaskFn) {
+        tracedPeak = live;
+        stderr(`vboard: RAM peak ${live} B (step ${ticks}) after ${lastTaskFn()}`);
+      }
+    }
     Atomics.add(st, STAT.ticks, 1);
     const over = ram > 0 && live > ram;
     if (over) Atomics.add(st, STAT.over, 1);
@@ -377,7 +395,8 @@ export function createRamModel(mp, { ram, ceiling, rescue, stats, stderr, v8gc, 
       mp.runPython(RAM_SCHED_PY);
       stepFn = mp.globals.get("_vboard_step");
       rearmFn = mp.globals.get("_vboard_rearm");
-      mp.runPython("_vboard_probe = id(_vboard_step)\ndel _vboard_step, _vboard_rearm");
+      lastTaskFn = mp.globals.get("_vboard_last_task");
+      mp.runPython("_vboard_probe = id(_vboard_step)\ndel _vboard_step, _vboard_rearm, _vboard_last_task");
       const probe = mp.globals.get("_vboard_probe");
       mp.runPython("del _vboard_probe");
       gcCollect();
