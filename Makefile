@@ -11,7 +11,7 @@ BOARD       ?= esp32_devkitc
 # Debian packages the tests and `make run` need on the host.
 DEB_PACKAGES := python3-venv mosquitto
 
-.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(VENV)/bin/pinseal-vboard --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
+
+firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table.py)
+	$(PY) -m pinseal_hil.firmware_tables
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
 	$(PY) -m pinseal_protocol.vectors protocol/vectors

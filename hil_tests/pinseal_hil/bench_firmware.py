@@ -87,7 +87,8 @@ def render_section(result: dict[str, Any]) -> str:
             f"- `peak_heap_bytes`: highest live heap (collected at each return to JS) at the signer's yield "
             f"points during a one-reading seal, minus the live heap before it, board RAM model "
             f"{result['board_ram_bytes']:,} bytes; at 16 readings: {result['peak_heap_bytes_at_16']:,}. "
-            "`table_bytes`: live bytes the signing key and its comb table hold.",
+            "`table_bytes`: live bytes the signing key and its comb table hold (the table is a constant: "
+            "0 B from ROMFS; this counts it loaded from flash).",
             "- `max_slice_ms`: the longest stretch of signer computation between two yields within one "
             "signature, host clock (`performance.now()`), median over the signatures; the worst single slice "
             f"of all runs was {result['worst_slice_ms']} ms (other processes on this shared host preempt "

@@ -10,13 +10,16 @@
 # - SHA-512 (pinseal.crypto.sha512) is most of a signature; it is written for few big-integer operations.
 # - r*B uses a signed Lim-Lee comb: 5 teeth 52 bits apart, 4 sub-combs 13 bits apart, so a fixed-base
 #   multiplication is 12 doublings and 51 mixed additions against a table of 64 affine points
-#   ((y+x, y-x, 2dxy), about 11 KB) built once per boot. Every comb digit is +-1, so each sub-comb needs
+#   ((y+x, y-x, 2dxy)). The table is a 6 KB bytes constant (pinseal.crypto.comb_table, generated on the
+#   host): from ROMFS it takes no heap; built at boot it held 11.9 KB of big integers for good and its
+#   construction was the firmware's high-water mark. Every comb digit is +-1, so each sub-comb needs
 #   only 16 entries (the other 16 are their negatives) and no conditional additions are skipped.
 # - Field inversion is an addition chain (254 squarings, 11 multiplications) rather than pow(), so it
 #   can yield part-way.
 # - The key's expanded scalar, prefix and public key are derived once, in the constructor.
 from micropython import const
 
+from pinseal.crypto.comb_table import TABLE
 from pinseal.crypto.sha512 import sha512
 from pinseal.crypto.steps import run, run_async
 
@@ -38,9 +41,6 @@ _ROW = const(16)  # entries per sub-comb table: 2**(teeth - 1)
 _CHUNK = const(0x1FFF)  # _SPAN bits
 
 _SQ_RUN = const(100)  # squarings between yields in an exponentiation (about 0.3 ms in the VM)
-
-_table = None
-
 
 # ---------------------------------------------------------------------------------------------------
 # Field: exponentiation by addition chains, so that they can yield.
@@ -168,75 +168,10 @@ def _decode(s):
 # Fixed-base multiplication by B: the comb.
 
 
-def _table_steps():
-    """Generator: build (once) and return the comb table; about 12 ms of work in short slices."""
-    global _table
-    if _table is not None:
-        return _table
-    p = _P
-    # pts[m] = 2^(13 m) B; tooth t of sub-comb g is pts[g + 4 t].
-    q = (_BX, _BY, 1, _BX * _BY % p)
-    pts = []
-    pts.append(q)
-    for _ in range(5 * _SUBS - 1):
-        for _ in range(_SPAN):
-            q = _dbl(q)
-        pts.append(q)
-        yield
-    ext = []
-    for g in range(_SUBS):
-        # Entry i of row g: 2^(13 g) * (sum over teeth t < 4 of +-2^(52 t) B, + where bit t of i is set)
-        # + 2^(13 g + 208) B; the top tooth's digit is always +1 (negate the point for -1).
-        row = []
-        row.append(pts[g + 16])
-        for t in range(4):
-            row[0] = _add(row[0], _neg(pts[g + 4 * t]))
-        for t in range(4):
-            step = _dbl(pts[g + 4 * t])
-            for i in range(1 << t):
-                row.append(_add(row[i], step))
-            yield
-        ext.extend(row)
-    del pts
-    # Affine (y+x, y-x, 2dxy) for all entries with one inversion (Montgomery's trick).
-    acc = []
-    z = 1
-    for e in ext:
-        z = z * e[2] % p
-        acc.append(z)
-    zi = yield from _inv(z)
-    tab = []
-    for i in range(len(ext) - 1, -1, -1):
-        X, Y, Z, _ = ext[i]
-        ez = zi * acc[i - 1] % p if i else zi
-        zi = zi * Z % p
-        x = X * ez % p
-        y = Y * ez % p
-        # from_bytes gives each stored integer exactly the digits it needs (the table stays resident).
-        tab.append(
-            (
-                int.from_bytes(((y + x) % p).to_bytes(32, "little"), "little"),
-                int.from_bytes(((y - x) % p).to_bytes(32, "little"), "little"),
-                int.from_bytes((x * y % p * _D2 % p).to_bytes(32, "little"), "little"),
-            )
-        )
-        if not i & 15:
-            yield
-    tab.reverse()
-    _table = tab
-    return tab
-
-
-def prepare_steps():
-    """Generator: build the fixed-base table now (it is otherwise built by the first use)."""
-    yield from _table_steps()
-
-
 def _comb(k, want_t):
     """Generator: k*B in extended coordinates, 0 <= k < L; T is computed only if want_t."""
-    tab = _table
-    if tab is None:
-        tab = yield from _table_steps()
+    tab = memoryview(TABLE)
+    fb = int.from_bytes
     p = _P
     if not k & 1:
         k += _L  # same point, and odd: every odd k < 2^n is a sum of +-2^i for i < n
@@ -271,7 +206,10 @@ def _comb(k, want_t):
             neg = not (ch[j + 4] >> c) & 1
             if neg:
                 i ^= 15
-            yp, ym, t2 = tab[sc * _ROW + i]
+            o = (sc * _ROW + i) * 96
+            yp = fb(tab[o : o + 32], "little")
+            ym = fb(tab[o + 32 : o + 64], "little")
+            t2 = fb(tab[o + 64 : o + 96], "little")
             if first:
                 # The mixed addition to the identity (0, 1, 1, 0) collapses to X = 2E, Y = 2H, Z = 4,
                 # T = EH with E = 2x, H = 2y: one multiplication instead of seven.
@@ -403,30 +341,32 @@ class SigningKey:
 
     @classmethod
     async def from_seed_async(cls, seed):
-        """The key, with its public half (a fixed-base multiplication) computed in yielding steps.
-
-        The first key of a boot also builds the comb table here, about 12 ms of work in the VM and far
-        more on a board: too long to run without yielding once the asyncio loop is up.
-        """
+        """The key, with its public half (a fixed-base multiplication and an inversion) computed in yielding
+        steps: a few ms of work in the VM and far more on a board, too long to run without yielding once the
+        asyncio loop is up."""
         key = object.__new__(cls)  # skip __init__, which would compute the public key synchronously
         key._expand(seed)
         key.public_key = await run_async(key._public_key_steps())
         return key
 
-    def sign_steps(self, msg):
-        """Generator: the RFC 8032 signature of msg is its return value (StopIteration.value)."""
-        r = (yield from _hash_steps(self._prefix, msg)) % _L
+    def sign_steps(self, *parts):
+        """Generator: the RFC 8032 signature of the message is its return value (StopIteration.value).
+
+        The message is the concatenation of parts (bytes-like), hashed where they lie: a caller that has
+        a message in pieces (a Sig_structure's head and a payload) need not copy it into one buffer.
+        """
+        r = (yield from _hash_steps(self._prefix, *parts)) % _L
         X, Y, Z, _ = yield from _comb(r, False)
         R = yield from _encode(X, Y, Z)
         yield
-        k = (yield from _hash_steps(R, self.public_key, msg)) % _L
+        k = (yield from _hash_steps(R, self.public_key, *parts)) % _L
         return R + ((r + k * self._a) % _L).to_bytes(32, "little")
 
-    def sign(self, msg):
-        return run(self.sign_steps(msg))
+    def sign(self, *parts):
+        return run(self.sign_steps(*parts))
 
-    async def sign_async(self, msg):
-        return await run_async(self.sign_steps(msg))
+    async def sign_async(self, *parts):
+        return await run_async(self.sign_steps(*parts))
 
 
 def verify_steps(public_key, msg, sig):
