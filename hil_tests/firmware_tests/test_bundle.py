@@ -49,8 +49,8 @@ class FakeSigner:
         self.signed = []
         self.signature = signature
 
-    async def sign_async(self, msg):
-        self.signed.append(bytes(msg))
+    async def sign_async(self, *parts):
+        self.signed.append(b"".join(bytes(p) for p in parts))  # the message is the parts' concatenation
         return self.signature
 
 

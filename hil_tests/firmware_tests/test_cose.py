@@ -32,8 +32,8 @@ class FakeSigner:
     def __init__(self):
         self.signed = []
 
-    async def sign_async(self, msg):
-        self.signed.append(bytes(msg))
+    async def sign_async(self, *parts):
+        self.signed.append(b"".join(bytes(p) for p in parts))  # the message is the parts' concatenation
         return bytes(range(64))
 
 

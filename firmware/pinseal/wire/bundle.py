@@ -67,18 +67,29 @@ def _payload(boot, seq, prev, status, time_source, readings):
     return enc
 
 
-async def seal(signing_key, key_id, boot, seq, prev, status, time_source, readings):
-    """Builds and signs a bundle; returns its bytes (the tagged COSE_Sign1 as sent).
+def prepare(key_id, boot, seq, prev, status, time_source, readings):
+    """(protected header, payload) of a bundle, ready for sign(); the readings are not needed after this.
 
-    Raises WireError("too_large") before signing when the bundle would exceed 2,048 bytes: the caller
-    seals fewer readings instead of spending a second of CPU on a bundle nobody would accept.
+    Raises WireError("too_large") when the bundle would exceed 2,048 bytes: the caller seals fewer
+    readings instead of spending a second of CPU on a bundle nobody would accept.
     """
     body = _payload(boot, seq, prev, status, time_source, readings).view()
     protected = cose.protected_kid(key_id)
     size = cose.sign1_size(len(protected), len(body))
     if size > MAX_BUNDLE_SIZE:
         raise WireError("too_large", "bundle would be %d bytes" % size)
-    return await cose.sign(signing_key, protected, body)
+    return protected, body
+
+
+async def sign(signing_key, prepared):
+    """The bundle's bytes (the tagged COSE_Sign1 as sent) from prepare()'s result."""
+    return await cose.sign(signing_key, prepared[0], prepared[1])
+
+
+async def seal(signing_key, key_id, boot, seq, prev, status, time_source, readings):
+    """Builds and signs a bundle; returns its bytes. prepare() then sign(), for callers that can hold the
+    readings while the bundle is signed (the app drops them in between)."""
+    return await sign(signing_key, prepare(key_id, boot, seq, prev, status, time_source, readings))
 
 
 def bundle_hash(bundle_bytes):

@@ -42,33 +42,33 @@ def sign1_size(protected_len, payload_len, unprotected_len=1):
     return 2 + _bstr_size(protected_len) + unprotected_len + _bstr_size(payload_len) + 2 + _ED25519_SIG_SIZE
 
 
-def sig_structure(protected, payload, external_aad=b""):
-    """["Signature1", protected, external_aad, payload] (RFC 9052 §4.4), the bytes Ed25519 signs."""
-    enc = Encoder(
-        len(_SIG1_PREFIX)
-        + _bstr_size(len(protected))
-        + _bstr_size(len(external_aad))
-        + _bstr_size(len(payload))
-    )
+def _sig_structure_head(protected, payload_len, external_aad=b""):
+    # the Sig_structure's bytes before the payload's own: it is signed as (head, payload), never copied
+    enc = Encoder(len(_SIG1_PREFIX) + _bstr_size(len(protected)) + _bstr_size(len(external_aad)) + 5)
     enc.raw(_SIG1_PREFIX)
     enc.bstr(protected)
     enc.bstr(external_aad)
-    enc.bstr(payload)
+    enc.head(2, payload_len)
     return enc.value()
+
+
+def sig_structure(protected, payload, external_aad=b""):
+    """["Signature1", protected, external_aad, payload] (RFC 9052 §4.4), the bytes Ed25519 signs."""
+    return _sig_structure_head(protected, len(payload), external_aad) + bytes(payload)
 
 
 async def sign(signing_key, protected, payload, unprotected=None):
     """Signs payload; returns the tagged COSE_Sign1 bytes.
 
     protected: the encoded protected header (e.g. protected_kid(kid)); unprotected: a dict or None.
-    signing_key: an object with sign_async(msg) (yields to asyncio, preferred) or sign(msg).
+    signing_key: an object with sign_async(*parts) (the message is the parts' concatenation; yields to
+    asyncio, preferred) or sign(msg). The Sig_structure is handed over as (head, payload), so a bundle's
+    payload is not copied into a second buffer as large as itself while it is signed.
     """
-    tbs = sig_structure(protected, payload)
     if hasattr(signing_key, "sign_async"):
-        signature = await signing_key.sign_async(tbs)
+        signature = await signing_key.sign_async(_sig_structure_head(protected, len(payload)), payload)
     else:
-        signature = signing_key.sign(tbs)
-    tbs = None  # the Sig_structure is as large as the payload: let it go before the message is built
+        signature = signing_key.sign(sig_structure(protected, payload))
     if len(signature) != _ED25519_SIG_SIZE:
         raise ValueError("COSE: signer returned a signature that is not Ed25519")
     enc = Encoder(sign1_size(len(protected), len(payload), len(dumps(unprotected)) if unprotected else 1))
