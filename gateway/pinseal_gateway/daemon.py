@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -107,6 +108,7 @@ async def run_gateway(
         if on_ready is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.connected.wait, 30.0)
             on_ready(ctx, http_port)
+        _settle_gc()
         log.info("gateway running")
         await stop.wait()
         log.info("gateway stopping")
@@ -126,6 +128,17 @@ async def run_gateway(
         await runner.cleanup()
         db.close()
         log.info("gateway stopped")
+
+
+def _settle_gc() -> None:
+    """Keep what startup built (config, registry, key objects, metrics) out of every cyclic-GC pass.
+
+    Nearly everything the gateway allocates per bundle is acyclic and freed by reference counting, yet
+    each container allocation counts toward a collection that rescans the young objects in flight; the
+    collector showed as 5% of the gateway's active samples under `make bench-gateway` (py-spy --native).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _task_done(task: asyncio.Task[Any], name: str, stop: asyncio.Event) -> None:

@@ -11,7 +11,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from pinseal_gateway.pipeline import Message
 from pinseal_protocol import bundle as pbundle
@@ -238,24 +239,6 @@ def test_honest_device_keeps_flowing_during_a_flood(env, gateway):
     assert rows(env, "SELECT count(*) FROM bundles WHERE kid = ?", honest.kid)[0][0] == 30
 
 
-def test_puback_fast_handler_completes_the_outstanding_ack():
-    """The MQTT 3.1.1 PUBACK shortcut completes exactly the message it names, as paho's handler does."""
-    from pinseal_gateway.ingest.mqtt import _BatchingClient
-
-    client = _BatchingClient(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311
-    )
-    infos = [client.publish("pinseal/v1/x/ack", b"ack", qos=1) for _ in range(3)]
-    assert set(client._out_messages) == {info.mid for info in infos}
-    client._in_packet = {"command": 0x40, "packet": infos[1].mid.to_bytes(2, "big")}
-    assert client._handle_pubackcomp("PUBACK") == mqtt.MQTT_ERR_SUCCESS
-    assert set(client._out_messages) == {infos[0].mid, infos[2].mid}
-    assert infos[1]._published and not infos[0]._published
-    client._in_packet = {"command": 0x40, "packet": infos[1].mid.to_bytes(2, "big")}  # again: no-op
-    assert client._handle_pubackcomp("PUBACK") == mqtt.MQTT_ERR_SUCCESS
-    assert set(client._out_messages) == {infos[0].mid, infos[2].mid}
-
-
 class _CollectingPipeline:
     """Stands in for the pipeline: records what the ingest hands it."""
 
@@ -356,3 +339,72 @@ def test_settle_writes_one_puback_per_current_qos1_message():
     ingest.client.wbuf.clear()
     ingest.settle([(3, 5, 1)])  # connection gone: the broker redelivers instead
     assert bytes(ingest.client.wbuf) == b""
+
+
+def _ack_topic(kid: bytes) -> str:
+    return f"pinseal/v1/{kid.hex()}/ack"
+
+
+def test_acks_in_flight_are_qos1_publishes_until_their_puback():
+    from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
+
+    flight = AcksInFlight(_ack_topic)
+    kids = [bytes([i]) * 16 for i in range(3)]
+    acks = [bytes([i]) * (100 + 60 * i) for i in range(3)]
+    out = flight.publish(zip(kids, acks, strict=True))
+    assert out == b"".join(
+        _publish(_ack_topic(k), a, qos=1, mid=i + 1, dup=False)
+        for i, (k, a) in enumerate(zip(kids, acks, strict=True))
+    )
+    assert len(flight) == 3
+    assert flight.acknowledged(2) and not flight.acknowledged(2) and not flight.acknowledged(9)
+    # after a reconnect: the unacknowledged ones again, oldest first, DUP set, same packet ids
+    assert flight.resend() == _publish(_ack_topic(kids[0]), acks[0], 1, 1, True) + _publish(
+        _ack_topic(kids[2]), acks[2], 1, 3, True
+    )
+
+
+def test_ack_packet_ids_wrap_and_skip_those_in_flight():
+    from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
+
+    flight = AcksInFlight(_ack_topic)
+    flight.publish([(bytes(16), b"a")])  # id 1 stays in flight
+    flight._last_id = 65534
+    flight.publish([(bytes(16), b"b"), (bytes(16), b"c")])
+    assert list(flight._packets) == [1, 65535, 2]  # 65535, then wraps past 0 and the in-flight 1
+
+
+def test_oldest_ack_is_given_up_beyond_the_in_flight_limit(monkeypatch):
+    from pinseal_gateway.ingest import acks_in_flight
+
+    monkeypatch.setattr(acks_in_flight, "MAX_IN_FLIGHT", 3)
+    flight = acks_in_flight.AcksInFlight(_ack_topic)
+    flight.publish([(bytes(16), bytes([i])) for i in range(5)])
+    assert list(flight._packets) == [3, 4, 5] and flight.given_up == 2
+
+
+def test_acks_published_while_disconnected_go_out_as_resends_after_the_connack():
+    """No connection: the acks wait in flight; the next session's CONNACK sends them with DUP."""
+    from pinseal_gateway.config import MqttSection
+    from pinseal_gateway.ingest.mqtt import MqttIngest
+
+    class _Loop:
+        def add_writer(self, sock, callback):
+            self.writer = (sock, callback)
+
+    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline())  # type: ignore[arg-type]
+    ingest._loop = _Loop()  # type: ignore[assignment]
+    ingest.publish_acks([(bytes(16), b"ack-1"), (b"\x01" * 16, b"ack-2")])
+    assert bytes(ingest.client.wbuf) == b"" and len(ingest.acks_in_flight) == 2
+    sock = object()
+    ingest._sock = sock  # type: ignore[assignment]
+    ingest.client.subscribe = lambda *a, **k: (0, 1)  # type: ignore[method-assign]
+    flags = mqtt.ConnectFlags(session_present=True)
+    ingest._on_connect(ingest.client, None, flags, ReasonCode(PacketTypes.CONNACK), None)
+    assert bytes(ingest.client.wbuf) == _publish(_ack_topic(bytes(16)), b"ack-1", 1, 1, True) + _publish(
+        _ack_topic(b"\x01" * 16), b"ack-2", 1, 2, True
+    )
+    assert ingest._loop.writer[0] is sock  # type: ignore[attr-defined]
+    # the broker's PUBACK completes one; the other stays for the next reconnect
+    assert ingest._dispatch(b"\x40\x02\x00\x01", sock) == 4  # type: ignore[arg-type]
+    assert len(ingest.acks_in_flight) == 1

@@ -7,12 +7,13 @@ dies before that, the broker redelivers them.
 The paho client has no thread of its own: the asyncio loop drives it through paho's socket callbacks
 (`on_socket_open/close/register_write/unregister_write` with `loop_read`, `loop_write`, `loop_misc`),
 and the PUBACKs and acks the pipeline issues after a commit are written from that thread too. Reads
-and writes are batched: one `recv` per readable event, split into MQTT packets here; the two kinds
-that come once per bundle (a device's QoS 1 PUBLISH and the broker's PUBACK for an ack) are handled
-without paho's per-packet objects and per-byte reads (exactly what paho does with them under manual
-acks: hand the message on, complete the outstanding ack), every other packet goes to paho whole and
-in order. Everything paho queued by the time the socket is writable goes out in one `send`.
-Verification never runs on this thread's hot path.
+and writes are batched: one `recv` per readable event, split into MQTT packets here; the kinds that
+come once per bundle are handled here without paho's per-packet objects and per-byte reads: a device's
+QoS 1 PUBLISH goes to the pipeline (what paho does with it under manual acks), the gateway's QoS 1 ack
+PUBLISHes are written and tracked by `acks_in_flight` (paho has no outgoing QoS 1 messages at all),
+and the broker's PUBACKs for them complete them there. Every other packet goes to paho whole and in
+order. Everything queued by the time the socket is writable goes out in one `send`. Verification
+never runs on this thread's hot path.
 
 Backpressure: when the pipeline holds `pipeline.queue_size` messages, the socket is no longer read
 until it has room again (TCP then stops the broker; unacknowledged messages stay with the broker).
@@ -32,22 +33,19 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from pinseal_gateway.acks import ack_topic
 from pinseal_gateway.config import MqttSection
+from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
 from pinseal_gateway.pipeline import Message, Pipeline
 
 log = logging.getLogger(__name__)
 
 UP_TOPIC_FILTER = "pinseal/v1/+/up"
-OUTGOING_INFLIGHT = 0  # acks in flight: unlimited (below a limit paho rescans its window per PUBACK)
 READ_CHUNK = 256 * 1024  # bytes taken from the socket per readable event
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -56,9 +54,6 @@ STOP_TIMEOUT_S = 5.0
 
 
 _PUBACK_HEAD = b"\x40\x02"  # PUBACK, remaining length 2 (MQTT 3.1.1 §3.4)
-# The (success, no properties) outcome of every MQTT 3.1.1 PUBACK, shared: nothing mutates them.
-_PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
-_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
 
 
 class _BatchingClient(mqtt.Client):
@@ -103,15 +98,6 @@ class _BatchingClient(mqtt.Client):
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()
 
-    def complete_puback(self, mid: int) -> bool:
-        """An MQTT 3.1.1 PUBACK for `mid`, as `_handle_pubackcomp` does; False if not MQTT 3.1.1."""
-        if self._protocol != mqtt.MQTTv311:
-            return False
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                self._do_on_publish(mid, _PUBACK_REASON, _PUBACK_PROPERTIES)
-        return True
-
     def _sock_send(self, buf: bytes | bytearray) -> int:
         if self.corked:
             self.wbuf += buf
@@ -138,19 +124,6 @@ class _BatchingClient(mqtt.Client):
             return True
         del self.wbuf[:sent]
         return not self.wbuf
-
-    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
-        """paho's PUBACK handling without its per-packet decoding objects, for MQTT 3.1.1 PUBACKs.
-
-        Every signed ack the gateway publishes comes back as a PUBACK. paho decodes each into a
-        packet tuple with a fresh ReasonCode and Properties, which an MQTT 3.1.1 PUBACK (exactly a
-        2-byte packet id) cannot carry; then it does what is done here: complete the message if it is
-        still outstanding. Anything else (MQTT 5, PUBCOMP, odd sizes) goes to paho's own handler.
-        """
-        packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or len(packet) != 2 or not self.complete_puback((packet[0] << 8) | packet[1]):
-            return super()._handle_pubackcomp(cmd)
-        return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
         # A DISCONNECT (or anything else collected) goes out before paho closes the socket.
@@ -179,6 +152,7 @@ class MqttIngest:
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._misc: asyncio.Task[None] | None = None
+        self.acks_in_flight = AcksInFlight(ack_topic)
         client = _BatchingClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -188,8 +162,6 @@ class MqttIngest:
         )
         if config.username:
             client.username_pw_set(config.username, password)
-        client.max_inflight_messages_set(OUTGOING_INFLIGHT)
-        client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -366,13 +338,12 @@ class MqttIngest:
         """Handle every complete MQTT packet in `buf`, in order; returns where the incomplete rest starts.
 
         The two packets that come once per bundle are handled here: a QoS 0/1 PUBLISH (a device's
-        bundle) goes straight to the pipeline, an MQTT 3.1.1 PUBACK (for an ack) completes the
-        outstanding ack in paho's state. With manual acks paho keeps no state for an incoming QoS 1
-        PUBLISH, so this is what paho would do, minus its per-packet objects and per-byte reads.
+        bundle) goes straight to the pipeline, an MQTT 3.1.1 PUBACK for an ack completes it in
+        `acks_in_flight`. With manual acks paho keeps no state for an incoming QoS 1 PUBLISH, so this
+        is what paho would do with it, minus its per-packet objects and per-byte reads.
         Every other packet (CONNACK, SUBACK, PINGRESP, anything unexpected or malformed) is handed to
         paho whole, in its place in the stream, so connection state changes in order.
         """
-        client = self.client
         n = len(buf)
         pos = 0
         received_at = time.time()
@@ -401,7 +372,11 @@ class MqttIngest:
             if (first & 0xF0) == 0x30 and (first & 0x06) != 0x06 and (first & 0x06) != 0x04:
                 if not self._publish_packet(first, buf, body, end, received_at):
                     self._to_paho(buf[pos:end])
-            elif first == 0x40 and length == 2 and client.complete_puback((buf[body] << 8) | buf[body + 1]):
+            elif (
+                first == 0x40
+                and length == 2
+                and self.acks_in_flight.acknowledged((buf[body] << 8) | buf[body + 1])
+            ):
                 pass
             else:
                 self._to_paho(buf[pos:end])
@@ -460,6 +435,11 @@ class MqttIngest:
             "MQTT connected (session present: %s), subscribing %s", flags.session_present, UP_TOPIC_FILTER
         )
         client.subscribe(UP_TOPIC_FILTER, qos=1)
+        # MQTT 3.1.1 §4.4: unacknowledged PUBLISHes go again, in order, on a reconnect with the session kept.
+        resend = self.acks_in_flight.resend()
+        if resend and self._sock is not None:
+            self.client.wbuf += resend
+            self._want_write(self._sock)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
@@ -509,6 +489,12 @@ class MqttIngest:
             self._want_write(sock)
 
     def publish_acks(self, acks: Sequence[tuple[bytes, bytes]]) -> None:
-        publish = self.client.publish
-        for kid, ack in acks:
-            publish(ack_topic(kid), ack, qos=1)
+        """QoS 1 PUBLISHes of the signed acks, written with the next batch of output (see `acks_in_flight`).
+
+        Without a connection they wait in flight and go out, as resends, once the session is back.
+        """
+        packets = self.acks_in_flight.publish(acks)
+        sock = self._sock
+        if sock is not None:
+            self.client.wbuf += packets
+            self._want_write(sock)
