@@ -72,7 +72,7 @@ async def main():
     from pinseal.crypto.comb_table import TABLE
 
     base = await collected_alloc()
-    table = bytes(TABLE)  # what the constant table costs on the heap when loaded from flash (0 from ROMFS)
+    table = bytearray(TABLE)  # what the constant table costs on the heap loaded from flash (0 from ROMFS)
     table_bytes = await collected_alloc() - base
     del table
 

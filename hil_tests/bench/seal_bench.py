@@ -127,7 +127,7 @@ async def heap(key_seed):
     # The comb table is a constant: no heap from ROMFS; loaded from flash it is one bytes object on the
     # heap, measured here as such a copy.
     before = vboard_ram.live()
-    table = bytes(TABLE)
+    table = bytearray(TABLE)  # a copy (bytes(TABLE) would be TABLE itself)
     await settle()
     table_bytes = vboard_ram.live() - before
     del table
