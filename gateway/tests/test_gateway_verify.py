@@ -280,3 +280,68 @@ def test_pipeline_rejects_but_settles_garbage():
 @pytest.mark.parametrize("bad", [b"", b"\xa0" * 3000])
 def test_empty_and_huge(bad):
     assert_classified(check(bad))
+
+
+def _device_db(tmp: str) -> Database:
+    db = Database(Path(tmp) / "gateway.sqlite")
+    db.run_sync(
+        lambda conn: device_store.add_device(
+            conn, DEVICE_PUBLIC, label=None, expected_interval_s=None, password_hash="x"
+        )
+    )
+    return db
+
+
+def test_in_order_bundles_are_stored_without_chain_queries():
+    """A device whose bundles arrive in order (the common case) costs no prev-chain query per bundle;
+    the first bundle out of line makes the device non-linear and the walk queries again."""
+    chain, prev = [], pbundle.ZERO_PREV
+    for seq in range(0, 12, 2):
+        chain.append(seal(seq, prev, n=2))
+        prev = pbundle.link_of(chain[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        db = _device_db(tmp)
+        statements: list[str] = []
+        try:
+            db.run_sync(lambda conn: conn.set_trace_callback(statements.append))
+            asyncio.run(run_pipeline(db, chain[:1], 1))
+            first = len(statements)
+            asyncio.run(run_pipeline(db, chain[1:5], 1))
+            walks = [s for s in statements[first:] if "prev = " in s]
+            linear = db.run_sync(lambda conn: conn.execute("SELECT linear FROM device_state").fetchone())
+            assert walks == [] and linear == (1,)
+            # a bundle beyond a gap (its prev is the last chain bundle's, not here yet), then the gap filled
+            asyncio.run(run_pipeline(db, [seal(20, prev, n=1), *chain[5:]], 1))
+            state = db.run_sync(
+                lambda conn: conn.execute("SELECT linear, contiguous_seq FROM device_state").fetchone()
+            )
+            assert state == (0, 20)  # the filled gap joins the chain to the bundle beyond it
+            assert any("prev = " in s for s in statements[first:])
+        finally:
+            db.close()
+
+
+def test_schema_1_database_gains_device_state_linear():
+    with tempfile.TemporaryDirectory() as tmp:
+        db = _device_db(tmp)
+        asyncio.run(run_pipeline(db, [seal(0, pbundle.ZERO_PREV)], 1))
+
+        def downgrade(conn):
+            conn.execute("ALTER TABLE device_state DROP COLUMN linear")
+            conn.execute("PRAGMA user_version=1")
+            conn.commit()
+
+        db.run_sync(downgrade)
+        db.close()
+        db = Database(Path(tmp) / "gateway.sqlite")
+        try:
+            version = db.run_sync(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+            state = db.run_sync(
+                lambda conn: conn.execute("SELECT linear, high_seq FROM device_state").fetchone()
+            )
+            assert version == (2,) and state == (0, 0)  # before the migration: walked with queries
+            asyncio.run(run_pipeline(db, [seal(1, pbundle.link_of(seal(0, pbundle.ZERO_PREV)))], 1))
+            tip = db.run_sync(lambda conn: conn.execute("SELECT contiguous_seq FROM device_state").fetchone())
+            assert tip == (1,)
+        finally:
+            db.close()

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS device_state (
     readings INTEGER NOT NULL DEFAULT 0,
     gaps INTEGER NOT NULL DEFAULT 0,
     first_seq INTEGER,
-    contiguous_hash BLOB
+    contiguous_hash BLOB,
+    linear INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS bundles (
     hash BLOB PRIMARY KEY,
@@ -83,12 +84,12 @@ INSERT_REJECTION = (
 )
 UPSERT_STATE = (
     "INSERT INTO device_state (kid, high_seq, contiguous_seq, last_bundle_hash, last_seen, bundles, "
-    "readings, gaps, first_seq, contiguous_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "readings, gaps, first_seq, contiguous_hash, linear) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kid) DO UPDATE SET high_seq = excluded.high_seq, "
     "contiguous_seq = excluded.contiguous_seq, last_bundle_hash = excluded.last_bundle_hash, "
     "last_seen = excluded.last_seen, bundles = excluded.bundles, "
     "readings = excluded.readings, gaps = excluded.gaps, first_seq = excluded.first_seq, "
-    "contiguous_hash = excluded.contiguous_hash"
+    "contiguous_hash = excluded.contiguous_hash, linear = excluded.linear"
 )
 
 
@@ -98,7 +99,9 @@ class DeviceState:
 
     `last_bundle_hash` is the bundle with the highest sequence numbers (the high-water bundle);
     `contiguous_hash` the tip of the prev-chain from the lowest stored bundle, whose last sequence
-    number (`contiguous_seq`) is what acks carry.
+    number (`contiguous_seq`) is what acks carry. `linear`: every stored bundle of the device was, when
+    it arrived, the first or the new high-water extending the tip, so the stored bundles are one chain
+    and no stored bundle names the tip as its prev (see `with_new_bundle`).
     """
 
     kid: bytes
@@ -111,6 +114,7 @@ class DeviceState:
     gaps: int = 0
     first_seq: int | None = None
     contiguous_hash: bytes | None = None
+    linear: bool = False
 
     @property
     def empty(self) -> bool:
@@ -128,13 +132,18 @@ class DeviceState:
             self.gaps,
             self.first_seq,
             self.contiguous_hash,
+            int(self.linear),
         )
 
 
 _STATE_COLUMNS = (
     "kid, high_seq, contiguous_seq, last_bundle_hash, last_seen, bundles, readings, gaps, first_seq, "
-    "contiguous_hash"
+    "contiguous_hash, linear"
 )
+
+
+def _state(row: tuple[object, ...]) -> DeviceState:
+    return DeviceState(*row[:-1], linear=bool(row[-1]))  # type: ignore[arg-type]
 
 
 def load_state(conn: sqlite3.Connection, kid: bytes) -> DeviceState:
@@ -142,12 +151,12 @@ def load_state(conn: sqlite3.Connection, kid: bytes) -> DeviceState:
         f"SELECT {_STATE_COLUMNS} FROM device_state WHERE kid = ?",
         (kid,),
     ).fetchone()
-    return DeviceState(kid) if row is None else DeviceState(*row)
+    return DeviceState(kid) if row is None else _state(row)
 
 
 def all_states(conn: sqlite3.Connection) -> list[DeviceState]:
     rows = conn.execute(f"SELECT {_STATE_COLUMNS} FROM device_state").fetchall()
-    return [DeviceState(*row) for row in rows]
+    return [_state(row) for row in rows]
 
 
 class DeviceStates:
@@ -261,11 +270,19 @@ def with_new_bundle(
 
     A gap: the bundle's prev names no stored bundle of the device although the device has earlier
     bundles. The contiguous tip moves only when the bundle extends it (or starts a new lowest chain).
+
+    The common case needs no query: on a `linear` device (its bundles are one chain, the tip its
+    high-water bundle, and nothing stored names the tip as prev, since each bundle named the tip of its
+    time), a new high-water bundle whose prev is the tip's link is the tip's first successor by arrival,
+    which is what `walk_chain` would have found with a query. Anything else walks with queries and the
+    device is no longer linear (its history then may hold forks, late or rewound bundles).
     """
+    linear = False
     if state.empty:
         gap = False
         tip = walk_chain(conn, state.kid, bundle)
         first_seq = bundle.seq
+        linear = tip.bundle_hash == bundle.bundle_hash
     else:
         assert state.high_seq is not None and state.first_seq is not None
         assert state.contiguous_hash is not None and state.contiguous_seq is not None
@@ -285,10 +302,14 @@ def with_new_bundle(
             first_seq = bundle.seq
             tip = walk_chain(conn, state.kid, bundle)
         elif bundle.prev == tip_hash[:PREV_SIZE]:
-            # walk_chain reads only the tip's hash and last_seq, both cached.
-            current = StoredBundle(state.contiguous_seq, state.contiguous_seq, b"", tip_hash)
             beyond = bundle if bundle.seq > state.high_seq else None
-            tip = walk_chain(conn, state.kid, current, beyond)
+            if state.linear and beyond is not None and tip_hash == state.last_bundle_hash:
+                tip = bundle
+                linear = True
+            else:
+                # walk_chain reads only the tip's hash and last_seq, both cached.
+                current = StoredBundle(state.contiguous_seq, state.contiguous_seq, b"", tip_hash)
+                tip = walk_chain(conn, state.kid, current, beyond)
         else:
             tip = None
     high_seq, high_hash = state.high_seq, state.last_bundle_hash
@@ -309,6 +330,7 @@ def with_new_bundle(
         state.gaps + int(gap),
         first_seq,
         contiguous_hash,
+        linear,
     )
     return new, gap
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: device_state.linear
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -38,7 +38,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Create every table (ours and the batcher's); `user_version` marks the schema for later migrations."""
+    """Create every table (ours and the batcher's) and bring an older schema up to this one;
+    `user_version` marks the schema."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this gateway ({SCHEMA_VERSION})")
@@ -47,6 +48,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
             for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+        state_columns = {row[1] for row in conn.execute("PRAGMA table_info(device_state)")}
+        if "linear" not in state_columns:
+            # schema 1: every device starts non-linear, i.e. its chain is walked with queries as before
+            log.info("database schema %d -> %d: device_state.linear", version, SCHEMA_VERSION)
+            conn.execute("ALTER TABLE device_state ADD COLUMN linear INTEGER NOT NULL DEFAULT 0")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
