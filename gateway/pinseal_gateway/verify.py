@@ -89,7 +89,7 @@ ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | No
 """A `readings` table row: (bundle hash, kid, seq, time, name, unit, value text, error string)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per bundle twice (worker, gateway): see FastBundle on frozen
 class Checked:
     """A message whose bundle passed every stateless check, with its readings as table rows.
 
