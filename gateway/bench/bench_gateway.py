@@ -185,6 +185,45 @@ async def phase(
         await gen.close()
 
 
+def round_slices(
+    devices: list[loadgen.SimDevice], attr: str, per_round: int, rounds: int
+) -> list[list[loadgen.SimDevice]]:
+    """Each round's devices: the same keys, the next `per_round` of their presigned bundles in `attr`."""
+    return [
+        [
+            loadgen.SimDevice(d.key, d.password, getattr(d, attr)[k * per_round : (k + 1) * per_round])
+            for d in devices
+        ]
+        for k in range(rounds)
+    ]
+
+
+async def closed_loop_rounds(
+    stack: Stack,
+    label: str,
+    rounds: list[list[loadgen.SimDevice]],
+    window: int,
+    meter: CpuMeter,
+    cpu_out: dict[str, Any],
+) -> list[loadgen.Results]:
+    """One closed-loop phase per round; the middle round's CPU split goes in `cpu_out`."""
+    results = []
+    for k, devices in enumerate(rounds):
+        print(f"bench: {label}, closed loop, round {k + 1} of {len(rounds)}", flush=True)
+        middle = k == len(rounds) // 2
+        results.append(
+            await phase(
+                stack.mqtt_port,
+                devices,
+                window=window,
+                cpu=meter if middle else None,
+                cpu_out=cpu_out if middle else None,
+            )
+        )
+        ensure_alive(stack, "gateway")
+    return results
+
+
 def percentile(values: list[float], q: float) -> float:
     return (
         statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else 0.0
@@ -243,28 +282,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         # Rounds of the same closed loop, the median reported: one round's rate swings by a quarter with
         # what else this shared machine runs. The CPU split is the middle round's.
-        rounds, published, acked, duplicates = [], 0, 0, 0
-        for k in range(args.rounds):
-            b = args.bundles
-            one = [loadgen.SimDevice(d.key, d.password, d.bundles[k * b : (k + 1) * b]) for d in devices]
-            print(f"bench: one-reading bundles, closed loop, round {k + 1} of {args.rounds}", flush=True)
-            middle = k == args.rounds // 2
-            r1 = await phase(
-                stack.mqtt_port,
-                one,
-                window=args.window,
-                cpu=meter if middle else None,
-                cpu_out=cpu["one_reading"] if middle else None,
-            )
-            ensure_alive(stack, "gateway")
-            rounds.append(round(r1.ack_rate(), 1))
-            published, acked, duplicates = (
-                published + r1.published,
-                acked + r1.acked,
-                duplicates + r1.duplicate_acks,
-            )
-        result["accepted_per_s"] = statistics.median(rounds)
-        result["accepted_per_s_rounds"] = rounds
+        ones = await closed_loop_rounds(
+            stack,
+            "one-reading bundles",
+            round_slices(devices, "bundles", args.bundles, args.rounds),
+            args.window,
+            meter,
+            cpu["one_reading"],
+        )
+        result["accepted_per_s_rounds"] = [round(r.ack_rate(), 1) for r in ones]
+        result["accepted_per_s"] = statistics.median(result["accepted_per_s_rounds"])
         lat = [loadgen.SimDevice(d.key, d.password, d.bundles[args.rounds * args.bundles :]) for d in devices]
         rate = max(1.0, 0.5 * result["accepted_per_s"])
         print(f"bench: latency at {rate:.0f} bundles/s (50%), open loop", flush=True)
@@ -273,34 +300,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["p50_ms"] = round(percentile(r2.latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(r2.latencies_ms, 99), 2)
         result["latency_rate_per_s"] = round(rate, 1)
-        published += r2.published
-        acked += r2.acked
-        duplicates += r2.duplicate_acks
-        rounds16 = []
-        for k in range(args.rounds):
-            b = args.bundles16
-            sixteen = [
-                loadgen.SimDevice(d.key, d.password, d.bundles16[k * b : (k + 1) * b])  # type: ignore[attr-defined]
-                for d in devices
-            ]
-            print(f"bench: 16-reading bundles, closed loop, round {k + 1} of {args.rounds}", flush=True)
-            middle = k == args.rounds // 2
-            r3 = await phase(
-                stack.mqtt_port,
-                sixteen,
-                window=args.window,
-                cpu=meter if middle else None,
-                cpu_out=cpu["sixteen"] if middle else None,
-            )
-            ensure_alive(stack, "gateway")
-            rounds16.append(round(16 * r3.ack_rate(), 1))
-            published += r3.published
-            acked += r3.acked
-            duplicates += r3.duplicate_acks
-        result["readings_per_s_at_16"] = statistics.median(rounds16)
-        result["readings_per_s_at_16_rounds"] = rounds16
-        result["lost_by_acks"] = published - acked
-        result["duplicated_by_acks"] = duplicates
+        sixteens = await closed_loop_rounds(
+            stack,
+            "16-reading bundles",
+            round_slices(devices, "bundles16", args.bundles16, args.rounds),
+            args.window,
+            meter,
+            cpu["sixteen"],
+        )
+        result["readings_per_s_at_16_rounds"] = [round(16 * r.ack_rate(), 1) for r in sixteens]
+        result["readings_per_s_at_16"] = statistics.median(result["readings_per_s_at_16_rounds"])
+        phases = [*ones, r2, *sixteens]
+        published = sum(r.published for r in phases)
+        result["lost_by_acks"] = published - sum(r.acked for r in phases)
+        result["duplicated_by_acks"] = sum(r.duplicate_acks for r in phases)
         print("bench: waiting for the uplink to drain to the network ingest", flush=True)
         ingest = stack.ingest_db
 
@@ -331,8 +344,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.procs.pop("mosquitto").terminate()
         stack.start_broker_only()
         raw_rounds = []
-        for k in range(args.rounds):
-            b = args.bundles
+        for k, round_devices in enumerate(round_slices(raw_devices, "bundles", args.bundles, args.rounds)):
             sub = raw_subscriber(stack, password, seconds=args.raw_seconds)
             time.sleep(1.0)
             # The raw phase's "gateway" is the bare subscriber in its place; the ingest idles.
@@ -341,7 +353,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             raw_meter = CpuMeter({**raw_pids, "ingest": stack.procs["ingest"].pid, "loadgen": os.getpid()})
             await phase(
                 stack.mqtt_port,
-                [loadgen.SimDevice(d.key, d.password, d.bundles[k * b : (k + 1) * b]) for d in raw_devices],
+                round_devices,
                 window=args.window,
                 complete_on="puback",
                 cpu=raw_meter if middle else None,

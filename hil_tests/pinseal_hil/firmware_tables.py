@@ -37,18 +37,9 @@ BYTES_PER_LINE = 24
 Point = tuple[int, int]
 
 
-def _add(p1: Point, p2: Point) -> Point:
-    """Affine twisted Edwards addition (a = -1), complete for Ed25519."""
-    (x1, y1), (x2, y2) = p1, p2
-    t = D * x1 * x2 * y1 * y2 % P
-    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P
-    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P
-    return x3, y3
-
-
 def _mul(k: int, point: Point) -> Point:
     """k * point by double-and-add in extended coordinates (RFC 8032 section 5.1.4), one inversion at the
-    end: the affine formula above inverts twice per addition, too slow for a table of 64 points."""
+    end (affine additions invert twice each: too slow for a table of 64 points)."""
     x, y = point
     q = (x, y, 1, x * y % P)
     acc = (0, 1, 1, 0)
