@@ -339,7 +339,7 @@ def test_schema_1_database_gains_device_state_linear():
             state = db.run_sync(
                 lambda conn: conn.execute("SELECT linear, high_seq FROM device_state").fetchone()
             )
-            assert version == (2,) and state == (0, 0)  # before the migration: walked with queries
+            assert version == (3,) and state == (0, 0)  # schema 1 -> 3; until then: walked with queries
             asyncio.run(run_pipeline(db, [seal(1, pbundle.link_of(seal(0, pbundle.ZERO_PREV)))], 1))
             tip = db.run_sync(lambda conn: conn.execute("SELECT contiguous_seq FROM device_state").fetchone())
             assert tip == (1,)
