@@ -39,6 +39,7 @@ from pinseal_gateway import verify_worker
 from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store import devices as registry_store
 from pinseal_gateway.verify import (
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 
 REGISTRY_REFRESH_S = 1.0  # a revocation or a new device takes effect within this long
 UNKNOWN_REFRESH_S = 0.2  # an unknown kid triggers a registry reload at most this often
-STORE_RETRY_MAX_S = 30.0
 LOG_EVERY_S = 10.0  # per (kid, reason): one rejection log line, then a summary at most this often
 
 
@@ -72,15 +72,6 @@ class Message:
     payload: bytes
     received_at: float
     token: object = None
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot write now (full, locked, I/O), not that one message is bad.
-
-    Such errors are retried with the whole group; any other exception while storing is a fault of the
-    message being handled (see `Pipeline._store_group`).
-    """
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 def _max_time(bundle: object) -> int:
@@ -188,6 +179,7 @@ class Pipeline:
         self._fingerprint: tuple[object, ...] | None = None
         self._registry_checked = 0.0
         self._rejection_log = _RejectionLog()
+        self._store_pause = WritePause(ctx.metrics, "store")
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- input -------------------------------------------------------------------------------------
@@ -379,22 +371,25 @@ class Pipeline:
     ) -> GroupResult | None:
         """The group committed, or None when the gateway stops before the database can write it.
 
-        Only database errors are retried (see `is_storage_error`); anything else escaping
-        `_store_group` is a bug that stops the gateway rather than stalling it.
+        Only database errors are retried (see `is_storage_error`): on a full disk the store pauses
+        (`WritePause`: one log line, the `storage_full` gauge) holding this group, nothing is acked,
+        the queue fills and the transport stops reading, so the broker keeps everything newer; the
+        first commit that goes through resumes it. Anything else escaping `_store_group` is a bug that
+        stops the gateway rather than stalling it.
         """
-        delay = 0.5
         while True:
             try:
-                return await self.ctx.db.run(self._store_group, group, checked)
+                result = await self.ctx.db.run(self._store_group, group, checked)
             except Exception as exc:
                 if not is_storage_error(exc):
                     raise
                 if stop.is_set():
                     log.error("store failed during shutdown, %d messages left unacked: %s", len(group), exc)
                     return None
-                log.error("store failed (%s); retrying the group of %d in %.1f s", exc, len(group), delay)
-                await sleep_unless_stopped(stop, delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_S)
+                await sleep_unless_stopped(stop, self._store_pause.failed(exc))
+                continue
+            self._store_pause.succeeded()
+            return result
 
     def _store_group(
         self, conn: sqlite3.Connection, group: list[Message], checked: list[Checked | Rejected]

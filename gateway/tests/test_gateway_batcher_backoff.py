@@ -11,7 +11,6 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway import batcher
@@ -25,7 +24,6 @@ RUN_S = 1.5
 INTERVAL_S = 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #3: run_batcher retries a failing seal in a busy loop")
 def test_a_failing_seal_backs_off_and_is_logged_once(tmp_path: Path, monkeypatch, caplog) -> None:
     db = Database(tmp_path / "gateway.sqlite")
     config = from_mapping({"uplink": {"kind": "none"}})

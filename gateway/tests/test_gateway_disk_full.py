@@ -95,9 +95,6 @@ def ingest_count(db: Path) -> int:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 #3: a full disk kills the uplink task and the gateway; no pause, no resume"
-)
 def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> None:
     reason = tmpfs_unavailable(tmp_path / "probe")
     if reason is not None:
