@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pinseal_gateway import broker
+from pinseal_gateway.daemon import SHUTDOWN_GRACE_S
 from pinseal_protocol import bundle as pbundle
 
 pytestmark = pytest.mark.broker
@@ -95,6 +96,21 @@ def ingest_count(db: Path) -> int:
         conn.close()
 
 
+def start_on_tmpfs(env: object, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`pinseal-gateway run` with its data directory (registry, key, MQTT password) moved onto a small
+    tmpfs mounted in a mount namespace of its own: only the gateway (and `nsenter`) sees it."""
+    data = env.config.data_dir  # type: ignore[attr-defined]
+    seed = data.parent / "seed"
+    data.rename(seed)
+    data.mkdir()
+    script = (
+        f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs {data} && cp -a {seed}/. {data}/ && "
+        f"exec {sys.executable} -m pinseal_gateway.cli run --config {config}"
+    )
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log_file, stderr=log_file)
+
+
 def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> None:
     reason = tmpfs_unavailable(tmp_path / "probe")
     if reason is not None:
@@ -130,18 +146,9 @@ def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> No
         timeout=30,
     )
 
-    # The data directory (registry, key, MQTT password) moves onto a tmpfs only the gateway sees.
     data = env.config.data_dir
-    seed = tmp_path / "seed"
-    data.rename(seed)
-    data.mkdir()
     log_path = tmp_path / "gateway.log"
-    script = (
-        f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs {data} && cp -a {seed}/. {data}/ && "
-        f"exec {sys.executable} -m pinseal_gateway.cli run --config {config}"
-    )
-    with log_path.open("wb") as log_file:
-        gateway = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log_file, stderr=log_file)
+    gateway = start_on_tmpfs(env, config, log_path)
     ingest: subprocess.Popen[bytes] | None = None
     device = env.devices[0]
     peer = None
@@ -218,3 +225,42 @@ def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> No
     log_text = log_path.read_text()
     assert code == 0, f"exit status {code}:\n{log_text[-3000:]}"
     assert log_text.count("\n") < 400, "log flood"
+
+
+def test_sigterm_while_paused_on_a_full_disk_exits_0_within_the_grace_period(env, tmp_path) -> None:
+    """A stop asked for while the store waits for space: no hang, no SIGKILL, nothing acked uncommitted."""
+    reason = tmpfs_unavailable(tmp_path / "probe")
+    if reason is not None:
+        pytest.skip(reason)
+    http_port = broker.free_port()
+    env.extra["raw"]["http"] = {"listen": f"127.0.0.1:{http_port}"}
+    config = env.write_toml(tmp_path / "gateway.toml")
+    data = env.config.data_dir
+    log_path = tmp_path / "gateway.log"
+    gateway = start_on_tmpfs(env, config, log_path)
+    device = env.devices[0]
+    peer = None
+    try:
+        wait_until(lambda: metric(http_port, "mqtt_subscribed") == 1, 30, "the gateway to subscribe")
+        peer = env.device_peer(device)
+        stored = [device.seal() for _ in range(3)]
+        for raw_bundle in stored:
+            peer.send(raw_bundle)
+        peer.acks_for({pbundle.bundle_hash(r) for r in stored})
+        in_namespace(gateway.pid, f"dd if=/dev/zero of={data}/filler bs=4096 2>/dev/null; true")
+        for raw_bundle in [device.seal() for _ in range(5)]:
+            peer.send(raw_bundle)
+        wait_until(lambda: metric(http_port, 'storage_full{part="store"}') == 1, 15, "the store to pause")
+        started = time.monotonic()
+        gateway.send_signal(signal.SIGTERM)
+        code = gateway.wait(timeout=SHUTDOWN_GRACE_S + 5)
+        took = time.monotonic() - started
+        assert peer.messages.empty(), "an ack for a bundle that was not committed"
+    finally:
+        if peer is not None:
+            peer.close()
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait()
+    assert code == 0, log_path.read_text()[-3000:]
+    assert took < SHUTDOWN_GRACE_S, f"stopping took {took:.1f} s"
