@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -297,3 +299,27 @@ def test_a_task_that_dies_stops_the_gateway_with_a_non_zero_status(env, monkeypa
     assert status != 0
     assert time.monotonic() - started < 15
     assert any("run_silence_watch failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 #1: the MQTT connection task dies unobserved; the gateway idles"
+)
+def test_a_dead_mqtt_connection_task_stops_the_process_non_zero(env, tmp_path) -> None:
+    """paho refuses an empty host with ValueError (not a connection error to retry): the connection task
+    dies. Unwatched, the gateway ran on without ever receiving a message; watched, it stops and says so."""
+    env.extra["raw"]["mqtt"]["host"] = ""
+    config = env.write_toml(tmp_path / "gateway.toml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pinseal_gateway.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        code = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the gateway kept running without its MQTT connection task")
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert code == cli.FAILED_EXIT, output
+    assert "mqtt-ingest failed; stopping the gateway" in output
