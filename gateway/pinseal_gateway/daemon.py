@@ -110,6 +110,8 @@ async def run_gateway(
         pipeline_task = asyncio.create_task(pipeline.run(stop), name="pipeline")
         tasks[pipeline_task] = "pipeline"
         ingest.start()
+        if ingest.task is not None:
+            tasks[ingest.task] = "mqtt-ingest"
         for module_name, attr in OPTIONAL_TASKS:
             fn = _optional(module_name, attr)
             if fn is not None:

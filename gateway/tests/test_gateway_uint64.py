@@ -301,9 +301,6 @@ def test_a_task_that_dies_stops_the_gateway_with_a_non_zero_status(env, monkeypa
     assert any("run_silence_watch failed" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 #1: the MQTT connection task dies unobserved; the gateway idles"
-)
 def test_a_dead_mqtt_connection_task_stops_the_process_non_zero(env, tmp_path) -> None:
     """paho refuses an empty host with ValueError (not a connection error to retry): the connection task
     dies. Unwatched, the gateway ran on without ever receiving a message; watched, it stops and says so."""
