@@ -36,10 +36,26 @@ ACL_NAME = "pinseal.acl"
 SYSTEM_DIR = Path("/etc/mosquitto")
 
 # The broker holds what the gateway has not PUBACKed yet: a wide in-flight window so the gateway can
-# commit large groups, and a deep queue for a gateway restart under load.
+# commit large groups, and a deep queue for a gateway restart under load, bounded in bytes as well
+# (100,000 bundles of up to 2 KiB would be 200 MB on a small board; what does not fit stays on the
+# devices, which keep every bundle until its ack and send it again).
 MAX_INFLIGHT = 1000
 MAX_QUEUED = 100000
-MESSAGE_SIZE_LIMIT = 65536  # far above a bundle's 2,048 bytes: the gateway reports too_large itself
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+
+# The largest MQTT packet the broker reads, from anyone, before or after authentication. Mosquitto
+# otherwise allocates whatever a CONNECT's remaining length declares (up to 256 MB) and buffers it as it
+# arrives. 64 KiB carries a bundle (at most 2,048 bytes) with its topic many times over, and Home
+# Assistant's MQTT discovery payloads (a few KiB) if the same broker serves Home Assistant. Batches never
+# travel through this broker (the gateway's MQTT uplink goes to the network's broker, not this one).
+MAX_PACKET_SIZE = 64 * 1024
+MQTT_HEADROOM = 1024  # fixed header and topic of a PUBLISH, at most
+MESSAGE_SIZE_LIMIT = MAX_PACKET_SIZE - MQTT_HEADROOM  # larger payloads get a PUBACK error, not a drop
+
+# Connections on the devices' listener: the design target is 1,000 devices per gateway (the benchmark
+# runs 1,000) plus the gateway and a few tools; a LAN client opening sockets in a loop stops here
+# instead of at the process's file limit, and with MAX_PACKET_SIZE bounds what they can make it buffer.
+MAX_CONNECTIONS = 2000
 
 
 @dataclass(frozen=True)
@@ -113,11 +129,14 @@ def conf_text(
         "per_listener_settings false",
         f"listener {port} {host}",
         "use_username_as_clientid true",
+        f"max_connections {MAX_CONNECTIONS}",
         "allow_anonymous false",
         f"password_file {password_file}",
         f"acl_file {acl_file}",
         f"max_inflight_messages {MAX_INFLIGHT}",
         f"max_queued_messages {MAX_QUEUED}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        f"max_packet_size {MAX_PACKET_SIZE}",
         f"message_size_limit {MESSAGE_SIZE_LIMIT}",
         "set_tcp_nodelay true",
     ]

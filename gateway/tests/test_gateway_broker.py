@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from pinseal_gateway import broker
 from pinseal_protocol import bundle as pbundle
 
 
@@ -130,7 +130,6 @@ def send_huge_connect(port: int) -> int:
     return sent
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #5: no max_packet_size: the broker buffers a 100 MB CONNECT")
 def test_an_unauthenticated_huge_connect_is_dropped_with_memory_flat(env, gateway):
     pid = env.broker_proc.pid  # type: ignore[attr-defined]
     before = vm_rss_kib(pid)
@@ -147,3 +146,20 @@ def test_an_unauthenticated_huge_connect_is_dropped_with_memory_flat(env, gatewa
         peer.acks_for({pbundle.bundle_hash(raw)})
     finally:
         peer.close()
+
+
+def test_the_packet_limit_carries_the_largest_bundle_and_home_assistant_discovery():
+    topic = "pinseal/v1/" + "f" * 16 + "/up"
+    largest_publish = 1 + 4 + 2 + len(topic) + 2 + pbundle.MAX_SIZE  # header, topic, packet id, payload
+    assert 16 * largest_publish <= broker.MAX_PACKET_SIZE
+    assert broker.MESSAGE_SIZE_LIMIT >= 16 * 1024  # discovery payloads are a few KiB
+    conf = broker.conf_text(
+        host="127.0.0.1",
+        port=1883,
+        password_file=Path("p"),
+        acl_file=Path("a"),
+        persistence_dir=None,
+        run_as=None,
+        log_file=None,
+    )
+    assert f"max_packet_size {broker.MAX_PACKET_SIZE}" in conf.splitlines()
