@@ -65,9 +65,12 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         public = bytes.fromhex(args.public_key)
-        pkeys.load_public_key(public)
     except ValueError as exc:
         raise CliError(f"not a 32-byte Ed25519 public key in hex: {args.public_key!r}") from exc
+    try:
+        pkeys.check_public_key(public)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     if args.interval is not None and args.interval <= 0:
         raise CliError("--interval must be positive")
     password = device_store.new_mqtt_password()

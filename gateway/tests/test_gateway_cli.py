@@ -177,7 +177,6 @@ SMALL_ORDER_KEYS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8d: small-order public keys are registered")
 @pytest.mark.parametrize("public_hex", SMALL_ORDER_KEYS)
 def test_devices_add_refuses_small_order_keys(config_file, capsys, public_hex):
     code, _, err = run(capsys, "devices", "add", public_hex, "--config", str(config_file))

@@ -34,10 +34,9 @@ def parse_public_key(text: str) -> bytes:
     """A raw Ed25519 public key from 64 hex digits (checked to be a valid point)."""
     try:
         raw = bytes.fromhex(text.strip())
-        keys.load_public_key(raw)
     except ValueError as exc:
         raise ValueError(f"not a 32-byte Ed25519 public key in hex: {text!r}") from exc
-    return raw
+    return keys.check_public_key(raw)
 
 
 def add(
@@ -50,7 +49,7 @@ def add(
     now: float | None = None,
 ) -> tuple[bytes, bool]:
     """Register a key; returns its kid and whether it was new (an existing key is left as it is)."""
-    kid = keys.key_id(public_key)
+    kid = keys.key_id(keys.check_public_key(public_key))
     cursor = conn.execute(
         f"INSERT OR IGNORE INTO {table} (kid, public_key, label, added_at, revoked_at)"
         " VALUES (?, ?, ?, ?, ?)",

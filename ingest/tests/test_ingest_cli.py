@@ -120,7 +120,6 @@ SMALL_ORDER_KEYS = [  # libsodium's blocklist / Wycheproof small-order public ke
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8d: small-order public keys are registered")
 @pytest.mark.parametrize("table", ["gateways", "devices"])
 def test_small_order_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str) -> None:
     db = str(tmp_path / "keys.sqlite")

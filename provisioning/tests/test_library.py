@@ -112,7 +112,6 @@ def test_batch_reports_every_board_and_one_failure_does_not_stop_the_rest() -> N
         assert results[1].hint and "RuntimeError" in results[2].error
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8d: small-order public keys are registered")
 def test_registry_refuses_a_small_order_device_key(tmp_path: Path) -> None:
     """A board reporting an all-zero public key is refused before anything is registered anywhere."""
     from pinseal_provision.registry import Ingest
