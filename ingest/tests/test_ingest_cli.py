@@ -134,7 +134,6 @@ def test_small_order_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run_cli(capsys, table, "list", "--db", db)[1] == ""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8c: control characters in labels forge list lines")
 def test_labels_with_control_characters_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -151,7 +150,6 @@ def test_labels_with_control_characters_are_refused(
     assert run_cli(capsys, "devices", "list", "--db", db)[1] == ""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8c: control characters in labels forge list lines")
 def test_list_escapes_a_stored_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A label stored before the check is shown escaped, on one line."""
     import sqlite3
