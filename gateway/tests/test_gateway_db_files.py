@@ -22,7 +22,6 @@ def loose_umask():
     os.umask(old)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8b: database created 0644 in a 0755 folder")
 def test_a_new_database_is_private(tmp_path, loose_umask):
     path = tmp_path / "data" / "gateway.sqlite"
     db = Database(path)
@@ -36,7 +35,6 @@ def test_a_new_database_is_private(tmp_path, loose_umask):
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8b: database created 0644 in a 0755 folder")
 def test_an_existing_readable_database_is_tightened_with_a_log_line(tmp_path, loose_umask, caplog):
     path = tmp_path / "gateway.sqlite"
     Database(path).close()

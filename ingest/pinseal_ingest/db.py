@@ -9,6 +9,8 @@ blobs, whose bytewise order is their numeric order (`seq_key`).
 import sqlite3
 from pathlib import Path
 
+from pinseal_protocol.private_files import prepare_private_db
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gateways (
     kid BLOB PRIMARY KEY,
@@ -76,6 +78,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     `check_same_thread` is off because the service hands the connection to its one worker thread; no
     two threads ever use it at once.
     """
+    prepare_private_db(Path(path))  # folder 0700, files 0600: every gateway's readings
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

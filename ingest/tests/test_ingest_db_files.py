@@ -22,7 +22,6 @@ def loose_umask() -> Iterator[None]:
     os.umask(old)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8b: no private (0700) database folder; files 0644")
 def test_a_new_database_is_private(tmp_path: Path, loose_umask: None) -> None:
     path = tmp_path / "ingest" / "ingest.sqlite"
     conn = db.connect(path)
@@ -36,7 +35,6 @@ def test_a_new_database_is_private(tmp_path: Path, loose_umask: None) -> None:
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #8b: database created 0644 in a 0755 folder")
 def test_an_existing_readable_database_is_tightened_with_a_log_line(
     tmp_path: Path, loose_umask: None, caplog: pytest.LogCaptureFixture
 ) -> None:

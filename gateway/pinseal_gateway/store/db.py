@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pinseal_gateway.store import batches, bundles, devices
+from pinseal_protocol.private_files import prepare_private_db
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_private_db(path)  # folder 0700, files 0600: password hashes and readings
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level="DEFERRED", check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
