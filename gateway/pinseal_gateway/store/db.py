@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pinseal_gateway.store import batches, bundles, devices
+from pinseal_gateway.store import batches, bundles, devices, rejections
 from pinseal_protocol.private_files import prepare_private_db
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this gateway ({SCHEMA_VERSION})")
     with conn:
-        for schema in (devices.SCHEMA, bundles.SCHEMA, batches.SCHEMA):
+        for schema in (devices.SCHEMA, bundles.SCHEMA, batches.SCHEMA, rejections.SCHEMA):
             for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
