@@ -9,6 +9,7 @@ blobs, whose bytewise order is their numeric order (`seq_key`).
 import sqlite3
 from pathlib import Path
 
+from pinseal_protocol import retention
 from pinseal_protocol.private_files import prepare_private_db
 
 SCHEMA = """
@@ -68,8 +69,8 @@ CREATE TABLE IF NOT EXISTS rejections (
     batch_hash BLOB,
     bundle_index INTEGER,
     evidence BLOB
-);
-"""
+);"""
+SCHEMA += retention.TALLY_SCHEMA + ";\n"  # rejections counted but not stored (rejections.py)
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinseal_ingest.db import seq_key, seq_value
+from pinseal_protocol import retention
 from pinseal_protocol.batch import BatchHeader, Mode
 from pinseal_protocol.bundle import Bundle
 from pinseal_protocol.history import StoredBundle
@@ -226,4 +227,7 @@ def counts(conn: sqlite3.Connection) -> dict[str, Any]:
         "bundles": scalar("SELECT COUNT(*) FROM bundles"),
         "readings": scalar("SELECT COALESCE(SUM(n_readings), 0) FROM bundles"),
         "rejections": rejections,
+        "rejections_unstored": {
+            f"{reason}/{why}": n for (reason, why), n in sorted(retention.unstored(conn).items())
+        },
     }
