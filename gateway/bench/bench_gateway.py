@@ -8,7 +8,7 @@ One run, side by side:
 - readings_per_s_at_16: the same with 16 readings per bundle, counted in readings (median of as many rounds).
 - p50_ms / p99_ms: publish-to-ack latency at 50% of accepted_per_s, open loop.
 - raw_subscriber_per_s: the same load with a bare paho QoS 1 subscriber in place of the gateway (the
-  median of as many rounds).
+  median of as many rounds), under a read-only broker login of its own (one login, one session).
 - verify_per_s: bare `cryptography` Ed25519 verifies on one core.
 - lost / duplicated: from the acks the load generator got, and from the network ingest's store after the
   gateway's uplink drained — never from the gateway's own account of itself.
