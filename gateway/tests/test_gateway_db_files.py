@@ -44,3 +44,19 @@ def test_an_existing_readable_database_is_tightened_with_a_log_line(tmp_path, lo
         Database(path).close()
     assert mode(path) == 0o600
     assert any("0600" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 #8b: keygen creates the data folder 0755 before the database"
+)
+def test_the_data_folder_is_private_when_keygen_creates_it(tmp_path, loose_umask, capsys):
+    """The usual order: `keygen` creates the data folder, then the database is created inside it."""
+    from pinseal_gateway.cli import main
+
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\ndata_dir = "data"\n')
+    assert main(["keygen", "--config", str(config)]) == 0
+    assert main(["devices", "list", "--config", str(config)]) == 0
+    data = tmp_path / "data"
+    assert mode(data) == 0o700
+    assert {p.name: mode(p) for p in data.iterdir()} == {p.name: 0o600 for p in data.iterdir()}
