@@ -181,7 +181,7 @@ def write_broker_config(
         )
     else:
         persistence = out_dir / "data"
-        persistence.mkdir(exist_ok=True)
+        persistence.mkdir(exist_ok=True, mode=0o700)  # queued bundles: readings
         conf = conf_text(
             host=host,
             port=port,

@@ -46,9 +46,6 @@ def test_an_existing_readable_database_is_tightened_with_a_log_line(tmp_path, lo
     assert any("0600" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 #8b: keygen creates the data folder 0755 before the database"
-)
 def test_the_data_folder_is_private_when_keygen_creates_it(tmp_path, loose_umask, capsys):
     """The usual order: `keygen` creates the data folder, then the database is created inside it."""
     from pinseal_gateway.cli import main
