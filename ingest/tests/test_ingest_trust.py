@@ -67,7 +67,6 @@ def forged(raw: bytes) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #7: the ingest's answers do not say who verified a bundle")
 def test_proofs_mode_bundles_are_held_on_the_gateways_word_until_their_bytes_arrive(env: Env) -> None:
     a, b = env.device.seal(), env.device.seal()
     first = env.gateway.make([a, b], "proofs")
@@ -89,7 +88,6 @@ def test_proofs_mode_bundles_are_held_on_the_gateways_word_until_their_bytes_arr
     assert [leaf["verified_by"] for leaf in leaves] == ["ingest", "ingest"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #7: bytes from another gateway never upgrade a bundle")
 def test_another_gateways_bundles_upgrade_a_bundle_committed_by_proofs(env: Env) -> None:
     c, d = env.device.seal(), env.device.seal()
     response = env.server.send(env.gateway.make([c], "proofs"))
@@ -102,7 +100,6 @@ def test_another_gateways_bundles_upgrade_a_bundle_committed_by_proofs(env: Env)
     assert env.server.get(f"/v1/bundles/{batch.bundle_hash(d).hex()}").status == 404
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #7: a forged bundle committed by proofs is never exposed")
 def test_a_forged_bundle_committed_by_proofs_stays_on_the_gateways_word_and_is_evidence(env: Env) -> None:
     honest, fake = env.device.seal(), forged(env.device.seal())
     first = env.gateway.make([honest, fake], "proofs")
@@ -118,7 +115,6 @@ def test_a_forged_bundle_committed_by_proofs_stays_on_the_gateways_word_and_is_e
     assert rejection_rows(env.db)[0][2] == fake  # kept as evidence against the gateway
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #6: the ingest does not check reading times itself")
 def test_a_version_1_batch_is_accepted_and_the_ingest_flags_times_itself(env: Env) -> None:
     # Times relative to the batch's signed receive window (T0 .. T0 + 60 in ingest_fixtures).
     plausible, epoch_0 = sealed_at(env.device, T0), sealed_at(env.device, 0)
