@@ -19,14 +19,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import host_bundles
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_gateway import batcher
 from pinseal_gateway.config import UplinkSection
 from pinseal_gateway.store import batches
+from pinseal_gateway.store import bundles as bundle_store
+from pinseal_gateway.store.db import Database
 from pinseal_ingest import db as ingest_db
 from pinseal_ingest import registry
 from pinseal_ingest.server import serve
-from pinseal_protocol import batch, cose, dcbor, keys
+from pinseal_protocol import batch, bundle, cose, dcbor, keys
 
 TEN_YEARS_S = 10 * 365 * 86400
 MAX_TIME = 2**63 - 1
@@ -120,7 +125,6 @@ def header_payload(raw_header: bytes) -> dict[int, Any]:
     return dcbor.decode(cose.decode_sign1(raw_header).payload)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #6: no time flags in the signed batch or at the ingest")
 def test_implausible_times_reach_the_ingest_flagged_in_the_signed_batch(
     env: Any, ingest: LoopbackIngest, gateway: Any
 ) -> None:
@@ -171,9 +175,50 @@ def test_implausible_times_reach_the_ingest_flagged_in_the_signed_batch(
     for batch_no, row in sealed.items():
         status, info = ingest.get(f"/v1/batches/{row.hash.hex()}")
         assert status == 200 and info["version"] == 2
-        flagged = {leaf["leaf_index"]: leaf["time_flag"] for leaf in info["leaves"] if leaf["time_flag"]}
+        flags = {leaf["leaf_index"]: leaf["time_flag"] for leaf in info["leaves"]}
+        flagged = {i: flag for i, flag in flags.items() if flag != {"gateway": None, "ingest": None}}
         assert flagged == {
             place[name].leaf_index: {"gateway": flag, "ingest": flag}
             for name, flag in expected.items()
             if flag is not None and place[name].batch_no == batch_no
         }
+
+
+# ---- the batcher's encoding, without a broker -------------------------------------------------------
+
+
+def test_seal_batch_signs_each_stored_time_flag_into_a_version_2_batch(tmp_path: Path) -> None:
+    gateway_key = Ed25519PrivateKey.from_private_bytes(bytes([9]) * 32)
+    gateway_kid = keys.key_id(gateway_key.public_key())
+    device_key = Ed25519PrivateKey.from_private_bytes(bytes([10]) * 32)
+    raws = host_bundles.make_bundles(device_key, 4)
+    stored_flags = [None, "stale", None, "future"]
+
+    def store(conn: Any) -> None:
+        with conn:
+            for raw, flag in zip(raws, stored_flags, strict=True):
+                b = bundle.verify_bundle(raw, device_key.public_key())
+                row = (b.bundle_hash, b.kid, b.boot, b.seq, b.last_seq, b.prev, b.n_readings, b.time_source)
+                conn.execute(bundle_store.INSERT_BUNDLE, (*row, host_bundles.T0, raw, 0, flag))
+
+    db = Database(tmp_path / "gateway.sqlite")
+    try:
+        db.run_sync(store)
+        pending = db.run_sync(batches.unbatched, 10)
+        assert [p.time_flag for p in pending] == stored_flags
+        for mode in batch.MODES:
+            # two leaves per batch: leaves 0-1, then 2-3
+            info = db.run_sync(batcher.seal_batch, gateway_key, gateway_kid, mode, 2, host_bundles.T0 + 10)
+            body = db.run_sync(
+                lambda c, n=info.batch_no: c.execute(
+                    "SELECT body FROM uplink_outbox WHERE batch_no = ?", (n,)
+                ).fetchone()[0]
+            )
+            header = batch.verify_header(info.header, gateway_key.public_key())
+            uplink = batch.decode_uplink(body)
+            assert header.version == 2 and uplink.mode == mode
+            assert batch.check_time_flags(header, uplink) == (
+                {1: "stale"} if info.batch_no == 0 else {1: "future"}
+            )
+    finally:
+        db.close()
