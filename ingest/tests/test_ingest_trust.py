@@ -6,6 +6,9 @@ ingest-verified when its bytes arrive later, whether a resend of the same batch 
 another gateway's batch. Reading times are checked by the ingest itself in every bundle it verifies.
 """
 
+import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,8 @@ from pathlib import Path
 import pytest
 from ingest_fixtures import T0, Device, Gateway, IngestServer, key, register, rejection_rows
 
+from pinseal_ingest import accept, db, registry, store
+from pinseal_ingest.accept import Rejection
 from pinseal_protocol import batch, bundle
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.dcbor import DecimalFraction
@@ -139,3 +144,86 @@ def test_a_version_1_batch_is_accepted_and_the_ingest_flags_times_itself(env: En
         {"leaf_index": i, "bundle_hash": batch.bundle_hash(raw).hex(), "gateway": None, "ingest": flag}
         for i, raw, flag in ((1, epoch_0, "stale"), (2, future, "future"), (3, max_time, "future"))
     ]
+
+
+# --- the batch vectors, through the ingest's acceptance and store ------------------------------------
+
+BATCH_VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "batch"
+
+
+def load_batch_vectors() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(BATCH_VECTORS.glob("batch_*.json"))}
+
+
+@pytest.mark.parametrize("name", sorted(load_batch_vectors()))
+def test_the_ingest_takes_both_batch_versions_as_the_vectors_say(tmp_path: Path, name: str) -> None:
+    vector = load_batch_vectors()[name]
+    conn = db.connect(tmp_path / "ingest.sqlite")
+    try:
+        registry.add(conn, "gateways", bytes.fromhex(vector["public_key"]))
+        registry.add(conn, "devices", bytes.fromhex(vector["device"]["public_key"]))
+        body = bytes.fromhex(vector["uplink"])
+        if vector["expect"] != "accept":
+            with pytest.raises(Rejection) as info:
+                accept.accept(conn, body, idempotency_key=None, now=time.time())
+            assert info.value.reason == vector["expect"]
+            assert conn.execute("SELECT COUNT(*) FROM leaves").fetchone() == (0,)
+            return
+        result = accept.accept(conn, body, idempotency_key=vector["batch_hash"], now=time.time())
+        bundles_mode = vector["input"]["mode"] == "bundles"
+        count = len(vector["input"]["bundles"])
+        assert result.status == "stored"
+        assert result.verified_by == (
+            {"ingest": count, "gateway": 0} if bundles_mode else {"ingest": 0, "gateway": count}
+        )
+        gateway_flags = dict(map(tuple, vector["input"]["time_flags"] or []))
+        ingest_flags = {1: "stale", 2: "future"} if bundles_mode else {}
+        for leaf in store.batch_info(conn, bytes.fromhex(vector["batch_hash"]))["leaves"]:
+            i = leaf["leaf_index"]
+            assert leaf["time_flag"] == {"gateway": gateway_flags.get(i), "ingest": ingest_flags.get(i)}
+    finally:
+        conn.close()
+
+
+# --- schema migration --------------------------------------------------------------------------------
+
+SCHEMA_0 = """
+CREATE TABLE batches (hash BLOB PRIMARY KEY, gateway_kid BLOB NOT NULL, batch_no INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL, root BLOB NOT NULL, count INTEGER NOT NULL, first_received INTEGER NOT NULL,
+    last_received INTEGER NOT NULL, mode TEXT NOT NULL, header BLOB NOT NULL, received_at REAL NOT NULL,
+    UNIQUE (gateway_kid, batch_no));
+CREATE TABLE leaves (bundle_hash BLOB PRIMARY KEY, batch_hash BLOB NOT NULL REFERENCES batches(hash),
+    leaf_index INTEGER NOT NULL, UNIQUE (batch_hash, leaf_index));
+CREATE TABLE bundles (hash BLOB PRIMARY KEY, kid BLOB NOT NULL, seq BLOB NOT NULL, last_seq BLOB NOT NULL,
+    prev BLOB NOT NULL, link BLOB NOT NULL, n_readings INTEGER NOT NULL, raw BLOB NOT NULL);
+INSERT INTO batches VALUES (x'01', x'02', 0, x'03', x'04', 1, 10, 20, 'proofs', x'05', 30.0);
+INSERT INTO leaves VALUES (x'06', x'01', 0);
+"""
+
+
+def test_a_database_of_schema_0_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_0)
+    old.close()
+    conn = db.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (db.SCHEMA_VERSION,)
+        info = store.batch_info(conn, b"\x01")
+        assert info is not None and info["version"] == 1
+        assert info["leaves"] == [
+            {
+                "leaf_index": 0,
+                "bundle_hash": "06",
+                "verified_by": "gateway",
+                "time_flag": {"gateway": None, "ingest": None},
+            }
+        ]
+    finally:
+        conn.close()
+    db.connect(path).close()  # already current: nothing to do
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version={db.SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        db.connect(path)
