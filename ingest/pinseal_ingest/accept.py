@@ -117,8 +117,8 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
         rejection.gateway_kid = rejection.gateway_kid or gateway_kid
         rejection.batch_hash = batch_hash
         rejection.evidence = rejection.evidence or uplink.header
-        if rejection.bundle_index is not None and uplink.bundles is not None:
-            # Header, chain and leaves held; a bundle was refused (already committed, perhaps by
+        if rejection.status == 422 and uplink.bundles is not None:
+            # Header, chain and leaves held; bundles were refused (already committed, perhaps by
             # another gateway's proofs batch whose bundle these bytes now let the ingest verify).
             _upgrade(conn, uplink.bundles, now, gateway_kid, batch_hash)
         raise
