@@ -78,6 +78,8 @@ def seal_batch(
         root = batch.batch_root(hashes)
         first = min(p.received_at for p in pending)
         latest = max(p.received_at for p in pending)
+        # Version 2: the verifier's time flags travel to the network under this signature.
+        time_flags = {i: p.time_flag for i, p in enumerate(pending) if p.time_flag is not None}
         header = batch.sign_header(
             gateway_key,
             batch_no=batch_no,
@@ -88,12 +90,13 @@ def seal_batch(
             # signed window always contains every receive time.
             first_received=math.floor(first),
             last_received=math.ceil(latest),
+            time_flags=time_flags,
         )
         header_hash = batch.batch_hash(header)
         if mode == "bundles":
-            body = batch.encode_uplink(header, bundles=[p.raw for p in pending])
+            body = batch.encode_uplink(header, bundles=[p.raw for p in pending], time_flags=time_flags)
         else:
-            body = batch.encode_uplink(header, proofs=batch.leaf_proofs(hashes))
+            body = batch.encode_uplink(header, proofs=batch.leaf_proofs(hashes), time_flags=time_flags)
         batches.insert_batch(
             conn,
             batches.BatchRow(batch_no, header_hash, header, root, len(pending), first, latest, now),

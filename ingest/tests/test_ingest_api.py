@@ -42,7 +42,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
 def stored(env: Env, made: Batch) -> None:
     response = env.server.send(made)
     assert response.status == 200, response.body
-    assert response.body == {"status": "stored", "batch_hash": made.hash_hex}
+    # issue 11 #7: the answer also says who verified the leaves and which are time-flagged
+    assert response.body | {"verified_by": None, "time_flags": None} == {
+        "status": "stored",
+        "batch_hash": made.hash_hex,
+        "verified_by": None,
+        "time_flags": None,
+    }
 
 
 # --- accepted ----------------------------------------------------------------------------------------
@@ -83,7 +89,11 @@ def test_retry_of_the_same_batch_is_idempotent(env: Env) -> None:
     made = env.gateway.make([env.device.seal(), env.device.seal()])
     stored(env, made)
     again = env.server.send(made)
-    assert again.status == 200 and again.body == {"status": "duplicate", "batch_hash": made.hash_hex}
+    assert again.status == 200
+    assert {k: again.body[k] for k in ("status", "batch_hash")} == {
+        "status": "duplicate",
+        "batch_hash": made.hash_hex,
+    }
     assert env.server.post(made.body).body["status"] == "duplicate"  # the key header is optional
     assert table_counts(env.db) == {"batches": 1, "leaves": 2, "bundles": 2}
     assert "pinseal_ingest_batches_duplicate_total 2.0" in env.server.get("/metrics").body

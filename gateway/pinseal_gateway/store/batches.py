@@ -50,12 +50,17 @@ class BatchRow:
 
 @dataclass(frozen=True)
 class PendingBundle:
-    """An accepted bundle not yet in any batch, in received (rowid) order."""
+    """An accepted bundle not yet in any batch, in received (rowid) order.
+
+    `time_flag` is the verifier's verdict on its reading times ("future", "stale" or None): the batch
+    carries it to the network under the gateway's signature.
+    """
 
     rowid: int
     hash: bytes
     raw: bytes
     received_at: float
+    time_flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def unbatched(conn: sqlite3.Connection, limit: int) -> list[PendingBundle]:
     """Up to `limit` bundles without a batch, oldest first (rowid = received order)."""
     rows = conn.execute(
-        "SELECT rowid, hash, raw, received_at FROM bundles WHERE batch_id IS NULL ORDER BY rowid LIMIT ?",
+        "SELECT rowid, hash, raw, received_at, time_flag FROM bundles WHERE batch_id IS NULL"
+        " ORDER BY rowid LIMIT ?",
         (limit,),
     ).fetchall()
-    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3])) for r in rows]
+    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4]) for r in rows]
 
 
 def count_unbatched(conn: sqlite3.Connection, limit: int) -> int:
