@@ -312,7 +312,6 @@ def test_oversized_body(tmp_path: Path) -> None:
         assert [r[0] for r in rejection_rows(db)] == ["too_large"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a 422 names only the first refused bundle")
 def test_a_refused_batch_lists_every_refused_bundle_and_stores_nothing(env: Env) -> None:
     """The gateway can only take refused bundles out of a batch it is told about: all of them, at once."""
     held = env.other_device.seal()
@@ -338,7 +337,6 @@ def test_a_refused_batch_lists_every_refused_bundle_and_stores_nothing(env: Env)
     stored(env, env.gateway.make([bodies[0], bodies[2]]))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a 413 does not say the limit to resplit to")
 def test_a_too_large_answer_names_the_limit(tmp_path: Path) -> None:
     db = tmp_path / "limit.sqlite"
     gateway, device = Gateway(key(1)), Device(key(2))
