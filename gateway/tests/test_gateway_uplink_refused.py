@@ -249,7 +249,6 @@ def test_classify_reads_every_refused_bundle_of_a_422(entries):
 # ---- with the real ingest --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a 422 blocks the uplink for ever")
 def test_three_refused_bundles_in_batch_n_do_not_block_the_batches_behind_it(db, ingest):
     ingest.cli("devices", "add", keys.public_key_bytes(REVOKED_KEY).hex())
     ingest.cli("devices", "add", keys.public_key_bytes(HELD_KEY).hex())
@@ -322,7 +321,6 @@ def test_three_refused_bundles_in_batch_n_do_not_block_the_batches_behind_it(db,
     assert "pinseal_gateway_uplink_resealed_batches_total 3.0" in metrics
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a 413 blocks the uplink for ever")
 def test_a_batch_over_the_ingest_body_limit_is_resplit_and_delivered(db, ingest):
     raws = bundles_of(DEVICE_KEY, 60)
     store(db, DEVICE_KEY, raws)
@@ -370,7 +368,6 @@ async def start_stripping_proxy(target: str, port: int) -> web.AppRunner:
     return runner
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a 413/422 without a bundle list loops for ever")
 def test_refusals_without_a_bundle_list_are_bisected_and_end(db, ingest):
     honest = bundles_of(DEVICE_KEY, 40)
     stranger = bundles_of(STRANGER_KEY, 1)
