@@ -395,3 +395,45 @@ def test_refusals_without_a_bundle_list_are_bisected_and_end(db, ingest):
     assert_unbroken(ingest.chain(GATEWAY_KID))
     dead = db.run_sync(lambda c: c.execute("SELECT bundle_hash, reason FROM uplink_dead_letters").fetchall())
     assert [(bytes(h), r) for h, r in dead] == [(batch.bundle_hash(stranger[0]), "unknown_device")]
+
+
+# ---- the store after a reseal ----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 #2: a dead-lettered bundle's proof says 'pending' for ever")
+def test_after_a_reseal_proofs_name_the_new_batch_or_the_bundles_fate(db):
+    from pinseal_gateway import proofs
+    from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
+
+    raws = bundles_of(DEVICE_KEY, 9)
+    store(db, DEVICE_KEY, raws)
+    seal(db, 3), seal(db, 3), seal(db, 3)
+    dead, held = batch.bundle_hash(raws[0]), batch.bundle_hash(raws[2])
+    take_out = [TakeOut(dead, "unknown_device", "not registered", False), TakeOut(held, "replayed", "", True)]
+    done = db.run_sync(
+        functools.partial(
+            reseal_from,
+            take_out=take_out,
+            max_bundles=4,
+            max_bytes=1 << 20,
+            first_max_bundles=None,
+            why="422 test",
+            now=T0,
+        ),
+        GATEWAY_KEY,
+        GATEWAY_KID,
+        "bundles",
+        0,
+    )
+    assert (done.superseded, [b.count for b in done.sealed]) == (3, [4, 3])
+    assert [b.batch_no for b in db.run_sync(batches.all_batches)] == [0, 1]
+    for raw in raws[1:2] + raws[3:]:
+        proof = db.run_sync(proofs.proof_for, batch.bundle_hash(raw))
+        batch.verify_proof_document(proof, GATEWAY_KEY.public_key(), raw)  # against the new headers
+    assert db.run_sync(proofs.proof_for, dead) == {
+        "status": "dead_letter",
+        "bundle_hash": dead.hex(),
+        "received_at": T0,
+        "reason": "unknown_device",
+    }
+    assert db.run_sync(proofs.proof_for, held)["status"] == "held_elsewhere"
