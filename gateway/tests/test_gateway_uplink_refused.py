@@ -400,7 +400,6 @@ def test_refusals_without_a_bundle_list_are_bisected_and_end(db, ingest):
 # ---- the store after a reseal ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 #2: a dead-lettered bundle's proof says 'pending' for ever")
 def test_after_a_reseal_proofs_name_the_new_batch_or_the_bundles_fate(db):
     from pinseal_gateway import proofs
     from pinseal_gateway.uplink.reseal import TakeOut, reseal_from

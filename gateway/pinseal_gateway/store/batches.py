@@ -404,6 +404,19 @@ def _set_batch(conn: sqlite3.Connection, bundle_hash: bytes, marker: int) -> Non
         raise RuntimeError(f"bundle {bundle_hash.hex()} is not a freed leaf of the refused chain")
 
 
+def uplink_fate(conn: sqlite3.Connection, bundle_hash: bytes) -> tuple[str, dict[str, Any]] | None:
+    """("dead_letter", {"reason": ...}) or ("held_elsewhere", {}) for a bundle taken out of a refused
+    batch; None for any other bundle."""
+    row = conn.execute(
+        "SELECT reason FROM uplink_dead_letters WHERE bundle_hash = ?", (bundle_hash,)
+    ).fetchone()
+    if row is not None:
+        return "dead_letter", {"reason": row[0]}
+    if conn.execute("SELECT 1 FROM uplink_held_elsewhere WHERE bundle_hash = ?", (bundle_hash,)).fetchone():
+        return "held_elsewhere", {}
+    return None
+
+
 RECENT_DEAD_LETTERS = 20
 
 
