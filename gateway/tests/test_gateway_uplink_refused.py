@@ -436,3 +436,33 @@ def test_after_a_reseal_proofs_name_the_new_batch_or_the_bundles_fate(db):
         "reason": "unknown_device",
     }
     assert db.run_sync(proofs.proof_for, held)["status"] == "held_elsewhere"
+
+
+def test_a_reseal_that_cannot_apply_changes_nothing(db):
+    from pinseal_gateway.uplink.reseal import ResealError, TakeOut, reseal_from
+
+    raws = bundles_of(DEVICE_KEY, 6)
+    store(db, DEVICE_KEY, raws)
+    seal(db, 3), seal(db, 3)
+
+    def snapshot(conn):
+        tables = ("batches", "uplink_outbox", "superseded_batches", "uplink_dead_letters", "bundles")
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+
+    before = db.run_sync(snapshot)
+    reseal = functools.partial(
+        reseal_from, max_bundles=10, max_bytes=1 << 20, first_max_bundles=None, why="test", now=T0
+    )
+    # a bundle of batch 1 named while batch 0 is the refused one: nothing is written
+    wrong = [TakeOut(batch.bundle_hash(raws[4]), "revoked", "", False)]
+    with pytest.raises(ResealError, match="not in batch 0"):
+        db.run_sync(functools.partial(reseal, take_out=wrong), GATEWAY_KEY, GATEWAY_KID, "bundles", 0)
+    db.run_sync(
+        batches.mark_sent, 1, T0
+    )  # batch 1 confirmed: resealing from 0 would fork the network's chain
+    with pytest.raises(ResealError, match="confirmed"):
+        db.run_sync(functools.partial(reseal, take_out=[]), GATEWAY_KEY, GATEWAY_KID, "bundles", 0)
+    after = db.run_sync(snapshot)
+    assert after["uplink_outbox"][1][-1] == T0
+    after["uplink_outbox"] = before["uplink_outbox"]
+    assert after == before
