@@ -5,6 +5,11 @@ restart resumes at the first batch the network has not confirmed, waiting out it
 read from the table and sent byte for byte every time: a batch is never re-encoded, so the network
 can never see one batch as two different ones. A batch leaves the outbox (sent_at set) only after the
 network confirmed it holds it.
+
+The one exception is a batch the network refused as a whole (413, 422: it stored nothing of it): the
+same bytes can never pass, so it and its unsent successors are superseded and resealed from the same
+number (`reseal.py`) rather than retried. The network never held the old bytes, so it still sees each
+batch number once; the old headers stay in `superseded_batches`.
 """
 
 from __future__ import annotations
