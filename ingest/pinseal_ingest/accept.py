@@ -92,7 +92,9 @@ class Rejection(Exception):
 def too_large(size: int | None, limit: int) -> Rejection:
     """A body over the ingest's size limit (checked by the HTTP layer before anything is read)."""
     got = f"{size} bytes" if size is not None else "the body"
-    return Rejection(TooLarge.reason, f"{got} over the limit of {limit} bytes", status=413)
+    return Rejection(
+        TooLarge.reason, f"{got} over the limit of {limit} bytes", status=413, extra={"limit": limit}
+    )
 
 
 def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None, now: float) -> Accepted:
@@ -169,8 +171,14 @@ def _verify_and_store(conn: sqlite3.Connection, uplink: UplinkBatch, now: float)
         _store_bundles(conn, uplink.bundles, header, now)
     else:
         seen: set[bytes] = set()
+        refused: list[Rejection] = []
         for i, leaf in enumerate(leaves):
-            _check_not_committed(conn, leaf, seen, i)
+            try:
+                _check_not_committed(conn, leaf, seen, i)
+            except Rejection as rejection:
+                refused.append(rejection)
+        if refused:
+            raise _all_refused(refused)
     store.insert_batch(conn, header, uplink.mode, leaves, now, flags)
     stored_bodies = len(uplink.bundles) if uplink.bundles is not None else 0
     return Accepted("stored", header.batch_hash, uplink.mode, header.count, stored_bodies)
@@ -200,21 +208,24 @@ def _check_chain(conn: sqlite3.Connection, header: BatchHeader) -> None:
 
 def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes], index: int) -> None:
     """A bundle is paid for once: not twice in a batch, not again in a later batch."""
-    try:
-        if leaf in seen:
-            raise Replayed("the same bundle appears twice in this batch")
-        earlier = store.committed_batch(conn, leaf)
-        if earlier is not None:
-            raise Replayed(f"already committed by batch {earlier.hex()}")
-    except RejectedMessage as exc:
-        raise _bundle_rejection(exc, index, leaf, None) from exc
+    if leaf in seen:
+        raise _bundle_rejection(Replayed("the same bundle appears twice in this batch"), index, leaf, None)
+    earlier = store.committed_batch(conn, leaf)
+    if earlier is not None:
+        exc = Replayed(f"already committed by batch {earlier.hex()}")
+        raise _bundle_rejection(exc, index, leaf, None, held_by=earlier)
     seen.add(leaf)
 
 
 def _store_bundles(
     conn: sqlite3.Connection, bodies: tuple[bytes, ...], header: BatchHeader, now: float
 ) -> None:
-    """Verify every bundle (device signature, then history) and write it; the first failure rejects all.
+    """Verify every bundle (device signature, then history) and write it; any refusal rejects all.
+
+    Every bundle is judged, not only up to the first refusal, so the 422 can name all of them and the
+    gateway can take them out in one reseal rather than one round trip each. A refused bundle is not
+    written, so the bundles after it are judged against exactly what a batch without it would meet:
+    the honest rest, resealed, is accepted. The whole batch is rolled back all the same.
 
     Each is written with the ingest's own verdict on its reading times (`timecheck`), whatever the
     gateway claims: a version 1 gateway claims nothing, and a gateway's clock may be wrong.
@@ -227,12 +238,22 @@ def _store_bundles(
     devices = _cached(registry.resolver(conn, "devices"))
     high_water: dict[bytes, int | None] = {}
     seen: set[bytes] = set()
+    refused: list[Rejection] = []
     for i, raw in enumerate(bodies):
+        # Committed leaves first: the answer "held" (rather than, say, "revoked" for a device revoked
+        # since) is what tells the sender they are delivered. A leaf committed by a proofs-mode batch
+        # was not verified here; `_upgrade` verifies these bytes after the refusal (docs/protocol.md §9.7).
+        leaf = batch.bundle_hash(raw)
+        try:
+            _check_not_committed(conn, leaf, seen, i)
+        except Rejection as rejection:
+            refused.append(rejection)
+            continue
         try:
             verified = bundle.verify_bundle(raw, devices)
         except RejectedMessage as exc:
-            raise _bundle_rejection(exc, i, batch.bundle_hash(raw), None) from exc
-        _check_not_committed(conn, verified.bundle_hash, seen, i)
+            refused.append(_bundle_rejection(exc, i, leaf, None))
+            continue
         kid = verified.kid
         if kid not in high_water:
             high_water[kid] = store.high_water(conn, kid)
@@ -244,10 +265,13 @@ def _store_bundles(
                     raise Replayed("the same bytes are already stored")  # but never pay for it twice
             except RejectedMessage as exc:
                 evidence = raw if isinstance(exc, Conflict) else None
-                raise _bundle_rejection(exc, i, verified.bundle_hash, evidence) from exc
+                refused.append(_bundle_rejection(exc, i, verified.bundle_hash, evidence))
+                continue
         flag = time_flag(verified, header.first_received, header.last_received, now)
         store.insert_bundle(conn, verified, flag)
         high_water[kid] = verified.last_seq if top is None else max(top, verified.last_seq)
+    if refused:
+        raise _all_refused(refused)
 
 
 def _upgrade_resent(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -> None:
@@ -315,13 +339,47 @@ def _cached(resolve: Callable[[bytes], Ed25519PublicKey]) -> Callable[[bytes], E
 
 
 def _bundle_rejection(
-    exc: RejectedMessage, index: int, bundle_hash: bytes, evidence: bytes | None
+    exc: RejectedMessage,
+    index: int,
+    bundle_hash: bytes,
+    evidence: bytes | None,
+    *,
+    held_by: bytes | None = None,
 ) -> Rejection:
+    """One refused bundle; `held_by` names the stored batch that already holds these exact bytes."""
+    refused = {
+        "bundle_index": index,
+        "bundle_hash": bundle_hash.hex(),
+        "reason": exc.reason,
+        "detail": exc.detail,
+        "held": held_by is not None,
+    }
+    if held_by is not None:
+        refused["held_by"] = held_by.hex()
     return Rejection(
         exc.reason,
         f"bundle {index}: {exc.detail}",
         status=422,
-        extra={"bundle_index": index, "bundle_hash": bundle_hash.hex()},
+        extra={"bundle_index": index, "bundle_hash": bundle_hash.hex(), "refused": [refused]},
         bundle_index=index,
         evidence=evidence,
+    )
+
+
+def _all_refused(refused: list[Rejection]) -> Rejection:
+    """The batch's one rejection: the first refusal's fields on top (as before), every refusal listed.
+
+    `held: true` marks a bundle the network already holds, byte for byte, as a leaf of a stored batch
+    (typically delivered by another gateway): the sender may count it as delivered, while any other
+    refusal is one the network will not take from anyone.
+    """
+    first = refused[0]
+    more = f" (and {len(refused) - 1} more refused bundles)" if len(refused) > 1 else ""
+    return Rejection(
+        first.reason,
+        first.detail + more,
+        status=422,
+        extra={**first.extra, "refused": [entry for r in refused for entry in r.extra["refused"]]},
+        bundle_index=first.bundle_index,
+        evidence=first.evidence,
     )
