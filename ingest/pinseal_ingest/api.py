@@ -68,7 +68,7 @@ async def post_batch(request: web.Request) -> web.Response:
         log.info("batch rejected: %s", rejection)
         return _json(rejection.status, rejection.body())
     log.info("batch %s %s (%s, %d leaves)", result.batch_hash.hex(), result.status, result.mode, result.count)
-    return _json(200, {"status": result.status, "batch_hash": result.batch_hash.hex()})
+    return _json(200, result.body())
 
 
 def _hash_param(request: web.Request) -> bytes | None:
