@@ -35,6 +35,7 @@ from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store import devices as registry_store
+from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verify import (
     Checked,
     Limits,
@@ -164,6 +165,7 @@ class Pipeline:
         self._fingerprint: tuple[object, ...] | None = None
         self._registry_checked = 0.0
         self._rejection_log = _RejectionLog()
+        self._rejections = RejectionPolicy(ctx.metrics.registry)  # budget per publisher, retention
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -477,7 +479,7 @@ class Pipeline:
         if reading_rows:
             conn.executemany(store.INSERT_READING, reading_rows)
         if rejection_rows:
-            conn.executemany(store.INSERT_REJECTION, rejection_rows)
+            conn.executemany(store.INSERT_REJECTION, self._rejections.admit(conn, rejection_rows))
         if touched:
             conn.executemany(store.UPSERT_STATE, [s.row() for s in touched.values()])
 

@@ -13,6 +13,9 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from pinseal_protocol import retention
+from pinseal_protocol.private_files import prepare_private_db
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # 1: batches.version, leaves.gateway_time_flag, bundles.ingest_time_flag
@@ -77,8 +80,8 @@ CREATE TABLE IF NOT EXISTS rejections (
     batch_hash BLOB,
     bundle_index INTEGER,
     evidence BLOB
-);
-"""
+);"""
+SCHEMA += retention.TALLY_SCHEMA + ";\n"  # rejections counted but not stored (rejections.py)
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -87,6 +90,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     `check_same_thread` is off because the service hands the connection to its one worker thread; no
     two threads ever use it at once.
     """
+    prepare_private_db(Path(path))  # folder 0700, files 0600: every gateway's readings
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

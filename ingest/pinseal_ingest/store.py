@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinseal_ingest.db import seq_key, seq_value
+from pinseal_protocol import retention
 from pinseal_protocol.batch import BatchHeader, Mode, TimeFlags
 from pinseal_protocol.bundle import Bundle
 from pinseal_protocol.history import StoredBundle
@@ -319,4 +320,7 @@ def counts(conn: sqlite3.Connection) -> dict[str, Any]:
             "ingest": scalar("SELECT COUNT(*) FROM bundles WHERE ingest_time_flag IS NOT NULL"),
         },
         "rejections": rejections,
+        "rejections_unstored": {
+            f"{reason}/{why}": n for (reason, why), n in sorted(retention.unstored(conn).items())
+        },
     }
