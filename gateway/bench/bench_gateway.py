@@ -8,7 +8,7 @@ One run, side by side:
 - readings_per_s_at_16: the same with 16 readings per bundle, counted in readings (median of as many rounds).
 - p50_ms / p99_ms: publish-to-ack latency at 50% of accepted_per_s, open loop.
 - raw_subscriber_per_s: the same load with a bare paho QoS 1 subscriber in place of the gateway (the
-  median of as many rounds).
+  median of as many rounds), under a read-only broker login of its own (one login, one session).
 - verify_per_s: bare `cryptography` Ed25519 verifies on one core.
 - lost / duplicated: from the acks the load generator got, and from the network ingest's store after the
   gateway's uplink drained — never from the gateway's own account of itself.
@@ -37,6 +37,7 @@ from typing import Any
 import loadgen
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_gateway import broker
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_hil.benchreport import publish, stamp
@@ -230,7 +231,12 @@ def percentile(values: list[float], q: float) -> float:
     )
 
 
+RAW_SUBSCRIBER = "pinseal-bench-raw-subscriber"
+
+
 def raw_subscriber(stack: Stack, password: str, seconds: float) -> subprocess.Popen[str]:
+    """A bare paho subscriber under a read-only login of its own (the broker ties a session to a login:
+    as the gateway, its clean session would discard the gateway's persistent one)."""
     code = (
         "import sys, time, paho.mqtt.client as mqtt\n"
         "n = 0; t0 = t1 = None\n"
@@ -238,7 +244,7 @@ def raw_subscriber(stack: Stack, password: str, seconds: float) -> subprocess.Po
         "    global n, t0, t1\n"
         "    n += 1; now = time.perf_counter(); t0 = t0 or now; t1 = now\n"
         "c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='raw-subscriber', clean_session=True)\n"
-        f"c.username_pw_set('pinseal-gateway', {password!r})\n"
+        f"c.username_pw_set({RAW_SUBSCRIBER!r}, {password!r})\n"
         "c.on_message = on_message\n"
         f"c.connect('127.0.0.1', {stack.mqtt_port}); c.subscribe('pinseal/v1/+/up', qos=1)\n"
         f"end = time.time() + {seconds}\n"
@@ -336,13 +342,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         gateway.wait(30)
     try:
         print("bench: raw paho subscriber on the same broker and load", flush=True)
-        password = (stack.workdir / "gateway" / "mqtt-password").read_text().strip()
+        password = device_store.new_mqtt_password()
         raw_devices = loadgen.make_devices(n)
         for d in raw_devices:
             loadgen.presign(d, args.rounds * args.bundles, 1, now_s)
         register(stack, raw_devices)
         stack.procs.pop("mosquitto").terminate()
-        stack.start_broker_only()
+        reader = broker.reader_user(RAW_SUBSCRIBER, device_store.mosquitto_password_hash(password))
+        stack.start_broker_only([reader])
         raw_rounds = []
         for k, round_devices in enumerate(round_slices(raw_devices, "bundles", args.bundles, args.rounds)):
             sub = raw_subscriber(stack, password, seconds=args.raw_seconds)

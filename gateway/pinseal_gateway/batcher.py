@@ -1,4 +1,4 @@
-"""Seal accepted bundles into gateway-signed Merkle batches, every T seconds or every M bundles.
+"""Seal accepted bundles into gateway-signed Merkle batches, every T seconds or M bundles, at most B bytes.
 
 One Ed25519 signature per batch (not per bundle) is what lets a gateway commit to every reading it
 accepted at full ingest rate; the batch chain (each header names the previous batch's hash) lets the
@@ -11,16 +11,18 @@ the next seal simply takes the same bundles and the same batch number again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_gateway.config import BatchSection
 from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.storage import STORAGE_RETRY_MAX_S, WritePause
 from pinseal_gateway.store import batches
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_BYTES = BatchSection.max_bytes
 MAX_POLL_S = 1.0
 """How often the batcher looks whether `max_bundles` are waiting (one cheap bounded COUNT)."""
 
@@ -57,17 +60,16 @@ def seal_batch(
     mode: batch.Mode,
     max_bundles: int,
     now: float,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> BatchInfo | None:
-    """Seal the oldest unbatched bundles (up to `max_bundles`) into the next batch; None if none wait.
+    """Seal the oldest unbatched bundles (up to `max_bundles` and `max_bytes`) into the next batch.
 
-    Runs in the database thread. Everything, reads included, happens inside one IMMEDIATE transaction,
-    so the batch number, the previous hash and the set of bundles cannot change between reading and
-    writing, and a failure anywhere before COMMIT leaves the store exactly as it was.
+    None if none wait. Runs in the database thread. Everything, reads included, happens inside one
+    IMMEDIATE transaction, so the batch number, the previous hash and the set of bundles cannot change
+    between reading and writing, and a failure anywhere before COMMIT leaves the store exactly as it was.
     """
-    if mode not in batch.MODES:
-        raise ValueError(f"batch mode is one of {batch.MODES}, not {mode!r}")
-    if keys.key_id(gateway_key.public_key()) != gateway_kid:
-        raise ValueError("gateway_kid is not the key id of gateway_key")
+    check_signer(mode, gateway_key, gateway_kid)
     with batches.transaction(conn):
         pending = batches.unbatched(conn, max_bundles)
         if not pending:
@@ -75,32 +77,96 @@ def seal_batch(
         last = batches.last_batch(conn)
         batch_no = 0 if last is None else last.batch_no + 1
         prev_hash = batch.ZERO_HASH if last is None else last.hash
-        hashes = [p.hash for p in pending]
-        root = batch.batch_root(hashes)
-        first = min(p.received_at for p in pending)
-        latest = max(p.received_at for p in pending)
-        header = batch.sign_header(
-            gateway_key,
-            batch_no=batch_no,
-            prev_hash=prev_hash,
-            root=root,
-            count=len(pending),
-            # Whole seconds in the signed header (no floats in v1 CBOR), rounded outwards so the
-            # signed window always contains every receive time.
-            first_received=math.floor(first),
-            last_received=math.ceil(latest),
-        )
-        header_hash = batch.batch_hash(header)
+        taken = pending[: fit(pending, mode, max_bytes)]
+        return seal_bundles(conn, gateway_key, mode, batch_no, prev_hash, taken, now, max_bytes)
+
+
+def check_signer(mode: str, gateway_key: Ed25519PrivateKey, gateway_kid: bytes) -> None:
+    if mode not in batch.MODES:
+        raise ValueError(f"batch mode is one of {batch.MODES}, not {mode!r}")
+    if keys.key_id(gateway_key.public_key()) != gateway_kid:
+        raise ValueError("gateway_kid is not the key id of gateway_key")
+
+
+def fit(pending: Sequence[batches.PendingBundle], mode: str, max_bytes: int) -> int:
+    """How many of `pending` (a prefix) the next batch holds within `max_bytes`; at least one.
+
+    Counted from an upper bound of the encoded body (header at its protocol maximum, every CBOR head
+    at its real length, in "proofs" mode every audit path at the tree's depth), so the body `encode`
+    makes is never larger. At least one bundle: a bundle is at most `verify.max_bundle_bytes`, which
+    config validation keeps under the cap, and a queue must never stall on its own cap.
+    """
+    fixed = 1 + 1 + _head(batch.MAX_HEADER_SIZE) + batch.MAX_HEADER_SIZE + 1  # {1: header, 2|3: [...]}
+    fixed += 1 + 9  # {4: {leaf: flag, ...}}: the time flags map's key and head (version 2)
+    items = 0
+    count = 0
+    for p in pending:
         if mode == "bundles":
-            body = batch.encode_uplink(header, bundles=[p.raw for p in pending])
-        else:
-            body = batch.encode_uplink(header, proofs=batch.leaf_proofs(hashes))
-        batches.insert_batch(
-            conn,
-            batches.BatchRow(batch_no, header_hash, header, root, len(pending), first, latest, now),
-        )
-        batches.assign_leaves(conn, batch_no, hashes)
-        batches.insert_outbox(conn, batch_no, body)
+            item = _head(len(p.raw)) + len(p.raw)
+            paths = 0
+        else:  # [leaf_index, bundle_hash, [path...]]: the path's hashes are counted in `paths`
+            item = 1 + 9 + 2 + batch.HASH_SIZE + 1
+            paths = (count + 1) * count.bit_length() * (2 + batch.HASH_SIZE)
+        if p.time_flag is not None:  # its entry in the time flags map: leaf index, flag as text
+            item += 9 + 1 + len(p.time_flag)
+        if count and fixed + _head(count + 1) + items + item + paths > max_bytes:
+            break
+        items += item
+        count += 1
+    return count
+
+
+def _head(n: int) -> int:
+    """Bytes of a CBOR head carrying the argument n (RFC 8949 3: 1, 2, 3, 5 or 9)."""
+    return 1 if n < 24 else 2 if n < 2**8 else 3 if n < 2**16 else 5 if n < 2**32 else 9
+
+
+def seal_bundles(
+    conn: sqlite3.Connection,
+    gateway_key: Ed25519PrivateKey,
+    mode: batch.Mode,
+    batch_no: int,
+    prev_hash: bytes,
+    pending: Sequence[batches.PendingBundle],
+    now: float,
+    max_bytes: int,
+) -> BatchInfo:
+    """Encode, sign and store batch `batch_no` of exactly `pending`, inside the caller's transaction.
+
+    The one place a batch is made: the batcher's next batch and the uplink's reseal of a refused chain
+    (`uplink/reseal.py`) both come here, so both sign the same header and encode the same body.
+    """
+    hashes = [p.hash for p in pending]
+    root = batch.batch_root(hashes)
+    first = min(p.received_at for p in pending)
+    latest = max(p.received_at for p in pending)
+    # Version 2: the verifier's time flags travel to the network under this signature.
+    time_flags = {i: p.time_flag for i, p in enumerate(pending) if p.time_flag is not None}
+    header = batch.sign_header(
+        gateway_key,
+        batch_no=batch_no,
+        prev_hash=prev_hash,
+        root=root,
+        count=len(pending),
+        # Whole seconds in the signed header (no floats in v1 CBOR), rounded outwards so the
+        # signed window always contains every receive time.
+        first_received=math.floor(first),
+        last_received=math.ceil(latest),
+        time_flags=time_flags,
+    )
+    header_hash = batch.batch_hash(header)
+    if mode == "bundles":
+        body = batch.encode_uplink(header, bundles=[p.raw for p in pending], time_flags=time_flags)
+    else:
+        body = batch.encode_uplink(header, proofs=batch.leaf_proofs(hashes), time_flags=time_flags)
+    if len(body) > max_bytes and len(pending) > 1:  # `fit` is an upper bound: this is a bug, not input
+        raise RuntimeError(f"batch {batch_no}: {len(body)} bytes over the cap of {max_bytes}")
+    batches.insert_batch(
+        conn,
+        batches.BatchRow(batch_no, header_hash, header, root, len(pending), first, latest, now),
+    )
+    batches.assign_leaves(conn, batch_no, hashes)
+    batches.insert_outbox(conn, batch_no, body)
     return BatchInfo(batch_no, header_hash, prev_hash, root, len(pending), first, latest, header, len(body))
 
 
@@ -141,7 +207,14 @@ async def run_batcher(
 async def seal_once(ctx: GatewayContext, now: float) -> BatchInfo | None:
     """Seal one batch now (if any bundle waits) and account for it in metrics and logs."""
     cfg = ctx.config.batch
-    info = await ctx.db.run(seal_batch, ctx.gateway_key, ctx.gateway_kid, cfg.mode, cfg.max_bundles, now)
+    info = await ctx.db.run(
+        functools.partial(seal_batch, max_bytes=cfg.max_bytes),
+        ctx.gateway_key,
+        ctx.gateway_kid,
+        cfg.mode,
+        cfg.max_bundles,
+        now,
+    )
     if info is None:
         return None
     ctx.metrics.batches_sealed.inc()

@@ -23,6 +23,7 @@ from pinseal_gateway.keys import KeyFileError, create_gateway_key, read_secret, 
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import keys as pkeys
+from pinseal_protocol import labels
 
 log = logging.getLogger("pinseal_gateway")
 
@@ -70,11 +71,19 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         public = bytes.fromhex(args.public_key)
-        pkeys.load_public_key(public)
     except ValueError as exc:
         raise CliError(f"not a 32-byte Ed25519 public key in hex: {args.public_key!r}") from exc
+    try:
+        pkeys.check_public_key(public)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     if args.interval is not None and args.interval <= 0:
         raise CliError("--interval must be positive")
+    if args.label is not None:
+        try:
+            labels.check_label(args.label)
+        except ValueError as exc:
+            raise CliError(f"--label: {exc}") from exc
     password = device_store.new_mqtt_password()
     db = _open_db(config)
     try:
@@ -105,7 +114,8 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
     for d in devices:
         state = "revoked" if d.revoked else "active"
         interval = d.expected_interval_s if d.expected_interval_s is not None else "-"
-        print(f"{d.kid_hex}  {state:7}  interval={interval}  {d.label or ''}".rstrip())
+        label = labels.escape_label(d.label or "")
+        print(f"{d.kid_hex}  {state:7}  interval={interval}  {label}".rstrip())
     return 0
 
 

@@ -54,10 +54,20 @@ class DevicesSection:
     silent_after_intervals: int = 3
 
 
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+"""Upper bound of `batch.max_bytes`: the reference network ingest's default body limit (`pinseal-ingest
+run --max-body`); a larger batch could never be delivered there. An ingest with a smaller limit answers
+413 with its limit and the uplink reseals to fit (docs/gateway.md)."""
+BATCH_FRAMING_BYTES = 1024 + 64
+"""What a batch body holds besides its bundles: the signed header (at most 1,024 bytes, protocol 9.2)
+and the CBOR framing; with one bundle of `verify.max_bundle_bytes` it is the smallest useful cap."""
+
+
 @dataclass(frozen=True)
 class BatchSection:
     interval_s: float = 60.0
     max_bundles: int = 1000
+    max_bytes: int = 1024 * 1024  # uplink body; 1,000 typical bundles (~300 B) fit, 16x under the ingest's
     mode: str = "bundles"
 
 
@@ -190,6 +200,13 @@ def _validate(config: GatewayConfig) -> None:
             raise ConfigError(f"{key} must be positive, not {value}")
     if not 0 < config.mqtt.port < 65536:
         raise ConfigError(f"mqtt.port out of range: {config.mqtt.port}")
+    smallest = config.verify.max_bundle_bytes + BATCH_FRAMING_BYTES
+    if not smallest <= config.batch.max_bytes <= MAX_BATCH_BYTES:
+        raise ConfigError(
+            f"batch.max_bytes must be at least {smallest} (one bundle of verify.max_bundle_bytes and the "
+            f"batch header) and at most {MAX_BATCH_BYTES} (the network ingest's body limit), "
+            f"not {config.batch.max_bytes}"
+        )
     if config.batch.mode not in ("bundles", "proofs"):
         raise ConfigError(f"batch.mode must be 'bundles' or 'proofs', not {config.batch.mode!r}")
     if config.uplink.kind not in ("http", "mqtt", "none"):

@@ -17,8 +17,10 @@ from aiohttp import web
 
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.store import batches as batch_store
 from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store import devices as device_store
+from pinseal_gateway.store import rejections
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | N
             "unbatched": unbatched,
             "batches": batches,
             "rejections": bundle_store.count_by_reason(conn),
+            "rejections_unstored": rejections.unstored_by_reason(conn),  # rate-limited or pruned
         },
         "outbox_depth": outbox,
+        "uplink": batch_store.uplink_summary(conn),
     }
 
 

@@ -24,8 +24,9 @@ class KeyFileError(Exception):
 
 
 def write_secret(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 and write `data`; refuses to overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create `path` with mode 0600 (in a folder created 0700 if missing: the data folder also holds the
+    database) and write `data`; refuses to overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:

@@ -41,6 +41,22 @@ class Metrics:
         self.outbox_depth = Gauge(f"{PREFIX}outbox_depth", "Batches waiting in the uplink outbox", registry=r)
         self.uplink_sent = Counter(f"{PREFIX}uplink_sent", "Batches the network ingest confirmed", registry=r)
         self.uplink_failures = Counter(f"{PREFIX}uplink_failures", "Failed uplink attempts", registry=r)
+        self.uplink_dead_letters = Counter(
+            f"{PREFIX}uplink_dead_letters",
+            "Bundles the network refused for good, kept out of every batch since, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.uplink_held_elsewhere = Counter(
+            f"{PREFIX}uplink_held_elsewhere",
+            "Bundles the network already held from elsewhere, counted as delivered",
+            registry=r,
+        )
+        self.uplink_resealed_batches = Counter(
+            f"{PREFIX}uplink_resealed_batches",
+            "Unsent batches superseded by a reseal after the network refused a batch (413, 422)",
+            registry=r,
+        )
         self.device_last_seen = Gauge(
             f"{PREFIX}device_last_seen", "Unix time of a device's last valid bundle", ["kid"], registry=r
         )

@@ -42,6 +42,7 @@ from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store import devices as registry_store
+from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verify import (
     EVIDENCE_LIMIT,
     Checked,
@@ -180,6 +181,7 @@ class Pipeline:
         self._registry_checked = 0.0
         self._rejection_log = _RejectionLog()
         self._store_pause = WritePause(ctx.metrics, "store")
+        self._rejections = RejectionPolicy(ctx.metrics.registry)  # budget per publisher, retention
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- input -------------------------------------------------------------------------------------
@@ -559,7 +561,7 @@ class Pipeline:
         if reading_rows:
             conn.executemany(store.INSERT_READING, reading_rows)
         if rejection_rows:
-            conn.executemany(store.INSERT_REJECTION, rejection_rows)
+            conn.executemany(store.INSERT_REJECTION, self._rejections.admit(conn, rejection_rows))
         if touched:
             conn.executemany(store.UPSERT_STATE, [s.row() for s in touched.values()])
 

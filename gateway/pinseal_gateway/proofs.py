@@ -24,12 +24,24 @@ def proof_for(conn: sqlite3.Connection, bundle_hash: bytes) -> dict[str, Any] | 
 
     Returns None for a bundle hash the gateway does not hold; for a stored bundle still waiting for
     its batch, `{"status": "pending", "bundle_hash": hex, "received_at": unix time}` (a proof exists
-    within one batch interval: ask again). Otherwise the proof document exactly as
-    `pinseal_protocol.batch.verify_proof_document` takes it (it has no "status" key).
+    within one batch interval: ask again). For a bundle taken out of a batch the network refused,
+    `{"status": "dead_letter", ..., "reason": why}` or `{"status": "held_elsewhere", ...}` (the network
+    holds it from another gateway): no proof from this gateway will come. Otherwise the proof document
+    exactly as `pinseal_protocol.batch.verify_proof_document` takes it (it has no "status" key).
     """
     place = batches.bundle_place(conn, bytes(bundle_hash))
     if place is None:
         return None
+    fate = (
+        batches.uplink_fate(conn, place.hash) if place.batch_no is not None and place.batch_no < 0 else None
+    )
+    if fate is not None:  # taken out of a refused batch (issue 11 #2): no proof will ever exist
+        return {
+            "status": fate[0],
+            "bundle_hash": place.hash.hex(),
+            "received_at": place.received_at,
+            **fate[1],
+        }
     if place.batch_no is None or place.leaf_index is None:
         return {"status": PENDING, "bundle_hash": place.hash.hex(), "received_at": place.received_at}
     stored = batches.get_batch(conn, place.batch_no)

@@ -163,3 +163,56 @@ def test_json_logs_are_one_object_a_line_with_the_arguments(capsys):
     entry = json.loads(line)
     assert entry["level"] == "warning" and entry["message"] == "rejected bad_signature from ab12"
     assert entry["args"] == ["bad_signature", "ab12"]
+
+
+# Small-order (and non-canonical) Ed25519 encodings: libsodium's blocklist and Wycheproof's
+# eddsa_test.json small-order public keys. No signing key has them; some verifiers accept a signature
+# under them for any message.
+SMALL_ORDER_KEYS = [
+    "00" * 32,  # y = 0, order 4
+    "01" + "00" * 31,  # the identity, order 1
+    "ec" + "ff" * 30 + "7f",  # y = p - 1, order 2
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+]
+
+
+@pytest.mark.parametrize("public_hex", SMALL_ORDER_KEYS)
+def test_devices_add_refuses_small_order_keys(config_file, capsys, public_hex):
+    code, _, err = run(capsys, "devices", "add", public_hex, "--config", str(config_file))
+    assert code == 1 and "small-order" in err
+    code, out, _ = run(capsys, "devices", "list", "--config", str(config_file))
+    assert out == ""
+
+
+def test_devices_add_refuses_control_characters_in_a_label(config_file, capsys):
+    public = keys.public_key_bytes(keys.load_private_key(bytes([9]) * 32))
+    for label in ("shed\n0123456789abcdef0123456789abcdef  active  interval=-", "a\x1b[2Jb", "x\u202ey"):
+        code, _, err = run(
+            capsys, "devices", "add", public.hex(), "--label", label, "--config", str(config_file)
+        )
+        assert code == 1 and "control character" in err
+    code, out, _ = run(capsys, "devices", "list", "--config", str(config_file))
+    assert out == ""
+
+
+def test_devices_list_escapes_a_stored_label(config_file, capsys):
+    """A label stored before the check (or written by another tool) is shown escaped, on one line."""
+    from pinseal_gateway.config import load_config
+    from pinseal_gateway.store import devices as device_store
+    from pinseal_gateway.store.db import Database
+
+    public = keys.public_key_bytes(keys.load_private_key(bytes([9]) * 32))
+    db = Database(load_config(config_file).db_path)
+    try:
+        db.run_sync(
+            lambda conn: device_store.add_device(
+                conn, public, label="shed\nforged  active", expected_interval_s=None, password_hash="x"
+            )
+        )
+    finally:
+        db.close()
+    code, out, _ = run(capsys, "devices", "list", "--config", str(config_file))
+    assert code == 0 and out.splitlines() == [
+        f"{keys.key_id_hex(public)}  active   interval=-  shed\\nforged  active"
+    ]

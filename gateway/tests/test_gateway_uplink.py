@@ -192,8 +192,11 @@ def test_documented_ingest_answers_map_to_outcomes():
     gap = classify(409, '{"reason": "chain_gap", "expected": 4, "detail": "x"}')
     assert gap.outcome is Outcome.RESEND_FROM and gap.expected == 4
     assert classify(409, '{"reason": "conflict", "detail": "x"}').outcome is Outcome.CONFLICT
-    for status in (400, 403, 413, 422):
+    for status in (400, 403):
         assert classify(status, '{"reason": "bad_proof"}').outcome is Outcome.REJECTED
+    # issue 11 #2: the same bytes can never pass a 413 or a 422; the outbox reseals instead of retrying
+    assert classify(413, '{"reason": "too_large"}').outcome is Outcome.TOO_LARGE
+    assert classify(422, '{"reason": "bad_proof"}').outcome is Outcome.REFUSED
     for status in (500, 502, 503, 504, 429, 408):
         assert classify(status, "oops").outcome is Outcome.RETRY
     assert classify(409, '{"reason": "chain_gap"}').outcome is Outcome.RETRY  # unusable: do not guess

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,12 @@ class Stack:
         except OSError:
             return False
 
-    def start_broker_only(self) -> None:
-        """Mosquitto with a config generated from the gateway's registry as it is now."""
+    def start_broker_only(self, extra_users: Sequence[broker.BrokerUser] = ()) -> None:
+        """Mosquitto with a config generated from the gateway's registry as it is now, plus `extra_users`
+        (each client connected at the same time needs a login of its own: one login, one session)."""
         broker_dir = self.workdir / "broker"
         self.gateway_cli("broker-config", "--out", str(broker_dir))
+        broker.add_users(broker_dir, extra_users)
         self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
 
     def _spawn(self, name: str, cmd: list[str], port: int) -> None:

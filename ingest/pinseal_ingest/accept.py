@@ -3,8 +3,15 @@
 Every check runs inside one `BEGIN IMMEDIATE` transaction together with the writes, so what was checked
 (chain head, stored bundles, registry) cannot change before the batch is stored, and a rejection at any
 point rolls back everything of the batch. Only the rejection itself is recorded, afterwards.
+
+Trust (docs/protocol.md §9.6): the ingest verifies the device signature and the reading times of every
+bundle whose bytes it receives; a "proofs" batch gives it only the gateway's signed word. Bytes that
+arrive later for such a bundle (the same batch resent with its bundles, or another gateway's batch that
+is refused because the bundle is already committed) are verified then, in a transaction of their own,
+and make the bundle ingest-verified (`_upgrade`); they never commit anything twice.
 """
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_ingest import registry, store
 from pinseal_ingest.db import Transaction
+from pinseal_ingest.timecheck import time_flag
 from pinseal_protocol import batch, bundle, cose, history
 from pinseal_protocol.batch import BatchHeader, UplinkBatch
 from pinseal_protocol.errors import (
@@ -27,16 +35,34 @@ from pinseal_protocol.errors import (
     UnknownDevice,
 )
 
+MAX_FLAGGED_IN_ANSWER = 256
+"""Flagged leaves listed in a POST answer; GET /v1/batches/<hash> lists every leaf."""
+
 
 @dataclass(frozen=True)
 class Accepted:
-    """A batch the network now holds: newly `stored`, or a `duplicate` of one stored earlier."""
+    """A batch the network now holds: newly `stored`, or a `duplicate` of one stored earlier.
+
+    `verified_by` counts its leaves by who verified the device signature (the ingest itself, or only
+    the gateway); `time_flags` lists its flagged leaves with the gateway's and the ingest's flag.
+    """
 
     status: Literal["stored", "duplicate"]
     batch_hash: bytes
     mode: str
     count: int
     bundles: int
+    verified_by: dict[str, int] = field(default_factory=dict)
+    time_flags: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer to the gateway."""
+        return {
+            "status": self.status,
+            "batch_hash": self.batch_hash.hex(),
+            "verified_by": self.verified_by,
+            "time_flags": self.time_flags,
+        }
 
 
 @dataclass(eq=False)
@@ -66,7 +92,9 @@ class Rejection(Exception):
 def too_large(size: int | None, limit: int) -> Rejection:
     """A body over the ingest's size limit (checked by the HTTP layer before anything is read)."""
     got = f"{size} bytes" if size is not None else "the body"
-    return Rejection(TooLarge.reason, f"{got} over the limit of {limit} bytes", status=413)
+    return Rejection(
+        TooLarge.reason, f"{got} over the limit of {limit} bytes", status=413, extra={"limit": limit}
+    )
 
 
 def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None, now: float) -> Accepted:
@@ -81,13 +109,20 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
         if idempotency_key is not None and idempotency_key.strip().lower() != batch_hash.hex():
             raise InvalidStructure("Idempotency-Key is not the batch hash")
         with Transaction(conn):
-            if store.has_batch(conn, batch_hash):
-                return Accepted("duplicate", batch_hash, uplink.mode, _count(uplink), 0)
-            return _verify_and_store(conn, uplink, now)
+            duplicate = store.has_batch(conn, batch_hash)
+            if not duplicate:
+                return _with_trust(conn, _verify_and_store(conn, uplink, now))
+        if uplink.bundles is not None:
+            _upgrade_resent(conn, uplink, now)
+        return _with_trust(conn, Accepted("duplicate", batch_hash, uplink.mode, _count(uplink), 0))
     except Rejection as rejection:
         rejection.gateway_kid = rejection.gateway_kid or gateway_kid
         rejection.batch_hash = batch_hash
         rejection.evidence = rejection.evidence or uplink.header
+        if rejection.status == 422 and uplink.bundles is not None:
+            # Header, chain and leaves held; bundles were refused (already committed, perhaps by
+            # another gateway's proofs batch whose bundle these bytes now let the ingest verify).
+            _upgrade(conn, uplink.bundles, now, gateway_kid, batch_hash)
         raise
     except RejectedMessage as exc:
         status = 403 if isinstance(exc, UnknownDevice | Revoked) else 400
@@ -100,6 +135,19 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
             batch_hash=batch_hash,
             evidence=uplink.header,
         ) from exc
+
+
+def _with_trust(conn: sqlite3.Connection, result: Accepted) -> Accepted:
+    """The answer with who verified the batch's leaves and which are time-flagged, as stored now."""
+    return Accepted(
+        result.status,
+        result.batch_hash,
+        result.mode,
+        result.count,
+        result.bundles,
+        store.verified_by_counts(conn, result.batch_hash),
+        store.flagged_leaves(conn, result.batch_hash, MAX_FLAGGED_IN_ANSWER),
+    )
 
 
 def _count(uplink: UplinkBatch) -> int:
@@ -118,13 +166,20 @@ def _verify_and_store(conn: sqlite3.Connection, uplink: UplinkBatch, now: float)
     header = batch.verify_header(uplink.header, registry.resolver(conn, "gateways"))
     _check_chain(conn, header)
     leaves = batch.check_leaves(header, uplink)
+    flags = batch.check_time_flags(header, uplink)
     if uplink.bundles is not None:
-        _store_bundles(conn, uplink.bundles)
+        _store_bundles(conn, uplink.bundles, header, now)
     else:
         seen: set[bytes] = set()
+        refused: list[Rejection] = []
         for i, leaf in enumerate(leaves):
-            _check_not_committed(conn, leaf, seen, i)
-    store.insert_batch(conn, header, uplink.mode, leaves, now)
+            try:
+                _check_not_committed(conn, leaf, seen, i)
+            except Rejection as rejection:
+                refused.append(rejection)
+        if refused:
+            raise _all_refused(refused)
+    store.insert_batch(conn, header, uplink.mode, leaves, now, flags)
     stored_bodies = len(uplink.bundles) if uplink.bundles is not None else 0
     return Accepted("stored", header.batch_hash, uplink.mode, header.count, stored_bodies)
 
@@ -153,19 +208,27 @@ def _check_chain(conn: sqlite3.Connection, header: BatchHeader) -> None:
 
 def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes], index: int) -> None:
     """A bundle is paid for once: not twice in a batch, not again in a later batch."""
-    try:
-        if leaf in seen:
-            raise Replayed("the same bundle appears twice in this batch")
-        earlier = store.committed_batch(conn, leaf)
-        if earlier is not None:
-            raise Replayed(f"already committed by batch {earlier.hex()}")
-    except RejectedMessage as exc:
-        raise _bundle_rejection(exc, index, leaf, None) from exc
+    if leaf in seen:
+        raise _bundle_rejection(Replayed("the same bundle appears twice in this batch"), index, leaf, None)
+    earlier = store.committed_batch(conn, leaf)
+    if earlier is not None:
+        exc = Replayed(f"already committed by batch {earlier.hex()}")
+        raise _bundle_rejection(exc, index, leaf, None, held_by=earlier)
     seen.add(leaf)
 
 
-def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
-    """Verify every bundle (device signature, then history) and write it; the first failure rejects all.
+def _store_bundles(
+    conn: sqlite3.Connection, bodies: tuple[bytes, ...], header: BatchHeader, now: float
+) -> None:
+    """Verify every bundle (device signature, then history) and write it; any refusal rejects all.
+
+    Every bundle is judged, not only up to the first refusal, so the 422 can name all of them and the
+    gateway can take them out in one reseal rather than one round trip each. A refused bundle is not
+    written, so the bundles after it are judged against exactly what a batch without it would meet:
+    the honest rest, resealed, is accepted. The whole batch is rolled back all the same.
+
+    Each is written with the ingest's own verdict on its reading times (`timecheck`), whatever the
+    gateway claims: a version 1 gateway claims nothing, and a gateway's clock may be wrong.
 
     A bundle whose first sequence number is above everything stored for its device can be neither a
     duplicate, nor a conflict, nor a replay (all three need a stored bundle at or above its start), so
@@ -175,12 +238,22 @@ def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
     devices = _cached(registry.resolver(conn, "devices"))
     high_water: dict[bytes, int | None] = {}
     seen: set[bytes] = set()
+    refused: list[Rejection] = []
     for i, raw in enumerate(bodies):
+        # Committed leaves first: the answer "held" (rather than, say, "revoked" for a device revoked
+        # since) is what tells the sender they are delivered. A leaf committed by a proofs-mode batch
+        # was not verified here; `_upgrade` verifies these bytes after the refusal (docs/protocol.md §9.7).
+        leaf = batch.bundle_hash(raw)
+        try:
+            _check_not_committed(conn, leaf, seen, i)
+        except Rejection as rejection:
+            refused.append(rejection)
+            continue
         try:
             verified = bundle.verify_bundle(raw, devices)
         except RejectedMessage as exc:
-            raise _bundle_rejection(exc, i, batch.bundle_hash(raw), None) from exc
-        _check_not_committed(conn, verified.bundle_hash, seen, i)
+            refused.append(_bundle_rejection(exc, i, leaf, None))
+            continue
         kid = verified.kid
         if kid not in high_water:
             high_water[kid] = store.high_water(conn, kid)
@@ -192,9 +265,65 @@ def _store_bundles(conn: sqlite3.Connection, bodies: tuple[bytes, ...]) -> None:
                     raise Replayed("the same bytes are already stored")  # but never pay for it twice
             except RejectedMessage as exc:
                 evidence = raw if isinstance(exc, Conflict) else None
-                raise _bundle_rejection(exc, i, verified.bundle_hash, evidence) from exc
-        store.insert_bundle(conn, verified)
+                refused.append(_bundle_rejection(exc, i, verified.bundle_hash, evidence))
+                continue
+        flag = time_flag(verified, header.first_received, header.last_received, now)
+        store.insert_bundle(conn, verified, flag)
         high_water[kid] = verified.last_seq if top is None else max(top, verified.last_seq)
+    if refused:
+        raise _all_refused(refused)
+
+
+def _upgrade_resent(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -> None:
+    """A stored batch resent with its bundles: verify the bodies it lacked, if they are its leaves."""
+    try:
+        header = batch.verify_header(uplink.header, registry.resolver(conn, "gateways"))
+        batch.check_leaves(header, uplink)
+    except RejectedMessage:
+        return  # still the stored batch's duplicate; these bytes are not its leaves, so teach nothing
+    assert uplink.bundles is not None
+    _upgrade(conn, uplink.bundles, now, header.gateway_kid, header.batch_hash)
+
+
+def _upgrade(
+    conn: sqlite3.Connection,
+    bodies: tuple[bytes, ...],
+    now: float,
+    gateway_kid: bytes | None,
+    batch_hash: bytes,
+) -> None:
+    """Store the verified bytes of committed bundles the ingest held only on a gateway's word.
+
+    Only bytes whose hash is such a leaf are looked at, so an honest batch costs one index lookup
+    per bundle here. The device signature must verify and the bundle must not overlap a stored one
+    with other bytes (`conflict`); counting backwards (`replayed`) does not matter, as the bundle is
+    committed already. A bundle that fails is recorded as a rejection with its bytes as evidence: a
+    gateway committed something its device did not sign.
+    """
+    devices = _cached(registry.resolver(conn, "devices"))
+    with Transaction(conn):
+        for i, raw in enumerate(bodies):
+            window = store.unverified_leaf(conn, batch.bundle_hash(raw))
+            if window is None:
+                continue
+            try:
+                verified = bundle.verify_bundle(raw, devices)
+                with contextlib.suppress(Replayed):
+                    history.classify(verified, store.relevant_bundles(conn, verified))
+            except RejectedMessage as exc:
+                store.record_rejection(
+                    conn,
+                    reason=exc.reason,
+                    detail=f"bundle {i}, committed on a gateway's word: {exc.detail}",
+                    received_at=now,
+                    gateway_kid=gateway_kid,
+                    batch_hash=batch_hash,
+                    bundle_index=i,
+                    evidence=raw,
+                )
+                continue
+            flag = time_flag(verified, window.first_received, window.last_received, now)
+            store.insert_bundle(conn, verified, flag)
 
 
 def _cached(resolve: Callable[[bytes], Ed25519PublicKey]) -> Callable[[bytes], Ed25519PublicKey]:
@@ -210,13 +339,47 @@ def _cached(resolve: Callable[[bytes], Ed25519PublicKey]) -> Callable[[bytes], E
 
 
 def _bundle_rejection(
-    exc: RejectedMessage, index: int, bundle_hash: bytes, evidence: bytes | None
+    exc: RejectedMessage,
+    index: int,
+    bundle_hash: bytes,
+    evidence: bytes | None,
+    *,
+    held_by: bytes | None = None,
 ) -> Rejection:
+    """One refused bundle; `held_by` names the stored batch that already holds these exact bytes."""
+    refused = {
+        "bundle_index": index,
+        "bundle_hash": bundle_hash.hex(),
+        "reason": exc.reason,
+        "detail": exc.detail,
+        "held": held_by is not None,
+    }
+    if held_by is not None:
+        refused["held_by"] = held_by.hex()
     return Rejection(
         exc.reason,
         f"bundle {index}: {exc.detail}",
         status=422,
-        extra={"bundle_index": index, "bundle_hash": bundle_hash.hex()},
+        extra={"bundle_index": index, "bundle_hash": bundle_hash.hex(), "refused": [refused]},
         bundle_index=index,
         evidence=evidence,
+    )
+
+
+def _all_refused(refused: list[Rejection]) -> Rejection:
+    """The batch's one rejection: the first refusal's fields on top (as before), every refusal listed.
+
+    `held: true` marks a bundle the network already holds, byte for byte, as a leaf of a stored batch
+    (typically delivered by another gateway): the sender may count it as delivered, while any other
+    refusal is one the network will not take from anyone.
+    """
+    first = refused[0]
+    more = f" (and {len(refused) - 1} more refused bundles)" if len(refused) > 1 else ""
+    return Rejection(
+        first.reason,
+        first.detail + more,
+        status=422,
+        extra={**first.extra, "refused": [entry for r in refused for entry in r.extra["refused"]]},
+        bundle_index=first.bundle_index,
+        evidence=first.evidence,
     )

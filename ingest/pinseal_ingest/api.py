@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pinseal_ingest.accept import Rejection, too_large
+from pinseal_ingest.rejections import CLIENT
 from pinseal_ingest.service import IngestService
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
 
 async def post_batch(request: web.Request) -> web.Response:
     service, limit = request.app[SERVICE], request.app[LIMIT]
+    CLIENT.set(request.remote)  # whose budget a rejection of this request comes out of (rejections.py)
     if request.content_type != CBOR:
         rejection = Rejection("unsupported_media_type", f"Content-Type must be {CBOR}", status=415)
         await service.reject(rejection)
@@ -66,7 +68,7 @@ async def post_batch(request: web.Request) -> web.Response:
         log.info("batch rejected: %s", rejection)
         return _json(rejection.status, rejection.body())
     log.info("batch %s %s (%s, %d leaves)", result.batch_hash.hex(), result.status, result.mode, result.count)
-    return _json(200, {"status": result.status, "batch_hash": result.batch_hash.hex()})
+    return _json(200, result.body())
 
 
 def _hash_param(request: web.Request) -> bytes | None:

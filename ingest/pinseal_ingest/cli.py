@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
-from pinseal_protocol import keys
+from pinseal_protocol import keys, labels
 
 DEFAULT_DB = "pinseal-ingest.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -93,7 +93,7 @@ def _list(args: argparse.Namespace) -> int:
     conn = db.connect(args.db)
     for signer in registry.list_signers(conn, args.table):
         state = f"revoked {_when(signer.revoked_at)}" if signer.revoked_at is not None else "active"
-        label = signer.label or ""
+        label = labels.escape_label(signer.label or "")
         fields = (signer.kid.hex(), signer.public_key.hex(), _when(signer.added_at), state, label)
         print("  ".join(fields))
     conn.close()

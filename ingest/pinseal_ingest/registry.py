@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pinseal_protocol import keys
+from pinseal_protocol import keys, labels
 from pinseal_protocol.errors import Revoked, UnknownDevice
 
 Table = Literal["gateways", "devices"]
@@ -34,10 +34,9 @@ def parse_public_key(text: str) -> bytes:
     """A raw Ed25519 public key from 64 hex digits (checked to be a valid point)."""
     try:
         raw = bytes.fromhex(text.strip())
-        keys.load_public_key(raw)
     except ValueError as exc:
         raise ValueError(f"not a 32-byte Ed25519 public key in hex: {text!r}") from exc
-    return raw
+    return keys.check_public_key(raw)
 
 
 def add(
@@ -50,7 +49,9 @@ def add(
     now: float | None = None,
 ) -> tuple[bytes, bool]:
     """Register a key; returns its kid and whether it was new (an existing key is left as it is)."""
-    kid = keys.key_id(public_key)
+    kid = keys.key_id(keys.check_public_key(public_key))
+    if label is not None:
+        labels.check_label(label)
     cursor = conn.execute(
         f"INSERT OR IGNORE INTO {table} (kid, public_key, label, added_at, revoked_at)"
         " VALUES (?, ?, ?, ?, ?)",
@@ -91,6 +92,11 @@ def import_devices(
             revoked_at = time.time() if now is None else now
         if label is not None and not isinstance(label, str):
             raise ValueError(f"entry {i}: label must be text")
+        if label is not None:
+            try:
+                labels.check_label(label)
+            except ValueError as exc:
+                raise ValueError(f"entry {i}: {exc}") from exc
         if revoked_at is not None and not isinstance(revoked_at, int | float):
             raise ValueError(f"entry {i}: revoked_at must be a Unix time")
         parsed.append((parse_public_key(entry["public_key"]), label, revoked_at))

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pinseal_ingest import accept, db, store
 from pinseal_ingest.accept import Accepted, Rejection
 from pinseal_ingest.metrics import IngestMetrics
+from pinseal_ingest.rejections import CLIENT, RejectionPolicy
 
 T = TypeVar("T")
 
@@ -27,6 +28,7 @@ class IngestService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-ingest-db")
         self._conn: sqlite3.Connection = self._executor.submit(db.connect, path).result()
         self.metrics = metrics or IngestMetrics()
+        self._rejections = RejectionPolicy(self.metrics.registry)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -36,37 +38,29 @@ class IngestService:
         """Verify and store one uplink body; raises `Rejection` (already recorded and counted)."""
         started = time.perf_counter()
         try:
-            result = await self._run(self._accept, body, idempotency_key)
+            result = await self._run(self._accept, body, idempotency_key, CLIENT.get())
         except Rejection as rejection:
             self.metrics.rejected(rejection.reason)
             raise
         self.metrics.accepted(result, time.perf_counter() - started)
         return result
 
-    def _accept(self, body: bytes, idempotency_key: str | None) -> Accepted:
+    def _accept(self, body: bytes, idempotency_key: str | None, client: str | None = None) -> Accepted:
         now = time.time()
         try:
             return accept.accept(self._conn, body, idempotency_key=idempotency_key, now=now)
         except Rejection as rejection:
-            self._record(rejection, now)
+            self._record(rejection, now, client)
             raise
 
     async def reject(self, rejection: Rejection) -> None:
         """Record and count a rejection decided before the body reached `submit` (size, media type)."""
         self.metrics.rejected(rejection.reason)
-        await self._run(self._record, rejection, time.time())
+        await self._run(self._record, rejection, time.time(), CLIENT.get())
 
-    def _record(self, rejection: Rejection, now: float) -> None:
-        store.record_rejection(
-            self._conn,
-            reason=rejection.reason,
-            detail=rejection.detail,
-            received_at=now,
-            gateway_kid=rejection.gateway_kid,
-            batch_hash=rejection.batch_hash,
-            bundle_index=rejection.bundle_index,
-            evidence=rejection.evidence,
-        )
+    def _record(self, rejection: Rejection, now: float, client: str | None = None) -> None:
+        """Stored, or tallied when its source is over budget (`rejections`): counted either way."""
+        self._rejections.record(self._conn, rejection, now, client)
 
     async def batch_info(self, batch_hash: bytes) -> dict[str, Any] | None:
         return await self._run(store.batch_info, self._conn, batch_hash)
@@ -79,6 +73,8 @@ class IngestService:
         return await self._run(lambda: self._conn.execute("SELECT 1").fetchone() == (1,))
 
     def close(self) -> None:
-        """Finish queued work, then close the connection on its own thread."""
+        """Finish queued work (and write the waiting rejection tallies), then close the connection on its
+        own thread."""
+        self._executor.submit(self._rejections.flush, self._conn).result()
         self._executor.submit(self._conn.close).result()
         self._executor.shutdown(wait=True)

@@ -3,6 +3,9 @@
 Writes happen inside the caller's transaction (`accept` opens it), so a batch lands whole or not at
 all. `relevant_bundles` gives `history.classify` only the stored bundles that can change its verdict,
 found through indexes, so checking a bundle costs the same after a year of history as on day one.
+
+A leaf with a row in `bundles` is one whose device signature the ingest verified itself; a leaf without
+one (committed by a "proofs" batch) is held on its gateway's signed word only (`verified_by`).
 """
 
 import sqlite3
@@ -10,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinseal_ingest.db import seq_key, seq_value
-from pinseal_protocol.batch import BatchHeader, Mode
+from pinseal_protocol import retention
+from pinseal_protocol.batch import BatchHeader, Mode, TimeFlags
 from pinseal_protocol.bundle import Bundle
 from pinseal_protocol.history import StoredBundle
 
@@ -84,10 +88,11 @@ def high_water(conn: sqlite3.Connection, kid: bytes) -> int | None:
     return None if row is None else seq_value(row[0])
 
 
-def insert_bundle(conn: sqlite3.Connection, bundle: Bundle) -> None:
+def insert_bundle(conn: sqlite3.Connection, bundle: Bundle, time_flag: str | None = None) -> None:
+    """A bundle the ingest verified itself, with its own verdict on the reading times."""
     conn.execute(
-        "INSERT INTO bundles (hash, kid, seq, last_seq, prev, link, n_readings, raw)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO bundles (hash, kid, seq, last_seq, prev, link, n_readings, raw, ingest_time_flag)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bundle.bundle_hash,
             bundle.kid,
@@ -97,17 +102,23 @@ def insert_bundle(conn: sqlite3.Connection, bundle: Bundle) -> None:
             bundle.link,
             bundle.n_readings,
             bundle.raw,
+            time_flag,
         ),
     )
 
 
 def insert_batch(
-    conn: sqlite3.Connection, header: BatchHeader, mode: Mode, leaves: list[bytes], received_at: float
+    conn: sqlite3.Connection,
+    header: BatchHeader,
+    mode: Mode,
+    leaves: list[bytes],
+    received_at: float,
+    time_flags: TimeFlags | None = None,
 ) -> None:
-    """The batch row and one leaf row per bundle hash, in leaf order."""
+    """The batch row and one leaf row per bundle hash, in leaf order, with the gateway's signed flags."""
     conn.execute(
         "INSERT INTO batches (hash, gateway_kid, batch_no, prev_hash, root, count, first_received,"
-        " last_received, mode, header, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " last_received, mode, header, received_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             header.batch_hash,
             header.gateway_kid,
@@ -120,12 +131,83 @@ def insert_batch(
             mode,
             header.raw,
             received_at,
+            header.version,
         ),
     )
+    flags = time_flags or {}
     conn.executemany(
-        "INSERT INTO leaves (bundle_hash, batch_hash, leaf_index) VALUES (?, ?, ?)",
-        ((leaf, header.batch_hash, i) for i, leaf in enumerate(leaves)),
+        "INSERT INTO leaves (bundle_hash, batch_hash, leaf_index, gateway_time_flag) VALUES (?, ?, ?, ?)",
+        ((leaf, header.batch_hash, i, flags.get(i)) for i, leaf in enumerate(leaves)),
     )
+
+
+@dataclass(frozen=True)
+class ReceiveWindow:
+    """The signed receive window of the batch that committed a leaf (the reference for its times)."""
+
+    first_received: int
+    last_received: int
+
+
+def unverified_leaf(conn: sqlite3.Connection, bundle_hash: bytes) -> ReceiveWindow | None:
+    """The committing batch's window if this bundle is a leaf the ingest holds only a gateway's word for."""
+    row = conn.execute(
+        "SELECT b.first_received, b.last_received FROM leaves l JOIN batches b ON b.hash = l.batch_hash"
+        " WHERE l.bundle_hash = ? AND NOT EXISTS (SELECT 1 FROM bundles u WHERE u.hash = l.bundle_hash)",
+        (bundle_hash,),
+    ).fetchone()
+    return None if row is None else ReceiveWindow(int(row[0]), int(row[1]))
+
+
+def _verified_by(has_body: object) -> str:
+    return "ingest" if has_body else "gateway"
+
+
+def _time_flag(gateway: str | None, ingest: str | None) -> dict[str, str | None]:
+    return {"gateway": gateway, "ingest": ingest}
+
+
+_LEAF_TRUST = (
+    "SELECT l.leaf_index, l.bundle_hash, u.hash IS NOT NULL, l.gateway_time_flag, u.ingest_time_flag"
+    " FROM leaves l LEFT JOIN bundles u ON u.hash = l.bundle_hash WHERE l.batch_hash = ?"
+)
+
+
+def verified_by_counts(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, int]:
+    """How many of a batch's leaves the ingest verified itself and how many it holds on the gateway's word."""
+    total, verified = conn.execute(
+        "SELECT COUNT(*), COUNT(u.hash) FROM leaves l LEFT JOIN bundles u ON u.hash = l.bundle_hash"
+        " WHERE l.batch_hash = ?",
+        (batch_hash,),
+    ).fetchone()
+    return {"ingest": int(verified), "gateway": int(total) - int(verified)}
+
+
+def flagged_leaves(conn: sqlite3.Connection, batch_hash: bytes, limit: int) -> list[dict[str, Any]]:
+    """The batch's leaves with a time flag from either side, in leaf order (at most `limit`)."""
+    rows = conn.execute(
+        f"{_LEAF_TRUST} AND (l.gateway_time_flag IS NOT NULL OR u.ingest_time_flag IS NOT NULL)"
+        " ORDER BY l.leaf_index LIMIT ?",
+        (batch_hash, limit),
+    ).fetchall()
+    return [
+        {"leaf_index": i, "bundle_hash": h.hex(), "gateway": gateway, "ingest": ingest}
+        for i, h, _, gateway, ingest in rows
+    ]
+
+
+def leaves_info(conn: sqlite3.Connection, batch_hash: bytes) -> list[dict[str, Any]]:
+    """Every leaf of a batch: who verified it and both sides' time flags."""
+    rows = conn.execute(f"{_LEAF_TRUST} ORDER BY l.leaf_index", (batch_hash,)).fetchall()
+    return [
+        {
+            "leaf_index": i,
+            "bundle_hash": h.hex(),
+            "verified_by": _verified_by(has_body),
+            "time_flag": _time_flag(gateway, ingest),
+        }
+        for i, h, has_body, gateway, ingest in rows
+    ]
 
 
 def record_rejection(
@@ -153,7 +235,7 @@ def batch_info(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, Any] | 
     """A stored batch as JSON-ready fields."""
     row = conn.execute(
         "SELECT hash, gateway_kid, batch_no, prev_hash, root, count, first_received, last_received, mode,"
-        " header, received_at FROM batches WHERE hash = ?",
+        " header, received_at, version FROM batches WHERE hash = ?",
         (batch_hash,),
     ).fetchone()
     if row is None:
@@ -170,17 +252,22 @@ def batch_info(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, Any] | 
         "mode",
         "header",
         "received_at",
+        "version",
     )
-    return {
+    info = {
         name: value.hex() if isinstance(value, bytes) else value
         for name, value in zip(names, row, strict=True)
     }
+    info["verified_by"] = verified_by_counts(conn, batch_hash)
+    info["leaves"] = leaves_info(conn, batch_hash)
+    return info
 
 
 def bundle_info(conn: sqlite3.Connection, bundle_hash: bytes) -> dict[str, Any] | None:
-    """A committed bundle: its batch and leaf index, and its body if the batch carried bodies."""
+    """A committed bundle: its batch and leaf index, who verified it, both sides' time flags, and its
+    body if the ingest has it (then it verified the device signature itself)."""
     leaf = conn.execute(
-        "SELECT batch_hash, leaf_index FROM leaves WHERE bundle_hash = ?", (bundle_hash,)
+        "SELECT batch_hash, leaf_index, gateway_time_flag FROM leaves WHERE bundle_hash = ?", (bundle_hash,)
     ).fetchone()
     if leaf is None:
         return None
@@ -190,12 +277,15 @@ def bundle_info(conn: sqlite3.Connection, bundle_hash: bytes) -> dict[str, Any] 
         "leaf_index": leaf[1],
     }
     row = conn.execute(
-        "SELECT kid, seq, last_seq, prev, n_readings, raw FROM bundles WHERE hash = ?", (bundle_hash,)
+        "SELECT kid, seq, last_seq, prev, n_readings, raw, ingest_time_flag FROM bundles WHERE hash = ?",
+        (bundle_hash,),
     ).fetchone()
+    info["verified_by"] = _verified_by(row is not None)
+    info["time_flag"] = _time_flag(leaf[2], None if row is None else row[6])
     if row is None:
         info["body"] = None
     else:
-        kid, seq, last_seq, prev, n_readings, raw = row
+        kid, seq, last_seq, prev, n_readings, raw, _ = row
         info.update(
             device=kid.hex(),
             seq=seq_value(seq),
@@ -225,5 +315,12 @@ def counts(conn: sqlite3.Connection) -> dict[str, Any]:
         "leaves": scalar("SELECT COUNT(*) FROM leaves"),
         "bundles": scalar("SELECT COUNT(*) FROM bundles"),
         "readings": scalar("SELECT COALESCE(SUM(n_readings), 0) FROM bundles"),
+        "time_flagged": {
+            "gateway": scalar("SELECT COUNT(*) FROM leaves WHERE gateway_time_flag IS NOT NULL"),
+            "ingest": scalar("SELECT COUNT(*) FROM bundles WHERE ingest_time_flag IS NOT NULL"),
+        },
         "rejections": rejections,
+        "rejections_unstored": {
+            f"{reason}/{why}": n for (reason, why), n in sorted(retention.unstored(conn).items())
+        },
     }

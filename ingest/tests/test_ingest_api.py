@@ -42,7 +42,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
 def stored(env: Env, made: Batch) -> None:
     response = env.server.send(made)
     assert response.status == 200, response.body
-    assert response.body == {"status": "stored", "batch_hash": made.hash_hex}
+    # issue 11 #7: the answer also says who verified the leaves and which are time-flagged
+    assert response.body | {"verified_by": None, "time_flags": None} == {
+        "status": "stored",
+        "batch_hash": made.hash_hex,
+        "verified_by": None,
+        "time_flags": None,
+    }
 
 
 # --- accepted ----------------------------------------------------------------------------------------
@@ -83,7 +89,11 @@ def test_retry_of_the_same_batch_is_idempotent(env: Env) -> None:
     made = env.gateway.make([env.device.seal(), env.device.seal()])
     stored(env, made)
     again = env.server.send(made)
-    assert again.status == 200 and again.body == {"status": "duplicate", "batch_hash": made.hash_hex}
+    assert again.status == 200
+    assert {k: again.body[k] for k in ("status", "batch_hash")} == {
+        "status": "duplicate",
+        "batch_hash": made.hash_hex,
+    }
     assert env.server.post(made.body).body["status"] == "duplicate"  # the key header is optional
     assert table_counts(env.db) == {"batches": 1, "leaves": 2, "bundles": 2}
     assert "pinseal_ingest_batches_duplicate_total 2.0" in env.server.get("/metrics").body
@@ -310,3 +320,37 @@ def test_oversized_body(tmp_path: Path) -> None:
         assert chunked.status == 413 and chunked.body["reason"] == "too_large"
         assert table_counts(db) == {"batches": 0, "leaves": 0, "bundles": 0}
         assert [r[0] for r in rejection_rows(db)] == ["too_large"] * 3
+
+
+def test_a_refused_batch_lists_every_refused_bundle_and_stores_nothing(env: Env) -> None:
+    """The gateway can only take refused bundles out of a batch it is told about: all of them, at once."""
+    held = env.other_device.seal()
+    stored(env, env.gateway.make([held]))  # the network holds this bundle already (another batch)
+    revoke(env.db, "devices", env.other_device.public_hex)
+    stranger = Device(key(7))  # never registered at the network
+    bodies = [env.device.seal(), stranger.seal(), env.device.seal(), held, env.other_device.seal()]
+    before = table_counts(env.db)
+    response = env.server.send(env.gateway.make(bodies, advance=False))
+    assert response.status == 422, response.body
+    # the first refusal stays in the top-level fields, as before
+    assert (response.body["reason"], response.body["bundle_index"]) == ("unknown_device", 1)
+    refused = response.body["refused"]
+    assert [(r["bundle_index"], r["reason"], r["held"]) for r in refused] == [
+        (1, "unknown_device", False),
+        (3, "replayed", True),
+        (4, "revoked", False),
+    ]
+    assert [r["bundle_hash"] for r in refused] == [batch.bundle_hash(bodies[i]).hex() for i in (1, 3, 4)]
+    assert all(r["detail"] for r in refused)
+    assert table_counts(env.db) == before  # all or nothing: the honest bundles 0 and 2 are not stored
+    # without the refused ones the same bundles make a batch the network takes
+    stored(env, env.gateway.make([bodies[0], bodies[2]]))
+
+
+def test_a_too_large_answer_names_the_limit(tmp_path: Path) -> None:
+    db = tmp_path / "limit.sqlite"
+    gateway, device = Gateway(key(1)), Device(key(2))
+    register(db, gateways=[gateway], devices=[device])
+    with IngestServer(db, max_body=4096) as server:
+        response = server.send(gateway.make([device.seal(8) for _ in range(20)]))
+    assert response.status == 413 and response.body.get("limit") == 4096

@@ -109,3 +109,55 @@ def test_run_serves_until_sigterm(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert process.returncode == 0, output
     assert "shutting down" in output
     assert json.loads(run_cli(capsys, "stats", "--db", db)[1])["batches"] == 1
+
+
+SMALL_ORDER_KEYS = [  # libsodium's blocklist / Wycheproof small-order public keys
+    "00" * 32,
+    "01" + "00" * 31,
+    "ec" + "ff" * 30 + "7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+]
+
+
+@pytest.mark.parametrize("table", ["gateways", "devices"])
+def test_small_order_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str) -> None:
+    db = str(tmp_path / "keys.sqlite")
+    for public_hex in SMALL_ORDER_KEYS:
+        code, _, err = run_cli(capsys, table, "add", public_hex, "--db", db)
+        assert code == 2 and "small-order" in err
+    if table == "devices":
+        export = tmp_path / "devices.json"
+        export.write_text(json.dumps([{"public_key": Device(key(5)).public_hex}, {"public_key": "00" * 32}]))
+        code, _, err = run_cli(capsys, "devices", "import", str(export), "--db", db)
+        assert code == 2 and "small-order" in err
+    assert run_cli(capsys, table, "list", "--db", db)[1] == ""
+
+
+def test_labels_with_control_characters_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "labels.sqlite")
+    device = Device(key(6))
+    forged = "x\n" + "ab" * 16 + "  " + "cd" * 32 + "  2026-01-01T00:00:00Z  active"
+    for label in (forged, "a\x1b[2Jb", "x\u202ey"):
+        code, _, err = run_cli(capsys, "devices", "add", device.public_hex, "--label", label, "--db", db)
+        assert code == 2 and "control character" in err
+    export = tmp_path / "devices.json"
+    export.write_text(json.dumps([{"public_key": device.public_hex, "label": forged}]))
+    code, _, err = run_cli(capsys, "devices", "import", str(export), "--db", db)
+    assert code == 2 and "control character" in err
+    assert run_cli(capsys, "devices", "list", "--db", db)[1] == ""
+
+
+def test_list_escapes_a_stored_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A label stored before the check is shown escaped, on one line."""
+    import sqlite3
+
+    db = tmp_path / "labels.sqlite"
+    device = Device(key(7))
+    assert run_cli(capsys, "devices", "add", device.public_hex, "--db", str(db))[0] == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE devices SET label = ?", ("shed\nforged",))
+    code, out, _ = run_cli(capsys, "devices", "list", "--db", str(db))
+    assert code == 0 and len(out.splitlines()) == 1 and out.rstrip().endswith("shed\\nforged")

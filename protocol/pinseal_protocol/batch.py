@@ -13,6 +13,12 @@ index without reading raw bundles. Its Merkle leaf hash is `SHA-256(0x00 || SHA-
 
 Also here: the uplink message (header plus leaves, what the gateway POSTs to the network) and the
 inclusion proof document (one bundle's proof as JSON, checkable with nothing but the gateway's key).
+
+Version 2 headers add the gateway's **time flags** (§9.2): which leaves hold readings whose times the
+gateway found implausible. The header signs only a SHA-256 of the flags map, which travels in the uplink
+beside the leaves: the header keeps its fixed size (and every proof document stays small) however many
+leaves are flagged, while each flag is still covered by the gateway's signature. Version 1 headers
+(no flags) are still accepted.
 """
 
 import hashlib
@@ -24,7 +30,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pinseal_protocol import cose, dcbor, keys, merkle
-from pinseal_protocol.bundle import check_version, int_fields, protected_header
+from pinseal_protocol.bundle import int_fields, protected_header
 from pinseal_protocol.errors import (
     BadProof,
     ChainBroken,
@@ -33,9 +39,13 @@ from pinseal_protocol.errors import (
     Malformed,
     TooLarge,
     UnknownDevice,
+    UnsupportedVersion,
 )
 
-VERSION = 1
+VERSION_1 = 1  # no time flags
+VERSION_2 = 2  # + time flags (key 8), what a gateway signs now
+VERSION = VERSION_2
+VERSIONS = (VERSION_1, VERSION_2)
 HASH_SIZE = 32
 ZERO_HASH = bytes(HASH_SIZE)
 MAX_HEADER_SIZE = 1024
@@ -43,9 +53,15 @@ MAX_FIELD = 2**63 - 1  # header integers stay within SQLite's signed 64-bit INTE
 MAX_PATH = 64  # no tree of < 2**64 leaves has a longer audit path
 
 # Header payload keys (§9).
-K_VERSION, K_GATEWAY, K_BATCH_NO, K_PREV, K_ROOT, K_COUNT, K_RECEIVED = range(1, 8)
+K_VERSION, K_GATEWAY, K_BATCH_NO, K_PREV, K_ROOT, K_COUNT, K_RECEIVED, K_TIME_FLAGS = range(1, 9)
 # Uplink message keys.
-U_HEADER, U_BUNDLES, U_PROOFS = 1, 2, 3
+U_HEADER, U_BUNDLES, U_PROOFS, U_TIME_FLAGS = 1, 2, 3, 4
+
+TIME_FLAGS = ("future", "stale")
+"""A reading time later than the receiver's clock allows, or older than its age limit (docs/protocol.md)."""
+
+TimeFlags = Mapping[int, str]
+"""Leaf index -> time flag, for the flagged leaves of a batch only."""
 
 Mode = Literal["bundles", "proofs"]
 MODES: tuple[Mode, ...] = ("bundles", "proofs")
@@ -67,6 +83,8 @@ class BatchHeader:
     last_received: int
     batch_hash: bytes
     raw: bytes
+    version: int = VERSION_1
+    time_flags_hash: bytes | None = None  # version 2: SHA-256 of the signed time flags map
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class UplinkBatch:
     header: bytes
     bundles: tuple[bytes, ...] | None
     proofs: tuple[LeafProof, ...] | None
+    time_flags: dict[int, str] | None = None  # key 4: present exactly when the header is version 2
 
     @property
     def mode(self) -> Mode:
@@ -147,8 +166,9 @@ def header_payload(
     count: int,
     first_received: int,
     last_received: int,
+    time_flags: TimeFlags | None = None,
 ) -> dict[int, Any]:
-    """The header payload as a CBOR-ready map."""
+    """The header payload as a CBOR-ready map: version 2 with `time_flags` (even empty), else version 1."""
     if len(gateway_kid) != keys.KEY_ID_SIZE or len(prev_hash) != HASH_SIZE or len(root) != HASH_SIZE:
         raise ValueError("gateway kid is 16 bytes, prev hash and root 32")
     if count < 1:
@@ -157,8 +177,8 @@ def header_payload(
         raise ValueError(f"batch number, count and times are integers in 0..{MAX_FIELD}")
     if batch_no == 0 and prev_hash != ZERO_HASH:
         raise ValueError("batch 0 has 32 zero bytes as its previous hash")
-    return {
-        K_VERSION: VERSION,
+    payload: dict[int, Any] = {
+        K_VERSION: VERSION_1 if time_flags is None else VERSION_2,
         K_GATEWAY: bytes(gateway_kid),
         K_BATCH_NO: batch_no,
         K_PREV: bytes(prev_hash),
@@ -166,6 +186,9 @@ def header_payload(
         K_COUNT: count,
         K_RECEIVED: [first_received, last_received],
     }
+    if time_flags is not None:
+        payload[K_TIME_FLAGS] = time_flags_hash(_checked_flags(time_flags, count, ValueError))
+    return payload
 
 
 def sign_header(
@@ -177,8 +200,13 @@ def sign_header(
     count: int,
     first_received: int,
     last_received: int,
+    time_flags: TimeFlags | None = None,
 ) -> bytes:
-    """The signed header bytes of a batch (deterministic: Ed25519 and the encoding are)."""
+    """The signed header bytes of a batch (deterministic: Ed25519 and the encoding are).
+
+    With `time_flags` (a map, empty when no leaf is flagged) the header is version 2 and signs them;
+    without, version 1 (what gateways sent before time flags existed).
+    """
     kid = keys.key_id(keys.public_key_bytes(gateway_key))
     payload = header_payload(
         gateway_kid=kid,
@@ -188,6 +216,7 @@ def sign_header(
         count=count,
         first_received=first_received,
         last_received=last_received,
+        time_flags=time_flags,
     )
     return sign_header_payload(gateway_key, kid, dcbor.encode(payload))
 
@@ -217,14 +246,28 @@ def verify_header(data: bytes, gateway_key: Ed25519PublicKey | GatewayKeyResolve
         public_key = gateway_key(kid)
     cose.verify_sign1(message, public_key)
     fields = int_fields(dcbor.decode(message.payload))
-    check_version(fields)
-    return _parse_header(fields, kid, data)
+    version = _check_version(fields)
+    return _parse_header(fields, kid, data, version)
 
 
-def _parse_header(fields: Mapping[int, Any], kid: bytes, data: bytes) -> BatchHeader:
-    for key in range(K_GATEWAY, K_RECEIVED + 1):
+def _check_version(fields: Mapping[int, Any]) -> int:
+    """Version first, as for bundles (§7): nothing else of a version we do not implement is read."""
+    if K_VERSION not in fields:
+        raise InvalidPayload("payload version (key 1) missing")
+    version = fields[K_VERSION]
+    if not dcbor.is_int(version) or version not in VERSIONS:
+        raise UnsupportedVersion(f"batch header version {version!r}")
+    return int(version)
+
+
+def _parse_header(fields: Mapping[int, Any], kid: bytes, data: bytes, version: int) -> BatchHeader:
+    last_key = K_TIME_FLAGS if version == VERSION_2 else K_RECEIVED
+    for key in range(K_GATEWAY, last_key + 1):
         if key not in fields:
             raise InvalidPayload(f"batch header key {key} missing")
+    flags_hash = fields.get(K_TIME_FLAGS) if version == VERSION_2 else None
+    if version == VERSION_2 and (not isinstance(flags_hash, bytes) or len(flags_hash) != HASH_SIZE):
+        raise InvalidPayload("time flags (key 8) must be a 32-byte hash")
     gateway, batch_no, prev, root, count, received = (fields[k] for k in range(K_GATEWAY, K_RECEIVED + 1))
     if gateway != kid:
         raise InvalidPayload("the header's gateway field differs from the signer's kid")
@@ -250,12 +293,50 @@ def _parse_header(fields: Mapping[int, Any], kid: bytes, data: bytes) -> BatchHe
         last_received=received[1],
         batch_hash=batch_hash(data),
         raw=data,
+        version=version,
+        time_flags_hash=flags_hash,
     )
 
 
 def _check_field(name: str, value: Any) -> None:
     if not dcbor.is_uint(value) or value > MAX_FIELD:
         raise InvalidPayload(f"{name} must be an integer in 0..{MAX_FIELD}")
+
+
+# --- time flags --------------------------------------------------------------------------------------
+
+
+def time_flags_hash(time_flags: TimeFlags) -> bytes:
+    """What a version 2 header signs for its time flags: SHA-256 of the map's deterministic CBOR."""
+    return hashlib.sha256(dcbor.encode(dict(time_flags))).digest()
+
+
+def _checked_flags(time_flags: TimeFlags, count: int, error: type[Exception]) -> dict[int, str]:
+    """Keys are leaf indices of this batch, values known flags; `error` is what a violation raises."""
+    for index, flag in time_flags.items():
+        if not dcbor.is_uint(index) or index >= count:
+            raise error(f"time flag for leaf {index!r} of a batch of {count}")
+        if flag not in TIME_FLAGS:
+            raise error(f"time flag {flag!r} is not one of {TIME_FLAGS}")
+    return dict(time_flags)
+
+
+def check_time_flags(header: BatchHeader, uplink: UplinkBatch) -> dict[int, str]:
+    """The time flags the gateway signed for this batch (empty for version 1); raises `BadProof`.
+
+    A version 2 uplink must carry the flags map whose hash the header signs (nothing added, dropped or
+    changed on the way: the uplink itself is unsigned); a version 1 uplink must carry none.
+    """
+    if header.version == VERSION_1:
+        if uplink.time_flags is not None:
+            raise BadProof("a version 1 batch carries no time flags")
+        return {}
+    if uplink.time_flags is None:
+        raise BadProof("a version 2 batch carries its time flags (uplink key 4)")
+    flags = _checked_flags(uplink.time_flags, header.count, BadProof)
+    if time_flags_hash(flags) != header.time_flags_hash:
+        raise BadProof("the time flags differ from those the header signs")
+    return flags
 
 
 # --- uplink message ----------------------------------------------------------------------------------
@@ -266,8 +347,10 @@ def encode_uplink(
     *,
     bundles: Sequence[bytes] | None = None,
     proofs: Sequence[LeafProof] | None = None,
+    time_flags: TimeFlags | None = None,
 ) -> bytes:
-    """The uplink body: `{1: header, 2: [bundle, ...]}` or `{1: header, 3: [[index, hash, path], ...]}`."""
+    """The uplink body: `{1: header, 2: [bundle, ...]}` or `{1: header, 3: [[index, hash, path], ...]}`,
+    plus `4: {leaf index: flag}` for a version 2 header (the flags it signs, given as `time_flags`)."""
     if (bundles is None) == (proofs is None):
         raise ValueError("give exactly one of bundles and proofs")
     message: dict[int, Any] = {U_HEADER: bytes(header)}
@@ -276,15 +359,21 @@ def encode_uplink(
     else:
         assert proofs is not None
         message[U_PROOFS] = [[p.leaf_index, bytes(p.bundle_hash), [bytes(h) for h in p.path]] for p in proofs]
+    if time_flags is not None:
+        message[U_TIME_FLAGS] = dict(time_flags)
     return dcbor.encode(message)
 
 
-def build_uplink(header: bytes, bundles: Sequence[bytes], mode: Mode) -> bytes:
-    """The uplink body for a batch in either mode, from the header and all its bundles in leaf order."""
+def build_uplink(
+    header: bytes, bundles: Sequence[bytes], mode: Mode, time_flags: TimeFlags | None = None
+) -> bytes:
+    """The uplink body for a batch in either mode, from the header and all its bundles in leaf order
+    (and, for a version 2 header, the time flags it signs)."""
     if mode == "bundles":
-        return encode_uplink(header, bundles=bundles)
+        return encode_uplink(header, bundles=bundles, time_flags=time_flags)
     if mode == "proofs":
-        return encode_uplink(header, proofs=leaf_proofs([bundle_hash(b) for b in bundles]))
+        hashes = [bundle_hash(b) for b in bundles]
+        return encode_uplink(header, proofs=leaf_proofs(hashes), time_flags=time_flags)
     raise ValueError(f"mode is one of {MODES}, not {mode!r}")
 
 
@@ -294,20 +383,29 @@ def decode_uplink(data: bytes) -> UplinkBatch:
     if not isinstance(value, Mapping) or not all(dcbor.is_int(k) for k in value):
         raise InvalidStructure("an uplink message is a map with integer keys")
     keys_ = set(value)
-    if U_HEADER not in keys_ or len(keys_ & {U_BUNDLES, U_PROOFS}) != 1 or keys_ - {1, 2, 3}:
-        raise InvalidStructure("an uplink message holds key 1 and exactly one of keys 2 and 3")
+    if U_HEADER not in keys_ or len(keys_ & {U_BUNDLES, U_PROOFS}) != 1 or keys_ - {1, 2, 3, 4}:
+        raise InvalidStructure("an uplink message holds key 1, exactly one of keys 2 and 3, and maybe 4")
     header = value[U_HEADER]
     if not isinstance(header, bytes):
         raise InvalidStructure("the uplink header must be a byte string")
+    flags = _time_flags(value[U_TIME_FLAGS]) if U_TIME_FLAGS in value else None
     if U_BUNDLES in value:
         bundles = value[U_BUNDLES]
         if not isinstance(bundles, list) or not bundles or not all(isinstance(b, bytes) for b in bundles):
             raise InvalidStructure("uplink bundles must be a non-empty array of byte strings")
-        return UplinkBatch(header, tuple(bundles), None)
+        return UplinkBatch(header, tuple(bundles), None, flags)
     proofs = value[U_PROOFS]
     if not isinstance(proofs, list) or not proofs:
         raise InvalidStructure("uplink proofs must be a non-empty array")
-    return UplinkBatch(header, None, tuple(_leaf_proof(p) for p in proofs))
+    return UplinkBatch(header, None, tuple(_leaf_proof(p) for p in proofs), flags)
+
+
+def _time_flags(value: Any) -> dict[int, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidStructure("uplink time flags are a map of leaf index to flag")
+    if not all(dcbor.is_uint(k) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidStructure("uplink time flags map unsigned leaf indices to text flags")
+    return dict(value)
 
 
 def _leaf_proof(item: Any) -> LeafProof:
@@ -329,8 +427,10 @@ def check_leaves(header: BatchHeader, uplink: UplinkBatch) -> list[bytes]:
     """That the uplink's leaves are exactly what the header signs; returns the bundle hashes in order.
 
     "bundles": the count matches and the root over their hashes is the header's root. "proofs": one
-    proof per leaf, indices 0..count-1 in order, each verifying against the header's root.
+    proof per leaf, indices 0..count-1 in order, each verifying against the header's root. The time
+    flags must be those the header signs too (`check_time_flags`).
     """
+    check_time_flags(header, uplink)
     if uplink.bundles is not None:
         hashes = [bundle_hash(b) for b in uplink.bundles]
         if len(hashes) != header.count:

@@ -790,12 +790,25 @@ def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> lis
     for stale in [*outdir.glob("bundle_*.json"), *outdir.glob("ack_*.json")]:
         if stale.stem not in vectors:
             stale.unlink()
-    paths = []
-    for name, vector in vectors.items():
-        path = outdir / f"{name}.json"
-        path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        paths.append(path)
-    return paths
+    paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
+    return paths + write_batches(outdir / "batch")
+
+
+def write_batches(outdir: Path) -> list[Path]:
+    """The batch vectors (`pinseal_protocol.batch_vectors`) into their own folder, stale ones removed."""
+    from pinseal_protocol.batch_vectors import batch_vectors  # it builds on this module's keys
+
+    vectors = batch_vectors()
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob("batch_*.json"):
+        if stale.stem not in vectors:
+            stale.unlink()
+    return [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
+
+
+def _write_json(path: Path, vector: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def main(argv: Sequence[str] = tuple(sys.argv[1:]), echo: Callable[[str], Any] = print) -> int:

@@ -142,7 +142,7 @@ def test_header_payload_swapped_under_the_signature() -> None:
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        (good_payload({1: 2}), UnsupportedVersion),
+        (good_payload({1: 3}), UnsupportedVersion),  # 2 is the time-flags version (issue 11 #6)
         ({k: v for k, v in good_payload().items() if k != 5}, InvalidPayload),
         (good_payload({2: b"\x00" * 16}), InvalidPayload),
         (good_payload({3: -1}), InvalidPayload),
@@ -344,3 +344,88 @@ def test_any_bit_flip_in_a_proof_document_fails(index: int, field: str, position
         changed = {**doc, field: flipped.hex()}
     with pytest.raises(RejectedMessage):
         batch.verify_proof_document(changed, GATEWAY_PUB, BUNDLES[index])
+
+
+# --- version 2: time flags (issue 11 #6) -------------------------------------------------------------
+
+FLAGS = {1: "stale", 3: "future"}
+
+
+def flagged_header(flags: dict | None = FLAGS) -> bytes:
+    return batch.sign_header(
+        GATEWAY,
+        batch_no=0,
+        prev_hash=batch.ZERO_HASH,
+        root=batch.batch_root(HASHES),
+        count=5,
+        first_received=1_700_000_000,
+        last_received=1_700_000_060,
+        time_flags=flags,
+    )
+
+
+@pytest.mark.parametrize("mode", batch.MODES)
+def test_version_2_signs_the_time_flags_carried_in_the_uplink(mode: str) -> None:
+    raw = flagged_header()
+    parsed = batch.verify_header(raw, GATEWAY_PUB)
+    assert parsed.version == 2 and parsed.time_flags_hash == batch.time_flags_hash(FLAGS)
+    payload = dcbor.decode(dcbor.decode(raw).value[2])
+    assert payload[1] == 2 and payload[8] == hashlib.sha256(dcbor.encode(FLAGS)).digest()
+    uplink = batch.decode_uplink(batch.build_uplink(raw, BUNDLES, mode, FLAGS))
+    assert uplink.time_flags == FLAGS
+    assert batch.check_leaves(parsed, uplink) == HASHES
+    assert batch.check_time_flags(parsed, uplink) == FLAGS
+
+
+def test_version_2_without_flagged_leaves_signs_an_empty_map() -> None:
+    parsed = batch.verify_header(flagged_header({}), GATEWAY_PUB)
+    uplink = batch.decode_uplink(batch.build_uplink(parsed.raw, BUNDLES, "bundles", {}))
+    assert parsed.version == 2 and batch.check_time_flags(parsed, uplink) == {}
+
+
+def test_version_1_is_still_accepted_and_carries_no_flags() -> None:
+    parsed = batch.verify_header(header(), GATEWAY_PUB)
+    assert parsed.version == 1 and parsed.time_flags_hash is None
+    uplink = batch.decode_uplink(batch.build_uplink(parsed.raw, BUNDLES, "proofs"))
+    assert uplink.time_flags is None and batch.check_time_flags(parsed, uplink) == {}
+    with pytest.raises(BadProof):  # flags a version 1 header does not sign
+        batch.check_leaves(parsed, UplinkBatch(parsed.raw, tuple(BUNDLES), None, {0: "stale"}))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        None,  # dropped on the way
+        {1: "stale"},  # one removed
+        {1: "stale", 3: "stale"},  # one changed
+        {1: "stale", 3: "future", 4: "future"},  # one added
+        {1: "stale", 3: "future", 5: "future"},  # a leaf the batch does not have
+        {1: "stale", 3: "late"},  # not a known flag
+    ],
+)
+def test_time_flags_other_than_those_signed_are_bad_proof(flags: dict | None) -> None:
+    parsed = batch.verify_header(flagged_header(), GATEWAY_PUB)
+    with pytest.raises(BadProof):
+        batch.check_leaves(parsed, UplinkBatch(parsed.raw, tuple(BUNDLES), None, flags))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{1: 2}, {1: 2, 8: b"\x00" * 31}, {1: 2, 8: "digest"}],
+)
+def test_version_2_header_without_a_flags_hash_is_invalid(changes: dict) -> None:
+    with pytest.raises(InvalidPayload):
+        batch.verify_header(crafted(good_payload(changes)), GATEWAY_PUB)
+
+
+@pytest.mark.parametrize("value", [[1, 2], {-1: "stale"}, {0: 1}, {"0": "stale"}])
+def test_malformed_uplink_time_flags(value: object) -> None:
+    body = dcbor.encode({1: header(), 2: BUNDLES, 4: value})
+    with pytest.raises(InvalidStructure):
+        batch.decode_uplink(body)
+
+
+@pytest.mark.parametrize("flags", [{5: "stale"}, {0: "late"}, {-1: "stale"}])
+def test_sign_header_refuses_bad_time_flags(flags: dict) -> None:
+    with pytest.raises(ValueError):
+        flagged_header(flags)

@@ -76,7 +76,7 @@ def issue(
     issued_at: int | None = None,
 ) -> bytes:
     """The certificate bytes (deterministic CBOR: the same inputs always give the same bytes)."""
-    keys.load_public_key(public_key)  # a 32-byte Ed25519 point or ValueError
+    keys.check_public_key(public_key)  # a 32-byte Ed25519 key of the prime-order subgroup, or ValueError
     fleet_kid = keys.key_id(fleet_public_key)
     kid = keys.key_id(public_key)
     claims = {

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pinseal_protocol import keys
 from pinseal_provision.errors import BadInput, RegistryError
 
 CLI_TIMEOUT_S = 60.0
@@ -53,6 +54,18 @@ def _run(args: list[str]) -> str:
     return proc.stdout
 
 
+def check_device_key(public_key: bytes) -> None:
+    """Refuse a key no device can hold (small-order, invalid) before either registry is touched: the
+    gateway and the ingest refuse it too, but one of them might already have registered it."""
+    try:
+        keys.check_public_key(public_key)
+    except ValueError as exc:
+        raise BadInput(
+            f"the board's public key cannot be registered: {exc}",
+            "the board's identity is broken: erase its key (re-flash) and enroll it again",
+        ) from exc
+
+
 @dataclass(frozen=True)
 class Gateway:
     """A gateway installation, by its config file."""
@@ -79,6 +92,7 @@ class Gateway:
 
     def add(self, public_key: bytes, label: str | None, interval_s: int | None) -> str:
         """Register; returns the MQTT password the gateway printed (once)."""
+        check_device_key(public_key)
         args = ["devices", "add", public_key.hex()]
         if label:
             args += ["--label", label]
@@ -100,7 +114,6 @@ class Gateway:
         """The gateway's public key, derived from its key file (the owner runs both tools on one host)."""
         from pinseal_gateway.config import ConfigError, load_config
         from pinseal_gateway.keys import KeyFileError, load_gateway_key
-        from pinseal_protocol import keys
 
         try:
             config = load_config(self.config)
@@ -119,6 +132,7 @@ class Ingest:
     db: Path
 
     def add(self, public_key: bytes, label: str | None) -> None:
+        check_device_key(public_key)
         args = [tool("pinseal-ingest"), "devices", "add", public_key.hex(), "--db", str(self.db)]
         _run(args + (["--label", label] if label else []))
 

@@ -110,3 +110,13 @@ def test_batch_reports_every_board_and_one_failure_does_not_stop_the_rest() -> N
         results = batch.run_batch(["a", "b", "c", "d"], job, parallel=parallel)
         assert [r.ok for r in results] == [True, False, False, True]
         assert results[1].hint and "RuntimeError" in results[2].error
+
+
+def test_registry_refuses_a_small_order_device_key(tmp_path: Path) -> None:
+    """A board reporting an all-zero public key is refused before anything is registered anywhere."""
+    from pinseal_provision.registry import Ingest
+
+    ingest = Ingest(tmp_path / "ingest.sqlite")
+    with pytest.raises(BadInput, match="small-order"):
+        ingest.add(bytes(32), "shed")
+    assert not (tmp_path / "ingest.sqlite").exists()  # refused before the ingest tool ran

@@ -1,4 +1,5 @@
-"""Batches (signed Merkle roots over accepted bundles) and the uplink outbox that forwards them.
+"""Batches (signed Merkle roots over accepted bundles), the uplink outbox that forwards them, and what a
+refused batch leaves behind: superseded headers, dead-lettered bundles, bundles held elsewhere.
 
 Every function takes a `sqlite3.Connection` and runs in the database thread (`Database.run`). None of
 them commits on its own except `transaction`, so a caller can make a whole batch (batch row, leaf
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -31,7 +33,40 @@ CREATE TABLE IF NOT EXISTS uplink_outbox (
     last_error TEXT,
     sent_at REAL
 );
+CREATE TABLE IF NOT EXISTS superseded_batches (
+    hash BLOB PRIMARY KEY,
+    batch_no INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    root BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    first_received REAL NOT NULL,
+    last_received REAL NOT NULL,
+    created_at REAL NOT NULL,
+    leaves BLOB NOT NULL,
+    superseded_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uplink_dead_letters (
+    bundle_hash BLOB PRIMARY KEY,
+    reason TEXT NOT NULL,
+    detail TEXT,
+    batch_hash BLOB NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uplink_held_elsewhere (
+    bundle_hash BLOB PRIMARY KEY,
+    detail TEXT,
+    batch_hash BLOB NOT NULL,
+    held_at REAL NOT NULL
+);
 """
+
+DEAD_LETTER = -1
+"""`bundles.batch_id` of a bundle the network refused for good (row in `uplink_dead_letters`): it is kept,
+never batched again, and reported in status and metrics."""
+HELD_ELSEWHERE = -2
+"""`bundles.batch_id` of a bundle the network already held from elsewhere (row in `uplink_held_elsewhere`):
+delivered, so never batched again."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +85,17 @@ class BatchRow:
 
 @dataclass(frozen=True)
 class PendingBundle:
-    """An accepted bundle not yet in any batch, in received (rowid) order."""
+    """An accepted bundle not yet in any batch, in received (rowid) order.
+
+    `time_flag` is the verifier's verdict on its reading times ("future", "stale" or None): the batch
+    carries it to the network under the gateway's signature.
+    """
 
     rowid: int
     hash: bytes
     raw: bytes
     received_at: float
+    time_flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,10 +134,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def unbatched(conn: sqlite3.Connection, limit: int) -> list[PendingBundle]:
     """Up to `limit` bundles without a batch, oldest first (rowid = received order)."""
     rows = conn.execute(
-        "SELECT rowid, hash, raw, received_at FROM bundles WHERE batch_id IS NULL ORDER BY rowid LIMIT ?",
+        "SELECT rowid, hash, raw, received_at, time_flag FROM bundles WHERE batch_id IS NULL"
+        " ORDER BY rowid LIMIT ?",
         (limit,),
     ).fetchall()
-    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3])) for r in rows]
+    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4]) for r in rows]
 
 
 def count_unbatched(conn: sqlite3.Connection, limit: int) -> int:
@@ -275,3 +316,142 @@ def reopen_from(conn: sqlite3.Connection, batch_no: int) -> int:
     )
     conn.commit()
     return cursor.rowcount
+
+
+# ---- refused batches: supersede, dead-letter, held elsewhere (issue 11 #2) -----------------------------
+
+
+def batches_from(conn: sqlite3.Connection, batch_no: int) -> list[BatchRow]:
+    """Batch `batch_no` and every later one, in number order."""
+    rows = conn.execute(
+        f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_no >= ? ORDER BY batch_no", (batch_no,)
+    ).fetchall()
+    return [_batch(r) for r in rows]
+
+
+def sent_from(conn: sqlite3.Connection, batch_no: int) -> int:
+    """How many batches from `batch_no` on the network has confirmed (a reseal requires none)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM uplink_outbox WHERE batch_no >= ? AND sent_at IS NOT NULL", (batch_no,)
+    ).fetchone()
+    return int(row[0])
+
+
+def bundles_from(conn: sqlite3.Connection, batch_no: int) -> list[PendingBundle]:
+    """The bundles of batch `batch_no` and every later batch, in chain order (batch, then leaf)."""
+    rows = conn.execute(
+        "SELECT rowid, hash, raw, received_at, time_flag FROM bundles WHERE batch_id >= ? "
+        "ORDER BY batch_id, leaf_index",
+        (batch_no,),
+    ).fetchall()
+    return [PendingBundle(int(r[0]), bytes(r[1]), bytes(r[2]), float(r[3]), r[4]) for r in rows]
+
+
+def supersede_from(conn: sqlite3.Connection, batch_no: int, reason: str, now: float) -> int:
+    """Move batch `batch_no` and its successors to `superseded_batches` and free their bundles.
+
+    The old signed headers and their leaves stay (evidence of what the gateway once signed); the batch
+    numbers, outbox rows and leaf assignments are released for the new chain. Returns how many batches.
+    """
+    moved = batches_from(conn, batch_no)
+    for old in moved:
+        leaves = b"".join(batch_bundle_hashes(conn, old.batch_no))
+        conn.execute(
+            "INSERT INTO superseded_batches (hash, batch_no, header, root, count, first_received,"
+            " last_received, created_at, leaves, superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                old.hash,
+                old.batch_no,
+                old.header,
+                old.root,
+                old.count,
+                old.first_received,
+                old.last_received,
+                old.created_at,
+                leaves,
+                now,
+                reason,
+            ),
+        )
+    conn.execute("DELETE FROM uplink_outbox WHERE batch_no >= ?", (batch_no,))
+    conn.execute("UPDATE bundles SET batch_id = NULL, leaf_index = NULL WHERE batch_id >= ?", (batch_no,))
+    conn.execute("DELETE FROM batches WHERE batch_no >= ?", (batch_no,))
+    return len(moved)
+
+
+def dead_letter(
+    conn: sqlite3.Connection, bundle_hash: bytes, reason: str, detail: str, batch_hash: bytes, now: float
+) -> None:
+    """Keep a bundle the network refused for good out of every future batch, with why and when."""
+    conn.execute(
+        "INSERT INTO uplink_dead_letters (bundle_hash, reason, detail, batch_hash, dead_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (bundle_hash, reason, detail, batch_hash, now),
+    )
+    _set_batch(conn, bundle_hash, DEAD_LETTER)
+
+
+def held_elsewhere(
+    conn: sqlite3.Connection, bundle_hash: bytes, detail: str, batch_hash: bytes, now: float
+) -> None:
+    """Count a bundle the network already holds (from another gateway) as delivered."""
+    conn.execute(
+        "INSERT INTO uplink_held_elsewhere (bundle_hash, detail, batch_hash, held_at) VALUES (?,?,?,?)",
+        (bundle_hash, detail, batch_hash, now),
+    )
+    _set_batch(conn, bundle_hash, HELD_ELSEWHERE)
+
+
+def _set_batch(conn: sqlite3.Connection, bundle_hash: bytes, marker: int) -> None:
+    cursor = conn.execute(
+        "UPDATE bundles SET batch_id = ?, leaf_index = NULL WHERE hash = ? AND batch_id IS NULL",
+        (marker, bundle_hash),
+    )
+    if cursor.rowcount != 1:
+        raise RuntimeError(f"bundle {bundle_hash.hex()} is not a freed leaf of the refused chain")
+
+
+def uplink_fate(conn: sqlite3.Connection, bundle_hash: bytes) -> tuple[str, dict[str, Any]] | None:
+    """("dead_letter", {"reason": ...}) or ("held_elsewhere", {}) for a bundle taken out of a refused
+    batch; None for any other bundle."""
+    row = conn.execute(
+        "SELECT reason FROM uplink_dead_letters WHERE bundle_hash = ?", (bundle_hash,)
+    ).fetchone()
+    if row is not None:
+        return "dead_letter", {"reason": row[0]}
+    if conn.execute("SELECT 1 FROM uplink_held_elsewhere WHERE bundle_hash = ?", (bundle_hash,)).fetchone():
+        return "held_elsewhere", {}
+    return None
+
+
+RECENT_DEAD_LETTERS = 20
+
+
+def uplink_summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    """What `/status` and `pinseal-gateway status` show of refused batches and bundles."""
+    by_reason = dict(
+        conn.execute("SELECT reason, COUNT(*) FROM uplink_dead_letters GROUP BY reason ORDER BY reason")
+    )
+    recent = conn.execute(
+        "SELECT bundle_hash, reason, detail, batch_hash, dead_at FROM uplink_dead_letters "
+        "ORDER BY dead_at DESC, rowid DESC LIMIT ?",
+        (RECENT_DEAD_LETTERS,),
+    ).fetchall()
+    (held,) = conn.execute("SELECT COUNT(*) FROM uplink_held_elsewhere").fetchone()
+    (superseded,) = conn.execute("SELECT COUNT(*) FROM superseded_batches").fetchone()
+    return {
+        "dead_letters": sum(by_reason.values()),
+        "dead_letters_by_reason": by_reason,
+        "recent_dead_letters": [
+            {
+                "bundle_hash": bytes(h).hex(),
+                "reason": reason,
+                "detail": detail,
+                "batch_hash": bytes(b).hex(),
+                "dead_at": at,
+            }
+            for h, reason, detail, b, at in recent
+        ],
+        "held_elsewhere": int(held),
+        "superseded_batches": int(superseded),
+    }

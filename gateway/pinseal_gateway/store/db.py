@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pinseal_gateway.store import batches, bundles, devices
+from pinseal_gateway.store import batches, bundles, devices, rejections
+from pinseal_protocol.private_files import prepare_private_db
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_private_db(path)  # folder 0700, files 0600: password hashes and readings
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level="DEFERRED", check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -44,7 +45,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this gateway ({SCHEMA_VERSION})")
     with conn:
-        for schema in (devices.SCHEMA, bundles.SCHEMA, batches.SCHEMA):
+        for schema in (devices.SCHEMA, bundles.SCHEMA, batches.SCHEMA, rejections.SCHEMA):
             for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)

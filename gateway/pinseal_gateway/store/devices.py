@@ -80,7 +80,7 @@ def add_device(
     now: float | None = None,
 ) -> Device:
     """Register a device key; refuses a key that is already registered (even revoked)."""
-    keys.load_public_key(public_key)  # ValueError for anything that is not a 32-byte Ed25519 key
+    keys.check_public_key(public_key)  # ValueError for a wrong length, a small-order or invalid point
     kid = keys.key_id(public_key)
     added_at = time.time() if now is None else now
     try:

@@ -25,10 +25,28 @@ class Outcome(enum.Enum):
     RESEND_FROM = "resend_from"
     """The network's chain ends before this batch; resend from `SendResult.expected` on."""
     REJECTED = "rejected"
-    """The network refused the batch (4xx other than conflict). Retried with backoff, logged as an error,
-    because the usual causes (gateway or device not yet registered upstream) are fixed by an operator."""
+    """The network refused the batch (4xx other than conflict, 413, 422). Retried with backoff, logged as
+    an error, because the usual causes (gateway not yet registered upstream) are fixed by an operator."""
+    TOO_LARGE = "too_large"
+    """413: the body is over the network's limit (`SendResult.limit` if it said). Nothing was stored; the
+    same bytes can never pass, so the outbox reseals the chain from this batch in smaller batches."""
+    REFUSED = "refused"
+    """422: bundles of the batch were refused (`SendResult.refused`, maybe empty). Nothing was stored; the
+    outbox reseals the chain from this batch without them (docs/gateway.md, "Refused batches")."""
     CONFLICT = "conflict"
     """The network holds a different batch under this number: permanent, the uplink stops."""
+
+
+@dataclass(frozen=True)
+class RefusedBundle:
+    """One bundle the network named in a 422: by hash and/or leaf index (at least one is set)."""
+
+    bundle_index: int | None
+    bundle_hash: bytes | None
+    reason: str
+    detail: str = ""
+    held: bool = False
+    """The network already holds these exact bytes (e.g. from another gateway): delivered, not refused."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,11 @@ class SendResult:
     outcome: Outcome
     detail: str = ""
     expected: int | None = None
+    refused: tuple[RefusedBundle, ...] = ()
+    limit: int | None = None
+    """TOO_LARGE: the network's body limit in bytes, if it said."""
+    reason: str | None = None
+    """TOO_LARGE, REFUSED: the network's top-level reason word, if it gave one."""
 
     @classmethod
     def sent(cls, detail: str = "") -> SendResult:

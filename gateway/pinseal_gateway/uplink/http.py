@@ -2,8 +2,9 @@
 
 The ingest answers 200 for a batch it stored now or already held (so a retry after a lost answer is
 harmless), 409 with `{"reason": "chain_gap", "expected": n}` when its chain for this gateway stops
-before this batch, 409 otherwise when it holds a *different* batch under this number, other 4xx for a
-batch it rejects. Only the mapping to `SendResult` lives here; what to do next is the outbox's job.
+before this batch, 409 otherwise when it holds a *different* batch under this number, 413 (with its
+`limit`) for a body over its limit, 422 listing every refused bundle, other 4xx for a batch it rejects.
+Only the mapping to `SendResult` lives here; what to do next is the outbox's job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 
 import aiohttp
 
-from pinseal_gateway.uplink import Outcome, SendResult
+from pinseal_gateway.uplink import Outcome, RefusedBundle, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,16 @@ def classify(status: int, text: str) -> SendResult:
                 return SendResult(Outcome.RESEND_FROM, f"chain_gap, expected {expected}", expected)
             return SendResult.retry(f"chain_gap without a usable 'expected': {text[:200]}")
         return SendResult(Outcome.CONFLICT, f"409 {detail}")
+    if status == 413:
+        doc = _json(text)
+        limit = doc.get("limit")
+        limit = limit if type(limit) is int and limit > 0 else None
+        return SendResult(Outcome.TOO_LARGE, f"413 {detail}", limit=limit, reason=_word(doc.get("reason")))
+    if status == 422:
+        doc = _json(text)
+        return SendResult(
+            Outcome.REFUSED, f"422 {detail}", refused=_refused(doc), reason=_word(doc.get("reason"))
+        )
     if status >= 500 or status in RETRYABLE_4XX:
         return SendResult.retry(f"{status} {detail}")
     if 400 <= status < 500:
@@ -81,3 +92,49 @@ def _reason(text: str) -> str:
     doc = _json(text)
     parts = [str(doc[k]) for k in ("status", "reason", "detail") if k in doc]
     return " ".join(parts)
+
+
+MAX_REASON = 64
+MAX_DETAIL = 500
+
+
+def _refused(doc: dict) -> tuple[RefusedBundle, ...]:
+    """Every usable entry of a 422's `refused` list; an ingest without the list (older, or a proxy of its
+    own) may still name its first refused bundle in the top-level fields, so those count as one entry.
+    Entries naming neither a valid index nor a valid hash are dropped: the outbox only acts on bundles
+    it can find in the batch it sent."""
+    listed = doc.get("refused")
+    entries = listed if isinstance(listed, list) else [doc]
+    found = [_refused_bundle(e, doc) for e in entries if isinstance(e, dict)]
+    return tuple(r for r in found if r is not None)
+
+
+def _refused_bundle(entry: dict, doc: dict) -> RefusedBundle | None:
+    index = entry.get("bundle_index")
+    index = index if type(index) is int and index >= 0 else None
+    bundle_hash = _hash(entry.get("bundle_hash"))
+    if index is None and bundle_hash is None:
+        return None
+    reason = _word(entry.get("reason")) or _word(doc.get("reason")) or "unspecified"
+    detail = entry.get("detail")
+    return RefusedBundle(
+        index,
+        bundle_hash,
+        reason,
+        detail[:MAX_DETAIL] if isinstance(detail, str) else "",
+        entry.get("held") is True,
+    )
+
+
+def _hash(value: object) -> bytes | None:
+    if not isinstance(value, str) or len(value) != 64:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def _word(value: object) -> str | None:
+    return value[:MAX_REASON] if isinstance(value, str) and value else None

@@ -5,21 +5,28 @@ restart resumes at the first batch the network has not confirmed, waiting out it
 read from the table and sent byte for byte every time: a batch is never re-encoded, so the network
 can never see one batch as two different ones. A batch leaves the outbox (sent_at set) only after the
 network confirmed it holds it.
+
+The one exception is a batch the network refused as a whole (413, 422: it stored nothing of it): the
+same bytes can never pass, so it and its unsent successors are superseded and resealed from the same
+number (`reseal.py`) rather than retried. The network never held the old bytes, so it still sees each
+batch number once; the old headers stay in `superseded_batches`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import batches
-from pinseal_gateway.uplink import Outcome, SendResult, UplinkBackend
+from pinseal_gateway.uplink import Outcome, RefusedBundle, SendResult, UplinkBackend
+from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
 
 if TYPE_CHECKING:
     from pinseal_gateway.context import GatewayContext
@@ -127,6 +134,10 @@ class OutboxDrainer:
             )
             return 0.0
         metrics.uplink_failures.inc()
+        if result.outcome is Outcome.TOO_LARGE:
+            return await self._resplit(entry, result)
+        if result.outcome is Outcome.REFUSED:
+            return await self._take_out_refused(entry, result)
         if result.outcome is Outcome.CONFLICT:
             return await self._halt(
                 entry, f"conflict: the network holds a different batch {entry.batch_no}: {result.detail}"
@@ -154,6 +165,102 @@ class OutboxDrainer:
                 result.expected,
             )
         return await self._backoff(entry, result)
+
+    async def _resplit(self, entry: batches.OutboxEntry, result: SendResult) -> float:
+        """413: reseal the chain from this batch in batches under the network's limit.
+
+        The cap is the limit the network named, else half this body, and never above `batch.max_bytes`:
+        it shrinks strictly on every 413, so the splitting ends. A batch of one bundle over the limit
+        can never be delivered there: that bundle is dead-lettered (`too_large`).
+        """
+        leaves = await self.ctx.db.run(batches.batch_bundle_hashes, entry.batch_no)
+        cap = (
+            result.limit
+            if result.limit is not None and result.limit < len(entry.body)
+            else len(entry.body) // 2
+        )
+        cap = min(cap, self.ctx.config.batch.max_bytes)
+        take_out = []
+        if len(leaves) <= 1:
+            take_out = [TakeOut(h, result.reason or "too_large", result.detail, held=False) for h in leaves]
+        return await self._reseal(entry, result, take_out, max_bytes=cap)
+
+    async def _take_out_refused(self, entry: batches.OutboxEntry, result: SendResult) -> float:
+        """422: take the refused bundles out and reseal the chain from this batch without them.
+
+        A bundle the network already holds counts as delivered; any other refusal is dead-lettered.
+        A 422 naming no bundle of this batch is bisected: the first new batch holds half of this one,
+        so each such refusal halves it until the refused bundle is alone, then dead-lettered with the
+        network's reason. Either way the same bytes are never sent again.
+        """
+        leaves = await self.ctx.db.run(batches.batch_bundle_hashes, entry.batch_no)
+        take_out = match_refused(result.refused, leaves)
+        first_max = None
+        if not take_out:
+            if len(leaves) <= 1:
+                take_out = [TakeOut(h, result.reason or "refused", result.detail, held=False) for h in leaves]
+            else:
+                first_max = (len(leaves) + 1) // 2
+                log.warning(
+                    "uplink: batch %s refused without naming a bundle (%s); bisecting it",
+                    entry.batch_no,
+                    result.detail,
+                )
+        return await self._reseal(entry, result, take_out, first_max_bundles=first_max)
+
+    async def _reseal(
+        self,
+        entry: batches.OutboxEntry,
+        result: SendResult,
+        take_out: list[TakeOut],
+        *,
+        max_bytes: int | None = None,
+        first_max_bundles: int | None = None,
+    ) -> float:
+        ctx, cfg = self.ctx, self.ctx.config.batch
+        why = f"{result.outcome.value}: {result.detail}"
+        try:
+            done = await ctx.db.run(
+                functools.partial(
+                    reseal_from,
+                    take_out=take_out,
+                    max_bundles=cfg.max_bundles,
+                    max_bytes=cfg.max_bytes if max_bytes is None else max_bytes,
+                    first_max_bundles=first_max_bundles,
+                    why=why,
+                    now=self.clock(),
+                ),
+                ctx.gateway_key,
+                ctx.gateway_kid,
+                cfg.mode,
+                entry.batch_no,
+            )
+        except Exception:  # the store is untouched (one transaction): back off and ask the network again
+            log.exception("uplink: resealing from batch %s failed", entry.batch_no)
+            return await self._backoff(entry, result)
+        ctx.metrics.uplink_resealed_batches.inc(done.superseded)
+        for t in done.taken_out:
+            if t.held:
+                ctx.metrics.uplink_held_elsewhere.inc()
+                log.info("uplink: bundle %s is already held by the network: delivered", t.bundle_hash.hex())
+            else:
+                ctx.metrics.uplink_dead_letters.labels(reason=t.reason).inc()
+                log.error(
+                    "uplink: bundle %s refused by the network (%s: %s): dead-lettered, not sent again",
+                    t.bundle_hash.hex(),
+                    t.reason,
+                    t.detail,
+                )
+        ctx.metrics.outbox_depth.set(await ctx.db.run(batches.outbox_depth))
+        log.warning(
+            "uplink: batch %s refused (%s); resealed %s unsent batches as %s from batch %s",
+            entry.batch_no,
+            why,
+            done.superseded,
+            len(done.sealed),
+            entry.batch_no,
+        )
+        return 0.0
 
     async def _backoff(self, entry: batches.OutboxEntry, result: SendResult) -> float:
         cfg = self.ctx.config.uplink
@@ -218,3 +325,24 @@ async def run_uplink(
             await sleep_unless_stopped(stop, wait)
     finally:
         await backend.close()
+
+
+def match_refused(refused: Sequence[RefusedBundle], leaves: Sequence[bytes]) -> list[TakeOut]:
+    """The refused bundles that are leaves of the batch sent, by hash, else by index (hash absent).
+
+    A hash that is not a leaf is ignored, index and all: the answer is not about this batch's bytes.
+    """
+    in_batch = set(leaves)
+    found: dict[bytes, TakeOut] = {}
+    for r in refused:
+        if r.bundle_hash is not None:
+            leaf = r.bundle_hash if r.bundle_hash in in_batch else None
+        else:
+            leaf = (
+                leaves[r.bundle_index]
+                if r.bundle_index is not None and r.bundle_index < len(leaves)
+                else None
+            )
+        if leaf is not None and leaf not in found:
+            found[leaf] = TakeOut(leaf, r.reason, r.detail, r.held)
+    return list(found.values())
