@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway.config import BatchSection
 from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.storage import STORAGE_RETRY_MAX_S, WritePause
 from pinseal_gateway.store import batches
 from pinseal_protocol import batch, keys
 
@@ -176,22 +177,30 @@ async def run_batcher(
     clock: Callable[[], float] = time.time,
     poll_s: float | None = None,
 ) -> None:
-    """Seal a batch every `batch.interval_s`, or at once whenever `batch.max_bundles` are waiting."""
+    """Seal a batch every `batch.interval_s`, or at once whenever `batch.max_bundles` are waiting.
+
+    A seal that fails (a full disk, or a bug) rolled back, so the same bundles are sealed on the next
+    try; until one succeeds the batcher is paused (`storage.WritePause`): it waits with backoff, up to
+    one interval, between tries, and logs the failure once and then at most once a minute.
+    """
     cfg = ctx.config.batch
     poll = min(MAX_POLL_S, cfg.interval_s) if poll_s is None else poll_s
     loop = asyncio.get_running_loop()
     next_due = loop.time() + cfg.interval_s
+    pause = WritePause(ctx.metrics, "batcher", initial_s=poll, max_s=min(STORAGE_RETRY_MAX_S, cfg.interval_s))
     while not stop.is_set():
         try:
             waiting = await ctx.db.run(batches.count_unbatched, cfg.max_bundles)
             full = waiting >= cfg.max_bundles
             if full or loop.time() >= next_due:
                 info = await seal_once(ctx, clock())
+                pause.succeeded()
                 next_due = loop.time() + cfg.interval_s
                 if full and info is not None:
                     continue  # a backlog: keep sealing full batches without waiting
-        except Exception:  # a failed seal rolled back; the same bundles are sealed on the next try
-            log.exception("sealing a batch failed; retrying in %s s", poll)
+        except Exception as exc:
+            await sleep_unless_stopped(stop, pause.failed(exc))
+            continue
         await sleep_unless_stopped(stop, min(poll, max(0.0, next_due - loop.time())))
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger("pinseal_gateway")
 
 CONFIG_ENV = "PINSEAL_GATEWAY_CONFIG"
 PENDING_EXIT = 3  # `proof`: the bundle is stored but not in a batch yet (try again later)
+FAILED_EXIT = 2  # `run`: a task died and stopped the gateway (the log says which); a supervisor restarts it
 
 
 class CliError(Exception):
@@ -45,10 +46,14 @@ def _open_db(config: GatewayConfig) -> Database:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pinseal_gateway.daemon import run_gateway
+    from pinseal_gateway.daemon import GatewayFailed, run_gateway
 
     config = _config(args)
-    asyncio.run(run_gateway(config))
+    try:
+        asyncio.run(run_gateway(config))
+    except GatewayFailed as exc:
+        log.critical("gateway stopped on a failure: %s", exc)
+        return FAILED_EXIT
     return 0
 
 

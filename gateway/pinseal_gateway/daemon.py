@@ -4,6 +4,11 @@ Startup order puts durability first: database (schema, state) and key before any
 pipeline before the MQTT subscription. Shutdown runs the other way round: stop taking messages,
 finish and commit the group in flight, publish its acks and PUBACKs, disconnect, close the database.
 Whatever was received but not committed is simply not PUBACKed; the broker redelivers it next run.
+
+Every long-lived task is watched: one that dies stops the gateway with a critical log line, and
+`run_gateway` then raises `GatewayFailed`, so `pinseal-gateway run` exits non-zero and a supervisor
+(systemd `Restart=on-failure`) restarts it. A stop asked for (SIGTERM) returns normally, within
+`SHUTDOWN_GRACE_S` however busy or stuck the tasks are.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ OPTIONAL_TASKS = (
     ("pinseal_gateway.silence", "run_silence_watch"),
 )
 SHUTDOWN_GRACE_S = 10.0
+"""From the stop request to the last task cancelled: the whole shutdown, not each step of it."""
+
+
+class GatewayFailed(RuntimeError):
+    """A long-lived task died: the gateway stopped because it could no longer do its job."""
 
 
 def _optional(
@@ -94,17 +104,20 @@ async def run_gateway(
     pipeline.bind_loop(loop)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
+    failed: list[str] = []
     pipeline_task: asyncio.Task[None] | None = None
     try:
         pipeline_task = asyncio.create_task(pipeline.run(stop), name="pipeline")
         tasks[pipeline_task] = "pipeline"
         ingest.start()
+        if ingest.task is not None:
+            tasks[ingest.task] = "mqtt-ingest"
         for module_name, attr in OPTIONAL_TASKS:
             fn = _optional(module_name, attr)
             if fn is not None:
                 tasks[asyncio.create_task(fn(ctx, stop), name=attr)] = attr
         for task, name in tasks.items():
-            task.add_done_callback(lambda t, n=name: _task_done(t, n, stop))
+            task.add_done_callback(lambda t, n=name: _task_done(t, n, stop, failed))
         if on_ready is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.connected.wait, 30.0)
             on_ready(ctx, http_port)
@@ -114,20 +127,30 @@ async def run_gateway(
         log.info("gateway stopping")
     finally:
         stop.set()
+        deadline = loop.time() + SHUTDOWN_GRACE_S
         ingest.pause()
         if pipeline_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pipeline_task, SHUTDOWN_GRACE_S)
+            await _finish_within([pipeline_task], deadline, loop)
         await ingest.stop()
-        others = [t for t in tasks if t is not pipeline_task]
-        if others:
-            _, pending = await asyncio.wait(others, timeout=SHUTDOWN_GRACE_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await _finish_within([t for t in tasks if t is not pipeline_task], deadline, loop)
         await runner.cleanup()
         db.close()
         log.info("gateway stopped")
+    if failed:
+        raise GatewayFailed(f"{', '.join(failed)} failed (see the log above)")
+
+
+async def _finish_within(
+    tasks: list[asyncio.Task[Any]], deadline: float, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Let `tasks` finish until `deadline`, then cancel the rest: a stop never waits on a stuck task."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+    for task in pending:
+        log.warning("%s did not finish within the shutdown grace period; cancelling it", task.get_name())
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _settle_gc() -> None:
@@ -141,15 +164,16 @@ def _settle_gc() -> None:
     gc.freeze()
 
 
-def _task_done(task: asyncio.Task[Any], name: str, stop: asyncio.Event) -> None:
+def _task_done(task: asyncio.Task[Any], name: str, stop: asyncio.Event, failed: list[str]) -> None:
     if task.cancelled():
         return
     exc = task.exception()
     if exc is not None:
         log.critical("%s failed; stopping the gateway", name, exc_info=exc)
+        failed.append(name)
         stop.set()
     elif not stop.is_set():
         log.info("%s finished (nothing more to do in this configuration)", name)
 
 
-__all__ = ["KeyFileError", "run_gateway"]
+__all__ = ["GatewayFailed", "KeyFileError", "run_gateway"]

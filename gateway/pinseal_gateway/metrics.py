@@ -70,6 +70,18 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(f"{PREFIX}queue_depth", "Messages received, not yet processed", registry=r)
+        self.storage_full = Gauge(
+            f"{PREFIX}storage_full",
+            "1 while a writer (store, batcher, uplink) is paused on a full disk, else 0",
+            ["part"],
+            registry=r,
+        )
+        self.storage_write_failures = Counter(
+            f"{PREFIX}storage_write_failures",
+            "Failed tries of a paused writer, by part and error (full: disk full; other)",
+            ["part", "error"],
+            registry=r,
+        )
         self.mqtt_subscribed = Gauge(
             f"{PREFIX}mqtt_subscribed", "1 while subscribed to the devices' up topics, else 0", registry=r
         )

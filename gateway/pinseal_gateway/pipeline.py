@@ -16,6 +16,11 @@ database thread (whole groups) and ack signing (one worker, whole groups).
 
 Garbage is rejected with little work (size, decoding and registry checks come before
 the signature), so a flood of it costs honest devices little.
+
+Supervision: the verify, store and ack loops run in one task group, so any of them dying takes the
+other two (and `run`) down with its exception instead of leaving `submit` waiting for ever; the daemon
+then stops with a non-zero status. A message whose own handling raises is not such a death: the group
+is stored again one message at a time and that message alone becomes an `internal_error` rejection.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ from typing import Protocol
 from pinseal_gateway import verify_worker
 from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store import devices as registry_store
 from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verify import (
+    EVIDENCE_LIMIT,
     Checked,
     Limits,
     Registry,
@@ -44,15 +52,16 @@ from pinseal_gateway.verify import (
     Rejected,
     check_message,
     classify_history,
+    topic_kid,
 )
 from pinseal_protocol.errors import Conflict, Replayed
+from pinseal_protocol.fastbundle import FastBundle
 from pinseal_protocol.history import StoredBundle, Verdict
 
 log = logging.getLogger(__name__)
 
 REGISTRY_REFRESH_S = 1.0  # a revocation or a new device takes effect within this long
 UNKNOWN_REFRESH_S = 0.2  # an unknown kid triggers a registry reload at most this often
-STORE_RETRY_MAX_S = 30.0
 LOG_EVERY_S = 10.0  # per (kid, reason): one rejection log line, then a summary at most this often
 
 
@@ -64,6 +73,12 @@ class Message:
     payload: bytes
     received_at: float
     token: object = None
+
+
+def _max_time(bundle: object) -> int:
+    if isinstance(bundle, FastBundle):
+        return bundle.max_time
+    return max(reading.time for reading in bundle.readings)  # type: ignore[attr-defined]
 
 
 class Transport(Protocol):
@@ -165,9 +180,9 @@ class Pipeline:
         self._fingerprint: tuple[object, ...] | None = None
         self._registry_checked = 0.0
         self._rejection_log = _RejectionLog()
+        self._store_pause = WritePause(ctx.metrics, "store")
         self._rejections = RejectionPolicy(ctx.metrics.registry)  # budget per publisher, retention
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing = False
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -211,16 +226,19 @@ class Pipeline:
     # -- running -----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then finish the group in flight and return."""
+        """Run until `stop` is set, then finish the group in flight and return.
+
+        Raises (an ExceptionGroup) as soon as one of the three loops dies: the others are cancelled,
+        and whatever was not committed is not settled, so the broker redelivers it.
+        """
         self._loop = asyncio.get_running_loop()
         await self._refresh_registry(force=True)
-        storer = asyncio.create_task(self._store_loop(), name="pinseal-store")
         try:
-            await self._verify_loop(stop)
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(self._verify_loop(stop), name="pinseal-verify")
+                loops.create_task(self._store_loop(stop), name="pinseal-store")
+                loops.create_task(self._ack_loop(), name="pinseal-acks")
         finally:
-            self._closing = True
-            await self._verified.put(None)
-            await storer
             self._verify_pool.shutdown(wait=True)
             self._ack_pool.shutdown(wait=True)
             self._stop_worker(wait=True)
@@ -247,6 +265,10 @@ class Pipeline:
     async def _verify_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._verify_pool, self._start_worker)
+        await self._verify_groups(stop, loop)
+        await self._verified.put(None)  # the store loop ends after the group in flight
+
+    async def _verify_groups(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         while not stop.is_set():
             group = await self._next_group(stop)
             if group is None:
@@ -324,20 +346,16 @@ class Pipeline:
         log.info("device registry loaded: %d devices", len(self._registry))
         return True
 
-    async def _store_loop(self) -> None:
-        acker = asyncio.create_task(self._ack_loop(), name="pinseal-acks")
-        try:
-            while (item := await self._verified.get()) is not None:
-                group, checked = item
-                result = await self._store_with_retry(group, checked)
-                if result is None:  # shutting down without a commit: the broker redelivers these
-                    if group:
-                        self._release(len(group))
-                    continue
-                await self._committed.put(result)
-        finally:
-            await self._committed.put(None)
-            await acker
+    async def _store_loop(self, stop: asyncio.Event) -> None:
+        while (item := await self._verified.get()) is not None:
+            group, checked = item
+            result = await self._store_with_retry(group, checked, stop)
+            if result is None:  # shutting down without a commit: the broker redelivers these
+                if group:
+                    self._release(len(group))
+                continue
+            await self._committed.put(result)
+        await self._committed.put(None)  # the ack loop ends after the acks of the last commit
 
     async def _ack_loop(self) -> None:
         """Committed groups, in commit order: sign their acks (ack thread), then publish and settle.
@@ -351,30 +369,57 @@ class Pipeline:
             self._finish(result)
 
     async def _store_with_retry(
-        self, group: list[Message], checked: list[Checked | Rejected]
+        self, group: list[Message], checked: list[Checked | Rejected], stop: asyncio.Event
     ) -> GroupResult | None:
-        delay = 0.5
+        """The group committed, or None when the gateway stops before the database can write it.
+
+        Only database errors are retried (see `is_storage_error`): on a full disk the store pauses
+        (`WritePause`: one log line, the `storage_full` gauge) holding this group, nothing is acked,
+        the queue fills and the transport stops reading, so the broker keeps everything newer; the
+        first commit that goes through resumes it. Anything else escaping `_store_group` is a bug that
+        stops the gateway rather than stalling it.
+        """
         while True:
             try:
-                return await self.ctx.db.run(self._store_group, group, checked)
-            except sqlite3.Error as exc:
-                if self._closing:
+                result = await self.ctx.db.run(self._store_group, group, checked)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                if stop.is_set():
                     log.error("store failed during shutdown, %d messages left unacked: %s", len(group), exc)
                     return None
-                log.error("store failed (%s); retrying the group of %d in %.1f s", exc, len(group), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_S)
+                await sleep_unless_stopped(stop, self._store_pause.failed(exc))
+                continue
+            self._store_pause.succeeded()
+            return result
 
     def _store_group(
         self, conn: sqlite3.Connection, group: list[Message], checked: list[Checked | Rejected]
     ) -> GroupResult:
-        """In the database thread: classify against history, store everything in one transaction."""
+        """In the database thread: classify against history, store everything in one transaction.
+
+        If that raises anything but a database error, one of the messages is at fault: the group is
+        stored again with each message in its own savepoint (`_write_isolated`), so that message
+        becomes an `internal_error` rejection and every other one still commits and is acked.
+        """
         result = GroupResult()
         try:
             with conn:
                 self._write_group(conn, group, checked, result)
-        except BaseException:
+        except Exception as exc:
             self._states.invalidate()  # the cache may hold state of the rolled-back transaction
+            if is_storage_error(exc):
+                raise
+            log.warning("storing a group of %d raised %r; storing it one message at a time", len(group), exc)
+            result = GroupResult()
+            try:
+                with conn:
+                    self._write_isolated(conn, group, checked, result)
+            except BaseException:
+                self._states.invalidate()
+                raise
+        except BaseException:
+            self._states.invalidate()
             raise
         result.commit_time = int(time.time())
         states = self._states
@@ -394,6 +439,43 @@ class Pipeline:
                 assert outcome.kid is not None and outcome.bundle_hash is not None
                 assert outcome.ack_seq is not None
                 outcome.ack = sign(outcome.kid, outcome.ack_seq, outcome.bundle_hash, commit_time)
+
+    def _write_isolated(
+        self,
+        conn: sqlite3.Connection,
+        group: list[Message],
+        checked: list[Checked | Rejected],
+        result: GroupResult,
+    ) -> None:
+        """`_write_group` one message at a time, each in a savepoint; a message whose handling raises
+        (other than a database error, which fails the group) is rolled back to its savepoint and
+        recorded as an `internal_error` rejection instead."""
+        if not conn.in_transaction:
+            conn.execute("BEGIN")  # else the first RELEASE would commit on its own
+        for message, check in zip(group, checked, strict=True):
+            one = GroupResult()
+            conn.execute("SAVEPOINT pinseal_message")
+            try:
+                self._write_group(conn, [message], [check], one)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO pinseal_message")
+                self._states.invalidate()  # reloads, inside this transaction, what the others wrote
+                if is_storage_error(exc):
+                    raise
+                kid = topic_kid(message.topic)
+                log.error(
+                    "internal error storing a message from %s; rejecting it as internal_error",
+                    kid.hex() if kid else "?",
+                    exc_info=exc,
+                )
+                detail = f"{type(exc).__name__}: {exc}"[:200]
+                evidence = bytes(message.payload[:EVIDENCE_LIMIT])
+                one = GroupResult()
+                self._write_group(conn, [message], [Rejected("internal_error", detail, kid, evidence)], one)
+            finally:
+                conn.execute("RELEASE pinseal_message")
+            result.outcomes.extend(one.outcomes)
+            result.last_seen.update(one.last_seen)
 
     def _write_group(
         self,
@@ -444,9 +526,9 @@ class Pipeline:
                 (
                     bundle.bundle_hash,
                     kid,
-                    bundle.boot,
-                    bundle.seq,
-                    bundle.last_seq,
+                    store.to_u64(bundle.boot),
+                    store.to_u64(bundle.seq),
+                    store.to_u64(bundle.last_seq),
                     bundle.prev,
                     bundle.n_readings,
                     bundle.time_source,
@@ -463,7 +545,7 @@ class Pipeline:
                 conn.execute("UPDATE bundles SET chain_gap = 1 WHERE hash = ?", (bundle.bundle_hash,))
             states.put(state)
             touched[kid] = state
-            reading_rows.extend(check.rows)
+            reading_rows.extend(store.storable_rows(check.rows, bundle.last_seq, _max_time(bundle)))
             result.outcomes.append(
                 Outcome(
                     message,

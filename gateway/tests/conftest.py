@@ -319,5 +319,12 @@ def gateway(env: GatewayEnv) -> Iterator[RunningGateway]:
         raise running.error
 
 
+@pytest.fixture
+def start_gateway() -> type[RunningGateway]:
+    """The in-thread gateway class, for tests that start and stop it themselves (tests must not
+    import conftest by name): a gateway that stalls then fails the test, not the teardown."""
+    return RunningGateway
+
+
 def with_sections(config: GatewayConfig, **sections: object) -> GatewayConfig:
     return replace(config, **sections)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.pipeline import Message, Pipeline
 from pinseal_gateway.store import devices as device_store
+from pinseal_gateway.store.bundles import from_u64
 from pinseal_gateway.store.db import Database
 from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
 from pinseal_protocol import ack as pack
@@ -218,8 +219,10 @@ def reference_run(bundles: list[pbundle.Bundle]):
 
 @st.composite
 def deliveries(draw):
-    """A device's chain (with skipped sequence numbers and forks) delivered lost, late, twice, reordered."""
-    chain, prev, seq = [], pbundle.ZERO_PREV, draw(st.integers(0, 5))
+    """A device's chain (with skipped sequence numbers and forks) delivered lost, late, twice, reordered;
+    from near 0, across 2**63 (where SQLite's INTEGER ends) or up to the last uint64 (issue 11 #1)."""
+    base = draw(st.sampled_from([0, 0, 2**63 - 20, 2**64 - 80]))
+    chain, prev, seq = [], pbundle.ZERO_PREV, base + draw(st.integers(0, 5))
     for _ in range(draw(st.integers(1, 8))):
         n = draw(st.integers(1, 3))
         raw = seal(seq, prev, n)
@@ -255,6 +258,7 @@ def test_store_matches_reference_history(case):
             state = db.run_sync(
                 lambda conn: conn.execute("SELECT contiguous_seq, high_seq FROM device_state").fetchone()
             )
+            state = tuple(from_u64(value) for value in state)
         finally:
             db.close()
     assert sorted(transport.settled) == list(range(len(payloads)))
@@ -339,7 +343,7 @@ def test_schema_1_database_gains_device_state_linear():
             state = db.run_sync(
                 lambda conn: conn.execute("SELECT linear, high_seq FROM device_state").fetchone()
             )
-            assert version == (2,) and state == (0, 0)  # before the migration: walked with queries
+            assert version == (3,) and state == (0, 0)  # schema 1 -> 3; until then: walked with queries
             asyncio.run(run_pipeline(db, [seal(1, pbundle.link_of(seal(0, pbundle.ZERO_PREV)))], 1))
             tip = db.run_sync(lambda conn: conn.execute("SELECT contiguous_seq FROM device_state").fetchone())
             assert tip == (1,)

@@ -119,6 +119,7 @@ def series(n: int, start: int = T0) -> tuple[Reading, ...]:
     return tuple(thp(start + PERIOD * i, 2150 + 3 * i, 4512 - 7 * i, 101325 + i) for i in range(n))
 
 
+U64_EDGES = ((2**63, "2_63"), (2**64 - 1, "max"))
 STATUS = Status(battery_mv=3912, rssi_dbm=-67, uptime_s=3600, dropped=0, reset_cause=0)
 
 
@@ -381,6 +382,23 @@ def bundle_vectors() -> dict[str, dict[str, Any]]:
         seal(large),
         "accept",
     )
+    # The uint64 boundaries: 2**63 is the first value a signed 64-bit store (SQLite INTEGER) cannot
+    # hold, 2**64 - 1 the last the protocol allows; receivers must keep both exactly (issue 11 #1).
+    for field, value, tag in ((f, v, t) for f in ("seq", "boot", "bt") for v, t in U64_EDGES):
+        if field == "bt":
+            edge = inputs(time_source=0, readings=(thp(value, 2150, 4512, 101325),))
+            what = "bt (seconds since boot, time source 0)"
+        else:
+            edge = inputs(**{field: value})
+            what = field
+        add(
+            f"bundle_{field}_{tag}",
+            f"{what} = {value} ({'2**63, above signed 64-bit' if tag == '2_63' else '2**64 - 1, the largest'}"
+            "): a 9-byte head; accepted and kept exactly, never clamped or wrapped.",
+            edge,
+            seal(edge),
+            "accept",
+        )
     add(
         "bundle_unknown_payload_key",
         "Payload key 8 (unknown to v1) is signed and ignored; the other fields read normally.",
@@ -748,6 +766,14 @@ def ack_vectors(bundles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
         "non_deterministic",
     )
     v["ack_truncated"] = ack_vector("ack_valid without its last byte.", good, good_bytes[:-1], "malformed")
+    for value, tag in U64_EDGES:
+        edge = ack_input(bundle_hash=one_hash, seq=value)
+        v[f"ack_seq_{tag}"] = ack_vector(
+            f"An ack whose seq is {value}: a device's contiguous seq can be any uint64 (9-byte head).",
+            edge,
+            ack.sign_ack(GATEWAY_KEY, **edge),
+            "accept",
+        )
     return v
 
 

@@ -183,6 +183,11 @@ class MqttIngest:
         self.pipeline.on_room(self._resume_reading)
         self._task = self._loop.create_task(self._connection_loop(), name="mqtt-ingest")
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The connection task (after `start`): the daemon watches it; nothing is received without it."""
+        return self._task
+
     def pause(self) -> None:
         """Stop handing new messages to the pipeline (they stay unacknowledged: the broker keeps them)."""
         self._closing = True

@@ -10,6 +10,7 @@ more than the database holds.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pinseal_protocol.history import StoredBundle
@@ -71,6 +72,38 @@ CREATE INDEX IF NOT EXISTS rejections_reason ON rejections (reason);
 
 PREV_SIZE = 16
 
+INT64_MAX = 2**63 - 1
+
+
+def to_u64(value: int | None) -> int | bytes | None:
+    """A protocol uint64 (seq, boot, bt) as SQLite stores it without loss or reordering.
+
+    SQLite's INTEGER is signed 64-bit, so binding 2**63 or more raises OverflowError. Values below 2**63
+    stay INTEGERs (every existing row and reader keeps working); values from 2**63 up become 8-byte
+    big-endian BLOBs. SQLite orders every INTEGER before every BLOB and equal-length BLOBs bytewise,
+    which is exactly uint64 order, so comparisons, indexes and ORDER BY on these columns stay correct.
+    """
+    if value is None or value <= INT64_MAX:
+        return value
+    return value.to_bytes(8, "big")
+
+
+def from_u64(value: int | bytes | None) -> int | None:
+    """Inverse of `to_u64`."""
+    if isinstance(value, bytes):
+        return int.from_bytes(value, "big")
+    return value
+
+
+def storable_rows(
+    rows: Sequence[tuple[object, ...]], last_seq: int, max_time: int
+) -> Sequence[tuple[object, ...]]:
+    """`readings` rows with seq and time bindable (see `to_u64`); the rows themselves in the common case."""
+    if last_seq <= INT64_MAX and max_time <= INT64_MAX:
+        return rows
+    return [(h, k, to_u64(seq), to_u64(t), *rest) for h, k, seq, t, *rest in rows]  # type: ignore[misc]
+
+
 INSERT_BUNDLE = (
     "INSERT INTO bundles (hash, kid, boot, seq, last_seq, prev, n_readings, time_source, received_at, raw, "
     "chain_gap, time_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -123,14 +156,14 @@ class DeviceState:
     def row(self) -> tuple[object, ...]:
         return (
             self.kid,
-            self.high_seq,
-            self.contiguous_seq,
+            to_u64(self.high_seq),
+            to_u64(self.contiguous_seq),
             self.last_bundle_hash,
             self.last_seen,
             self.bundles,
             self.readings,
             self.gaps,
-            self.first_seq,
+            to_u64(self.first_seq),
             self.contiguous_hash,
             int(self.linear),
         )
@@ -142,8 +175,14 @@ _STATE_COLUMNS = (
 )
 
 
+_U64_STATE_COLUMNS = (1, 2, 8)  # high_seq, contiguous_seq, first_seq
+
+
 def _state(row: tuple[object, ...]) -> DeviceState:
-    return DeviceState(*row[:-1], linear=bool(row[-1]))  # type: ignore[arg-type]
+    values = list(row)
+    for i in _U64_STATE_COLUMNS:
+        values[i] = from_u64(values[i])  # type: ignore[arg-type]
+    return DeviceState(*values[:-1], linear=bool(values[-1]))  # type: ignore[arg-type]
 
 
 def load_state(conn: sqlite3.Connection, kid: bytes) -> DeviceState:
@@ -182,8 +221,13 @@ class DeviceStates:
 _STORED_COLUMNS = "seq, last_seq, prev, hash"
 
 
-def _stored(rows: list[tuple[int, int, bytes, bytes]]) -> list[StoredBundle]:
-    return [StoredBundle(*row) for row in rows]
+def _stored_bundle(row: tuple[int | bytes, int | bytes, bytes, bytes]) -> StoredBundle:
+    seq, last_seq, prev, bundle_hash = row
+    return StoredBundle(from_u64(seq), from_u64(last_seq), prev, bundle_hash)  # type: ignore[arg-type]
+
+
+def _stored(rows: list[tuple[int | bytes, int | bytes, bytes, bytes]]) -> list[StoredBundle]:
+    return [_stored_bundle(row) for row in rows]
 
 
 def history_for(
@@ -200,7 +244,7 @@ def history_for(
     queries = (
         (
             f"SELECT {_STORED_COLUMNS} FROM bundles WHERE kid = ? AND seq <= ? AND last_seq >= ?",
-            (kid, last_seq, seq),
+            (kid, to_u64(last_seq), to_u64(seq)),
         ),
         (f"SELECT {_STORED_COLUMNS} FROM bundles WHERE kid = ? ORDER BY seq DESC LIMIT 1", (kid,)),
         (f"SELECT {_STORED_COLUMNS} FROM bundles WHERE kid = ? AND prev = ?", (kid, link)),
@@ -227,7 +271,9 @@ def links_to_stored(conn: sqlite3.Connection, kid: bytes, prev: bytes) -> bool:
 
 def has_earlier(conn: sqlite3.Connection, kid: bytes, seq: int) -> bool:
     """Whether the device has a stored bundle starting below `seq`."""
-    row = conn.execute("SELECT 1 FROM bundles WHERE kid = ? AND seq < ? LIMIT 1", (kid, seq)).fetchone()
+    row = conn.execute(
+        "SELECT 1 FROM bundles WHERE kid = ? AND seq < ? LIMIT 1", (kid, to_u64(seq))
+    ).fetchone()
     return row is not None
 
 
@@ -237,12 +283,12 @@ def first_successor(conn: sqlite3.Connection, kid: bytes, link: bytes) -> Stored
         f"SELECT {_STORED_COLUMNS} FROM bundles WHERE kid = ? AND prev = ? ORDER BY rowid LIMIT 1",
         (kid, link),
     ).fetchone()
-    return None if row is None else StoredBundle(*row)
+    return None if row is None else _stored_bundle(row)
 
 
 def stored_bundle(conn: sqlite3.Connection, bundle_hash: bytes) -> StoredBundle | None:
     row = conn.execute(f"SELECT {_STORED_COLUMNS} FROM bundles WHERE hash = ?", (bundle_hash,)).fetchone()
-    return None if row is None else StoredBundle(*row)
+    return None if row is None else _stored_bundle(row)
 
 
 def walk_chain(

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: device_state.linear
+SCHEMA_VERSION = 3  # 2: device_state.linear; 3: uint64 columns may hold 8-byte BLOBs (bundles.to_u64)
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -54,6 +54,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
             # schema 1: every device starts non-linear, i.e. its chain is walked with queries as before
             log.info("database schema %d -> %d: device_state.linear", version, SCHEMA_VERSION)
             conn.execute("ALTER TABLE device_state ADD COLUMN linear INTEGER NOT NULL DEFAULT 0")
+        if 0 < version < 3:
+            # Schema 3 changes no table: every schema-2 value (an INTEGER below 2**63) is already in the
+            # schema-3 form. The version moves so that a schema-2 gateway, which would read a BLOB seq
+            # as garbage, refuses this file instead of corrupting its chain state.
+            log.info("database schema %d -> %d: seq, boot and bt above 2**63 as 8-byte BLOBs", version, 3)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

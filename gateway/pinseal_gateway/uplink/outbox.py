@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import batches
 from pinseal_gateway.uplink import Outcome, RefusedBundle, SendResult, UplinkBackend
 from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
@@ -307,9 +308,21 @@ async def run_uplink(
             log.info('uplink disabled (kind = "none"); batches stay in the outbox')
             return
     drainer = OutboxDrainer(ctx, backend, clock=clock, rand=rand)
+    pause = WritePause(ctx.metrics, "uplink")
     try:
         while not stop.is_set():
-            await sleep_unless_stopped(stop, await drainer.step())
+            try:
+                wait = await drainer.step()
+            except Exception as exc:
+                # The outbox's bookkeeping (mark_sent, mark_failed) could not be written, e.g. on a full
+                # disk: the batch stays unsent in the outbox and goes again once the database writes
+                # (the network answers a batch it already holds as sent). Anything else is a bug.
+                if not is_storage_error(exc):
+                    raise
+                wait = pause.failed(exc)
+            else:
+                pause.succeeded()
+            await sleep_unless_stopped(stop, wait)
     finally:
         await backend.close()
 
