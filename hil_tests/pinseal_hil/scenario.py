@@ -96,6 +96,7 @@ class Slot:
     device: SimulatedDevice
     outbox_dir: Path | None
     quota: int = 0  # bundles this device still has to produce
+    next_due: float = 0.0  # when it samples next (time.monotonic)
     reboots: int = 0
 
 
@@ -131,9 +132,14 @@ class Ledger:
             return sum(len(v) for v in self.produced.values())
 
 
+TICK_S = 0.005
+"""How often the fleet thread looks at each device: an ack lets the next bundle go within a tick."""
+
+
 class Fleet:
     """Honest devices driven by one thread: each seals a bundle every `period_s` until its quota is met,
-    resends what is unacked, and is rebooted from its flash when a power cut hits it."""
+    sends its outbox stop-and-wait as the firmware does, and is rebooted from its flash when a power cut
+    hits it."""
 
     def __init__(self, scenario: Scenario, slots: list[Slot], period_s: float, resend_after_s: float) -> None:
         self.scenario = scenario
@@ -166,7 +172,7 @@ class Fleet:
             started = time.monotonic()
             try:
                 for slot in self.slots:
-                    self._step(slot)
+                    self._step(slot, started)
                 if self.flap_every_s and started >= next_flap:
                     self.rng.choice(self.slots).device.cut_connection()
                     self.flaps += 1
@@ -174,18 +180,18 @@ class Fleet:
             except BaseException as exc:  # the test reports it instead of hanging on an empty outbox
                 self.errors.append(exc)
                 return
-            self._stop.wait(max(0.0, self.period_s - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, TICK_S - (time.monotonic() - started)))
 
-    def _step(self, slot: Slot) -> None:
+    def _step(self, slot: Slot, now: float) -> None:
         device = slot.device
         try:
             if device.dead:
                 raise PowerCut("ack")
-            if self.producing.is_set() and slot.quota > 0:
-                raw = device.seal_next()
+            if self.producing.is_set() and slot.quota > 0 and now >= slot.next_due:
+                slot.next_due = max(slot.next_due + self.period_s, now - self.period_s)
+                device.seal_next()
                 slot.quota -= 1
-                device.publish(raw)
-            device.resend_due(self.resend_after_s)
+            device.pump(self.resend_after_s)
         except PowerCut:
             self._reboot(slot)
 
@@ -217,6 +223,9 @@ class Fleet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        for slot in self.slots:  # all DISCONNECTs out before waiting for any loop thread
+            if slot.device.client is not None:
+                slot.device.client.disconnect()
         for slot in self.slots:
             slot.device.close()
 
@@ -317,15 +326,21 @@ class Scenario:
 
     # -- running ------------------------------------------------------------------------------------
 
-    def start(self, *, period_s: float = 0.05, resend_after_s: float = 2.0) -> Fleet:
-        """Broker, ingest and gateway up; attackers connected; the honest fleet producing."""
+    def start(self, *, period_s: float = 0.05, resend_after_s: float = 2.0, fleet: bool = True) -> Fleet:
+        """Broker, ingest and gateway up; attackers connected; the honest fleet producing (or, with
+        `fleet=False`, ready for `start_fleet` once the test has broken what it wants broken)."""
         self.stack.start()
         for device in self.extra:
             device.connect("127.0.0.1", self.stack.mqtt_port)
         wait_until(lambda: all(d.connected for d in self.extra), 10, 0.02)
         self.fleet = Fleet(self, self.slots, period_s, resend_after_s)
-        self.fleet.start()
+        if fleet:
+            self.fleet.start()
         return self.fleet
+
+    def start_fleet(self) -> None:
+        assert self.fleet is not None, "start() first"
+        self.fleet.start()
 
     def restart_gateway(self, *, kill: bool = True, env: dict[str, str] | None = None) -> None:
         """SIGKILL (or SIGTERM) the gateway and start it again, with `env` replacing its fault points."""

@@ -121,6 +121,7 @@ class SimulatedDevice:
     """Called for each reading once its bundle is in the outbox (on disk, with `outbox_dir`)."""
     outbox: dict[bytes, OutboxEntry] = field(default_factory=dict)
     ack_latencies: list[float] = field(default_factory=list)
+    in_flight: OutboxEntry | None = None
     dead: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -153,11 +154,17 @@ class SimulatedDevice:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{self.kid_hex}")
         client.username_pw_set(self.kid_hex, self.password)
         client.reconnect_delay_set(min_delay=1, max_delay=2)
-        client.on_connect = lambda c, *_: c.subscribe(f"pinseal/v1/{self.kid_hex}/ack", qos=1)
+        client.on_connect = self._on_connect
         client.on_message = self._on_ack
         client.connect(host, port, keepalive=30)
         client.loop_start()
         self.client = client
+
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        """A new connection (clean session): whatever was in flight on the old one is gone, send again."""
+        with self._lock:
+            self.in_flight = None
+        client.subscribe(f"pinseal/v1/{self.kid_hex}/ack", qos=1)
 
     def _check_cut(self, point: str) -> None:
         if self.cut_at is not None and not self.dead and self.cut_at(point):
@@ -230,19 +237,23 @@ class SimulatedDevice:
         self.client.publish(f"pinseal/v1/{self.kid_hex}/up", data, qos=1)
         self._check_cut("published")
 
-    def resend_due(self, after_s: float) -> int:
-        """Publish again, oldest first, every outbox bundle not acked `after_s` after it last went out
-        (or never sent); returns how many. Only while connected: a board resends after reconnecting."""
+    def pump(self, resend_after_s: float) -> bool:
+        """Stop and wait, as the firmware's send loop: send the oldest unacked bundle unless it is in flight,
+        again once `resend_after_s` passed without an ack; True if something went out. Only while
+        connected. (A device that pipelines may deliver bundles out of order; the firmware never does.)"""
         if not self.connected:
-            return 0
+            return False
         now = time.monotonic()
         with self._lock:
-            due = [
-                e.raw for e in self.outbox.values() if e.first_sent is None or now - e.last_sent >= after_s
-            ]
-        for raw in due:
-            self.publish(raw)
-        return len(due)
+            if not self.outbox:
+                return False
+            oldest = next(iter(self.outbox.values()))  # insertion order is seq order
+            waiting = oldest.first_sent is not None and self.in_flight is oldest
+            if waiting and now - oldest.last_sent < resend_after_s:
+                return False
+            self.in_flight = oldest
+        self.publish(oldest.raw)
+        return True
 
     # -- on-disk outbox (power cuts) ----------------------------------------------------------------
 
@@ -286,7 +297,7 @@ class SimulatedDevice:
             boot=state.get("boot", 0) + 1,
             outbox_dir=outbox_dir,
         )
-        for path in sorted((outbox_dir / "outbox").glob("*.cbor")):
+        for path in sorted(outbox_dir.glob("outbox/*.cbor")):
             raw = path.read_bytes()
             bundle = pbundle.verify_bundle(raw, key.public_key())
             device.outbox[bundle.bundle_hash] = OutboxEntry(raw, bundle.seq, bundle.last_seq)
@@ -311,18 +322,22 @@ class SimulatedDevice:
         client, self.client = self.client, None
         if client is not None:
             sock = client.socket()
-            client.loop_stop()
-            if sock is not None:
+            if sock is not None:  # the link dies first: no DISCONNECT can go out after this
                 with contextlib.suppress(OSError):
-                    sock.close()
+                    sock.shutdown(socket.SHUT_RDWR)
+            client.disconnect()  # only stops paho's reconnect loop (the socket is already dead)
+            # Its loop thread ends at its next select timeout (up to 1 s): not worth waiting for.
+            threading.Thread(target=client.loop_stop, daemon=True).start()
 
     def close(self) -> None:
+        """DISCONNECT first: paho's loop thread then ends at once instead of after its select timeout."""
         if self.client is not None:
-            self.client.loop_stop()
             self.client.disconnect()
+            self.client.loop_stop()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
