@@ -396,7 +396,9 @@ class Scenario:
             raise AssertionError(f"{self.name}: unacked bundles left in device outboxes: {waiting}")
         self._raise_fleet_errors()
         if not wait_until(self.uplink_drained, timeout_s, 0.1):
-            raise AssertionError(f"{self.name}: gateway uplink not drained: {self.stack.gateway_status()}")
+            status = self.stack.gateway_status()
+            left = f"{status['counts']}, outbox {status['outbox_depth']}"
+            raise AssertionError(f"{self.name}: gateway uplink not drained: {left}")
 
     def finish(
         self, expected_rejections: dict[str, int] | None = None, settle_timeout_s: float = 60
