@@ -462,7 +462,7 @@ class Scenario:
             self.fleet.stop()
         for device in self.extra:
             device.close()
-        self.stack.stop(timeout_s=5)
+        self.stack.stop(timeout_s=3)  # a stalled gateway (issue 11 #1) is SIGKILLed after this
 
 
 @contextmanager

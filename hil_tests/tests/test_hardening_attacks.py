@@ -24,7 +24,7 @@ from pinseal_protocol import cose, dcbor
 pytestmark = [pytest.mark.broker]
 
 HONEST = 3
-BUNDLES = 40  # per honest device: 0.05 s apart, so the attacks land while they flow
+BUNDLES = 25  # per honest device: 0.05 s apart, so the attacks land while they flow
 MAX_HONEST_ACK_S = 5.0
 
 

@@ -35,7 +35,7 @@ def sealed(key, *, seq: int, boot: int = 1, prev: bytes = pbundle.ZERO_PREV) -> 
 
 def big_counter(tmp_path, field: str, value: int) -> None:
     with scenario(f"#1: {field} = {value:#x}", tmp_path) as s:
-        s.honest(3, bundles=40)
+        s.honest(3, bundles=25)
         mallory = s.attacker()
         s.start()
         raw = sealed(mallory.key, **{field: value})
@@ -61,7 +61,7 @@ def test_uint64_counters_beyond_int64_are_stored_and_nobody_stalls(tmp_path, fie
 @pytest.mark.xfail(strict=True, reason="issue 11 #2: a batch the ingest refuses (422) blocks the uplink")
 def test_bundles_the_ingest_refuses_do_not_block_honest_batches(tmp_path) -> None:
     with scenario("#2: ingest refuses (422)", tmp_path) as s:
-        s.honest(3, bundles=40)
+        s.honest(3, bundles=25)
         # Registered with the gateway but not with the network: the ingest refuses its bundles (422).
         outsider = s.attacker("outsider", at_ingest=False)
         s.start()
@@ -86,7 +86,7 @@ def test_a_batch_over_the_ingests_body_limit_does_not_block_the_uplink(tmp_path)
 @pytest.mark.xfail(strict=True, reason="issue 11 #4: a device can take over the gateway's MQTT client id")
 def test_a_device_cannot_take_over_the_gateways_mqtt_session(tmp_path) -> None:
     with scenario("#4: client-id takeover", tmp_path) as s:
-        s.honest(3, bundles=60)
+        s.honest(3, bundles=40)
         mallory = s.attacker()
         s.start()
         log = s.stack.logs / "gateway.log"
