@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.broker]
 SETTLE_S = 8  # a stall shows within this long; a working stack settles in under 2 s
 
 
-def sealed(key, *, seq: int, boot: int = 1, prev: bytes = pbundle.ZERO_PREV) -> bytes:
+def sealed(key, *, seq: int = 0, boot: int = 1, prev: bytes = pbundle.ZERO_PREV) -> bytes:
     return pbundle.seal(
         key,
         boot=boot,
