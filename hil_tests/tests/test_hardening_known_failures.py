@@ -7,6 +7,7 @@ timeout, and the harness SIGKILLs whatever does not stop on SIGTERM.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import paho.mqtt.client as mqtt
@@ -131,3 +132,45 @@ def test_a_chain_delivered_out_of_order_loses_nothing(tmp_path) -> None:
         wait_for(lambda: s.gateway_metric("bundles_accepted_total") >= 2, "the bundles")
         s.wait_produced()
         s.finish({}, settle_timeout_s=SETTLE_S)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 #5: no max_packet_size: the broker buffers a huge CONNECT")
+def test_the_broker_drops_an_oversized_connect_before_buffering_it(tmp_path) -> None:
+    """Before any authentication, a client declares a 100 MB CONNECT and streams it: the broker must drop
+    the connection at the declared length, not buffer megabytes of it; honest devices go on meanwhile."""
+    with scenario("#5: 100 MB CONNECT", tmp_path) as s:
+        s.honest(2, bundles=25)
+        s.start()
+        declared = 100 * 1024 * 1024
+        length = bytearray()
+        while True:  # MQTT's variable-length "remaining length"
+            byte, declared = declared % 128, declared // 128
+            length.append(byte | (0x80 if declared else 0))
+            if not declared:
+                break
+        chunk = bytes(64 * 1024)
+        sent = 0
+        with socket.create_connection(("127.0.0.1", s.stack.mqtt_port), timeout=5) as sock:
+            try:
+                sock.sendall(b"\x10" + bytes(length))
+                while sent < 4 * 1024 * 1024:  # bounded: 4 MiB at most
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # dropped by the broker: what should happen
+        s.wait_produced()
+        r = s.finish({})
+        r.notes["connect_bytes_accepted"] = sent
+        assert sent < 1024 * 1024, f"the broker took {sent} bytes of a declared 100 MB CONNECT"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 #8: databases are created 0644 (password hashes, readings)")
+def test_the_databases_are_readable_by_their_owner_only(tmp_path) -> None:
+    with scenario("#8: database file modes", tmp_path) as s:
+        s.honest(1, bundles=5)
+        s.start()
+        s.wait_produced()
+        s.finish({})
+        files = [s.stack.workdir / "gateway" / "gateway.sqlite", s.stack.ingest_db]
+        modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
+        assert all(int(m, 8) & 0o077 == 0 for m in modes.values()), modes
