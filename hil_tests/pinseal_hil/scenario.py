@@ -368,8 +368,13 @@ class Scenario:
         return sqlite3.connect(self.stack.workdir / "gateway" / "gateway.sqlite", timeout=30)
 
     def gateway_rejections(self) -> dict[str, int]:
+        """Every rejection the gateway made, by reason: the rows it stored plus those its rejection budget
+        and retention only tallied (`rejections_unstored`: stored plus tallied is every rejection)."""
         with self.gateway_db() as db:
-            return dict(db.execute("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
+            counts = Counter(dict(db.execute("SELECT reason, count(*) FROM rejections GROUP BY reason")))
+            for reason, n in db.execute("SELECT reason, sum(n) FROM rejections_unstored GROUP BY reason"):
+                counts[reason] += n
+        return dict(counts)
 
     def gateway_metric_rejections(self) -> dict[str, int]:
         with urllib.request.urlopen(f"{self.stack.gateway_url}/metrics", timeout=5) as response:
