@@ -15,7 +15,7 @@ SUMMARY_PATH = Path("build/test-results/hardening-summary.txt")
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Print the scenarios' accounting at the end of the run and keep it beside the JUnit XML, so CI's
     log shows produced / stored / lost / duplicated per scenario without opening an artifact."""
-    from pinseal_hil.scenario import RESULTS, summary_text
+    from pinseal_hil.scenario_report import RESULTS, summary_text
 
     if not RESULTS:
         return
