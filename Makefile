@@ -8,6 +8,8 @@ PYTEST      := $(VENV)/bin/pytest
 RUFF        := $(VENV)/bin/ruff
 NODE        ?= node
 BOARD       ?= esp32_devkitc
+# JUnit XML and the hardening suite's summary (hardening-summary.txt), for CI to keep and print.
+RESULTS     := build/test-results
 # Debian packages the tests and `make run` need on the host.
 DEB_PACKAGES := python3-venv mosquitto
 
@@ -38,12 +40,14 @@ run: setup ## the main job: Mosquitto, gateway, network ingest and virtual board
 demo-firmware: setup ## the firmware in the MicroPython VM seals readings; the host verifies each bundle
 	$(PY) -m pinseal_hil.demo --board $(BOARD)
 
-test: setup ## every test: host, protocol vectors, firmware inside the MicroPython VM, compile, types, lint
-	$(PYTEST) -q
+test: setup ## every test: host, protocol vectors, firmware inside the MicroPython VM, hardening suite, compile, types, lint
+	@mkdir -p $(RESULTS)
+	$(PYTEST) -q --junitxml=$(RESULTS)/junit.xml
 	$(MAKE) --no-print-directory compile-firmware typecheck-firmware lint
 
-test-long: setup ## long soak and fleet runs (not in CI's budget)
-	$(PYTEST) -q -m long --override-ini='addopts=-ra'
+test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cases, >= 200 power cuts; not in CI's budget)
+	@mkdir -p $(RESULTS)
+	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml
 
 compile-firmware: setup ## every firmware file compiles with mpy-cross (as a board would load it)
 	$(PY) -m pinseal_hil.compile_firmware firmware

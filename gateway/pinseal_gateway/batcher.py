@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_gateway import faults
 from pinseal_gateway.config import BatchSection
 from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.storage import STORAGE_RETRY_MAX_S, WritePause
@@ -167,6 +168,7 @@ def seal_bundles(
     )
     batches.assign_leaves(conn, batch_no, hashes)
     batches.insert_outbox(conn, batch_no, body)
+    faults.hold("seal_commit")  # test hook (hil_tests): off unless armed; the caller commits
     return BatchInfo(batch_no, header_hash, prev_hash, root, len(pending), first, latest, header, len(body))
 
 

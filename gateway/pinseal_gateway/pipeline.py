@@ -35,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from pinseal_gateway import verify_worker
+from pinseal_gateway import faults, verify_worker
 from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.stopping import sleep_unless_stopped
@@ -406,6 +406,7 @@ class Pipeline:
         try:
             with conn:
                 self._write_group(conn, group, checked, result)
+                faults.hold("store_commit")  # test hook (hil_tests): off unless armed
         except Exception as exc:
             self._states.invalidate()  # the cache may hold state of the rolled-back transaction
             if is_storage_error(exc):

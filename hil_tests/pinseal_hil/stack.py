@@ -51,6 +51,10 @@ class Stack:
     batch_max_bundles: int = 1000
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_public_key: bytes = b""
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of `pinseal-gateway run` (the suite's fault points, pinseal_gateway.faults)."""
+    ingest_max_body: int | None = None
+    """`pinseal-ingest run --max-body`; None: the ingest's default."""
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -147,13 +151,15 @@ class Stack:
             "--listen",
             f"127.0.0.1:{self.ingest_port}",
         ]
+        if self.ingest_max_body is not None:
+            cmd += ["--max-body", str(self.ingest_max_body)]
         self._spawn("ingest", cmd, self.ingest_port)
 
     def start_gateway(self) -> None:
         """Start the gateway and wait until it is subscribed: a device's first bundles must not go to a
         broker with no subscriber yet (they would be dropped, as MQTT drops them, and never acked)."""
         cmd = [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)]
-        self._spawn("gateway", cmd, self.http_port)
+        self._spawn("gateway", cmd, self.http_port, self.gateway_env)
         if not wait_until(self._gateway_subscribed, 20, 0.05):
             raise RuntimeError(f"gateway did not subscribe to the broker; see {self.logs / 'gateway.log'}")
 
@@ -172,11 +178,15 @@ class Stack:
         broker.add_users(broker_dir, extra_users)
         self.procs["mosquitto"] = broker.start_mosquitto(broker_dir, self.mqtt_port)
 
-    def _spawn(self, name: str, cmd: list[str], port: int) -> None:
+    def _spawn(self, name: str, cmd: list[str], port: int, env: dict[str, str] | None = None) -> None:
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log_file:
             self.procs[name] = subprocess.Popen(
-                cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ}
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         if not broker.wait_for_port("127.0.0.1", port, 20):
             raise RuntimeError(f"{name} did not start; see {log_path}")
@@ -188,14 +198,34 @@ class Stack:
     def ingest_stats(self) -> str:
         return self.ingest_cli("stats")
 
-    def stop(self) -> None:
+    def kill(self, name: str) -> int | None:
+        """SIGKILL one process (a crash or a power cut, nothing flushed) and forget it; its exit status."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.kill()
+        return proc.wait(10)
+
+    def terminate(self, name: str, timeout_s: float = 15) -> int | None:
+        """SIGTERM one process and wait for it (SIGKILL if it hangs); its exit status, None if it hung."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                return proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return None
+        return proc.returncode
+
+    def stop(self, timeout_s: float = 15) -> None:
         """SIGTERM in reverse order of start (gateway first, so it drains cleanly), SIGKILL if one hangs."""
         for name in reversed(list(self.procs)):
             proc = self.procs.pop(name)
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(15)
+                    proc.wait(timeout_s)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
