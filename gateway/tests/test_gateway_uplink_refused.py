@@ -466,3 +466,41 @@ def test_a_reseal_that_cannot_apply_changes_nothing(db):
     assert after["uplink_outbox"][1][-1] == T0
     after["uplink_outbox"] = before["uplink_outbox"]
     assert after == before
+
+
+def test_a_resealed_chain_keeps_its_bundles_time_flags(db):
+    """A reseal re-signs the bundles of the refused chain: the time flags the verifier stored for them
+    must be signed into the new version 2 headers too, or the network never learns of them."""
+    from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
+
+    raws = bundles_of(DEVICE_KEY, 6)
+    store(db, DEVICE_KEY, raws)
+    flagged = batch.bundle_hash(raws[4])
+
+    def flag(conn: sqlite3.Connection) -> None:
+        with conn:
+            conn.execute("UPDATE bundles SET time_flag = 'future' WHERE hash = ?", (flagged,))
+
+    db.run_sync(flag)
+    seal(db, 3), seal(db, 3)
+    dead = batch.bundle_hash(raws[0])
+    done = db.run_sync(
+        functools.partial(
+            reseal_from,
+            take_out=[TakeOut(dead, "unknown_device", "not registered", False)],
+            max_bundles=10,
+            max_bytes=1 << 20,
+            first_max_bundles=None,
+            why="422 test",
+            now=T0,
+        ),
+        GATEWAY_KEY,
+        GATEWAY_KID,
+        "bundles",
+        0,
+    )
+    assert [b.count for b in done.sealed] == [5]
+    body = db.run_sync(batches.next_unsent).body
+    uplink = batch.decode_uplink(body)
+    header = batch.verify_header(uplink.header, GATEWAY_KEY.public_key())
+    assert batch.check_time_flags(header, uplink) == {3: "future"}  # raws[4] is leaf 3 without raws[0]
