@@ -46,9 +46,14 @@ def test_an_existing_readable_database_is_tightened_with_a_log_line(tmp_path, lo
     assert any("0600" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
 
 
-def test_the_data_folder_is_private_when_keygen_creates_it(tmp_path, loose_umask, capsys):
+def test_the_data_folder_is_private_when_keygen_creates_it(tmp_path, loose_umask, capsys, monkeypatch):
     """The usual order: `keygen` creates the data folder, then the database is created inside it."""
+    from pinseal_gateway import cli
     from pinseal_gateway.cli import main
+
+    # The CLI points the root logger at this test's captured stderr, which closes with the test: a later
+    # test's thread logging through that handler would print "--- Logging error ---" into the run.
+    monkeypatch.setattr(cli.logformat, "configure", lambda level, fmt: None)
 
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\ndata_dir = "data"\n')
