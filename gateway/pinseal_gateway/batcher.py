@@ -181,6 +181,10 @@ async def run_batcher(
 ) -> None:
     """Seal a batch every `batch.interval_s`, or at once whenever `batch.max_bundles` are waiting.
 
+    A seal the byte cap (`batch.max_bytes`) cut short is followed by the next one at once, until a
+    seal takes everything that waited: the bundles it left were due with it, and waiting an interval
+    per capped batch would let a backlog grow without bound.
+
     A seal that fails (a full disk, or a bug) rolled back, so the same bundles are sealed on the next
     try; until one succeeds the batcher is paused (`storage.WritePause`): it waits with backoff, up to
     one interval, between tries, and logs the failure once and then at most once a minute.
@@ -190,15 +194,17 @@ async def run_batcher(
     loop = asyncio.get_running_loop()
     next_due = loop.time() + cfg.interval_s
     pause = WritePause(ctx.metrics, "batcher", initial_s=poll, max_s=min(STORAGE_RETRY_MAX_S, cfg.interval_s))
+    backlog = False  # the last seal was cut short by the byte cap: what it left was due with it
     while not stop.is_set():
         try:
             waiting = await ctx.db.run(batches.count_unbatched, cfg.max_bundles)
             full = waiting >= cfg.max_bundles
-            if full or loop.time() >= next_due:
+            if backlog or full or loop.time() >= next_due:
                 info = await seal_once(ctx, clock())
                 pause.succeeded()
                 next_due = loop.time() + cfg.interval_s
-                if full and info is not None:
+                backlog = info is not None and info.count < waiting
+                if info is not None and (full or backlog):
                     continue  # a backlog: keep sealing full batches without waiting
         except Exception as exc:
             await sleep_unless_stopped(stop, pause.failed(exc))

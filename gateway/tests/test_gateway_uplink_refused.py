@@ -506,7 +506,6 @@ def test_a_resealed_chain_keeps_its_bundles_time_flags(db):
     assert batch.check_time_flags(header, uplink) == {3: "future"}  # raws[4] is leaf 3 without raws[0]
 
 
-@pytest.mark.xfail(strict=True, reason="a backlog capped by bytes waits one interval per batch")
 def test_a_backlog_capped_by_bytes_is_sealed_without_waiting_an_interval_per_batch(db):
     """Seen in `make bench-gateway` after the byte cap: 26,716 of 49,000 bundles never reached the
     ingest, because the batcher sealed one capped batch and then waited a whole interval (60 s) for
