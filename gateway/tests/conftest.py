@@ -8,6 +8,7 @@ the ACL the gateway generates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -246,6 +247,17 @@ def make_env(tmp_path: Path, n_devices: int = 3, **sections: dict[str, object]) 
         env.devices.append(device)
     env.write_broker_files()
     return env
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """The gateway CLI run in-process (`main([...])`) points the root logger at this test's captured
+    stderr, which closes with the test; a later test's thread logging through that handler would print
+    "--- Logging error ---" into the run. Every test leaves the root logger as it found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture

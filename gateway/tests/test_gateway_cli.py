@@ -154,11 +154,16 @@ def test_json_logs_are_one_object_a_line_with_the_arguments(capsys):
 
     from pinseal_gateway import logformat
 
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     logformat.configure("INFO", "json")
     try:
         logging.getLogger("pinseal_gateway.pipeline").warning("rejected %s from %s", "bad_signature", "ab12")
     finally:
-        logformat.configure("WARNING", "text")
+        # Not configure("WARNING", "text"): that would leave the root logger on this test's captured
+        # stderr, which closes with the test, and every later thread's warning would print
+        # "--- Logging error ---" into the run.
+        root.handlers[:], root.level = handlers, level
     line = capsys.readouterr().err.strip().splitlines()[-1]
     entry = json.loads(line)
     assert entry["level"] == "warning" and entry["message"] == "rejected bad_signature from ab12"

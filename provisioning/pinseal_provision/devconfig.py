@@ -9,22 +9,38 @@ the bench, not found at the board's next boot.
 from __future__ import annotations
 
 import ast
+import copy
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 from pinseal_provision.errors import BadInput
 from pinseal_provision.profiles import FIRMWARE_DIR
 
+_PARSE_LOCK = threading.Lock()
+"""CPython 3.11 keeps the AST converter's recursion depth per interpreter, not per thread: two threads
+parsing at once can fail with "SystemError: AST constructor recursion depth mismatch" (CPython
+gh-106905). `pinseal-provision batch` enrolls boards in threads, and one board failed so in a test run."""
+_parsed: dict[Path, dict[str, dict[str, Any]]] = {}
+
 
 def firmware_defaults(firmware_dir: Path = FIRMWARE_DIR) -> dict[str, dict[str, Any]]:
-    source = (firmware_dir / "pinseal" / "config.py").read_text()
-    for node in ast.parse(source).body:
+    """The firmware's DEFAULTS table, parsed once per firmware folder (a fresh copy to each caller)."""
+    path = firmware_dir / "pinseal" / "config.py"
+    with _PARSE_LOCK:
+        if path not in _parsed:
+            _parsed[path] = _parse_defaults(path)
+        return copy.deepcopy(_parsed[path])
+
+
+def _parse_defaults(path: Path) -> dict[str, dict[str, Any]]:
+    for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in node.targets
         ):
             return dict(ast.literal_eval(node.value))
-    raise BadInput(f"no DEFAULTS table in {firmware_dir / 'pinseal' / 'config.py'}")
+    raise BadInput(f"no DEFAULTS table in {path}")
 
 
 def check(config: dict[str, Any], defaults: dict[str, dict[str, Any]] | None = None) -> None:

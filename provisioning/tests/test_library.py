@@ -120,3 +120,16 @@ def test_registry_refuses_a_small_order_device_key(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="small-order"):
         ingest.add(bytes(32), "shed")
     assert not (tmp_path / "ingest.sqlite").exists()  # refused before the ingest tool ran
+
+
+def test_firmware_defaults_parse_once_and_hand_each_caller_its_own_copy():
+    """`batch` enrolls boards in threads; CPython 3.11's AST converter is not safe to run in two threads
+    at once (gh-106905: one board of a batch failed with 'AST constructor recursion depth mismatch'), so
+    the table is parsed once under a lock and every caller gets a copy it may change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        tables = list(pool.map(lambda _: devconfig.firmware_defaults(), range(64)))
+    assert all(t == tables[0] for t in tables)
+    tables[0]["mqtt"]["port"] = -1
+    assert devconfig.firmware_defaults()["mqtt"]["port"] != -1
