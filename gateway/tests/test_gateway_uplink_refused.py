@@ -68,6 +68,27 @@ def hashes(raws: list[bytes]) -> set[bytes]:
     return {batch.bundle_hash(r) for r in raws}
 
 
+def reseal(db: Database, take_out: list, max_bundles: int):
+    """`reseal_from` batch 0 in bundles mode, as the uplink does after a 413/422 for it."""
+    from pinseal_gateway.uplink.reseal import reseal_from
+
+    return db.run_sync(
+        functools.partial(
+            reseal_from,
+            take_out=take_out,
+            max_bundles=max_bundles,
+            max_bytes=1 << 20,
+            first_max_bundles=None,
+            why="422 test",
+            now=T0,
+        ),
+        GATEWAY_KEY,
+        GATEWAY_KID,
+        "bundles",
+        0,
+    )
+
+
 class LimitedIngest(Ingest):
     """The test ingest, optionally with a small body limit (`pinseal-ingest run --max-body`)."""
 
@@ -402,28 +423,14 @@ def test_refusals_without_a_bundle_list_are_bisected_and_end(db, ingest):
 
 def test_after_a_reseal_proofs_name_the_new_batch_or_the_bundles_fate(db):
     from pinseal_gateway import proofs
-    from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
+    from pinseal_gateway.uplink.reseal import TakeOut
 
     raws = bundles_of(DEVICE_KEY, 9)
     store(db, DEVICE_KEY, raws)
     seal(db, 3), seal(db, 3), seal(db, 3)
     dead, held = batch.bundle_hash(raws[0]), batch.bundle_hash(raws[2])
     take_out = [TakeOut(dead, "unknown_device", "not registered", False), TakeOut(held, "replayed", "", True)]
-    done = db.run_sync(
-        functools.partial(
-            reseal_from,
-            take_out=take_out,
-            max_bundles=4,
-            max_bytes=1 << 20,
-            first_max_bundles=None,
-            why="422 test",
-            now=T0,
-        ),
-        GATEWAY_KEY,
-        GATEWAY_KID,
-        "bundles",
-        0,
-    )
+    done = reseal(db, take_out, 4)
     assert (done.superseded, [b.count for b in done.sealed]) == (3, [4, 3])
     assert [b.batch_no for b in db.run_sync(batches.all_batches)] == [0, 1]
     for raw in raws[1:2] + raws[3:]:
@@ -471,7 +478,7 @@ def test_a_reseal_that_cannot_apply_changes_nothing(db):
 def test_a_resealed_chain_keeps_its_bundles_time_flags(db):
     """A reseal re-signs the bundles of the refused chain: the time flags the verifier stored for them
     must be signed into the new version 2 headers too, or the network never learns of them."""
-    from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
+    from pinseal_gateway.uplink.reseal import TakeOut
 
     raws = bundles_of(DEVICE_KEY, 6)
     store(db, DEVICE_KEY, raws)
@@ -484,21 +491,7 @@ def test_a_resealed_chain_keeps_its_bundles_time_flags(db):
     db.run_sync(flag)
     seal(db, 3), seal(db, 3)
     dead = batch.bundle_hash(raws[0])
-    done = db.run_sync(
-        functools.partial(
-            reseal_from,
-            take_out=[TakeOut(dead, "unknown_device", "not registered", False)],
-            max_bundles=10,
-            max_bytes=1 << 20,
-            first_max_bundles=None,
-            why="422 test",
-            now=T0,
-        ),
-        GATEWAY_KEY,
-        GATEWAY_KID,
-        "bundles",
-        0,
-    )
+    done = reseal(db, [TakeOut(dead, "unknown_device", "not registered", False)], 10)
     assert [b.count for b in done.sealed] == [5]
     body = db.run_sync(batches.next_unsent).body
     uplink = batch.decode_uplink(body)
