@@ -64,10 +64,6 @@ class WritePause:
         self._delay = initial_s
         metrics.storage_full.labels(part).set(0)
 
-    @property
-    def paused(self) -> bool:
-        return self._since is not None
-
     def failed(self, exc: BaseException) -> float:
         """Record one failed try; returns how long to wait before the next."""
         now = self.clock()
