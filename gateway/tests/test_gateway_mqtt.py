@@ -296,7 +296,7 @@ def test_ingest_splits_any_chunking_into_the_packets_sent(items, cuts):
     """However the stream is cut into reads, every PUBLISH reaches the pipeline once, in order, with its
     topic, payload, QoS and packet id; PUBACKs and other packets are consumed without leaking into it."""
     from pinseal_gateway.config import MqttSection
-    from pinseal_gateway.ingest.mqtt import MqttIngest
+    from pinseal_gateway.intake.mqtt import MqttIngest
 
     pipeline = _CollectingPipeline()
     ingest = MqttIngest(MqttSection(), None, pipeline)  # type: ignore[arg-type]
@@ -326,7 +326,7 @@ def test_ingest_splits_any_chunking_into_the_packets_sent(items, cuts):
 def test_settle_writes_one_puback_per_current_qos1_message():
     """PUBACKs for QoS 1 messages of this connection only; QoS 0 and earlier connections get none."""
     from pinseal_gateway.config import MqttSection
-    from pinseal_gateway.ingest.mqtt import MqttIngest
+    from pinseal_gateway.intake.mqtt import MqttIngest
 
     class _Loop:
         def add_writer(self, sock, callback):
@@ -351,7 +351,7 @@ def _ack_topic(kid: bytes) -> str:
 
 
 def test_acks_in_flight_are_qos1_publishes_until_their_puback():
-    from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
+    from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 
     flight = AcksInFlight(_ack_topic)
     kids = [bytes([i]) * 16 for i in range(3)]
@@ -370,7 +370,7 @@ def test_acks_in_flight_are_qos1_publishes_until_their_puback():
 
 
 def test_ack_packet_ids_wrap_and_skip_those_in_flight():
-    from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
+    from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 
     flight = AcksInFlight(_ack_topic)
     flight.publish([(bytes(16), b"a")])  # id 1 stays in flight
@@ -380,7 +380,7 @@ def test_ack_packet_ids_wrap_and_skip_those_in_flight():
 
 
 def test_oldest_ack_is_given_up_beyond_the_in_flight_limit(monkeypatch):
-    from pinseal_gateway.ingest import acks_in_flight
+    from pinseal_gateway.intake import acks_in_flight
 
     monkeypatch.setattr(acks_in_flight, "MAX_IN_FLIGHT", 3)
     flight = acks_in_flight.AcksInFlight(_ack_topic)
@@ -391,7 +391,7 @@ def test_oldest_ack_is_given_up_beyond_the_in_flight_limit(monkeypatch):
 def test_acks_published_while_disconnected_go_out_as_resends_after_the_connack():
     """No connection: the acks wait in flight; the next session's CONNACK sends them with DUP."""
     from pinseal_gateway.config import MqttSection
-    from pinseal_gateway.ingest.mqtt import MqttIngest
+    from pinseal_gateway.intake.mqtt import MqttIngest
 
     class _Loop:
         def add_writer(self, sock, callback):

@@ -1,1 +1,1 @@
-"""Host side of pinseal's hardware-in-the-loop tests: drives the MicroPython VM under Node."""
+"""The hardware-in-the-loop test harness: scenario runner, its report, a TLS broker for network tests."""

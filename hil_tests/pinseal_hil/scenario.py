@@ -1,8 +1,8 @@
 """The hardening suite's scenario harness: a real stack, a fleet of honest devices, exact accounting.
 
-A scenario is set up as an operator would (pinseal_hil.stack: generated Mosquitto config, `pinseal-ingest
+A scenario is set up as an operator would (pinseal_devkit.stack: generated Mosquitto config, `pinseal-ingest
 run`, `pinseal-gateway run`, all real processes on loopback), registers its devices, then runs honest
-devices (pinseal_hil.simdevice: each bundle kept until a verified ack, resent until then) while the test
+devices (pinseal_devkit.simdevice: each bundle kept until a verified ack, resent until then) while the test
 attacks or breaks something. `finish` then stops production, lets every outbox empty and the gateway's
 uplink drain, and compares, reading by reading and value by value, what the devices produced with what the
 network ingest stored: lost, duplicated, altered and unexpected must all be 0, and every gateway rejection is
@@ -29,9 +29,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pinseal_devkit.simdevice import PowerCut, ReadingValues, SimulatedDevice, reading_values
+from pinseal_devkit.stack import Stack, wait_until
 from pinseal_hil.scenario_report import RESULTS, ScenarioResult
-from pinseal_hil.simdevice import PowerCut, ReadingValues, SimulatedDevice, reading_values
-from pinseal_hil.stack import Stack, wait_until
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys
 

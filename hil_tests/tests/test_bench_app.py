@@ -1,4 +1,4 @@
-"""A tiny run of `make bench-firmware`'s application measurements (pinseal_hil.bench_app), so they cannot rot:
+"""A tiny run of the application measurements of `make bench-firmware` (pinseal_bench.firmware_app):
 one board with the firmware in ROMFS against the local stack, two short speed steps, the heap read over the
 REPL, and the amplification from the outbox bench. Figures are checked for shape and sanity, not targets
 (those are the benchmark's: docs/benchmarks.md)."""
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil import bench_app
+from pinseal_bench import firmware_app as bench_app
 
 pytestmark = [pytest.mark.vm, pytest.mark.broker]  # ~20 s
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pinseal_hil.vm import BOARD_RAM_BYTES, REPO
+from pinseal_vboard.vm import BOARD_RAM_BYTES, REPO
 
 BOARDS_DIR = REPO / "boards"
 SCHEMA = json.loads((BOARDS_DIR / "schema.json").read_text())

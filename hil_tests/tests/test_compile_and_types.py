@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil import compile_firmware, typecheck_firmware
-from pinseal_hil.vm import FIRMWARE_DIR
+from pinseal_build import compile_firmware, typecheck_firmware
+from pinseal_vboard.vm import FIRMWARE_DIR
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pinseal_hil import demo
+from pinseal_devkit import demo
 
 
 def test_demo_device_bundles_verify_on_the_host(capsys) -> None:

@@ -1,7 +1,7 @@
 """The firmware application, unmodified, on virtual boards against a real Mosquitto, gateway and
 network ingest.
 
-Each test enrolls a board (pinseal_hil.devices), starts the stack, and boots the application. Readings are
+Each test enrolls a board (pinseal_devkit.devices), starts the stack, and boots the application. Readings are
 counted where they end up, in the gateway's and the ingest's stores, never from what the firmware says.
 Board clocks run faster than the host's where a test needs many sampling intervals.
 """
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pinseal_hil.devices import start_device
-from pinseal_hil.stack import Stack, wait_until
-from pinseal_hil.vboard import BoardHost, VirtualBoard
+from pinseal_devkit.devices import start_device
+from pinseal_devkit.stack import Stack, wait_until
 from pinseal_protocol.bundle import Bundle, verify_bundle
+from pinseal_vboard import BoardHost, VirtualBoard
 
 pytestmark = [pytest.mark.vm, pytest.mark.broker]
 

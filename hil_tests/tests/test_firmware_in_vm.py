@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pinseal_hil.vm import FIRMWARE_TESTS_DIR, run_firmware_test_module
+from pinseal_vboard.vm import FIRMWARE_TESTS_DIR, run_firmware_test_module
 
 # test_ram_board needs board mode and runs, one test a function, from test_ram_model.py; here every test
 # of it would only skip.

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil.firmware_package import PACKAGE_JSON, firmware_files, render
-from pinseal_hil.vboard import BoardOptions, VirtualBoard
+from pinseal_build.firmware_package import PACKAGE_JSON, firmware_files, render
+from pinseal_vboard import BoardOptions, VirtualBoard
 
 
 def test_package_json_lists_every_firmware_file() -> None:
     assert PACKAGE_JSON.read_text() == render(), (
-        "firmware/package.json is stale: python -m pinseal_hil.firmware_package"
+        "firmware/package.json is stale: python -m pinseal_build.firmware_package"
     )
 
 

@@ -1,6 +1,6 @@
 """The firmware's generated constant tables are what the generator makes, and the generator is right.
 
-The committed module must not drift from hil_tests/pinseal_hil/firmware_tables.py (a hand edit, or a changed
+The committed module must not drift from tools/pinseal_build/firmware_tables.py (a hand edit, or a changed
 comb geometry without `make firmware-tables`); the generator's points are checked here against the curve
 and against RFC 8032's public key for a known seed, computed through the table as the firmware's comb does.
 """
@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pinseal_hil import firmware_tables as ft
+from pinseal_build import firmware_tables as ft
 
 
 def test_committed_comb_module_is_the_generators_output() -> None:

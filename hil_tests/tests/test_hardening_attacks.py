@@ -1,6 +1,6 @@
 """Issue 11's attacks against a real stack, honest devices running alongside, each ending in exact accounting.
 
-Every scenario: three honest devices (pinseal_hil.simdevice, outbox until a verified ack) produce while one
+Every scenario: three honest devices (pinseal_devkit.simdevice, outbox until a verified ack) produce while one
 registered device, mallory, attacks. The gateway must reject each attack with the documented reason (its
 rejections table and its metrics agree), and every honest reading must reach the network ingest exactly
 once with its values unchanged (pinseal_hil.scenario.Scenario.finish). Where the broker's ACL stops an
@@ -16,8 +16,8 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from pinseal_devkit.simdevice import thp_reading
 from pinseal_hil.scenario import scenario
-from pinseal_hil.simdevice import thp_reading
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import cose, dcbor
 

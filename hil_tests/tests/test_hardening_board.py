@@ -1,5 +1,5 @@
 """The hardening suite's one scenario with the real firmware: a virtual board (the unmodified firmware in
-the MicroPython VM, pinseal_hil.devices) beside simulated devices, through a gateway SIGKILLed while it
+the MicroPython VM, pinseal_devkit.devices) beside simulated devices, through a gateway SIGKILLed while it
 holds a group before its COMMIT (pinseal_gateway.faults).
 
 The board's readings cannot be known on the host before it seals them, so its side of the accounting is
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from pinseal_hil.devices import start_device
+from pinseal_devkit.devices import start_device
 from pinseal_hil.scenario import scenario, wait_for
-from pinseal_hil.vboard import BoardHost
 from pinseal_protocol import keys
+from pinseal_vboard import BoardHost
 
 pytestmark = [pytest.mark.vm, pytest.mark.broker]
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pinseal_devkit.simdevice import thp_reading
 from pinseal_gateway.verify import EVIDENCE_LIMIT
 from pinseal_hil.scenario import scenario, wait_for
-from pinseal_hil.simdevice import thp_reading
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import cose
 from pinseal_protocol.errors import RejectedMessage

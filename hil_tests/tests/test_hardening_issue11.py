@@ -14,8 +14,8 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from pinseal_devkit.simdevice import thp_reading
 from pinseal_hil.scenario import scenario, wait_for
-from pinseal_hil.simdevice import thp_reading
 from pinseal_protocol import bundle as pbundle
 
 pytestmark = [pytest.mark.broker]

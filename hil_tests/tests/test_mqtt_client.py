@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pinseal_gateway import broker
 from pinseal_gateway.store.devices import mosquitto_password_hash
 from pinseal_hil.tls_broker import Pki, make_pki
-from pinseal_hil.vm import (
+from pinseal_vboard.vm import (
     DEFAULT_MOUNTS,
     FIRMWARE_TESTS_DIR,
     REPO,

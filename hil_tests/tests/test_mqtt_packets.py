@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_hil.tls_broker import TestBroker, start_test_broker
-from pinseal_hil.vm import DEFAULT_MOUNTS, VMOptions, VMResult, run_firmware_test_module
+from pinseal_vboard.vm import DEFAULT_MOUNTS, VMOptions, VMResult, run_firmware_test_module
 
 pytestmark = [pytest.mark.vm]
 

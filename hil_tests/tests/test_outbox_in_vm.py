@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pinseal_hil.vm import REPO, VMOptions, run_code, run_script
+from pinseal_vboard.vm import REPO, VMOptions, run_code, run_script
 
 pytestmark = pytest.mark.vm
 

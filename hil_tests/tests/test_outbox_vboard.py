@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil.vboard import BoardOptions, VirtualBoard
-from pinseal_hil.vboard.board import install_firmware
-from pinseal_hil.vm import FIRMWARE_DIR
+from pinseal_vboard import BoardOptions, VirtualBoard
+from pinseal_vboard.board import install_firmware
+from pinseal_vboard.vm import FIRMWARE_DIR
 
 pytestmark = pytest.mark.vm
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil.vm import (
+from pinseal_vboard.vm import (
     BOARD_RAM_BYTES,
     EXIT_TIMEOUT,
     FIRMWARE_TESTS_DIR,

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pinseal_hil.vm import FIRMWARE_TESTS_DIR, REPO, VMOptions, node_executable, run_firmware_test_module
+from pinseal_vboard.vm import FIRMWARE_TESTS_DIR, REPO, VMOptions, node_executable, run_firmware_test_module
 
 BOARDS_DIR = REPO / "boards"
 SENSORS_PLUGIN = REPO / "hil_tests" / "vboard" / "sensors.mjs"

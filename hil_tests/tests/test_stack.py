@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from pinseal_hil import run
+from pinseal_devkit import run
 
 
 @pytest.mark.vm

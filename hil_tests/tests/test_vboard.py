@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
-from pinseal_hil.vboard.board import RAW_PROMPT
-from pinseal_hil.vm import REPO
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
+from pinseal_vboard.board import RAW_PROMPT
+from pinseal_vboard.vm import REPO
 
 pytestmark = pytest.mark.vm
 

@@ -21,7 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_hil.tls_broker import TestBroker, make_pki, start_test_broker
-from pinseal_hil.vm import (
+from pinseal_vboard.vm import (
     DEFAULT_MOUNTS,
     FIRMWARE_TESTS_DIR,
     REPO,

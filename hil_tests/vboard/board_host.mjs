@@ -3,7 +3,7 @@
 // microcontroller: the power supply, the reset button, the watchdog timer, the RTC domain (clock and RTC memory
 // survive resets and deep sleep, not a power cut) and the USB-serial bridge.
 //
-// It talks to its owner (pinseal_hil.vboard, Python) in JSON lines: commands on stdin, events on stdout.
+// It talks to its owner (pinseal_vboard, Python) in JSON lines: commands on stdin, events on stdout.
 //   {"op":"start","id":ID,"board":PROFILE_JSON,"flash":DIR,"plugins":[SPEC...],"hang_s":N,"rtc":"unset"|"host"}
 //   {"op":"serial","id":ID,"b64":DATA}             bytes typed on the serial line
 //   {"op":"power","id":ID,"on":false,"tear":BOOL}  cut the power (tear: the flash write in progress is torn)

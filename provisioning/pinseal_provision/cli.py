@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pinseal_build.romfs_image import build_image
 from pinseal_provision import batch, deploy, enroll, flash, fleet, ports, profiles, romfs
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
@@ -68,7 +69,7 @@ def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], sho
     note = ""
     if in_romfs:
         # packages into the ROMFS partition (code runs in place); entry points and /board.json as files
-        wrote = romfs.deploy_image(board, romfs.build_image(Path(args.firmware)))
+        wrote = romfs.deploy_image(board, build_image(Path(args.firmware)))
         note = "; ROMFS image " + ("written" if wrote else "unchanged")
         files = [f for f in files if f.dest in ("/main.py", "/boot.py", "/board.json")]
         try:  # package files on the filesystem would be imported before /rom's

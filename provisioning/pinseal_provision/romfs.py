@@ -13,12 +13,7 @@ are removed: MicroPython searches the filesystem before /rom, so they would shad
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import io
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from pinseal_provision.device import Board
@@ -32,22 +27,6 @@ _ROM_PROBE = (
     "d = f(2, 0) if n and n > 0 else None\n"
     "print('PINSEAL', json.dumps({'size': len(d) if d is not None and not isinstance(d, int) else 0}))\n"
 )
-
-
-def build_image(firmware_dir: Path) -> bytes:
-    """The ROMFS image of every package folder of the firmware (not main.py/boot.py)."""
-    from mpremote.romfs import make_romfs
-
-    with (
-        tempfile.TemporaryDirectory(prefix="pinseal-romfs-") as tmp,
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        for package in sorted(firmware_dir.iterdir()):
-            if package.is_dir() and not package.name.startswith((".", "__")):
-                shutil.copytree(
-                    package, Path(tmp) / package.name, ignore=shutil.ignore_patterns("__pycache__")
-                )
-        return make_romfs(tmp, mpy_cross=True)
 
 
 def partition_size(board: Board) -> int:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard
 from pinseal_provision import fleet
 from pinseal_provision.enroll import EnrollOptions
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard
 
 BIN = Path(sys.executable).parent
 # The esp32_devkitc's free heap: the firmware's packages go into the board's ROMFS (deploy does that where

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import GatewaySetup, blank_board
-from pinseal_hil.vboard import BoardHost
 from pinseal_provision.cli import main as cli_main
+from pinseal_vboard import BoardHost
 
 pytestmark = pytest.mark.vm
 

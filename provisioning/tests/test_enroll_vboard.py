@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, GatewaySetup, blank_board
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
 from pinseal_protocol import keys
 from pinseal_provision import cert, deploy, enroll, fleet, profiles
 from pinseal_provision.cli import main as cli_main
@@ -27,6 +26,7 @@ from pinseal_provision.errors import (
     PortNotFound,
     VersionMismatch,
 )
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
 
 pytestmark = pytest.mark.vm
 

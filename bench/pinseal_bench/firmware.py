@@ -1,8 +1,8 @@
 """`make bench-firmware`: sealing bundles in the MicroPython VM, against a naive RFC 8032 signer.
 
-Two VMs run hil_tests/bench/seal_bench.py: one plain (timings: ours and the naive signer interleaved on the
+Two VMs run bench/firmware/seal_bench.py: one plain (timings: ours and the naive signer interleaved on the
 same bytes in the same VM, so the ratio survives a noisy machine), one with the board RAM model on (heap at
-the signer's yield points). pinseal_hil.bench_app then runs the whole application on virtual boards against
+the signer's yield points). pinseal_bench.firmware_app runs the whole application on virtual boards against
 the real local stack (peak heap, readings/s at N = 1 and 16) and the outbox's flash write amplification.
 The merged figures go to build/bench/firmware.json and a section of docs/benchmarks.md, with the command and
 the machine that produced them.
@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil import bench_app
-from pinseal_hil.benchreport import publish, stamp
-from pinseal_hil.vm import BOARD_RAM_BYTES, REPO, VMOptions, run_script
+from pinseal_bench import firmware_app as bench_app
+from pinseal_bench.report import publish, stamp
+from pinseal_vboard.vm import BOARD_RAM_BYTES, REPO, VMOptions, run_script
 
-BENCH_DIR = REPO / "hil_tests" / "bench"
+BENCH_DIR = REPO / "bench" / "firmware"
 SEAL_BENCH = BENCH_DIR / "seal_bench.py"
 COMMAND = "make bench-firmware"
 SECTION = "firmware"
@@ -35,7 +35,7 @@ TARGETS: list[tuple[str, str, Any]] = [
     ("max_slice_ms", "<= 1", lambda r: r["max_slice_ms"] <= 1),
     ("bytes_one_reading", "<= 200", lambda r: r["bytes_one_reading"] <= 200),
     ("bytes_per_extra_reading", "<= 56", lambda r: r["bytes_per_extra_reading"] <= 56),
-    # the whole application (pinseal_hil.bench_app)
+    # the whole application (pinseal_bench.firmware_app)
     ("firmware_peak_heap_bytes", "<= 60,000", lambda r: r["firmware_peak_heap_bytes"] <= 60_000),
     ("flash_write_amplification", "<= 2.5", lambda r: r["flash_write_amplification"] <= 2.5),
 ]
@@ -79,7 +79,7 @@ def render_section(result: dict[str, Any]) -> str:
             "",
             f"- `sign_ms` {result['sign_ms']} ms: sealing a one-reading bundle (t/h/p) with the firmware's "
             f"yielding signer; `naive_sign_ms` {result['naive_sign_ms']} ms: the same "
-            f"{result['sig_structure_bytes']}-byte Sig_structure signed by hil_tests/bench/naive_ed25519.py "
+            f"{result['sig_structure_bytes']}-byte Sig_structure signed by bench/firmware/naive_ed25519.py "
             "(RFC 8032 as §5.1 reads: key derived each time, double-and-add, no tables, straightforward "
             "SHA-512) in the same VM; `speedup` = naive / ours.",
             f"- `per_reading_ms_at_16`: a 16-reading seal ({result['seal_16_ms']} ms, "
@@ -104,7 +104,7 @@ def _steps(run: dict[str, Any]) -> str:
 
 
 def app_notes(r: dict[str, Any]) -> list[str]:
-    """What the application figures are and what limits them (pinseal_hil.bench_app)."""
+    """What the application figures are and what limits them (pinseal_bench.firmware_app)."""
     runs = r["app_runs"]
     heap, pico, n1, n16 = (
         runs["heap_esp32_romfs"],
@@ -116,7 +116,7 @@ def app_notes(r: dict[str, Any]) -> list[str]:
     amp = r["outbox_amp"]
     return [
         "",
-        "The whole application (`pinseal_hil.bench_app`): the unmodified firmware on a virtual board, "
+        "The whole application (`pinseal_bench.firmware_app`): the unmodified firmware on a virtual board, "
         "enrolled and registered with a local Mosquitto + gateway + network ingest; sampling.interval_s 1 "
         "with the board clock sped up (speed S offers S readings per host second), bundling.max_wait_s a "
         "day (full bundles only). Rates are host seconds on this shared machine, in the WebAssembly VM, not "
@@ -148,7 +148,7 @@ def app_notes(r: dict[str, Any]) -> list[str]:
         "next goes; N = 16 carries 16 readings per round trip, so the board's CPU (sampling, flash writes, "
         "sealing, ack verification) and the sampling loop's slip become the limit. Noisy on a shared "
         "2-core host: other agents' processes share it.",
-        f"- `flash_write_amplification`: hil_tests/bench/outbox_bench.py `amp` (plain VM): the real outbox, "
+        f"- `flash_write_amplification`: bench/firmware/outbox_bench.py `amp` (plain VM): the real outbox, "
         f"{amp['readings']} readings as the app encodes them ({amp['mean_reading_bytes']} B each), sealed "
         f"16 at a time ({amp['mean_bundle_bytes']} B per bundle), acks after each bundle with a backlog of 4 "
         f"every 8th: {amp['outbox_bytes_written']:,} B written to flash (records, framing, head records, "

@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from pinseal_hil.vboard.board import BoardError, BoardOptions, VirtualBoard
-from pinseal_hil.vm import FIRMWARE_DIR, REPO
+from pinseal_vboard.board import BoardError, BoardOptions, VirtualBoard
+from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,8 +2,8 @@
 # uses) against the naive RFC 8032 baseline (naive_ed25519.py), on the same message in the same VM.
 # Prints one JSON line.
 #
-#   node hil_tests/vboard/run_vm.mjs --mount firmware:/ --mount hil_tests/bench:/bench --path /bench \
-#       hil_tests/bench/ed25519_bench.py [MSG_BYTES [REPS]]
+#   node hil_tests/vboard/run_vm.mjs --mount firmware:/ --mount bench/firmware:/bench --path /bench \
+#       bench/firmware/ed25519_bench.py [MSG_BYTES [REPS]]
 #
 # The machine is shared and noisy, so every figure is a median over REPS runs, the runs of the
 # contenders are interleaved, and garbage is collected (by returning to JS) before each run so that no

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 BOARDS_DIR = REPO / "boards"
 
 

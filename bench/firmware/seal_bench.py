@@ -1,4 +1,4 @@
-# Sealing bundles inside the MicroPython VM, for `make bench-firmware` (pinseal_hil.bench_firmware).
+# Sealing bundles inside the MicroPython VM, for `make bench-firmware` (pinseal_bench.firmware).
 # Prints one JSON line. Two modes, run as two VMs by the host wrapper:
 #
 #   timing  (plain VM)  seal a one-reading bundle with the firmware's yielding signer vs the naive

@@ -1,4 +1,4 @@
-"""Virtual boards running the real firmware as devices of a local stack (pinseal_hil.stack).
+"""Virtual boards running the real firmware as devices of a local stack (pinseal_devkit.stack).
 
 What an owner's provisioning does, reduced to what the firmware tests need: the board makes its key (over
 its serial REPL, with mpremote), the gateway registers the public key and issues the MQTT password, and
@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.stack import Stack
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
-from pinseal_hil.vboard import mpremote as run_mpremote
+from pinseal_devkit.stack import Stack
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
+from pinseal_vboard import mpremote as run_mpremote
 
 # The Wi-Fi network a virtual board can join by default (hil_tests/vboard/net/settings.mjs).
 VBOARD_SSID = "vboard-wifi"

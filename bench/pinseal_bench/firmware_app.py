@@ -1,7 +1,8 @@
 """The whole firmware application on a virtual board against the real local stack: heap, throughput, flash.
 
-Part of `make bench-firmware` (pinseal_hil.bench_firmware calls `measure()`; `python -m pinseal_hil.bench_app`
-runs it alone and prints the JSON). Three figures the firmware issue asks for:
+Part of `make bench-firmware` (pinseal_bench.firmware calls `measure()`;
+`python -m pinseal_bench.firmware_app` runs it alone and prints the JSON).
+Three figures the firmware issue asks for:
 
 - `firmware_peak_heap_bytes`: the board's highest live heap since boot (the RAM model's `vboard_ram.peak()`,
   which counts live bytes above the baseline taken after the emulation's own shims load) on `esp32_devkitc`
@@ -13,7 +14,7 @@ runs it alone and prints the JSON). Three figures the firmware issue asks for:
   the gateway's store (sum of `bundles.n_readings`, i.e. committed, which is when the gateway acks) over a
   fixed host-time window after a warm-up, sampling.interval_s 1 with the board clock sped up so that sampling
   offers more readings than the board can seal and have acked.
-- `flash_write_amplification`: hil_tests/bench/outbox_bench.py `amp` (the real outbox, real readings and
+- `flash_write_amplification`: bench/firmware/outbox_bench.py `amp` (the real outbox, real readings and
   seals, N = 16) in the plain VM.
 """
 
@@ -29,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.devices import start_device
-from pinseal_hil.stack import Stack, wait_until
-from pinseal_hil.vboard import BoardHost, BoardOptions, VirtualBoard, load_profile
-from pinseal_hil.vm import REPO, VMOptions, run_script
+from pinseal_devkit.devices import start_device
+from pinseal_devkit.stack import Stack, wait_until
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, load_profile
+from pinseal_vboard.vm import REPO, VMOptions, run_script
 
-BENCH_DIR = REPO / "hil_tests" / "bench"
+BENCH_DIR = REPO / "bench" / "firmware"
 OUTBOX_BENCH = BENCH_DIR / "outbox_bench.py"
 WORKDIR = REPO / "build" / "bench" / "app"
 # bundling.max_wait_s: a day of board time, so that only full bundles are sealed during the run

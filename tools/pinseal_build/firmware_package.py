@@ -5,7 +5,7 @@
 
 Every file of firmware/ is listed with a relative URL, so the same file serves a checkout and a GitHub
 install; --target / puts main.py and boot.py at the root, as a board runs them. `python -m
-pinseal_hil.firmware_package` rewrites it; a test checks it lists exactly the files there are.
+pinseal_build.firmware_package` rewrites it; a test checks it lists exactly the files there are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.vm import FIRMWARE_DIR
+from pinseal_build.paths import FIRMWARE_DIR
 
 PACKAGE_JSON = FIRMWARE_DIR / "package.json"
 

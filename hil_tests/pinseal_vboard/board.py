@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.vboard.host import BoardHost
-from pinseal_hil.vboard.profiles import board_profile_path
-from pinseal_hil.vboard.serial_pty import SerialPty
-from pinseal_hil.vm import FIRMWARE_DIR, REPO
-from pinseal_provision.romfs import build_image
+from pinseal_build.romfs_image import build_image
+from pinseal_vboard.host import BoardHost
+from pinseal_vboard.profiles import board_profile_path
+from pinseal_vboard.serial_pty import SerialPty
+from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
 VBOARD_DIR = REPO / "hil_tests" / "vboard"
 SENSORS_PLUGIN = VBOARD_DIR / "sensors.mjs"

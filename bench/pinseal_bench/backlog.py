@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import loadgen
-from bench_gateway import register
-
+from pinseal_bench import loadgen
+from pinseal_bench.gateway import register
+from pinseal_bench.report import publish, stamp
+from pinseal_devkit.stack import Stack, wait_until
 from pinseal_gateway.store.bundles import INSERT_BUNDLE
-from pinseal_hil.benchreport import publish, stamp
-from pinseal_hil.stack import Stack, wait_until
 from pinseal_protocol import bundle as pbundle
 
 REPO = Path(__file__).resolve().parents[2]

@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import loadgen
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_bench import loadgen
+from pinseal_bench.report import publish, stamp
+from pinseal_devkit.stack import Stack, wait_until
 from pinseal_gateway import broker
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
-from pinseal_hil.benchreport import publish, stamp
-from pinseal_hil.stack import Stack, wait_until
 from pinseal_protocol import bundle as pbundle
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,15 +13,16 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
-from pinseal_hil.vm import REPO, VMOptions, node_executable, vm_command
 from pinseal_protocol.bundle import verify_bundle
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import RejectedMessage
 from pinseal_protocol.keys import load_public_key
 from pinseal_protocol.senml import Reading
+from pinseal_vboard.vm import REPO, VMOptions, node_executable, vm_command
 
-DEVICE_SCRIPT = REPO / "hil_tests" / "vboard" / "demo_device.py"
+DEVICE_SCRIPT = Path(__file__).with_name("demo_device.py")
 
 
 def format_value(value: int | DecimalFraction | None) -> str:

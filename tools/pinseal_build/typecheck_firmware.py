@@ -1,6 +1,6 @@
 """Type-check the firmware against the MicroPython stubs of each board port (`make typecheck-firmware`).
 
-    python -m pinseal_hil.typecheck_firmware [FIRMWARE_DIR] [--port esp32] [--port rp2]
+    python -m pinseal_build.typecheck_firmware [FIRMWARE_DIR] [--port esp32] [--port rp2]
 
 For each port the stubs (micropython-<port>-stubs, pinned below) are installed once with
 `pip install --target build/stubs/<port>` and pyright (node_modules/.bin/pyright) runs over the firmware with
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pinseal_hil.vm import FIRMWARE_DIR, REPO
+from pinseal_build.paths import FIRMWARE_DIR, REPO
 
 STUBS_DIR = REPO / "build" / "stubs"
 PYRIGHT = REPO / "node_modules" / ".bin" / "pyright"

@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_gateway.acks import ack_topic
 from pinseal_gateway.config import MqttSection
-from pinseal_gateway.ingest.acks_in_flight import AcksInFlight
+from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 from pinseal_gateway.pipeline import Message, Pipeline
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ that the official tools use.
 `VirtualBoard` is one board: its pseudo-terminal, power, reset, clock and plugin controls.
 """
 
-from pinseal_hil.vboard.board import BoardOptions, VirtualBoard, mpremote
-from pinseal_hil.vboard.host import BoardHost
-from pinseal_hil.vboard.profiles import BOARDS_DIR, board_profile_path, load_profile
+from pinseal_vboard.board import BoardOptions, VirtualBoard, mpremote
+from pinseal_vboard.host import BoardHost
+from pinseal_vboard.profiles import BOARDS_DIR, board_profile_path, load_profile
 
 __all__ = [
     "BOARDS_DIR",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pinseal_hil.simdevice import thp_reading
+from pinseal_devkit.simdevice import thp_reading
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys
 from pinseal_protocol.bundle import Status
