@@ -121,4 +121,4 @@ vectors: setup ## regenerate protocol/vectors from the host codec (review the di
 	$(PY) -m pinseal_protocol.vectors protocol/vectors
 
 clean: ## remove build output (keeps .venv and node_modules)
-	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	rm -rf build .pytest_cache .ruff_cache .hypothesis .import_linter_cache
