@@ -22,7 +22,7 @@ from pinseal_vboard.vm import REPO, VMOptions, run_code, run_script
 
 pytestmark = pytest.mark.vm
 
-BENCH = REPO / "hil_tests" / "bench" / "outbox_bench.py"
+BENCH = REPO / "bench" / "firmware" / "outbox_bench.py"
 
 # MicroPython. Each case runs in its own folder; `open` inside pinseal.outbox is replaced by one whose
 # writes spend a byte budget: the write that exhausts it lands a prefix, then "the power goes" (PowerCut
