@@ -20,7 +20,8 @@ AGENT_DIR   := provisioning/pinseal_provision/agent
 # Per-component test selections (make test-<component>); `make test` runs them all and more.
 FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_firmware_app.py \
                   hil_tests/tests/test_outbox_in_vm.py hil_tests/tests/test_sensors_in_vm.py \
-                  hil_tests/tests/test_mqtt_packets.py hil_tests/tests/test_firmware_tables.py \
+                  hil_tests/tests/test_mqtt_packets.py hil_tests/tests/test_mqtt_client.py \
+                  hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
 .PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard firmware-tables vectors clean
