@@ -12,8 +12,19 @@ BOARD       ?= esp32_devkitc
 RESULTS     := build/test-results
 # Debian packages the tests and `make run` need on the host.
 DEB_PACKAGES := python3-venv mosquitto
+# The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
+# wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.
+DEV_PACKAGE_DIRS := hil_tests tools bench
+# MicroPython sources besides the firmware that run on a board: the provisioning agent (sent to its raw REPL).
+AGENT_DIR   := provisioning/pinseal_provision/agent
+# Per-component test selections (make test-<component>); `make test` runs them all and more.
+FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_firmware_app.py \
+                  hil_tests/tests/test_outbox_in_vm.py hil_tests/tests/test_sensors_in_vm.py \
+                  hil_tests/tests/test_mqtt_packets.py hil_tests/tests/test_mqtt_client.py \
+                  hil_tests/tests/test_firmware_tables.py \
+                  hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long lint typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -24,10 +35,11 @@ system-packages:
 	@scripts/ensure-debian-packages.sh $(DEB_PACKAGES)
 	@scripts/check-toolchain.sh
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) scripts/link-dev-packages.py $(DEV_PACKAGE_DIRS)
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -49,15 +61,42 @@ test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cas
 	@mkdir -p $(RESULTS)
 	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml
 
-compile-firmware: setup ## every firmware file compiles with mpy-cross (as a board would load it)
-	$(PY) -m pinseal_build.compile_firmware firmware
+test-protocol: setup ## fast: the host codec against the protocol vectors
+	$(PYTEST) -q protocol/tests
 
-typecheck-firmware: setup ## the firmware type-checks against the ESP32 and RP2 MicroPython stubs
-	$(PY) -m pinseal_build.typecheck_firmware
+test-gateway: setup ## the gateway daemon, against real Mosquitto and the real network ingest
+	$(PYTEST) -q gateway/tests
 
-lint: setup ## ruff over all host code
+test-ingest: setup ## the network ingest
+	$(PYTEST) -q ingest/tests
+
+test-provisioning: setup ## pinseal-provision, driving virtual boards
+	$(PYTEST) -q provisioning/tests
+
+test-firmware: setup ## the firmware in the MicroPython VM, its tables and package.json, then compile and type check
+	$(PYTEST) -q $(FIRMWARE_TESTS)
+	$(MAKE) --no-print-directory compile-firmware typecheck-firmware
+
+test-hil: setup ## the virtual boards and the end-to-end, fault and attack tests (the rest of hil_tests)
+	$(PYTEST) -q hil_tests/tests $(addprefix --ignore=,$(FIRMWARE_TESTS))
+
+test-build: setup ## the build tools and packaging: a wheel installed in a fresh venv, outside the checkout
+	$(PYTEST) -q tools/tests
+
+compile-firmware: setup ## every firmware file and the provisioning agent compile with mpy-cross (as a board loads them)
+	$(PY) -m pinseal_build.compile_firmware firmware $(AGENT_DIR)
+
+typecheck-firmware: setup ## the firmware and the provisioning agent type-check against the ESP32 and RP2 stubs
+	$(PY) -m pinseal_build.typecheck_firmware firmware $(AGENT_DIR)
+
+lint: setup ## ruff over all host code, and the import layers (import-linter's contracts in pyproject.toml)
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(VENV)/bin/lint-imports
+
+fmt: setup ## format and auto-fix host code (ruff format, ruff check --fix)
+	$(RUFF) format .
+	$(RUFF) check --fix .
 
 bench: bench-firmware bench-gateway bench-backlog bench-fleet ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
@@ -74,7 +113,7 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 	$(PY) -m pinseal_bench.fleet --out build/bench/fleet.json --doc docs/benchmarks.md
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
-	$(VENV)/bin/pinseal-vboard --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
+	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
 firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table.py)
 	$(PY) -m pinseal_build.firmware_tables
@@ -83,4 +122,4 @@ vectors: setup ## regenerate protocol/vectors from the host codec (review the di
 	$(PY) -m pinseal_protocol.vectors protocol/vectors
 
 clean: ## remove build output (keeps .venv and node_modules)
-	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	rm -rf build .pytest_cache .ruff_cache .hypothesis .import_linter_cache

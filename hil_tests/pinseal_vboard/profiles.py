@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-BOARDS_DIR = REPO / "boards"
+from pinseal_build.locations import BOARDS_DIR
 
 
 def board_profile_path(board: str) -> Path:

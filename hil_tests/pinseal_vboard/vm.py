@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pinseal_build.locations import FIRMWARE_DIR
+
 REPO = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = REPO / "firmware"
 FIRMWARE_TESTS_DIR = REPO / "hil_tests" / "firmware_tests"
 VECTORS_DIR = REPO / "protocol" / "vectors"
 RUN_VM_JS = REPO / "hil_tests" / "vboard" / "run_vm.mjs"

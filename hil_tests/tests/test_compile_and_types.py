@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_build import compile_firmware, typecheck_firmware
-from pinseal_vboard.vm import FIRMWARE_DIR
+from pinseal_build import compile_firmware, firmware_files, mpy, typecheck_firmware
+from pinseal_build.locations import FIRMWARE_DIR
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -23,14 +23,14 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_mpy_cross_is_the_boards_micropython_release() -> None:
-    assert compile_firmware.MPY_CROSS_SERIES in compile_firmware.mpy_cross_version()
+    assert mpy.MPY_CROSS_SERIES in mpy.version()
 
 
 def test_firmware_compiles_with_mpy_cross(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert compile_firmware.main([str(FIRMWARE_DIR), "--out", str(tmp_path / "mpy")]) == 0, (
         capsys.readouterr()
     )
-    for src in compile_firmware.sources(FIRMWARE_DIR):
+    for src in firmware_files.sources(FIRMWARE_DIR):
         assert (tmp_path / "mpy" / src.relative_to(FIRMWARE_DIR).with_suffix(".mpy")).is_file()
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,6 @@ import pytest
 
 from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, mpremote
 from pinseal_vboard.board import RAW_PROMPT
-from pinseal_vboard.vm import REPO
 
 pytestmark = pytest.mark.vm
 
@@ -131,7 +131,9 @@ def test_sigkill_mid_write_keeps_closed_files(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen(
         [
-            str(REPO / ".venv" / "bin" / "pinseal-vboard"),
+            sys.executable,
+            "-m",
+            "pinseal_vboard.cli",
             "--flash",
             str(flash),
             "--firmware",

@@ -94,6 +94,20 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boards(args: argparse.Namespace) -> int:
+    """The board profiles this install knows, so an owner can see which --board names exist and where
+    they were found (a checkout's boards/, the installed package, or $PINSEAL_BOARDS_DIR)."""
+    found = profiles.all_profiles()
+    for board_id, profile in found.items():
+        print(f"{board_id}  {profile['mcu']}  MicroPython {profiles.required_micropython(profile)}")
+    if not found:
+        raise BadInput(
+            f"no board profiles in {profiles.BOARDS_DIR}", "set PINSEAL_BOARDS_DIR to a boards/ folder"
+        )
+    say(f"({len(found)} board profiles in {profiles.BOARDS_DIR})")
+    return 0
+
+
 def cmd_fleet_init(args: argparse.Namespace) -> int:
     key = fleet.create(Path(args.fleet_key))
     print(f"fleet key written to {args.fleet_key} (mode 0600): back it up offline")
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("ports", help="list boards detected by USB id").set_defaults(fn=cmd_ports)
+    sub.add_parser("boards", help="list the board profiles (--board names)").set_defaults(fn=cmd_boards)
 
     fleet_p = sub.add_parser("fleet", help="the fleet key").add_subparsers(dest="action", required=True)
     init = fleet_p.add_parser("init", help="create the fleet key (0600; never overwrites)")

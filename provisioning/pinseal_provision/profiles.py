@@ -9,19 +9,23 @@ described once.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from pinseal_build.locations import BOARDS_DIR, FIRMWARE_DIR
 from pinseal_provision.errors import BadInput
 
-REPO = Path(__file__).resolve().parents[2]
-# Overridable for an installed tool that is not run from a checkout.
-BOARDS_DIR = Path(os.environ.get("PINSEAL_BOARDS_DIR", REPO / "boards"))
-FIRMWARE_DIR = Path(os.environ.get("PINSEAL_FIRMWARE_DIR", REPO / "firmware"))
-
-# mpy-cross -march per MCU (only matters for @native/@viper code; bytecode .mpy files carry no arch).
-MPY_ARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin", "rp2040": "armv6m", "rp2350": "armv7emsp"}
+# Where the profiles and the firmware are (a checkout, an installed wheel, or PINSEAL_BOARDS_DIR /
+# PINSEAL_FIRMWARE_DIR) is pinseal_build.locations' answer; re-exported for provisioning's modules.
+__all__ = [
+    "BOARDS_DIR",
+    "FIRMWARE_DIR",
+    "all_profiles",
+    "known_boards",
+    "load_profile",
+    "profile_path",
+    "required_micropython",
+]
 
 
 def profile_path(board: str) -> Path:

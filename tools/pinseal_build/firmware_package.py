@@ -3,9 +3,9 @@
     mpremote mip install --target / firmware/package.json            (from a checkout)
     mpremote mip install --target / github:<owner>/<repo>/firmware/package.json
 
-Every file of firmware/ is listed with a relative URL, so the same file serves a checkout and a GitHub
-install; --target / puts main.py and boot.py at the root, as a board runs them. `python -m
-pinseal_build.firmware_package` rewrites it; a test checks it lists exactly the files there are.
+Every file of the firmware (pinseal_build.firmware_files) is listed with a relative URL, so the same file
+serves a checkout and a GitHub install; --target / puts main.py and boot.py at the root, as a board runs them.
+`python -m pinseal_build.firmware_package` rewrites it; a test checks it lists exactly the files there are.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pinseal_build.paths import FIRMWARE_DIR
+from pinseal_build import firmware_files as files
+from pinseal_build.locations import FIRMWARE_DIR
 
 PACKAGE_JSON = FIRMWARE_DIR / "package.json"
 
 
 def firmware_files(root: Path = FIRMWARE_DIR) -> list[str]:
-    return sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*.py")
-        if "__pycache__" not in p.parts and not any(part.startswith(".") for part in p.parts)
-    )
+    """The files package.json lists: the firmware's file list, as paths on the board."""
+    return files.names(root)
 
 
 def package(root: Path = FIRMWARE_DIR) -> dict[str, Any]:

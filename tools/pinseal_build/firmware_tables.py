@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pinseal_build.paths import REPO
+from pinseal_build.locations import CHECKOUT, FIRMWARE_DIR
 
-COMB_MODULE = REPO / "firmware" / "pinseal" / "crypto" / "comb_table.py"
+COMB_MODULE = FIRMWARE_DIR / "pinseal" / "crypto" / "comb_table.py"
 
 # Ed25519 (RFC 8032 section 5.1)
 P = 2**255 - 19
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     COMB_MODULE.write_text(source)
-    print(f"wrote {COMB_MODULE.relative_to(REPO)} ({len(source):,} characters)")
+    print(f"wrote {COMB_MODULE.relative_to(CHECKOUT)} ({len(source):,} characters)")
     return 0
 
 

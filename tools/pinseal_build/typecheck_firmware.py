@@ -1,6 +1,10 @@
 """Type-check the firmware against the MicroPython stubs of each board port (`make typecheck-firmware`).
 
-    python -m pinseal_build.typecheck_firmware [FIRMWARE_DIR] [--port esp32] [--port rp2]
+    python -m pinseal_build.typecheck_firmware [ROOT ...] [--port esp32] [--port rp2]
+
+Each ROOT is a folder of MicroPython sources laid out as on a board (default: the firmware; `make
+typecheck-firmware` adds the provisioning agent, which runs in a board's raw REPL and so must type-check
+against the same stubs).
 
 For each port the stubs (micropython-<port>-stubs, pinned below) are installed once with
 `pip install --target build/stubs/<port>` and pyright (node_modules/.bin/pyright) runs over the firmware with
@@ -19,14 +23,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pinseal_build.paths import FIRMWARE_DIR, REPO
+from pinseal_build.locations import BUILD_DIR, CHECKOUT, FIRMWARE_DIR
 
-STUBS_DIR = REPO / "build" / "stubs"
-PYRIGHT = REPO / "node_modules" / ".bin" / "pyright"
+STUBS_DIR = BUILD_DIR / "stubs"
+PYRIGHT = CHECKOUT / "node_modules" / ".bin" / "pyright"
 # The MicroPython release of the boards and of the VM; the stdlib stubs are their dependency, pinned too.
 PORT_STUBS: dict[str, tuple[str, ...]] = {
     "esp32": ("micropython-esp32-stubs==1.29.0.post1", "micropython-stdlib-stubs==1.29.0.post2"),
@@ -89,13 +94,16 @@ def ensure_stubs(port: str, stubs_root: Path = STUBS_DIR) -> Path:
     return target
 
 
-def pyright_config(firmware_dir: Path, stubs: Path, config_dir: Path) -> dict[str, Any]:
+def pyright_config(
+    firmware_dir: Path, stubs: Path, config_dir: Path, extra_roots: Sequence[Path] = ()
+) -> dict[str, Any]:
     """pyright's settings; `include` must be relative to the config's folder, the rest may be absolute."""
     (config_dir / EMPTY_VENV / "lib" / f"python{PYTHON_VERSION}" / "site-packages").mkdir(parents=True)
+    roots = [firmware_dir, *extra_roots]
     return {
-        "include": [os.path.relpath(firmware_dir, config_dir)],
+        "include": [os.path.relpath(root, config_dir) for root in roots],
         "exclude": ["**/__pycache__", "**/.*"],
-        "extraPaths": [str(firmware_dir)],  # the firmware folder is the board's flash root (on sys.path)
+        "extraPaths": [str(root) for root in roots],  # each root is a board's flash root (on sys.path)
         "typeshedPath": str(stubs),  # MicroPython's stdlib stubs instead of pyright's bundled typeshed
         "stubPath": str(stubs),  # port modules: machine, esp32 / rp2, network, ...
         "pythonVersion": PYTHON_VERSION,
@@ -110,13 +118,15 @@ def pyright_config(firmware_dir: Path, stubs: Path, config_dir: Path) -> dict[st
     }
 
 
-def run_pyright(firmware_dir: Path, port: str, stubs: Path) -> tuple[list[Diagnostic], int]:
-    """Diagnostics for one port and the number of files pyright checked."""
+def run_pyright(
+    firmware_dir: Path, port: str, stubs: Path, extra_roots: Sequence[Path] = ()
+) -> tuple[list[Diagnostic], int]:
+    """Diagnostics for one port and the number of files pyright checked (all roots in one run)."""
     if not PYRIGHT.exists():
         raise ToolError(f"{PYRIGHT} is missing: run `npm ci` (make setup)")
     with tempfile.TemporaryDirectory(prefix=f"pyright-{port}-") as tmp:
         config = Path(tmp) / "pyrightconfig.json"
-        config.write_text(json.dumps(pyright_config(firmware_dir, stubs, Path(tmp)), indent=2))
+        config.write_text(json.dumps(pyright_config(firmware_dir, stubs, Path(tmp), extra_roots), indent=2))
         cmd = [str(PYRIGHT), "-p", str(config), "--outputjson"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp)
     try:
@@ -127,8 +137,8 @@ def run_pyright(firmware_dir: Path, port: str, stubs: Path) -> tuple[list[Diagno
     for d in report.get("generalDiagnostics", []):
         start = d.get("range", {}).get("start", {})
         file = d.get("file", "")
-        if Path(file).is_relative_to(REPO):
-            file = str(Path(file).relative_to(REPO))
+        if Path(file).is_relative_to(CHECKOUT):
+            file = str(Path(file).relative_to(CHECKOUT))
         diagnostics.append(
             Diagnostic(
                 file,
@@ -142,14 +152,15 @@ def run_pyright(firmware_dir: Path, port: str, stubs: Path) -> tuple[list[Diagno
     return diagnostics, int(report.get("summary", {}).get("filesAnalyzed", 0))
 
 
-def check(firmware_dir: Path, ports: list[str], stubs_root: Path = STUBS_DIR) -> int:
-    if not any(firmware_dir.rglob("*.py")):
-        print(f"typecheck_firmware: no .py files under {firmware_dir}; nothing to check")
+def check(roots: Sequence[Path], ports: list[str], stubs_root: Path = STUBS_DIR) -> int:
+    roots = [root for root in roots if any(root.rglob("*.py"))]
+    if not roots:
+        print("typecheck_firmware: no .py files to check")
         return 0
     failed = False
     for port in ports:
         stubs = ensure_stubs(port, stubs_root)
-        diagnostics, files = run_pyright(firmware_dir, port, stubs)
+        diagnostics, files = run_pyright(roots[0], port, stubs, roots[1:])
         errors = [d for d in diagnostics if d.severity == "error"]
         for d in diagnostics:
             print(f"[{port}] {d}")
@@ -162,11 +173,11 @@ def check(firmware_dir: Path, ports: list[str], stubs_root: Path = STUBS_DIR) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("firmware_dir", nargs="?", type=Path, default=FIRMWARE_DIR)
+    parser.add_argument("roots", nargs="*", type=Path, default=[FIRMWARE_DIR], help="default: the firmware")
     parser.add_argument("--port", action="append", choices=sorted(PORT_STUBS), help="default: every port")
     args = parser.parse_args(argv)
     try:
-        return check(args.firmware_dir.resolve(), args.port or sorted(PORT_STUBS))
+        return check([root.resolve() for root in args.roots], args.port or sorted(PORT_STUBS))
     except ToolError as e:
         print(f"typecheck_firmware: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,16 @@
+"""The `pinseal-provision` console script: checks the 'provision' extra, then runs the CLI.
+
+The CLI module imports the extra's packages at its top, so a missing one would end in an ImportError
+traceback; this entry point names the extra to install instead (pinseal_protocol.extras).
+"""
+
+from __future__ import annotations
+
+from pinseal_protocol.extras import require_extra
+
+
+def main() -> int:
+    require_extra("provision", "pinseal-provision")
+    from pinseal_provision.cli import main as cli_main
+
+    return cli_main()

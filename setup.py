@@ -1,0 +1,45 @@
+"""The one build step pyproject.toml cannot declare: ship the firmware and the board profiles in the wheel.
+
+They live at the top of the repository (firmware/ is exactly what a board runs, boards/ is shared with the
+virtual board and Wokwi), outside every import package, and setuptools packages only what is inside one. This
+copies them into pinseal_build (where pinseal_build.locations looks first) when a wheel is built, taking the
+firmware's files from pinseal_build.firmware_files so the wheel ships exactly what deploy puts on a board.
+An editable install skips it: there locations finds the checkout's folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tools"))
+from pinseal_build import firmware_files  # noqa: E402  (stdlib only: importable before dependencies)
+
+
+class BuildPyWithFirmware(build_py):
+    """build_py, then firmware/ and boards/ into pinseal_build inside the build tree."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        target = Path(self.build_lib) / "pinseal_build"
+        firmware = ROOT / "firmware"
+        for src in [*firmware_files.sources(firmware), firmware / "package.json"]:
+            self._copy(src, target / "firmware" / src.relative_to(firmware))
+        boards = ROOT / "boards"
+        for src in [boards / "schema.json", *sorted(boards.glob("*/board.json"))]:
+            self._copy(src, target / "boards" / src.relative_to(boards))
+
+    @staticmethod
+    def _copy(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+setup(cmdclass={"build_py": BuildPyWithFirmware})
