@@ -241,11 +241,24 @@ class SimDevice:
 
     def presign(self, count: int, *, per_bundle: int | None = None, now_s: int | None = None) -> list[bytes]:
         """The next `count` bundles of the chain, signed ahead (a load generator spends its CPU on MQTT only):
-        readings one a second, the last at `now_s`, so the gateway finds none stale or in the future."""
+        readings one a second, the last a second before `now_s`: none stale or in the future."""
         per_bundle = self.per_bundle if per_bundle is None else per_bundle
         now_s = int(time.time()) if now_s is None else now_s
         first_time_s = now_s - count * per_bundle - self.seq
         return [self.seal(per_bundle, time_s=first_time_s + self.seq) for _ in range(count)]
+
+    # -- MQTT and the outbox -------------------------------------------------------------------------
+
+    def connect(self, host: str, port: int) -> None:
+        """Connect and keep reconnecting (paho's loop thread), subscribing to the ack topic each time."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{self.kid_hex}")
+        client.username_pw_set(self.kid_hex, self.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_ack
+        client.connect(host, port, keepalive=30)
+        client.loop_start()
+        self.client = client
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         """A new connection (clean session): whatever was in flight on the old one is gone, send again."""
