@@ -119,7 +119,7 @@ firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pi
 	$(PY) -m pinseal_build.firmware_tables
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
-	$(PY) -m pinseal_protocol.vectors protocol/vectors
+	$(PY) -m pinseal_devkit.vectors protocol/vectors
 
 clean: ## remove build output (keeps .venv and node_modules)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis .import_linter_cache

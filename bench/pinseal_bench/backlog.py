@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pinseal_bench import loadgen
 from pinseal_bench.gateway import register
 from pinseal_bench.report import publish, stamp
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_gateway.store.bundles import INSERT_BUNDLE
 from pinseal_protocol import bundle as pbundle
@@ -30,7 +30,7 @@ SECTION = "backlog"
 COMMAND = "make bench-backlog"
 
 
-def store_backlog(db_path: Path, devices: list[loadgen.SimDevice]) -> int:
+def store_backlog(db_path: Path, devices: list[SimDevice]) -> int:
     """Write every device's bundles as accepted (what the gateway stored while its uplink was down)."""
     rows = []
     now = time.time()
@@ -66,7 +66,7 @@ def count(db_path: Path, sql: str) -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(Path(tempfile.mkdtemp(prefix="pinseal-backlog-")), batch_interval_s=0.5)
     stack.prepare()
-    devices = loadgen.make_devices(args.devices)
+    devices = SimDevice.fleet(args.devices)
     per_device = -(-args.readings // (16 * args.devices))
     print(
         f"backlog: signing {per_device * args.devices} bundles of 16 readings ({args.devices} devices)",
@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     start = time.perf_counter()
     for d in devices:
-        loadgen.presign(d, per_device, 16)
+        d.bundles = d.presign(per_device, per_bundle=16)
     sign_s = time.perf_counter() - start
     register(stack, devices)
     gateway_db = stack.workdir / "gateway" / "gateway.sqlite"

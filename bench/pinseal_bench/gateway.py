@@ -38,11 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_bench import loadgen
 from pinseal_bench.report import publish, stamp
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_gateway import broker
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
-from pinseal_protocol import bundle as pbundle
 
 REPO = Path(__file__).resolve().parents[2]
 SECTION = "gateway"
@@ -133,7 +133,7 @@ class CpuMeter:
         }
 
 
-def register(stack: Stack, devices: list[loadgen.SimDevice]) -> None:
+def register(stack: Stack, devices: list[SimDevice]) -> None:
     """Register every device with the gateway (fresh MQTT password each) and the network ingest."""
     config_db = stack.workdir / "gateway" / "gateway.sqlite"
     db = Database(config_db)
@@ -163,7 +163,7 @@ def ensure_alive(stack: Stack, name: str) -> None:
 
 async def phase(
     port: int,
-    devices: list[loadgen.SimDevice],
+    devices: list[SimDevice],
     *,
     window: int = 2,
     rate: float | None = None,
@@ -186,13 +186,11 @@ async def phase(
         await gen.close()
 
 
-def round_slices(
-    devices: list[loadgen.SimDevice], attr: str, per_round: int, rounds: int
-) -> list[list[loadgen.SimDevice]]:
+def round_slices(devices: list[SimDevice], attr: str, per_round: int, rounds: int) -> list[list[SimDevice]]:
     """Each round's devices: the same keys, the next `per_round` of their presigned bundles in `attr`."""
     return [
         [
-            loadgen.SimDevice(d.key, d.password, getattr(d, attr)[k * per_round : (k + 1) * per_round])
+            SimDevice(d.key, d.password, bundles=getattr(d, attr)[k * per_round : (k + 1) * per_round])
             for d in devices
         ]
         for k in range(rounds)
@@ -202,7 +200,7 @@ def round_slices(
 async def closed_loop_rounds(
     stack: Stack,
     label: str,
-    rounds: list[list[loadgen.SimDevice]],
+    rounds: list[list[SimDevice]],
     window: int,
     meter: CpuMeter,
     cpu_out: dict[str, Any],
@@ -263,21 +261,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(workdir, batch_interval_s=60.0, batch_max_bundles=200_000)
     stack.prepare()
     n = args.devices
-    devices = loadgen.make_devices(n)
+    devices = SimDevice.fleet(n)
     print(
         f"bench: presigning {n} devices x ({args.rounds} x {args.bundles} one-reading + "
         f"{args.rounds} x {args.bundles16} 16-reading + {args.latency_bundles} latency) bundles",
         flush=True,
     )
     now_s = int(time.time())
-    for d in devices:
-        loadgen.presign(d, args.rounds * args.bundles + args.latency_bundles, 1, now_s)
-        tail = loadgen.SimDevice(d.key, "")
-        last = pbundle.verify_bundle(d.bundles[-1], d.key.public_key())
-        loadgen.presign(
-            tail, args.rounds * args.bundles16, 16, now_s, first_seq=last.last_seq + 1, prev=last.link
-        )
-        d.bundles16 = tail.bundles  # type: ignore[attr-defined]
+    for d in devices:  # the 16-reading bundles continue each device's chain after its one-reading ones
+        d.bundles = d.presign(args.rounds * args.bundles + args.latency_bundles, per_bundle=1, now_s=now_s)
+        d.bundles16 = d.presign(args.rounds * args.bundles16, per_bundle=16, now_s=now_s)  # type: ignore[attr-defined]
     register(stack, devices)
     stack.start()
     result: dict[str, Any] = {"devices": n}
@@ -298,7 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         result["accepted_per_s_rounds"] = [round(r.ack_rate(), 1) for r in ones]
         result["accepted_per_s"] = statistics.median(result["accepted_per_s_rounds"])
-        lat = [loadgen.SimDevice(d.key, d.password, d.bundles[args.rounds * args.bundles :]) for d in devices]
+        lat = [SimDevice(d.key, d.password, bundles=d.bundles[args.rounds * args.bundles :]) for d in devices]
         rate = max(1.0, 0.5 * result["accepted_per_s"])
         print(f"bench: latency at {rate:.0f} bundles/s (50%), open loop", flush=True)
         r2 = await phase(stack.mqtt_port, lat, rate=rate, cpu=meter, cpu_out=cpu["latency"])
@@ -343,9 +336,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         print("bench: raw paho subscriber on the same broker and load", flush=True)
         password = device_store.new_mqtt_password()
-        raw_devices = loadgen.make_devices(n)
+        raw_devices = SimDevice.fleet(n)
         for d in raw_devices:
-            loadgen.presign(d, args.rounds * args.bundles, 1, now_s)
+            d.bundles = d.presign(args.rounds * args.bundles, per_bundle=1, now_s=now_s)
         register(stack, raw_devices)
         stack.procs.pop("mosquitto").terminate()
         reader = broker.reader_user(RAW_SUBSCRIBER, device_store.mosquitto_password_hash(password))

@@ -14,7 +14,8 @@ Two ways to drive the load:
 - open loop (`rate`): bundles are released at a fixed total rate, round-robin over devices, whatever
   the acks do: latency from publish to ack is then measured at a known load.
 
-Signing happens before the run (`presign`), so the generator spends its CPU on MQTT only.
+Signing happens before the run (`SimDevice.presign`, the devices' `bundles`), so the generator spends its
+CPU on MQTT only.
 """
 
 from __future__ import annotations
@@ -27,58 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cbor2
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pinseal_devkit.simdevice import thp_reading
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import keys
-from pinseal_protocol.bundle import Status
-
-
-@dataclass
-class SimDevice:
-    """A device's identity, MQTT credentials and the bundles it will publish, in order."""
-
-    key: Ed25519PrivateKey
-    password: str
-    bundles: list[bytes] = field(default_factory=list)
-
-    @property
-    def kid_hex(self) -> str:
-        return keys.key_id_hex(self.key.public_key())
-
-    @property
-    def public_key_hex(self) -> str:
-        return keys.public_key_bytes(self.key.public_key()).hex()
-
-
-def presign(
-    device: SimDevice,
-    count: int,
-    per_bundle: int,
-    now_s: int | None = None,
-    *,
-    first_seq: int = 0,
-    prev: bytes = bytes(16),
-) -> None:
-    """Seal `count` chained bundles of `per_bundle` readings each for `device`, as its firmware would."""
-    now_s = now_s if now_s is not None else int(time.time())
-    seq = first_seq
-    total = count * per_bundle
-    for _ in range(count):
-        readings = [thp_reading(seq + j, now_s - (total - (seq - first_seq) - j)) for j in range(per_bundle)]
-        data = pbundle.seal(
-            device.key,
-            boot=1,
-            seq=seq,
-            prev=prev,
-            status=Status(3900, -60, 3600, 0, 0),
-            time_source=1,
-            readings=readings,
-        )
-        device.bundles.append(data)
-        prev = pbundle.link_of(data)
-        seq += per_bundle
 
 
 @dataclass
@@ -421,8 +373,3 @@ class LoadGenerator:
         for c in self.clients:
             c.close()
         await asyncio.sleep(0.2)
-
-
-def make_devices(n: int) -> list[SimDevice]:
-    """n devices with fresh keys; passwords are set by the caller's registry (gateway `devices add`)."""
-    return [SimDevice(Ed25519PrivateKey.generate(), password="") for _ in range(n)]

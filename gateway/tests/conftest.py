@@ -1,6 +1,6 @@
 """Shared fixtures for the gateway tests: host-signed devices, a real Mosquitto, a running gateway.
 
-Devices sign on the host exactly as docs/protocol.md says a device does (`pinseal_protocol.bundle.seal`)
+Devices sign on the host exactly as docs/protocol.md says a device does (`pinseal_devkit.simdevice.SimDevice`)
 and talk to a private Mosquitto on a free loopback port with their own username and password, under
 the ACL the gateway generates.
 """
@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_gateway import broker
 from pinseal_gateway.config import GatewayConfig, from_mapping
 from pinseal_gateway.context import GatewayContext
@@ -29,7 +30,6 @@ from pinseal_gateway.keys import create_gateway_key, write_secret
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import ack as pack
-from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.senml import Reading, Record
@@ -38,55 +38,19 @@ SUPERUSER = "pinseal-test-superuser"
 SUPERUSER_PASSWORD = "superuser-password"
 
 
-class SimDevice:
-    """A device that signs on the host: its own key, sequence counter and prev chain."""
+def t_p_reading(seq: int, time_s: int, value: int) -> Reading:
+    """The gateway tests' sensor: temperature and pressure, two records a reading (their row counts
+    assume two)."""
+    return Reading(
+        time_s, (Record("t", "Cel", DecimalFraction(-2, 2150 + value + seq % 100)), Record("p", "Pa", 101325))
+    )
 
-    def __init__(self, seed: bytes | None = None, *, boot: int = 1) -> None:
-        self.key = Ed25519PrivateKey.from_private_bytes(seed) if seed else Ed25519PrivateKey.generate()
-        self.public = keys.public_key_bytes(self.key)
-        self.kid = keys.key_id(self.public)
-        self.kid_hex = self.kid.hex()
-        self.boot = boot
-        self.seq = 0
-        self.prev = pbundle.ZERO_PREV
-        self.password = device_store.new_mqtt_password()
 
-    @property
-    def up_topic(self) -> str:
-        return f"pinseal/v1/{self.kid_hex}/up"
-
-    def seal(
-        self,
-        *,
-        n: int = 1,
-        seq: int | None = None,
-        prev: bytes | None = None,
-        time_s: int | None = None,
-        time_source: int = 1,
-        value: int = 2150,
-        advance: bool = True,
-    ) -> bytes:
-        """Seal the next bundle (or one at an explicit seq/prev) and, by default, advance the chain."""
-        seq = self.seq if seq is None else seq
-        prev = self.prev if prev is None else prev
-        base = int(time.time()) if time_s is None else time_s
-        readings = [
-            Reading(base + i, (Record("t", "Cel", DecimalFraction(-2, value + i)), Record("p", "Pa", 101325)))
-            for i in range(n)
-        ]
-        raw = pbundle.seal(
-            self.key,
-            boot=self.boot,
-            seq=seq,
-            prev=prev,
-            status=pbundle.Status(3900, -60, 100, 0, 0),
-            time_source=time_source,
-            readings=readings,
-        )
-        if advance:
-            self.seq = seq + n
-            self.prev = pbundle.link_of(raw)
-        return raw
+def new_sim_device(seed: bytes | None = None, *, boot: int = 1) -> SimDevice:
+    """The host-signing device (pinseal_devkit's one SimDevice) with a fresh MQTT password: a fixed key
+    from `seed`, or a new one."""
+    key = keys.load_private_key(seed) if seed else Ed25519PrivateKey.generate()
+    return SimDevice(key, device_store.new_mqtt_password(), boot=boot, sensor=t_p_reading)
 
 
 class MqttPeer:
@@ -242,7 +206,7 @@ def make_env(tmp_path: Path, n_devices: int = 3, **sections: dict[str, object]) 
     env = GatewayEnv(tmp_path, config, keys.public_key_bytes(key), [], tmp_path / "broker")
     env.extra["raw"] = raw
     for _ in range(n_devices):
-        device = SimDevice()
+        device = new_sim_device()
         env.register(device)
         env.devices.append(device)
     env.write_broker_files()
@@ -261,9 +225,9 @@ def _root_logger_restored() -> Iterator[None]:
 
 
 @pytest.fixture
-def new_device() -> type[SimDevice]:
-    """The host-signing device class (tests must not import conftest by name)."""
-    return SimDevice
+def new_device() -> Callable[..., SimDevice]:
+    """The host-signing device factory (tests must not import conftest by name)."""
+    return new_sim_device
 
 
 @pytest.fixture

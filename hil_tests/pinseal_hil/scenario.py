@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pinseal_devkit.simdevice import PowerCut, ReadingValues, SimulatedDevice, reading_values
+from pinseal_devkit.simdevice import PowerCut, ReadingValues, SimDevice, reading_values
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_hil.scenario_report import RESULTS, ScenarioResult
 from pinseal_protocol import bundle as pbundle
@@ -44,7 +44,7 @@ class Slot:
 
     key: Ed25519PrivateKey
     password: str
-    device: SimulatedDevice
+    device: SimDevice
     outbox_dir: Path | None
     quota: int = 0  # bundles this device still has to produce
     next_due: float = 0.0  # when it samples next (time.monotonic)
@@ -59,13 +59,13 @@ class Ledger:
         self.public_keys: dict[bytes, Ed25519PublicKey] = {}
         self._lock = threading.Lock()
 
-    def track(self, device: SimulatedDevice) -> None:
+    def track(self, device: SimDevice) -> None:
         with self._lock:
             self.public_keys[device.kid] = device.key.public_key()
             self.produced.setdefault(device.kid, {})
         device.on_produced = self.record
 
-    def record(self, device: SimulatedDevice, seq: int, values: ReadingValues) -> None:
+    def record(self, device: SimDevice, seq: int, values: ReadingValues) -> None:
         with self._lock:
             self.produced[device.kid][seq] = values
 
@@ -107,7 +107,7 @@ class Fleet:
         self.errors: list[BaseException] = []
 
     @property
-    def devices(self) -> list[SimulatedDevice]:
+    def devices(self) -> list[SimDevice]:
         return [s.device for s in self.slots]
 
     def start(self) -> None:
@@ -150,9 +150,7 @@ class Fleet:
         """Power back: a new device object from the flash only (nothing of the old one's RAM)."""
         slot.device.power_off()
         assert slot.outbox_dir is not None, "power cuts need an on-disk outbox"
-        device = SimulatedDevice.restore(
-            slot.key, slot.password, slot.device.gateway_public_key, slot.outbox_dir
-        )
+        device = SimDevice.restore(slot.key, slot.password, slot.device.gateway_public_key, slot.outbox_dir)
         device.cut_at = slot.device.cut_at
         device.ack_latencies = slot.device.ack_latencies  # the test's view, not the device's
         self.scenario.ledger.track(device)
@@ -206,7 +204,7 @@ class Scenario:
         )
         self.ledger = Ledger()
         self.slots: list[Slot] = []
-        self.extra: list[SimulatedDevice] = []
+        self.extra: list[SimDevice] = []
         self.fleet: Fleet | None = None
         self.gateway_restarts = 0
         self.started = time.monotonic()
@@ -218,7 +216,7 @@ class Scenario:
 
     def new_device(
         self, label: str, *, per_bundle: int = 1, on_disk: bool = False, at_ingest: bool = True
-    ) -> tuple[SimulatedDevice, Ed25519PrivateKey, str]:
+    ) -> tuple[SimDevice, Ed25519PrivateKey, str]:
         """A registered device (with the gateway and, unless `at_ingest` is False, the network ingest)."""
         key = Ed25519PrivateKey.generate()
         public_hex = keys.public_key_bytes(key.public_key()).hex()
@@ -230,9 +228,7 @@ class Scenario:
             assert match is not None, out
             password = match.group(1)
         outbox_dir = self.workdir / "devices" / keys.key_id(key.public_key()).hex() if on_disk else None
-        device = SimulatedDevice(
-            key, password, self.gateway_public, per_bundle=per_bundle, outbox_dir=outbox_dir
-        )
+        device = SimDevice(key, password, self.gateway_public, per_bundle=per_bundle, outbox_dir=outbox_dir)
         return device, key, password
 
     def honest(self, n: int, *, bundles: int, per_bundle: int = 1, on_disk: bool = False) -> list[Slot]:
@@ -243,21 +239,21 @@ class Scenario:
             self.slots.append(Slot(key, password, device, device.outbox_dir, quota=bundles))
         return self.slots[-n:]
 
-    def attacker(self, label: str = "mallory", **kwargs: Any) -> SimulatedDevice:
+    def attacker(self, label: str = "mallory", **kwargs: Any) -> SimDevice:
         """A registered device the test drives by hand (connected at `start`); untracked until it
         produces something the network must store (`ledger.record_bundle`)."""
         device, _, _ = self.new_device(label, **kwargs)
         self.extra.append(device)
         return device
 
-    def send(self, device: SimulatedDevice, payload: bytes, topic: str | None = None) -> None:
+    def send(self, device: SimDevice, payload: bytes, topic: str | None = None) -> None:
         """Publish as `device` (QoS 1, waiting for the broker's PUBACK): the broker, not the test, decides
         what reaches the gateway."""
         assert device.client is not None
         info = device.client.publish(topic or f"pinseal/v1/{device.kid_hex}/up", payload, qos=1)
         info.wait_for_publish(10)
 
-    def send_and_wait_ack(self, device: SimulatedDevice, payload: bytes, timeout_s: float = 10) -> None:
+    def send_and_wait_ack(self, device: SimDevice, payload: bytes, timeout_s: float = 10) -> None:
         """Publish a bundle the gateway must accept (or re-ack) and wait for its verified ack."""
         wanted = pbundle.bundle_hash(payload)
         self.send(device, payload)

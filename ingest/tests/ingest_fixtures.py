@@ -1,4 +1,5 @@
-"""Helpers for the ingest tests: simulated devices and gateway, and a real ingest on a loopback port.
+"""Helpers for the ingest tests: devices (pinseal_devkit's one SimDevice), a simulated gateway, and a
+real ingest on a loopback port.
 
 Plainly named (not conftest) so tests import it explicitly; file names are unique across the repo
 because pytest puts every tests folder on sys.path.
@@ -16,13 +17,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_ingest import db, registry
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import serve
-from pinseal_protocol import batch, bundle, keys
-from pinseal_protocol.bundle import Status
-from pinseal_protocol.dcbor import DecimalFraction
-from pinseal_protocol.senml import Reading, Record
+from pinseal_protocol import batch, keys
 
 T0 = 1_700_000_000
 
@@ -32,41 +31,10 @@ def key(n: int) -> Ed25519PrivateKey:
     return keys.load_private_key(bytes([n]) * 32)
 
 
-@dataclass
-class Device:
-    """A device sealing chained bundles, as the firmware does."""
-
-    private: Ed25519PrivateKey
-    seq: int = 0
-    prev: bytes = bundle.ZERO_PREV
-
-    @property
-    def public_hex(self) -> str:
-        return keys.public_key_bytes(self.private).hex()
-
-    def seal(
-        self, readings: int = 1, *, seq: int | None = None, prev: bytes | None = None, value: int = 0
-    ) -> bytes:
-        """The next bundle (or one at `seq`/`prev` without advancing, for replays and conflicts)."""
-        advance = seq is None and prev is None
-        first = self.seq if seq is None else seq
-        pack = [
-            Reading(T0 + first + i, (Record("t", "Cel", DecimalFraction(-2, 2000 + value + i)),))
-            for i in range(readings)
-        ]
-        raw = bundle.seal(
-            self.private,
-            boot=1,
-            seq=first,
-            prev=self.prev if prev is None else prev,
-            status=Status(battery_mv=3900, uptime_s=first),
-            time_source=1,
-            readings=pack,
-        )
-        if advance:
-            self.seq += readings
-            self.prev = bundle.link_of(raw)
-        return raw
+def sim_device(n: int, *, seq: int = 0) -> SimDevice:
+    """The host's simulated device with the fixed key `key(n)`, on a fixed clock from T0 (reading k at
+    T0 + k): its bundles are the same bytes on every run and fall in the batches' window T0 .. T0 + 60."""
+    return SimDevice(key(n), seq=seq, epoch_s=T0)
 
 
 @dataclass(frozen=True)
@@ -217,12 +185,12 @@ class IngestServer:
         return self.request("GET", path)
 
 
-def register(db_path: Path, *, gateways: Sequence[Gateway] = (), devices: Sequence[Device] = ()) -> None:
+def register(db_path: Path, *, gateways: Sequence[Gateway] = (), devices: Sequence[SimDevice] = ()) -> None:
     conn = db.connect(db_path)
     for gw in gateways:
         registry.add(conn, "gateways", bytes.fromhex(gw.public_hex))
     for dev in devices:
-        registry.add(conn, "devices", bytes.fromhex(dev.public_hex))
+        registry.add(conn, "devices", dev.public)
     conn.close()
 
 

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 from ingest_fixtures import (
     Batch,
-    Device,
     Gateway,
     IngestServer,
     key,
     register,
     rejection_rows,
     revoke,
+    sim_device,
     table_counts,
 )
 
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_protocol import batch, dcbor
 
 
@@ -26,14 +27,14 @@ class Env:
     db: Path
     server: IngestServer
     gateway: Gateway
-    device: Device
-    other_device: Device
+    device: SimDevice
+    other_device: SimDevice
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     db = tmp_path / "ingest.sqlite"
-    gateway, device, other = Gateway(key(1)), Device(key(2)), Device(key(3))
+    gateway, device, other = Gateway(key(1)), sim_device(2), sim_device(3)
     register(db, gateways=[gateway], devices=[device, other])
     with IngestServer(db) as server:
         yield Env(db, server, gateway, device, other)
@@ -178,11 +179,11 @@ def bad_device_signature(env: Env) -> tuple[Batch, str]:
 
 
 def unknown_device(env: Env) -> tuple[Batch, str]:
-    return env.gateway.make([env.device.seal(), Device(key(7)).seal()]), ""
+    return env.gateway.make([env.device.seal(), sim_device(7).seal()]), ""
 
 
 def revoked_device(env: Env) -> tuple[Batch, str]:
-    revoke(env.db, "devices", env.other_device.public_hex)
+    revoke(env.db, "devices", env.other_device.public_key_hex)
     return env.gateway.make([env.device.seal(), env.other_device.seal()]), ""
 
 
@@ -199,14 +200,14 @@ def twice_in_one_batch(env: Env) -> tuple[Batch, str]:
 
 def conflicting_across_batches(env: Env) -> tuple[Batch, str]:
     stored(env, env.gateway.make([env.device.seal(2), env.device.seal()]))
-    resealed = env.device.seal(seq=1, prev=bytes(16), value=5)  # readings 1 again, other bytes
+    resealed = env.device.seal(seq=1, prev=bytes(16), value=5, advance=False)  # readings 1 again, other bytes
     return env.gateway.make([resealed]), resealed.hex()
 
 
 def counter_rollback(env: Env) -> tuple[Batch, str]:
     env.device.seq = 10
     stored(env, env.gateway.make([env.device.seal(), env.device.seal()]))  # 10, 11
-    return env.gateway.make([env.device.seal(seq=3, prev=bytes([7]) * 16)]), ""
+    return env.gateway.make([env.device.seal(seq=3, prev=bytes([7]) * 16, advance=False)]), ""
 
 
 def broken_prev_hash(env: Env) -> tuple[Batch, str]:
@@ -282,7 +283,7 @@ def test_rejections_give_their_reason_and_store_nothing(
     # the gateway's honest next batch is still welcome afterwards (unless it was revoked)
     if case is not revoked_gateway:
         env.gateway.batch_no, env.gateway.prev_hash = _chain_head(env)
-        stored(env, env.gateway.make([Device(key(2), seq=1000).seal()]))
+        stored(env, env.gateway.make([sim_device(2, seq=1000).seal()]))
 
 
 def _chain_head(env: Env) -> tuple[int, bytes]:
@@ -307,7 +308,7 @@ def test_wrong_content_type(env: Env) -> None:
 
 def test_oversized_body(tmp_path: Path) -> None:
     db = tmp_path / "small.sqlite"
-    gateway, device = Gateway(key(1)), Device(key(2))
+    gateway, device = Gateway(key(1)), sim_device(2)
     register(db, gateways=[gateway], devices=[device])
     with IngestServer(db, max_body=4096) as server:
         made = gateway.make([device.seal(8) for _ in range(20)])
@@ -326,8 +327,8 @@ def test_a_refused_batch_lists_every_refused_bundle_and_stores_nothing(env: Env)
     """The gateway can only take refused bundles out of a batch it is told about: all of them, at once."""
     held = env.other_device.seal()
     stored(env, env.gateway.make([held]))  # the network holds this bundle already (another batch)
-    revoke(env.db, "devices", env.other_device.public_hex)
-    stranger = Device(key(7))  # never registered at the network
+    revoke(env.db, "devices", env.other_device.public_key_hex)
+    stranger = sim_device(7)  # never registered at the network
     bodies = [env.device.seal(), stranger.seal(), env.device.seal(), held, env.other_device.seal()]
     before = table_counts(env.db)
     response = env.server.send(env.gateway.make(bodies, advance=False))
@@ -349,7 +350,7 @@ def test_a_refused_batch_lists_every_refused_bundle_and_stores_nothing(env: Env)
 
 def test_a_too_large_answer_names_the_limit(tmp_path: Path) -> None:
     db = tmp_path / "limit.sqlite"
-    gateway, device = Gateway(key(1)), Device(key(2))
+    gateway, device = Gateway(key(1)), sim_device(2)
     register(db, gateways=[gateway], devices=[device])
     with IngestServer(db, max_body=4096) as server:
         response = server.send(gateway.make([device.seal(8) for _ in range(20)]))

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ingest_fixtures import Device, Gateway, key
+from ingest_fixtures import Gateway, key, sim_device
 
 from pinseal_ingest.cli import main
 from pinseal_protocol import keys
@@ -25,7 +25,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 def test_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "cli.sqlite")
-    gateway, devices = Gateway(key(1)), [Device(key(n)) for n in (2, 3, 4)]
+    gateway, devices = Gateway(key(1)), [sim_device(n) for n in (2, 3, 4)]
     gw_kid = keys.key_id(bytes.fromhex(gateway.public_hex)).hex()
 
     assert run_cli(capsys, "gateways", "add", gateway.public_hex, "--label", "attic", "--db", db)[1] == (
@@ -39,14 +39,14 @@ def test_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert run_cli(capsys, "gateways", "revoke", "00" * 16, "--db", db)[0] == 1
     assert run_cli(capsys, "gateways", "add", "nothex", "--db", db)[0] == 2
 
-    assert run_cli(capsys, "devices", "add", devices[0].public_hex, "--db", db)[0] == 0
+    assert run_cli(capsys, "devices", "add", devices[0].public_key_hex, "--db", db)[0] == 0
     export = tmp_path / "devices.json"
     export.write_text(
         json.dumps(
             [
-                {"public_key": devices[0].public_hex, "label": "kitchen"},
-                {"public_key": devices[1].public_hex, "kid": "ignored", "expected_interval_s": 60},
-                {"public_key": devices[2].public_hex, "revoked_at": 1_700_000_000.0},
+                {"public_key": devices[0].public_key_hex, "label": "kitchen"},
+                {"public_key": devices[1].public_key_hex, "kid": "ignored", "expected_interval_s": 60},
+                {"public_key": devices[2].public_key_hex, "revoked_at": 1_700_000_000.0},
             ]
         )
     )
@@ -56,7 +56,7 @@ def test_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     listing = run_cli(capsys, "devices", "list", "--db", db)[1].splitlines()
     assert len(listing) == 3 and sum("revoked" in line for line in listing) == 1
 
-    export.write_text(json.dumps([{"public_key": Device(key(5)).public_hex}, {"label": "no key"}]))
+    export.write_text(json.dumps([{"public_key": sim_device(5).public_key_hex}, {"label": "no key"}]))
     assert run_cli(capsys, "devices", "import", str(export), "--db", db)[0] == 2  # all or nothing
     stats = json.loads(run_cli(capsys, "stats", "--db", db)[1])
     assert stats["devices"] == 2 and stats["devices_revoked"] == 1 and stats["gateways_revoked"] == 1
@@ -71,9 +71,9 @@ def free_port() -> int:
 
 def test_run_serves_until_sigterm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "run.sqlite")
-    gateway, device = Gateway(key(1)), Device(key(2))
+    gateway, device = Gateway(key(1)), sim_device(2)
     run_cli(capsys, "gateways", "add", gateway.public_hex, "--db", db)
-    run_cli(capsys, "devices", "add", device.public_hex, "--db", db)
+    run_cli(capsys, "devices", "add", device.public_key_hex, "--db", db)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pinseal_ingest.cli", "run", "--db", db, "--listen", f"127.0.0.1:{port}"],
@@ -128,7 +128,9 @@ def test_small_order_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixt
         assert code == 2 and "small-order" in err
     if table == "devices":
         export = tmp_path / "devices.json"
-        export.write_text(json.dumps([{"public_key": Device(key(5)).public_hex}, {"public_key": "00" * 32}]))
+        export.write_text(
+            json.dumps([{"public_key": sim_device(5).public_key_hex}, {"public_key": "00" * 32}])
+        )
         code, _, err = run_cli(capsys, "devices", "import", str(export), "--db", db)
         assert code == 2 and "small-order" in err
     assert run_cli(capsys, table, "list", "--db", db)[1] == ""
@@ -138,13 +140,13 @@ def test_labels_with_control_characters_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = str(tmp_path / "labels.sqlite")
-    device = Device(key(6))
+    device = sim_device(6)
     forged = "x\n" + "ab" * 16 + "  " + "cd" * 32 + "  2026-01-01T00:00:00Z  active"
     for label in (forged, "a\x1b[2Jb", "x\u202ey"):
-        code, _, err = run_cli(capsys, "devices", "add", device.public_hex, "--label", label, "--db", db)
+        code, _, err = run_cli(capsys, "devices", "add", device.public_key_hex, "--label", label, "--db", db)
         assert code == 2 and "control character" in err
     export = tmp_path / "devices.json"
-    export.write_text(json.dumps([{"public_key": device.public_hex, "label": forged}]))
+    export.write_text(json.dumps([{"public_key": device.public_key_hex, "label": forged}]))
     code, _, err = run_cli(capsys, "devices", "import", str(export), "--db", db)
     assert code == 2 and "control character" in err
     assert run_cli(capsys, "devices", "list", "--db", db)[1] == ""
@@ -155,8 +157,8 @@ def test_list_escapes_a_stored_label(tmp_path: Path, capsys: pytest.CaptureFixtu
     import sqlite3
 
     db = tmp_path / "labels.sqlite"
-    device = Device(key(7))
-    assert run_cli(capsys, "devices", "add", device.public_hex, "--db", str(db))[0] == 0
+    device = sim_device(7)
+    assert run_cli(capsys, "devices", "add", device.public_key_hex, "--db", str(db))[0] == 0
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE devices SET label = ?", ("shed\nforged",))
     code, out, _ = run_cli(capsys, "devices", "list", "--db", str(db))

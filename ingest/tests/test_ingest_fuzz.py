@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_fixtures import Device, Gateway, IngestServer, key, register, table_counts
+from ingest_fixtures import Gateway, IngestServer, key, register, sim_device, table_counts
 
 from pinseal_protocol import dcbor
 
-GATEWAY, DEVICE = Gateway(key(1)), Device(key(2))
+GATEWAY, DEVICE = Gateway(key(1)), sim_device(2)
 VALID = [GATEWAY.make([DEVICE.seal(), DEVICE.seal(2)], advance=False)]
-VALID.append(GATEWAY.make([DEVICE.seal(seq=0, prev=bytes(16))], "proofs", advance=False))
+VALID.append(GATEWAY.make([DEVICE.seal(seq=0, prev=bytes(16), advance=False)], "proofs", advance=False))
 EMPTY = {"batches": 0, "leaves": 0, "bundles": 0}
 
 

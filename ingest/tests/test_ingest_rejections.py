@@ -4,7 +4,7 @@ registered gateway's own rejections still recorded (issue 11 #8a)."""
 import sqlite3
 from pathlib import Path
 
-from ingest_fixtures import Device, Gateway, IngestServer, key, register, rejection_rows
+from ingest_fixtures import Gateway, IngestServer, key, register, rejection_rows, sim_device
 
 FLOOD = 1500
 STORED_AT_MOST = 300  # the per-address burst (200) and its refill during the flood
@@ -27,7 +27,7 @@ def metric(server: IngestServer, line_start: str) -> float:
 
 def test_an_anonymous_post_flood_leaves_the_database_bounded(tmp_path: Path) -> None:
     db = tmp_path / "ingest.sqlite"
-    gateway, device = Gateway(key(1)), Device(key(2))
+    gateway, device = Gateway(key(1)), sim_device(2)
     register(db, gateways=[gateway], devices=[device])
     with IngestServer(db) as server:
         before = size_after_checkpoint(db)
@@ -35,7 +35,7 @@ def test_an_anonymous_post_flood_leaves_the_database_bounded(tmp_path: Path) -> 
             assert server.post(b"\xff" * 512).status == 400
         grown = size_after_checkpoint(db) - before
         # the registered gateway's rejected batch is still recorded, under its own budget
-        response = server.send(gateway.make([Device(key(9)).seal()]))
+        response = server.send(gateway.make([sim_device(9).seal()]))
         assert response.status == 422
         rows = rejection_rows(db)
         assert len(rows) <= STORED_AT_MOST + 1 and rows[-1][0] == "unknown_device"

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ingest_fixtures import T0, Device, Gateway, IngestServer, key, register, rejection_rows
+from ingest_fixtures import T0, Gateway, IngestServer, key, register, rejection_rows, sim_device
 
+from pinseal_devkit.simdevice import SimDevice
 from pinseal_ingest import accept, db, registry, store
 from pinseal_ingest.accept import Rejection
-from pinseal_protocol import batch, bundle
-from pinseal_protocol.bundle import Status
-from pinseal_protocol.dcbor import DecimalFraction
-from pinseal_protocol.senml import Reading, Record
+from pinseal_protocol import batch
 
 
 @dataclass
@@ -30,13 +28,13 @@ class Env:
     server: IngestServer
     gateway: Gateway
     other_gateway: Gateway
-    device: Device
+    device: SimDevice
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     db = tmp_path / "ingest.sqlite"
-    gateway, other_gateway, device = Gateway(key(1)), Gateway(key(4)), Device(key(2))
+    gateway, other_gateway, device = Gateway(key(1)), Gateway(key(4)), sim_device(2)
     register(db, gateways=[gateway, other_gateway], devices=[device])
     with IngestServer(db) as server:
         yield Env(db, server, gateway, other_gateway, device)
@@ -48,21 +46,9 @@ def bundle_info(env: Env, raw: bytes) -> dict:
     return found.body
 
 
-def sealed_at(device: Device, time_s: int) -> bytes:
+def sealed_at(device: SimDevice, time_s: int) -> bytes:
     """The device's next bundle with one reading at `time_s` (Unix seconds, NTP time source)."""
-    reading = Reading(time_s, (Record("t", "Cel", DecimalFraction(-2, 2100)),))
-    raw = bundle.seal(
-        device.private,
-        boot=1,
-        seq=device.seq,
-        prev=device.prev,
-        status=Status(),
-        time_source=1,
-        readings=[reading],
-    )
-    device.seq += 1
-    device.prev = bundle.link_of(raw)
-    return raw
+    return device.seal(1, time_s=time_s)
 
 
 def forged(raw: bytes) -> bytes:

@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from vector_files import VECTORS_DIR
 
+from pinseal_devkit.vectors.batch_cases import batch_vectors, flags_from_json
+from pinseal_devkit.vectors.writer import main as write_vectors
 from pinseal_protocol import batch, bundle, keys
-from pinseal_protocol.batch_vectors import batch_vectors, flags_from_json
 from pinseal_protocol.errors import RejectedMessage
-from pinseal_protocol.vectors import main as write_vectors
 
 BATCH_DIR = VECTORS_DIR / "batch"
 VECTORS = {p.stem: json.loads(p.read_text()) for p in sorted(BATCH_DIR.glob("batch_*.json"))}

@@ -4,14 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinseal_protocol import ack, bundle, keys, vectors
+from pinseal_devkit import test_keys
+from pinseal_devkit.vectors import writer
+from pinseal_protocol import ack, bundle, keys
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import ALL, BY_REASON, BadSignature, UnknownDevice, WrongTopic
 from pinseal_protocol.senml import Reading, Record
 
-KEY = keys.load_private_key(vectors.DEVICE_SEED)
-PUB = keys.load_public_key(vectors.DEVICE_PUB)
+KEY = keys.load_private_key(test_keys.DEVICE_SEED)
+PUB = keys.load_public_key(test_keys.DEVICE_PUB)
 
 uint = st.integers(0, 2**64 - 1)
 small = st.integers(-(2**63), 2**63 - 1)
@@ -60,25 +62,25 @@ def test_seal_verify_round_trip(
 
 
 def test_receiver_options() -> None:
-    data = bytes.fromhex(vectors.generate()["bundle_one_reading_thp"]["bundle"])
+    data = bytes.fromhex(writer.generate()["bundle_one_reading_thp"]["bundle"])
     with pytest.raises(WrongTopic):
-        bundle.verify_bundle(data, PUB, topic_kid=vectors.OTHER_KID)
+        bundle.verify_bundle(data, PUB, topic_kid=test_keys.OTHER_KID)
     with pytest.raises(UnknownDevice):
-        bundle.verify_bundle(data, keys.load_public_key(vectors.OTHER_PUB))
-    assert bundle.verify_bundle(data, lambda kid: PUB, topic_kid=vectors.DEVICE_KID).seq == 1000
+        bundle.verify_bundle(data, keys.load_public_key(test_keys.OTHER_PUB))
+    assert bundle.verify_bundle(data, lambda kid: PUB, topic_kid=test_keys.DEVICE_KID).seq == 1000
 
 
 def test_ack_round_trip_and_cover() -> None:
-    gateway = keys.load_private_key(vectors.GATEWAY_SEED)
-    data = ack.sign_ack(gateway, device=vectors.DEVICE_KID, seq=1010, bundle_hash=bytes(32), time=5)
-    got = ack.verify_ack(data, keys.load_public_key(vectors.GATEWAY_PUB), vectors.DEVICE_KID)
-    assert (got.seq, got.time, got.kid) == (1010, 5, vectors.GATEWAY_KID)
+    gateway = keys.load_private_key(test_keys.GATEWAY_SEED)
+    data = ack.sign_ack(gateway, device=test_keys.DEVICE_KID, seq=1010, bundle_hash=bytes(32), time=5)
+    got = ack.verify_ack(data, keys.load_public_key(test_keys.GATEWAY_PUB), test_keys.DEVICE_KID)
+    assert (got.seq, got.time, got.kid) == (1010, 5, test_keys.GATEWAY_KID)
     assert got.covers(1010) and not got.covers(1011)
     with pytest.raises(UnknownDevice):
-        ack.verify_ack(data, PUB, vectors.DEVICE_KID)
-    forged = ack.sign_ack_payload(KEY, got.raw[-100:], kid=vectors.GATEWAY_KID)
+        ack.verify_ack(data, PUB, test_keys.DEVICE_KID)
+    forged = ack.sign_ack_payload(KEY, got.raw[-100:], kid=test_keys.GATEWAY_KID)
     with pytest.raises(BadSignature):
-        ack.verify_ack(forged, keys.load_public_key(vectors.GATEWAY_PUB), vectors.DEVICE_KID)
+        ack.verify_ack(forged, keys.load_public_key(test_keys.GATEWAY_PUB), test_keys.DEVICE_KID)
 
 
 def test_reasons_are_distinct() -> None:
@@ -88,8 +90,8 @@ def test_reasons_are_distinct() -> None:
 
 
 def test_key_id_text_form() -> None:
-    assert keys.key_id_hex(vectors.DEVICE_PUB) == "21fe31dfa154a261626bf854046fd227"
-    assert keys.parse_key_id_hex("21fe31dfa154a261626bf854046fd227") == vectors.DEVICE_KID
+    assert keys.key_id_hex(test_keys.DEVICE_PUB) == "21fe31dfa154a261626bf854046fd227"
+    assert keys.parse_key_id_hex("21fe31dfa154a261626bf854046fd227") == test_keys.DEVICE_KID
     with pytest.raises(ValueError):
         keys.parse_key_id_hex("21FE31DFA154A261626BF854046FD227")
     with pytest.raises(ValueError):

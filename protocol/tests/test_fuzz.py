@@ -6,12 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vector_files import load_vectors
 
-from pinseal_protocol import ack, bundle, cose, keys, vectors
+from pinseal_devkit import test_keys
+from pinseal_protocol import ack, bundle, cose, keys
 from pinseal_protocol.errors import RejectedMessage
 
 VECTORS = load_vectors()
-DEVICE = keys.load_public_key(vectors.DEVICE_PUB)
-GATEWAY = keys.load_public_key(vectors.GATEWAY_PUB)
+DEVICE = keys.load_public_key(test_keys.DEVICE_PUB)
+GATEWAY = keys.load_public_key(test_keys.GATEWAY_PUB)
 VALID_BUNDLES = [
     bytes.fromhex(v["bundle"]) for v in VECTORS.values() if v["kind"] == "bundle" and v["expect"] == "accept"
 ]
@@ -30,7 +31,7 @@ def _receive_bundle(data: bytes) -> bundle.Bundle | None:
 
 def _receive_ack(data: bytes) -> ack.Ack | None:
     try:
-        return ack.verify_ack(data, GATEWAY, vectors.DEVICE_KID)
+        return ack.verify_ack(data, GATEWAY, test_keys.DEVICE_KID)
     except RejectedMessage:
         return None
 

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinseal_protocol import cose, sodium, vectors
+from pinseal_devkit.vectors import writer
+from pinseal_protocol import cose, sodium
 from pinseal_protocol.errors import RejectedMessage
 
 WYCHEPROOF = Path(__file__).resolve().parents[1] / "vectors" / "third_party" / "wycheproof"
@@ -56,8 +57,7 @@ def test_wycheproof_same_verdict_as_cryptography(pk: str, msg: str, sig: str, re
 def _vector_signatures() -> list[tuple[str, bytes, bytes, bytes]]:
     """(name, public key, signature, signed bytes) of every project vector that decodes as a COSE_Sign1."""
     cases = []
-    bundles = vectors.bundle_vectors()
-    for name, vector in [*bundles.items(), *vectors.ack_vectors(bundles).items()]:
+    for name, vector in writer.generate().items():
         data = bytes.fromhex(vector.get("bundle") or vector["ack"])
         try:
             message = cose.decode_sign1(data)

@@ -2,6 +2,8 @@
 
 import hashlib
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from vector_check import receive_ack, receive_bundle
 from vector_files import VECTORS_DIR, load_vectors
 
-from pinseal_protocol import ack, bundle, keys, vectors
+from pinseal_devkit import test_keys
+from pinseal_devkit.vectors import writer
+from pinseal_devkit.vectors.inputs import readings_from_json, readings_to_json, thp
+from pinseal_protocol import ack, bundle, keys
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.errors import BY_REASON, RejectedMessage
 
@@ -29,15 +34,33 @@ def test_vectors_present() -> None:
 
 
 def test_files_are_what_the_generator_makes() -> None:
-    assert vectors.generate() == VECTORS, "run `make vectors` (and review the diff)"
+    assert writer.generate() == VECTORS, "run `make vectors` (and review the diff)"
 
 
 def test_cli_writes_the_same_files(tmp_path: Path) -> None:
     (tmp_path / "bundle_stale.json").write_text("{}")
-    assert vectors.main([str(tmp_path)], echo=lambda _line: None) == 0
+    assert writer.main([str(tmp_path)], echo=lambda _line: None) == 0
     written = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
     assert written == {p.name: p.read_bytes() for p in VECTORS_DIR.glob("*.json")}
-    assert vectors.main([], echo=lambda _line: None) == 2
+    assert writer.main([], echo=lambda _line: None) == 2
+
+
+def test_make_vectors_regenerates_the_committed_tree_byte_for_byte(tmp_path: Path) -> None:
+    """What `make vectors` runs, into an empty folder: every generated file, batch/ included, is the
+    committed file byte for byte, and nothing is missing or extra (README.md and third_party/ are not
+    generated)."""
+    subprocess.run(
+        [sys.executable, "-m", "pinseal_devkit.vectors", str(tmp_path)], check=True, capture_output=True
+    )
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*.json")
+            if "third_party" not in p.parts
+        }
+
+    assert tree(tmp_path) == tree(VECTORS_DIR)
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
@@ -59,8 +82,8 @@ def test_accepted_vector_fields(name: str) -> None:
     assert got.prev.hex() == expected["prev"]
     assert got.status == Status(*expected["status"])
     assert got.time_source == expected["time_source"]
-    assert got.readings == vectors.readings_from_json(expected["readings"])
-    assert vectors.readings_to_json(got.readings) == expected["readings"]
+    assert got.readings == readings_from_json(expected["readings"])
+    assert readings_to_json(got.readings) == expected["readings"]
     assert got.n_readings == len(expected["readings"])
     assert got.last_seq == expected["seq"] + len(expected["readings"]) - 1
     assert got.bundle_hash.hex() == vector["bundle_hash"]
@@ -103,7 +126,7 @@ def test_reproducible_vectors_are_what_a_sender_makes(name: str) -> None:
             prev=bytes.fromhex(i["prev"]),
             status=Status(*i["status"]),
             time_source=i["time_source"],
-            readings=vectors.readings_from_json(i["readings"]),
+            readings=readings_from_json(i["readings"]),
         )
         assert made.hex() == vector["bundle"]
     else:
@@ -154,11 +177,11 @@ def test_size_budget_in_vectors() -> None:
 
 def test_size_budget_sweep() -> None:
     """Worst-case-ish values: big sequence/boot/uptime, 5-byte pressures, 3-byte mantissas."""
-    key = keys.load_private_key(vectors.DEVICE_SEED)
+    key = keys.load_private_key(test_keys.DEVICE_SEED)
     status = Status(battery_mv=65535, rssi_dbm=-120, uptime_s=2**32 - 1, dropped=65535, reset_cause=255)
 
     def size(n: int) -> int:
-        readings = [vectors.thp(2**32 - 1 - 60 * (n - i), -9999, 10000, 110000) for i in range(n)]
+        readings = [thp(2**32 - 1 - 60 * (n - i), -9999, 10000, 110000) for i in range(n)]
         return len(
             bundle.seal(
                 key,

@@ -1,8 +1,9 @@
-"""Devices simulated on the host: they sign on the host with `cryptography`, exactly as docs/protocol.md says
-a device does, and talk MQTT to the broker as themselves. `make run` uses them until virtual boards running
-the firmware take their place; tests use them wherever a device is needed and the firmware is not the subject.
+"""The one device simulated on the host (`SimDevice`): it signs with `cryptography` exactly as
+docs/protocol.md says a device does, and talks MQTT to the broker as itself. Gateway, ingest and
+hardening tests and the load generator all use it wherever a device is needed and the firmware is not
+the subject (the firmware itself runs on virtual boards).
 
-They behave as the firmware does where the network's accounting depends on it: every sealed bundle stays in
+It behaves as the firmware does where the network's accounting depends on it: every sealed bundle stays in
 the device's outbox until a VERIFIED ack names it or covers its last reading (docs/protocol.md §5), and is
 resent until then. With `outbox_dir` the outbox and the counter live on disk, so a device rebuilt from that
 directory after a simulated power cut (`restore`) continues its chain and resends what was never acked, as a
@@ -40,16 +41,21 @@ ReadingValues = tuple[int, tuple[tuple[str, str | None, str], ...]]
 """A reading as the accounting compares it: its time and each record's (name, unit, value as text)."""
 
 
-def thp_reading(i: int, time_s: int) -> Reading:
-    """A temperature/humidity/pressure reading from integer driver outputs (0.01 degC, 0.01 %RH, Pa)."""
+def thp_reading(i: int, time_s: int, value: int = 0) -> Reading:
+    """A temperature/humidity/pressure reading from integer driver outputs (0.01 degC, 0.01 %RH, Pa); the
+    i-th of a device's readings, varying with i; `value` shifts the temperature (other bytes, same place)."""
     return Reading(
         time_s,
         (
-            Record("t", "Cel", DecimalFraction(-2, 2150 + (i * 37) % 200 - 100)),
+            Record("t", "Cel", DecimalFraction(-2, 2150 + (i * 37) % 200 - 100 + value)),
             Record("h", "%RH", DecimalFraction(-2, 4500 + (i * 53) % 600 - 300)),
             Record("p", "Pa", 101325 + (i * 11) % 80 - 40),
         ),
     )
+
+
+Sensor = Callable[[int, int, int], Reading]
+"""What a device's sensors read: (reading seq, time, value shift) -> one reading."""
 
 
 def reading_values(reading: Reading) -> ReadingValues:
@@ -99,25 +105,40 @@ class OutboxEntry:
 
 
 @dataclass
-class SimulatedDevice:
-    """One device: samples, seals `per_bundle` readings a signature, publishes, checks the gateway's acks."""
+class SimDevice:
+    """One device signing on the host, the only simulated device there is: samples, seals `per_bundle`
+    readings a signature into a chain (boot, seq, prev as docs/protocol.md §3 says), and, when connected,
+    publishes and checks the gateway's acks with the firmware's outbox rules.
 
-    key: Ed25519PrivateKey
-    password: str
-    gateway_public_key: Ed25519PublicKey
+    Its users take the part they need: tests seal single bundles at any chain position (`seal`), the load
+    generator presigns whole runs before measuring (`presign`, `bundles`), the hardening suite runs it
+    live (`seal_next`, `pump`) with an on-disk outbox it can cut the power on (`outbox_dir`, `restore`).
+    """
+
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    password: str = ""
+    gateway_public_key: Ed25519PublicKey | None = None
+    """Needed only to verify acks (`connect`)."""
     per_bundle: int = 1
     seq: int = 0
-    prev: bytes = bytes(16)
+    prev: bytes = pbundle.ZERO_PREV
     boot: int = 1
+    epoch_s: int | None = None
+    """A fixed clock: reading seq k is taken at `epoch_s + k`, so a chain position always seals to the same
+    bytes (tests that compare bytes or judge times against a fixed window). None: the host's clock."""
+    clock_offset_s: int = 0
+    """Added to the host's time when sampling: a device clock that jumped."""
+    sensor: Sensor = thp_reading
+    """What each reading holds (default a BME280's temperature, humidity and pressure)."""
+    bundles: list[bytes] = field(default_factory=list)
+    """Bundles signed ahead (`presign`) for the load generator to publish, in order."""
     started: float = field(default_factory=time.monotonic)
     acks: queue.Queue[AckEvent] = field(default_factory=queue.Queue)
     client: mqtt.Client | None = None
     outbox_dir: Path | None = None
-    clock_offset_s: int = 0
-    """Added to the host's time when sampling: a device clock that jumped."""
     cut_at: Callable[[str], bool] | None = None
     """Asked at each power-cut point (see `CUT_POINTS`); True: the power goes out there."""
-    on_produced: Callable[[SimulatedDevice, int, ReadingValues], None] | None = None
+    on_produced: Callable[[SimDevice, int, ReadingValues], None] | None = None
     """Called for each reading once its bundle is in the outbox (on disk, with `outbox_dir`)."""
     outbox: dict[bytes, OutboxEntry] = field(default_factory=dict)
     ack_latencies: list[float] = field(default_factory=list)
@@ -126,6 +147,16 @@ class SimulatedDevice:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     CUT_POINTS = ("sealed", "outbox_written", "persisted", "published", "ack_verified")
+
+    @classmethod
+    def fleet(cls, n: int) -> list[SimDevice]:
+        """n devices with fresh keys; passwords are set by the caller's registry (gateway `devices add`)."""
+        return [cls() for _ in range(n)]
+
+    @property
+    def public(self) -> bytes:
+        """The raw 32-byte public key (what a registry stores)."""
+        return keys.public_key_bytes(self.key.public_key())
 
     @property
     def kid(self) -> bytes:
@@ -137,7 +168,11 @@ class SimulatedDevice:
 
     @property
     def public_key_hex(self) -> str:
-        return keys.public_key_bytes(self.key.public_key()).hex()
+        return self.public.hex()
+
+    @property
+    def up_topic(self) -> str:
+        return f"pinseal/v1/{self.kid_hex}/up"
 
     @property
     def unacked(self) -> dict[bytes, int]:
@@ -148,6 +183,71 @@ class SimulatedDevice:
     @property
     def connected(self) -> bool:
         return self.client is not None and self.client.is_connected()
+
+    # -- sealing ------------------------------------------------------------------------------------
+
+    def sample_time(self, seq: int | None = None) -> int:
+        """When reading `seq` (default: the next) is taken: the fixed clock's tick, else the host's time."""
+        if self.epoch_s is not None:
+            return self.epoch_s + (self.seq if seq is None else seq)
+        return int(time.time()) + self.clock_offset_s
+
+    def uptime_s(self, seq: int) -> int:
+        """Seconds since boot for the status field: on the fixed clock (booted at `epoch_s`, a reading a
+        second) the reading seq, whatever time a test stamps the readings with; else since `started`."""
+        if self.epoch_s is not None:
+            return seq
+        return int(time.monotonic() - self.started)
+
+    def seal(
+        self,
+        n: int | None = None,
+        *,
+        time_s: int | None = None,
+        seq: int | None = None,
+        prev: bytes | None = None,
+        time_source: int = 1,
+        value: int = 0,
+        advance: bool = True,
+    ) -> bytes:
+        """Seal `n` (default `per_bundle`) readings, one a second from `time_s`, at the chain position
+        `seq`/`prev` (default: the next); with `advance` the counter and chain move past it, as on a device.
+        `value` shifts the temperatures (same position, other bytes). Signing only: no outbox, no MQTT."""
+        n = self.per_bundle if n is None else n
+        seq = self.seq if seq is None else seq
+        prev = self.prev if prev is None else prev
+        time_s = self.sample_time(seq) if time_s is None else time_s
+        raw = self._sign(self.sample(seq, n, time_s, value), seq, prev, time_source)
+        if advance:
+            self.seq = seq + n
+            self.prev = pbundle.link_of(raw)
+        return raw
+
+    def sample(self, seq: int, n: int, time_s: int, value: int = 0) -> list[Reading]:
+        """`n` readings of `sensor` from reading seq `seq` on, one a second from `time_s`."""
+        return [self.sensor(seq + i, time_s + i, value) for i in range(n)]
+
+    def _sign(self, readings: list[Reading], seq: int, prev: bytes, time_source: int) -> bytes:
+        """The COSE_Sign1 bundle of `readings` at a chain position, under this device's boot and status."""
+        return pbundle.seal(
+            self.key,
+            boot=self.boot,
+            seq=seq,
+            prev=prev,
+            status=Status(3900, -60, self.uptime_s(seq), 0, 0),
+            time_source=time_source,
+            readings=readings,
+        )
+
+    def presign(self, count: int, *, per_bundle: int | None = None, now_s: int | None = None) -> list[bytes]:
+        """The next `count` bundles of the chain, signed ahead (a load generator spends its CPU on MQTT only):
+        readings one a second, the last a second before `now_s`: none stale or in the future."""
+        per_bundle = self.per_bundle if per_bundle is None else per_bundle
+        now_s = int(time.time()) if now_s is None else now_s
+        first_time_s = now_s - count * per_bundle - self.seq
+        return [self.seal(per_bundle, time_s=first_time_s + self.seq) for _ in range(count)]
+
+    # -- MQTT and the outbox -------------------------------------------------------------------------
 
     def connect(self, host: str, port: int) -> None:
         """Connect and keep reconnecting (paho's loop thread), subscribing to the ack topic each time."""
@@ -174,6 +274,7 @@ class SimulatedDevice:
     def _on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self.dead:
             return
+        assert self.gateway_public_key is not None, "a connected device needs the gateway's public key"
         try:
             verified = pack.verify_ack(message.payload, self.gateway_public_key, self.kid)
         except RejectedMessage as exc:
@@ -195,22 +296,11 @@ class SimulatedDevice:
                 self._forget(entry)
         self.acks.put(AckEvent(self.kid_hex, verified.seq, verified.bundle_hash, verified.time))
 
-    def sample_time(self) -> int:
-        return int(time.time()) + self.clock_offset_s
-
     def seal_next(self, now_s: int | None = None) -> bytes:
         """Take `per_bundle` readings and seal them, chained to the previous bundle, into the outbox."""
         now_s = self.sample_time() if now_s is None else now_s
-        readings = [thp_reading(self.seq + i, now_s) for i in range(self.per_bundle)]
-        data = pbundle.seal(
-            self.key,
-            boot=self.boot,
-            seq=self.seq,
-            prev=self.prev,
-            status=Status(3900, -61, int(time.monotonic() - self.started), 0, 0),
-            time_source=1,
-            readings=readings,
-        )
+        readings = self.sample(self.seq, self.per_bundle, now_s)
+        data = self._sign(readings, self.seq, self.prev, time_source=1)
         self._check_cut("sealed")
         entry = OutboxEntry(data, self.seq, self.seq + self.per_bundle - 1)
         self._persist_entry(entry)
@@ -282,7 +372,7 @@ class SimulatedDevice:
     @classmethod
     def restore(
         cls, key: Ed25519PrivateKey, password: str, gateway_public_key: Ed25519PublicKey, outbox_dir: Path
-    ) -> SimulatedDevice:
+    ) -> SimDevice:
         """The device after a power cut: a new boot, the counter and chain from disk (the newest bundle in
         the outbox wins over a state file the cut left one step behind), the unacked bundles to resend."""
         state_file = outbox_dir / "state.json"

@@ -1,6 +1,6 @@
 """The normative batch vectors of protocol/vectors/batch/ (docs/protocol.md §9), generated deterministically.
 
-Written by `python -m pinseal_protocol.vectors OUTDIR` (into OUTDIR/batch) with the same fixed keys and
+Written by `python -m pinseal_devkit.vectors OUTDIR` (into OUTDIR/batch) with the same fixed keys and
 times as the bundle and ack vectors. They pin the uplink message in both modes and both header
 versions: version 1 (no time flags, still accepted) and version 2, whose header signs the SHA-256 of the
 time flags map the uplink carries. Each rejected vector has exactly one defect.
@@ -9,8 +9,7 @@ time flags map the uplink carries. Each rejected vector has exactly one defect.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pinseal_protocol import batch, bundle, dcbor
-from pinseal_protocol.vectors import (
+from pinseal_devkit.test_keys import (
     DEVICE_KEY,
     DEVICE_PUB,
     DEVICE_SEED,
@@ -18,10 +17,9 @@ from pinseal_protocol.vectors import (
     GATEWAY_KID,
     GATEWAY_PUB,
     GATEWAY_SEED,
-    STATUS,
-    T0,
-    thp,
 )
+from pinseal_devkit.vectors.inputs import STATUS, T0, thp
+from pinseal_protocol import batch, bundle, dcbor
 
 TEN_YEARS_S = 10 * 365 * 86400
 RECEIVED = (T0 + 5, T0 + 65)  # the gateway's receive window for every batch here

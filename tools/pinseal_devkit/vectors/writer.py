@@ -1,0 +1,64 @@
+"""Turn the tables of cases into protocol/vectors/*.json (and batch/*.json): the only code that writes them.
+
+Stale files (a case renamed or removed) are deleted, so the folder always holds exactly the tables.
+"""
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pinseal_devkit.vectors.ack_cases import ack_cases
+from pinseal_devkit.vectors.bundle_cases import bundle_cases
+from pinseal_devkit.vectors.records import ack_vector, bundle_vector
+
+REFERENCE_BUNDLE = "bundle_one_reading_thp"
+"""The bundle the ack vectors acknowledge."""
+
+
+def generate() -> dict[str, dict[str, Any]]:
+    """Every bundle and ack vector by file stem."""
+    bundles = bundle_cases()
+    reference = next(case.message for case in bundles if case.name == REFERENCE_BUNDLE)
+    vectors = {case.name: bundle_vector(case) for case in bundles}
+    vectors.update((case.name, ack_vector(case)) for case in ack_cases(reference))
+    return vectors
+
+
+def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files, then the batches."""
+    vectors = generate() if vectors is None else vectors
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in [*outdir.glob("bundle_*.json"), *outdir.glob("ack_*.json")]:
+        if stale.stem not in vectors:
+            stale.unlink()
+    paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
+    return paths + write_batches(outdir / "batch")
+
+
+def write_batches(outdir: Path) -> list[Path]:
+    """The batch vectors (`batch_cases`) into their own folder, stale ones removed."""
+    from pinseal_devkit.vectors.batch_cases import batch_vectors  # signs its bundles on import
+
+    vectors = batch_vectors()
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob("batch_*.json"):
+        if stale.stem not in vectors:
+            stale.unlink()
+    return [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
+
+
+def _write_json(path: Path, vector: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: Sequence[str] = tuple(sys.argv[1:]), echo: Callable[[str], Any] = print) -> int:
+    """`python -m pinseal_devkit.vectors OUTDIR`: 0 when written, 2 on a usage error."""
+    if len(argv) != 1:
+        echo("usage: python -m pinseal_devkit.vectors OUTDIR")
+        return 2
+    paths = write(Path(argv[0]))
+    echo(f"wrote {len(paths)} vectors to {argv[0]}")
+    return 0
