@@ -1,5 +1,6 @@
-"""One received message to a verdict: protocol checks, registry, time sanity (`check_message`), then
-history (`classify_history`, which needs the store and so runs in the database thread).
+"""One received message to a verdict: protocol checks, registry, time sanity (`check_message`).
+
+The checks against stored history come later, in the database thread (`store.history.classify_history`).
 
 Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or
 `Rejected` with one reason of docs/protocol.md §8. A bug in a decoder is still reported as a rejection
@@ -10,27 +11,22 @@ the pipeline or be acked as accepted.
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pinseal_gateway.store import bundles as store
+from pinseal_gateway.registry import Registry
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import fastbundle, history, sodium
+from pinseal_protocol import fastbundle, sodium
 from pinseal_protocol.bundle import Bundle
 from pinseal_protocol.errors import (
     BadSignature,
     RejectedMessage,
-    Revoked,
     TooLarge,
-    UnknownDevice,
     WrongTopic,
 )
-from pinseal_protocol.fastbundle import FastBundle
-from pinseal_protocol.history import StoredBundle, Verdict
+from pinseal_protocol.fastbundle import FastBundle, Row
 
 log = logging.getLogger(__name__)
 
@@ -49,46 +45,6 @@ class Limits:
     max_age_s: int = 2592000
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryEntry:
-    public_key: Ed25519PublicKey
-    revoked: bool
-
-
-class Registry:
-    """The devices allowed to send, as loaded public keys; replaced whole when the devices table changes."""
-
-    def __init__(self, entries: Mapping[bytes, RegistryEntry] | None = None) -> None:
-        self._entries = dict(entries or {})
-        # Raw key bytes for libsodium on the fast path, encoded once per registry load.
-        self._raw = {kid: entry.public_key.public_bytes_raw() for kid, entry in self._entries.items()}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def resolve(self, kid: bytes) -> Ed25519PublicKey:
-        """`verify_bundle`'s key resolver: UnknownDevice / Revoked before any signature work."""
-        entry = self._entries.get(kid)
-        if entry is None:
-            raise UnknownDevice(f"kid {kid.hex()} is not registered")
-        if entry.revoked:
-            raise Revoked(f"kid {kid.hex()} is revoked")
-        return entry.public_key
-
-    def resolve_raw(self, kid: bytes) -> bytes:
-        """Like `resolve`, the raw 32-byte public key (for `pinseal_protocol.sodium`)."""
-        self.resolve(kid)
-        return self._raw[kid]
-
-    def to_raw(self) -> dict[bytes, tuple[bytes, bool]]:
-        """kid -> (raw public key, revoked): the registry as sent to a verify worker process."""
-        return {kid: (self._raw[kid], entry.revoked) for kid, entry in self._entries.items()}
-
-
-ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
-"""A `readings` table row: (bundle hash, kid, seq, time, name, unit, value text, error string)."""
-
-
 @dataclass(slots=True)  # built per bundle twice (worker, gateway): see FastBundle on frozen
 class Checked:
     """A message whose bundle passed every stateless check, with its readings as table rows.
@@ -100,7 +56,7 @@ class Checked:
 
     bundle: Bundle | FastBundle
     time_flag: str | None  # None, "future" or "stale"
-    rows: Sequence[ReadingRow]
+    rows: Sequence[Row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +97,7 @@ def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, lim
     return None
 
 
-def reading_rows(bundle: Bundle) -> list[ReadingRow]:
+def reading_rows(bundle: Bundle) -> list[Row]:
     """The `readings` rows of a bundle decoded by the generic path (one per SenML record)."""
     bundle_hash, kid, seq = bundle.bundle_hash, bundle.kid, bundle.seq
     return [
@@ -202,17 +158,3 @@ def check_message(
         )
         return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
     return Checked(bundle, time_flag(bundle, now, limits), reading_rows(bundle))
-
-
-def classify_history(
-    conn: sqlite3.Connection, state: store.DeviceState, bundle: Bundle | FastBundle
-) -> Verdict:
-    """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
-
-    The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor
-    overlap a stored bundle nor lie below the high-water mark, so `history.classify` would say NEW.
-    """
-    if state.high_seq is None or bundle.seq > state.high_seq:
-        return Verdict.NEW
-    stored = store.history_for(conn, bundle.kid, bundle.seq, bundle.last_seq, bundle.prev, bundle.link)
-    return history.classify(StoredBundle.of(bundle), stored)

@@ -7,8 +7,9 @@ verifies whole groups on the other core instead; the gateway process only pickle
 and payloads over and unpickles compact verdicts back.
 
 The worker runs `verify.check_message`, the same code the in-process path runs, against a copy of the
-registry. The registry is sent with a version number only when it changed (or the worker is new); a
-worker asked to check against a version it does not hold raises `StaleRegistry` and the caller resends.
+registry (`verifier.Verifier` drives it and falls back to that path). The registry is sent with a
+version number only when it changed (or the worker is new); a worker asked to check against a version
+it does not hold raises `StaleRegistry` and the caller resends.
 Anything going wrong with the process (it died, cannot start) makes the caller check that group in its
 own thread and start a fresh worker for the next: verification never depends on the worker being up.
 """
@@ -19,20 +20,40 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import NamedTuple
 
-from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
-from pinseal_protocol import keys
+from pinseal_gateway.registry import RawRegistry, Registry
+from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
 from pinseal_protocol.bundle import Status
-from pinseal_protocol.fastbundle import FastBundle
+from pinseal_protocol.fastbundle import FastBundle, Row
 
-RawRegistry = Mapping[bytes, tuple[bytes, bool]]
-"""kid -> (raw 32-byte public key, revoked): what crosses the process boundary."""
 
-Packed = Rejected | Checked | tuple[Any, ...]
-"""A verdict as it comes back: a fast-path `Checked` is flattened (see `_pack`), the rest as is."""
+class FastVerdict(NamedTuple):
+    """A fast-path `Checked` as it crosses back from the worker: the fields the gateway stores, flat.
+
+    No payload (the gateway has the bytes), no signature (checked in the worker), no objects beyond
+    the status tuple: a tuple pickles and unpickles far cheaper than a `Checked` holding a `FastBundle`.
+    """
+
+    kid: bytes
+    boot: int
+    seq: int
+    n_readings: int
+    last_seq: int
+    prev: bytes
+    status: tuple[int, int, int, int, int]  # a `Status`, as its fields
+    time_source: int
+    rows: Sequence[Row]
+    min_time: int
+    max_time: int
+    bundle_hash: bytes
+    time_flag: str | None
+
+
+Packed = Rejected | Checked | FastVerdict
+"""A verdict as it comes back: a fast-path `Checked` as a `FastVerdict`, the rest as is."""
 
 PARENT_CHECK_S = 0.5
 
@@ -50,12 +71,7 @@ def check_group(
     """In the worker: `check_message` for each (topic, payload), against registry `version`."""
     global _registry, _version
     if registry is not None:
-        _registry = Registry(
-            {
-                kid: RegistryEntry(keys.load_public_key(raw), revoked)
-                for kid, (raw, revoked) in registry.items()
-            }
-        )
+        _registry = Registry.from_raw(registry)
         _version = version
     elif version != _version or _registry is None:
         raise StaleRegistry(f"worker holds registry {_version}, asked for {version}")
@@ -63,11 +79,11 @@ def check_group(
 
 
 def _pack(result: Checked | Rejected) -> Packed:
-    """A fast-path verdict as a flat tuple: no payload copies (the caller has the bytes), no objects."""
+    """A fast-path verdict as a `FastVerdict`; any other verdict as is (rare: pickled whole)."""
     if isinstance(result, Checked) and isinstance(result.bundle, FastBundle):
         b = result.bundle
         status = b.status
-        return (
+        return FastVerdict(  # positional: a keyword call costs twice as much, once per bundle
             b.kid,
             b.boot,
             b.seq,
@@ -86,30 +102,28 @@ def _pack(result: Checked | Rejected) -> Packed:
 
 
 def unpack(packed: Packed, payload: bytes) -> Checked | Rejected:
-    """In the gateway: the verdict `_pack` flattened, with `payload` as the bundle's raw bytes."""
-    if not isinstance(packed, tuple):
+    """In the gateway: the verdict `_pack` sent, with `payload` as the bundle's raw bytes."""
+    if not isinstance(packed, FastVerdict):
         return packed
-    kid, boot, seq, n, last_seq, prev, status, time_source, rows, min_time, max_time, bundle_hash, flag = (
-        packed
-    )
+    rows = packed.rows
     bundle = FastBundle(  # positional: a keyword call costs twice as much, once per bundle
-        kid,
-        boot,
-        seq,
-        n,
-        last_seq,
-        prev,
-        Status(*status),
-        time_source,
+        packed.kid,
+        packed.boot,
+        packed.seq,
+        packed.n_readings,
+        packed.last_seq,
+        packed.prev,
+        Status(*packed.status),
+        packed.time_source,
         rows,
-        min_time,
-        max_time,
-        bundle_hash,
+        packed.min_time,
+        packed.max_time,
+        packed.bundle_hash,
         bytes(payload),
         b"",  # signed, signature: checked in the worker; nothing after verification reads them
         b"",
     )
-    return Checked(bundle, flag, rows)
+    return Checked(bundle, packed.time_flag, rows)
 
 
 def new_pool() -> ProcessPoolExecutor:

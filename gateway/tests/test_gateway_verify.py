@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 from pinseal_gateway.acks import AckSigner
 from pinseal_gateway.config import from_mapping
 from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.link import Message
 from pinseal_gateway.metrics import Metrics
-from pinseal_gateway.pipeline import Message, Pipeline
+from pinseal_gateway.pipeline import Pipeline
+from pinseal_gateway.registry import Registry, RegistryEntry
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.bundles import from_u64
 from pinseal_gateway.store.db import Database
-from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
+from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
 from pinseal_protocol import ack as pack
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import dcbor, fastbundle, history, keys
@@ -188,11 +190,11 @@ async def run_pipeline(db: Database, payloads: list[bytes], group: int) -> FakeT
     config = from_mapping({"pipeline": {"max_group": group, "verify_process": group != 3}})
     ctx = GatewayContext(config, db, GATEWAY_KEY, keys.key_id(GATEWAY_KEY.public_key()), Metrics())
     transport = FakeTransport()
-    pipeline = Pipeline(ctx, transport)
+    pipeline = Pipeline(ctx)
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
     for i, payload in enumerate(payloads):
-        await pipeline.submit(Message(TOPIC, payload, time.time(), i))
+        await pipeline.submit(Message(TOPIC, payload, time.time(), i, transport))
     while len(transport.settled) < len(payloads):
         await asyncio.sleep(0.005)
     stop.set()
