@@ -1,6 +1,6 @@
 """One received message to a verdict: protocol checks, registry, time sanity (`check_message`).
 
-The checks against stored history come later, in the database thread (`store.history.classify_history`).
+The checks against stored history come later, in the database thread (`store.bundles.classify_history`).
 
 Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or
 `Rejected` with one reason of docs/protocol.md §8. A bug in a decoder is still reported as a rejection
@@ -14,19 +14,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-
 from pinseal_gateway.registry import Registry
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import fastbundle, sodium
-from pinseal_protocol.bundle import Bundle
-from pinseal_protocol.errors import (
-    BadSignature,
-    RejectedMessage,
-    TooLarge,
-    WrongTopic,
-)
-from pinseal_protocol.fastbundle import FastBundle, Row
+from pinseal_protocol.bundle import Bundle, Row
+from pinseal_protocol.errors import RejectedMessage, TooLarge, WrongTopic
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +36,14 @@ class Limits:
     max_age_s: int = 2592000
 
 
-@dataclass(slots=True)  # built per bundle twice (worker, gateway): see FastBundle on frozen
+@dataclass(slots=True)  # built per bundle twice (worker, gateway): see Bundle on frozen
 class Checked:
     """A message whose bundle passed every stateless check, with its readings as table rows.
 
-    The rows are built here, in the verification thread, so the database thread only inserts them.
-    `bundle` is a `FastBundle` when the bytes had the device layout (the common case), else the generic
-    path's `Bundle`; both carry the same fields the store needs.
+    The rows are built while verifying (in the verify worker), so the database thread only inserts them.
     """
 
-    bundle: Bundle | FastBundle
+    bundle: Bundle
     time_flag: str | None  # None, "future" or "stale"
     rows: Sequence[Row]
 
@@ -80,14 +69,8 @@ def topic_kid(topic: str) -> bytes | None:
         return None
 
 
-def time_flag(bundle: Bundle, now: float, limits: Limits) -> str | None:
+def time_flag(time_source: int, min_time: int, max_time: int, now: float, limits: Limits) -> str | None:
     """'future' / 'stale' when a reading's clock time is implausible; None when fine or not a clock time."""
-    times = [reading.time for reading in bundle.readings]
-    return time_flag_of(bundle.time_source, min(times), max(times), now, limits)
-
-
-def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, limits: Limits) -> str | None:
-    """`time_flag` from a bundle's earliest and latest reading times."""
     if time_source not in TIME_SOURCES_WITH_CLOCK:
         return None
     if max_time > now + limits.max_future_s:
@@ -95,43 +78,6 @@ def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, lim
     if min_time < now - limits.max_age_s:
         return "stale"
     return None
-
-
-def reading_rows(bundle: Bundle) -> list[Row]:
-    """The `readings` rows of a bundle decoded by the generic path (one per SenML record)."""
-    bundle_hash, kid, seq = bundle.bundle_hash, bundle.kid, bundle.seq
-    return [
-        (
-            bundle_hash,
-            kid,
-            seq + index,
-            reading.time,
-            record.name,
-            record.unit,
-            None if record.value is None else str(record.value),
-            record.string_value,
-        )
-        for index, reading in enumerate(bundle.readings)
-        for record in reading.records
-    ]
-
-
-def _check_fast(fast: FastBundle, kid: bytes, registry: Registry, limits: Limits, now: float) -> Checked:
-    """The rest of `verify_bundle`'s chain for a bundle the fast path parsed: topic, registry, signature.
-
-    The fast path accepted only bytes every structural and encoding check passes, so these are the
-    only checks left, in the same order as the generic path (docs/protocol.md §8).
-    """
-    if fast.kid != kid:
-        raise WrongTopic(f"kid {fast.kid.hex()} arrived on the topic of {kid.hex()}")
-    public_key = registry.resolve_raw(kid)
-    try:
-        # libsodium: twice OpenSSL's speed, GIL released; same verdicts (see pinseal_protocol.sodium).
-        sodium.verify(public_key, fast.signature, fast.signed)
-    except InvalidSignature as exc:
-        raise BadSignature("Ed25519 signature does not verify") from exc
-    flag = time_flag_of(fast.time_source, fast.min_time, fast.max_time, now, limits)
-    return Checked(fast, flag, fast.rows)
 
 
 def check_message(
@@ -146,10 +92,7 @@ def check_message(
             # Checked after the size (§8 order) but before decoding: a message not on a device's up
             # topic is addressed to nobody we know.
             raise WrongTopic(f"not a device up topic: {topic[:100]!r}")
-        fast = fastbundle.parse(payload)
-        if fast is not None:
-            return _check_fast(fast, kid, registry, limits, now)
-        bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid)
+        bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid, raw_key=registry.resolve_raw)
     except RejectedMessage as exc:
         return Rejected(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
     except Exception as exc:  # a decoder bug must not take the gateway down or let the message through
@@ -157,4 +100,5 @@ def check_message(
             "verifier failed on a message from %s; rejecting it as malformed", kid.hex() if kid else "?"
         )
         return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
-    return Checked(bundle, time_flag(bundle, now, limits), reading_rows(bundle))
+    flag = time_flag(bundle.time_source, bundle.min_time, bundle.max_time, now, limits)
+    return Checked(bundle, flag, bundle.rows)

@@ -26,15 +26,14 @@ from typing import NamedTuple
 
 from pinseal_gateway.registry import RawRegistry, Registry
 from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
-from pinseal_protocol.bundle import Status
-from pinseal_protocol.fastbundle import FastBundle, Row
+from pinseal_protocol.bundle import Bundle, Row, Status
 
 
-class FastVerdict(NamedTuple):
-    """A fast-path `Checked` as it crosses back from the worker: the fields the gateway stores, flat.
+class CheckedRecord(NamedTuple):
+    """A `Checked` as it crosses back from the worker: the fields the gateway stores, flat.
 
     No payload (the gateway has the bytes), no signature (checked in the worker), no objects beyond
-    the status tuple: a tuple pickles and unpickles far cheaper than a `Checked` holding a `FastBundle`.
+    the status tuple: a tuple pickles and unpickles far cheaper than a `Checked` holding a `Bundle`.
     """
 
     kid: bytes
@@ -52,8 +51,8 @@ class FastVerdict(NamedTuple):
     time_flag: str | None
 
 
-Packed = Rejected | Checked | FastVerdict
-"""A verdict as it comes back: a fast-path `Checked` as a `FastVerdict`, the rest as is."""
+Packed = Rejected | Checked | CheckedRecord
+"""A verdict as it comes back: a `Checked` as a `CheckedRecord`, a `Rejected` as is."""
 
 PARENT_CHECK_S = 0.5
 
@@ -79,11 +78,11 @@ def check_group(
 
 
 def _pack(result: Checked | Rejected) -> Packed:
-    """A fast-path verdict as a `FastVerdict`; any other verdict as is (rare: pickled whole)."""
-    if isinstance(result, Checked) and isinstance(result.bundle, FastBundle):
+    """A `Checked` as a `CheckedRecord`; a `Rejected` as is."""
+    if isinstance(result, Checked):
         b = result.bundle
         status = b.status
-        return FastVerdict(  # positional: a keyword call costs twice as much, once per bundle
+        return CheckedRecord(  # positional: a keyword call costs twice as much, once per bundle
             b.kid,
             b.boot,
             b.seq,
@@ -103,10 +102,10 @@ def _pack(result: Checked | Rejected) -> Packed:
 
 def unpack(packed: Packed, payload: bytes) -> Checked | Rejected:
     """In the gateway: the verdict `_pack` sent, with `payload` as the bundle's raw bytes."""
-    if not isinstance(packed, FastVerdict):
+    if not isinstance(packed, CheckedRecord):
         return packed
     rows = packed.rows
-    bundle = FastBundle(  # positional: a keyword call costs twice as much, once per bundle
+    bundle = Bundle(  # positional: a keyword call costs twice as much, once per bundle
         packed.kid,
         packed.boot,
         packed.seq,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from pinseal_protocol import history
 from pinseal_protocol.bundle import Bundle
-from pinseal_protocol.fastbundle import FastBundle
 from pinseal_protocol.history import StoredBundle, Verdict
 
 SCHEMA = """
@@ -389,7 +388,7 @@ def count_by_reason(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
 
 
-def classify_history(conn: sqlite3.Connection, state: DeviceState, bundle: Bundle | FastBundle) -> Verdict:
+def classify_history(conn: sqlite3.Connection, state: DeviceState, bundle: Bundle) -> Verdict:
     """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
 
     The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor

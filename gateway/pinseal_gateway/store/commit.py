@@ -25,7 +25,6 @@ from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verify import EVIDENCE_LIMIT, Checked, Rejected, topic_kid
 from pinseal_protocol.errors import Conflict, Replayed
-from pinseal_protocol.fastbundle import FastBundle
 from pinseal_protocol.history import StoredBundle, Verdict
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,6 @@ class CommittedGroup:
     outcomes: list[MessageOutcome] = field(default_factory=list)
     last_seen: dict[bytes, float] = field(default_factory=dict)
     commit_time: int = 0
-
-
-def _max_time(bundle: object) -> int:
-    if isinstance(bundle, FastBundle):
-        return bundle.max_time
-    return max(reading.time for reading in bundle.readings)  # type: ignore[attr-defined]
 
 
 class GroupCommitter:
@@ -212,7 +205,7 @@ class GroupCommitter:
                 conn.execute(store.MARK_CHAIN_GAP, (bundle.bundle_hash,))
             states.put(state)
             touched[kid] = state
-            reading_rows.extend(store.storable_rows(check.rows, bundle.last_seq, _max_time(bundle)))
+            reading_rows.extend(store.storable_rows(check.rows, bundle.last_seq, bundle.max_time))
             result.outcomes.append(
                 MessageOutcome(
                     message,
