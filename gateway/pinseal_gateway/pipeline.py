@@ -40,11 +40,11 @@ from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store.commit import CommittedGroup, GroupCommitter
 from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verifier import Verifier
-from pinseal_gateway.verify import Checked, Limits, Rejected
+from pinseal_gateway.verify import Checked, Limits, Rejection
 
 log = logging.getLogger(__name__)
 
-Verified = tuple[list[Message], list[Checked | Rejected]]
+VerifiedGroup = tuple[list[Message], list[Checked | Rejection]]
 
 
 class Pipeline:
@@ -62,7 +62,7 @@ class Pipeline:
         self._held = 0  # messages submitted and not yet settled (event loop only)
         self._room = asyncio.Event()
         self._room_callbacks: list[Callable[[], None]] = []
-        self._verified: asyncio.Queue[Verified | None] = asyncio.Queue(2)
+        self._verified: asyncio.Queue[VerifiedGroup | None] = asyncio.Queue(2)
         self._committed: asyncio.Queue[CommittedGroup | None] = asyncio.Queue()
         limits = Limits(cfg.verify.max_bundle_bytes, cfg.verify.max_future_s, cfg.verify.max_age_s)
         self.verifier = Verifier(limits, use_process=cfg.pipeline.verify_process)
@@ -152,7 +152,7 @@ class Pipeline:
             self.ctx.metrics.queue_depth.set(len(self._queue))
             await registry.refresh()
             checked = await self.verifier.check(group, registry.registry, registry.version)
-            unknown = any(isinstance(c, Rejected) and c.reason == "unknown_device" for c in checked)
+            unknown = any(isinstance(c, Rejection) and c.reason == "unknown_device" for c in checked)
             # A device added a moment ago must not be turned away until the next periodic refresh.
             if unknown and await registry.refresh(unknown=True):
                 checked = await self.verifier.check(group, registry.registry, registry.version)
@@ -171,7 +171,7 @@ class Pipeline:
         await self._committed.put(None)  # the ack loop ends after the acks of the last commit
 
     async def _commit_with_retry(
-        self, group: list[Message], checked: list[Checked | Rejected], stop: asyncio.Event
+        self, group: list[Message], checked: list[Checked | Rejection], stop: asyncio.Event
     ) -> CommittedGroup | None:
         """The group committed, or None when the gateway stops before the database can write it.
 

@@ -1,7 +1,7 @@
 """`Verifier`: a group of messages to verdicts, off the event loop, in a worker process when it can.
 
 The pipeline asks `await verifier.check(group, registry, version)` and gets one `Checked` or
-`Rejected` per message, in order. How is hidden here: one verify thread hands whole groups to a
+`Rejection` per message, in order. How is hidden here: one verify thread hands whole groups to a
 worker process (`verify_worker`: signature checks without this process's GIL), sending the registry
 only when its version changed; if there is no worker (`pipeline.verify_process = false`) or it died
 or cannot start, the group is checked in the verify thread itself and a fresh worker is started for
@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pinseal_gateway import verify_worker
 from pinseal_gateway.link import Message
 from pinseal_gateway.registry import Registry
-from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
+from pinseal_gateway.verify import Checked, Limits, Rejection, check_message
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Verifier:
 
     async def check(
         self, group: Sequence[Message], registry: Registry, version: int
-    ) -> list[Checked | Rejected]:
+    ) -> list[Checked | Rejection]:
         """The verdicts for `group`, in order, checked against `registry` (whose version is `version`)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self.check_blocking, group, registry, version)
@@ -53,7 +53,7 @@ class Verifier:
 
     def check_blocking(
         self, group: Sequence[Message], registry: Registry, version: int
-    ) -> list[Checked | Rejected]:
+    ) -> list[Checked | Rejection]:
         """In the verify thread: the group checked by the worker process, or here when there is none
         or it failed (a fresh one is started for the next group)."""
         if not self.use_process:
@@ -80,7 +80,7 @@ class Verifier:
             return self.check_here(group, registry)
         return [verify_worker.unpack(p, m.payload) for p, m in zip(packed, group, strict=True)]
 
-    def check_here(self, group: Sequence[Message], registry: Registry) -> list[Checked | Rejected]:
+    def check_here(self, group: Sequence[Message], registry: Registry) -> list[Checked | Rejection]:
         """The group checked in the calling thread (the fallback, and the path without a worker)."""
         now = time.time()
         limits = self.limits

@@ -2,10 +2,10 @@
 
 The checks against stored history come later, in the database thread (`store.bundles.classify_history`).
 
-Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or
-`Rejected` with one reason of docs/protocol.md §8. A bug in a decoder is still reported as a rejection
-(`malformed`, with the exception in the detail and logged), so one poisonous message can never stop
-the pipeline or be acked as accepted.
+Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or a
+`Rejection` (one reason of docs/protocol.md §8, with the evidence the rejections table keeps). A bug in
+a decoder is still reported as a rejection (`malformed`, with the exception in the detail and logged),
+so one poisonous message can never stop the pipeline or be acked as accepted.
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ class Checked:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejection:
+    """A message refused before any history check: what its row in the rejections table holds.
+
+    Not an exception (protocol's `RejectedMessage` is what the checks raise; this is the verdict).
+    """
+
     reason: str
     detail: str
     kid: bytes | None  # the topic's key id (the authenticated publisher) when it parses
@@ -82,7 +87,7 @@ def time_flag(time_source: int, min_time: int, max_time: int, now: float, limits
 
 def check_message(
     topic: str, payload: bytes, registry: Registry, limits: Limits, now: float
-) -> Checked | Rejected:
+) -> Checked | Rejection:
     """Every check that needs no stored history, in docs/protocol.md §8 order; never raises."""
     kid = topic_kid(topic)
     try:
@@ -94,11 +99,11 @@ def check_message(
             raise WrongTopic(f"not a device up topic: {topic[:100]!r}")
         bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid, raw_key=registry.resolve_raw)
     except RejectedMessage as exc:
-        return Rejected(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
+        return Rejection(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
     except Exception as exc:  # a decoder bug must not take the gateway down or let the message through
         log.exception(
             "verifier failed on a message from %s; rejecting it as malformed", kid.hex() if kid else "?"
         )
-        return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
+        return Rejection("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
     flag = time_flag(bundle.time_source, bundle.min_time, bundle.max_time, now, limits)
     return Checked(bundle, flag, bundle.rows)

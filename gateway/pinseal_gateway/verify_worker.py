@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import NamedTuple
 
 from pinseal_gateway.registry import RawRegistry, Registry
-from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
+from pinseal_gateway.verify import Checked, Limits, Rejection, check_message
 from pinseal_protocol.bundle import Bundle, Row, Status
 
 
@@ -51,8 +51,8 @@ class CheckedRecord(NamedTuple):
     time_flag: str | None
 
 
-Packed = Rejected | Checked | CheckedRecord
-"""A verdict as it comes back: a `Checked` as a `CheckedRecord`, a `Rejected` as is."""
+Packed = Rejection | Checked | CheckedRecord
+"""A verdict as it comes back: a `Checked` as a `CheckedRecord`, a `Rejection` as is."""
 
 PARENT_CHECK_S = 0.5
 
@@ -77,8 +77,8 @@ def check_group(
     return [_pack(check_message(topic, payload, _registry, limits, now)) for topic, payload in items]
 
 
-def _pack(result: Checked | Rejected) -> Packed:
-    """A `Checked` as a `CheckedRecord`; a `Rejected` as is."""
+def _pack(result: Checked | Rejection) -> Packed:
+    """A `Checked` as a `CheckedRecord`; a `Rejection` as is."""
     if isinstance(result, Checked):
         b = result.bundle
         status = b.status
@@ -100,7 +100,7 @@ def _pack(result: Checked | Rejected) -> Packed:
     return result
 
 
-def unpack(packed: Packed, payload: bytes) -> Checked | Rejected:
+def unpack(packed: Packed, payload: bytes) -> Checked | Rejection:
     """In the gateway: the verdict `_pack` sent, with `payload` as the bundle's raw bytes."""
     if not isinstance(packed, CheckedRecord):
         return packed

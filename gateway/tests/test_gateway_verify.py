@@ -22,7 +22,7 @@ from pinseal_gateway.registry import Registry, RegistryEntry
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.bundles import from_u64
 from pinseal_gateway.store.db import Database
-from pinseal_gateway.verify import Checked, Limits, Rejected, check_message
+from pinseal_gateway.verify import Checked, Limits, Rejection, check_message
 from pinseal_protocol import ack as pack
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import dcbor, fastbundle, history, keys
@@ -63,12 +63,12 @@ def test_fast_ack_encoding_is_the_reference_encoding(device, seq, bundle_hash, w
     pack.verify_ack(fast, GATEWAY_KEY.public_key(), device)
 
 
-def check(payload: bytes, topic: str = TOPIC) -> Checked | Rejected:
+def check(payload: bytes, topic: str = TOPIC) -> Checked | Rejection:
     return check_message(topic, payload, REGISTRY, Limits(), NOW)
 
 
-def assert_classified(result: Checked | Rejected) -> None:
-    if isinstance(result, Rejected):
+def assert_classified(result: Checked | Rejection) -> None:
+    if isinstance(result, Rejection):
         assert result.reason in BY_REASON, result
         assert not result.detail.startswith("verifier error"), result.detail
 
@@ -117,7 +117,7 @@ def test_fast_and_generic_paths_check_alike(offset):
 def test_arbitrary_payloads_and_topics_are_classified(payload, topic):
     for t in (topic, TOPIC):
         result = check(payload, t)
-        assert isinstance(result, Rejected)
+        assert isinstance(result, Rejection)
         assert_classified(result)
 
 
@@ -147,7 +147,7 @@ def test_mutated_bundles_are_never_accepted(mutated):
     if mutated == VALID:
         assert isinstance(result, Checked)
         return
-    assert isinstance(result, Rejected), "a mutated bundle was accepted"
+    assert isinstance(result, Rejection), "a mutated bundle was accepted"
     assert_classified(result)
 
 
@@ -158,7 +158,7 @@ def test_topic_must_name_the_signer(topic):
     if topic == TOPIC:
         assert isinstance(result, Checked)
     else:
-        assert isinstance(result, Rejected) and result.reason == "wrong_topic"
+        assert isinstance(result, Rejection) and result.reason == "wrong_topic"
 
 
 def test_revoked_and_unknown():
@@ -169,7 +169,7 @@ def test_revoked_and_unknown():
 
 def test_size_limit_comes_from_config():
     result = check_message(TOPIC, VALID, REGISTRY, Limits(max_bundle_bytes=len(VALID) - 1), NOW)
-    assert isinstance(result, Rejected) and result.reason == "too_large"
+    assert isinstance(result, Rejection) and result.reason == "too_large"
 
 
 # -- history through the real store, against the reference classify ------------------------------

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pinseal_gateway.link import Message
 from pinseal_gateway.registry import Registry, RegistryEntry
 from pinseal_gateway.verifier import Verifier
-from pinseal_gateway.verify import Checked, Limits, Rejected
+from pinseal_gateway.verify import Checked, Limits, Rejection
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import dcbor, keys
 from pinseal_protocol.dcbor import DecimalFraction
@@ -75,8 +75,8 @@ def verifier() -> Iterator[Verifier]:
         checker.close()
 
 
-def summary(result: Checked | Rejected) -> tuple[object, ...]:
-    if isinstance(result, Rejected):
+def summary(result: Checked | Rejection) -> tuple[object, ...]:
+    if isinstance(result, Rejection):
         return ("rejected", result.reason, result.kid, result.evidence)
     b = result.bundle
     return (

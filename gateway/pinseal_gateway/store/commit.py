@@ -23,7 +23,7 @@ from pinseal_gateway.link import Message
 from pinseal_gateway.storage import is_storage_error
 from pinseal_gateway.store import bundles as store
 from pinseal_gateway.store.rejections import RejectionPolicy
-from pinseal_gateway.verify import EVIDENCE_LIMIT, Checked, Rejected, topic_kid
+from pinseal_gateway.verify import EVIDENCE_LIMIT, Checked, Rejection, topic_kid
 from pinseal_protocol.errors import Conflict, Replayed
 from pinseal_protocol.history import StoredBundle, Verdict
 
@@ -64,7 +64,7 @@ class GroupCommitter:
         self._rejections = rejections  # budget per publisher, retention
 
     def commit(
-        self, conn: sqlite3.Connection, group: list[Message], checked: Sequence[Checked | Rejected]
+        self, conn: sqlite3.Connection, group: list[Message], checked: Sequence[Checked | Rejection]
     ) -> CommittedGroup:
         """Classify against history and store everything in one transaction; raises database errors."""
         result = CommittedGroup()
@@ -100,7 +100,7 @@ class GroupCommitter:
         self,
         conn: sqlite3.Connection,
         group: list[Message],
-        checked: Sequence[Checked | Rejected],
+        checked: Sequence[Checked | Rejection],
         result: CommittedGroup,
     ) -> None:
         """`_write_group` one message at a time, each in a savepoint; a message whose handling raises
@@ -127,7 +127,7 @@ class GroupCommitter:
                 detail = f"{type(exc).__name__}: {exc}"[:200]
                 evidence = bytes(message.payload[:EVIDENCE_LIMIT])
                 one = CommittedGroup()
-                self._write_group(conn, [message], [Rejected("internal_error", detail, kid, evidence)], one)
+                self._write_group(conn, [message], [Rejection("internal_error", detail, kid, evidence)], one)
             finally:
                 conn.execute("RELEASE pinseal_message")
             result.outcomes.extend(one.outcomes)
@@ -137,7 +137,7 @@ class GroupCommitter:
         self,
         conn: sqlite3.Connection,
         group: list[Message],
-        checked: Sequence[Checked | Rejected],
+        checked: Sequence[Checked | Rejection],
         result: CommittedGroup,
     ) -> None:
         reading_rows: list[tuple[object, ...]] = []
@@ -145,7 +145,7 @@ class GroupCommitter:
         touched: dict[bytes, store.DeviceState] = {}
         states = self._states
         for message, check in zip(group, checked, strict=True):
-            if isinstance(check, Rejected):
+            if isinstance(check, Rejection):
                 rejection_rows.append(
                     (
                         check.kid,
