@@ -17,9 +17,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pinseal_gateway import broker, logformat
+from pinseal_gateway import broker, logformat, proofs
 from pinseal_gateway.config import ConfigError, GatewayConfig, load_config
-from pinseal_gateway.keys import KeyFileError, create_gateway_key, read_secret, write_secret
+from pinseal_gateway.keys import (
+    KeyFileError,
+    create_gateway_key,
+    load_gateway_key,
+    read_secret,
+    write_secret,
+)
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import keys as pkeys
@@ -64,6 +70,20 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     print(f"gateway key written to {config.key_path} (mode 0600)")
     print(f"public key: {public.hex()}")
     print(f"key id:     {pkeys.key_id_hex(public)}")
+    return 0
+
+
+def cmd_pubkey(args: argparse.Namespace) -> int:
+    """The gateway's public key, for tools that need it (provisioning writes it to each board).
+
+    They ask this command rather than open the key file themselves: only the gateway reads its
+    private key, and its checks (file mode, format) apply to every reader.
+    """
+    public = pkeys.public_key_bytes(load_gateway_key(_config(args).key_path))
+    if args.json:
+        print(json.dumps({"kid": pkeys.key_id_hex(public), "public_key": public.hex()}))
+    else:
+        print(public.hex())
     return 0
 
 
@@ -177,10 +197,6 @@ def cmd_proof(args: argparse.Namespace) -> int:
         bundle_hash = b""
     if len(bundle_hash) != 32:
         raise CliError("a bundle hash is 64 hex digits")
-    try:
-        from pinseal_gateway import proofs  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise CliError("proofs are not available in this build") from exc
     db = _open_db(_config(args))
     try:
         proof = db.run_sync(proofs.proof_for, bundle_hash)
@@ -243,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keygen", parents=[common], help="create the gateway key (0600)").set_defaults(
         fn=cmd_keygen
     )
+
+    pubkey = sub.add_parser("pubkey", parents=[common], help="print the gateway's public key (hex)")
+    pubkey.add_argument("--json", action="store_true", help='{"kid": HEX, "public_key": HEX}')
+    pubkey.set_defaults(fn=cmd_pubkey)
 
     devices = sub.add_parser("devices", help="the device registry").add_subparsers(
         dest="action", required=True

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pinseal_gateway import batcher, silence, uplink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.http_api import start_http
@@ -34,12 +34,6 @@ from pinseal_gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# Parts written separately; the gateway runs without them (with a clear log line) until they exist.
-OPTIONAL_TASKS = (
-    ("pinseal_gateway.batcher", "run_batcher"),
-    ("pinseal_gateway.uplink", "run_uplink"),
-    ("pinseal_gateway.silence", "run_silence_watch"),
-)
 SHUTDOWN_GRACE_S = 10.0
 """From the stop request to the last task cancelled: the whole shutdown, not each step of it."""
 
@@ -48,20 +42,16 @@ class GatewayFailed(RuntimeError):
     """A long-lived task died: the gateway stopped because it could no longer do its job."""
 
 
-def _optional(
-    module_name: str, attr: str
-) -> Callable[[GatewayContext, asyncio.Event], Awaitable[Any]] | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the module exists but one of its imports is missing: that is a bug, not "not there yet"
-        log.warning("%s is not installed yet: %s not started", module_name, attr)
-        return None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        log.warning("%s has no %s yet: not started", module_name, attr)
-    return fn
+def _background_tasks() -> dict[str, Callable[[GatewayContext, asyncio.Event], Awaitable[Any]]]:
+    """What runs beside the pipeline for the gateway's whole life, each `fn(ctx, stop)`, each watched.
+
+    Looked up when the gateway starts (not at import), so a test can swap one for a failing one.
+    """
+    return {
+        "run_batcher": batcher.run_batcher,
+        "run_uplink": uplink.run_uplink,
+        "run_silence_watch": silence.run_silence_watch,
+    }
 
 
 def _read_mqtt_password(config: GatewayConfig) -> str | None:
@@ -98,10 +88,8 @@ async def run_gateway(
     _init_gauges(ctx)
     log.info("gateway %s starting; database %s", ctx.gateway_kid.hex(), config.db_path)
 
-    pipeline = Pipeline(ctx, transport=None)
-    ingest = MqttIngest(config.mqtt, password, pipeline)
-    pipeline.transport = ingest
-    pipeline.bind_loop(loop)
+    pipeline = Pipeline(ctx)
+    ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
     failed: list[str] = []
@@ -112,10 +100,8 @@ async def run_gateway(
         ingest.start()
         if ingest.task is not None:
             tasks[ingest.task] = "mqtt-ingest"
-        for module_name, attr in OPTIONAL_TASKS:
-            fn = _optional(module_name, attr)
-            if fn is not None:
-                tasks[asyncio.create_task(fn(ctx, stop), name=attr)] = attr
+        for name, fn in _background_tasks().items():
+            tasks[asyncio.create_task(fn(ctx, stop), name=name)] = name
         for task, name in tasks.items():
             task.add_done_callback(lambda t, n=name: _task_done(t, n, stop, failed))
         if on_ready is not None:

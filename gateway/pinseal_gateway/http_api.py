@@ -7,7 +7,6 @@ reporting": silent for longer than `silent_after_intervals` of its expected inte
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sqlite3
 import time
@@ -15,12 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from pinseal_gateway import proofs
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.store import batches as batch_store
 from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store import rejections
+from pinseal_gateway.store import status as status_store
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +60,21 @@ def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | N
                 ),
             }
         )
-    (bundles, unbatched) = conn.execute(
-        "SELECT count(*), coalesce(sum(batch_id IS NULL), 0) FROM bundles"
-    ).fetchone()
-    (readings,) = conn.execute("SELECT coalesce(sum(n_readings), 0) FROM bundles").fetchone()
-    (outbox,) = conn.execute("SELECT count(*) FROM uplink_outbox WHERE sent_at IS NULL").fetchone()
-    (batches,) = conn.execute("SELECT count(*) FROM batches").fetchone()
+    totals = status_store.totals(conn)
     return {
         "time": now,
         "devices": devices,
         "counts": {
             "devices": len(devices),
             "devices_silent": sum(1 for d in devices if d["silent"]),
-            "bundles": bundles,
-            "readings": readings,
-            "unbatched": unbatched,
-            "batches": batches,
+            "bundles": totals.bundles,
+            "readings": totals.readings,
+            "unbatched": totals.unbatched,
+            "batches": totals.batches,
             "rejections": bundle_store.count_by_reason(conn),
             "rejections_unstored": rejections.unstored_by_reason(conn),  # rate-limited or pruned
         },
-        "outbox_depth": outbox,
+        "outbox_depth": totals.outbox,
         "uplink": batch_store.uplink_summary(conn),
     }
 
@@ -103,10 +99,6 @@ async def _proof(request: web.Request) -> web.Response:
         bundle_hash = b""
     if len(bundle_hash) != 32:
         return web.json_response({"error": "a bundle hash is 64 hex digits"}, status=400)
-    try:
-        proofs = importlib.import_module("pinseal_gateway.proofs")
-    except ImportError:
-        return web.json_response({"error": "proofs are not available in this build"}, status=503)
     proof = await ctx.db.run(proofs.proof_for, bundle_hash)
     if proof is None:
         return web.json_response({"error": "unknown bundle"}, status=404)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.store import devices as device_store
 
 if TYPE_CHECKING:
     from pinseal_gateway.context import GatewayContext
@@ -43,24 +44,16 @@ def silent_devices(
 ) -> list[SilentDevice]:
     """Registered, non-revoked devices whose last bundle is older than their silence threshold.
 
-    Last bundle = `device_state.last_seen`, or the newest `bundles.received_at` if the state row has no
-    time; the per-device interval is `devices.expected_interval_s`, else `default_interval_s`.
-    Ordered by key id so reports and logs are stable.
+    Last bundle as `store.devices.last_heard` reads it; the per-device interval is
+    `devices.expected_interval_s`, else `default_interval_s`. Ordered by key id.
     """
-    rows = conn.execute(
-        "SELECT d.kid, d.label, d.added_at, d.expected_interval_s, "
-        "  COALESCE(s.last_seen, (SELECT MAX(b.received_at) FROM bundles b WHERE b.kid = d.kid)) "
-        "FROM devices d LEFT JOIN device_state s ON s.kid = d.kid "
-        "WHERE d.revoked_at IS NULL ORDER BY d.kid"
-    ).fetchall()
     silent = []
-    for kid, label, added_at, interval, last_seen in rows:
-        expected = float(interval) if interval else float(default_interval_s)
-        since = float(last_seen) if last_seen is not None else float(added_at)
+    for device in device_store.last_heard(conn):
+        expected = float(device.expected_interval_s or default_interval_s)
+        since = device.last_seen if device.last_seen is not None else device.added_at
         silent_for = now - since
         if silent_for > silent_after_intervals * expected:
-            last = None if last_seen is None else float(last_seen)
-            silent.append(SilentDevice(bytes(kid), label, last, expected, silent_for))
+            silent.append(SilentDevice(device.kid, device.label, device.last_seen, expected, silent_for))
     return silent
 
 

@@ -1,36 +1,23 @@
-"""One received message to a verdict: protocol checks, registry, time sanity (`check_message`), then
-history (`classify_history`, which needs the store and so runs in the database thread).
+"""One received message to a verdict: protocol checks, registry, time sanity (`check_message`).
 
-Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or
-`Rejected` with one reason of docs/protocol.md §8. A bug in a decoder is still reported as a rejection
-(`malformed`, with the exception in the detail and logged), so one poisonous message can never stop
-the pipeline or be acked as accepted.
+The checks against stored history come later, in the database thread (`store.bundles.classify_history`).
+
+Nothing here raises for bad input: every message becomes `Checked` (verified, maybe time-flagged) or a
+`Rejection` (one reason of docs/protocol.md §8, with the evidence the rejections table keeps). A bug in
+a decoder is still reported as a rejection (`malformed`, with the exception in the detail and logged),
+so one poisonous message can never stop the pipeline or be acked as accepted.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from pinseal_gateway.store import bundles as store
+from pinseal_gateway.registry import Registry
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import fastbundle, history, sodium
-from pinseal_protocol.bundle import Bundle
-from pinseal_protocol.errors import (
-    BadSignature,
-    RejectedMessage,
-    Revoked,
-    TooLarge,
-    UnknownDevice,
-    WrongTopic,
-)
-from pinseal_protocol.fastbundle import FastBundle
-from pinseal_protocol.history import StoredBundle, Verdict
+from pinseal_protocol.bundle import Bundle, Row
+from pinseal_protocol.errors import RejectedMessage, TooLarge, WrongTopic
 
 log = logging.getLogger(__name__)
 
@@ -49,62 +36,25 @@ class Limits:
     max_age_s: int = 2592000
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryEntry:
-    public_key: Ed25519PublicKey
-    revoked: bool
-
-
-class Registry:
-    """The devices allowed to send, as loaded public keys; replaced whole when the devices table changes."""
-
-    def __init__(self, entries: Mapping[bytes, RegistryEntry] | None = None) -> None:
-        self._entries = dict(entries or {})
-        # Raw key bytes for libsodium on the fast path, encoded once per registry load.
-        self._raw = {kid: entry.public_key.public_bytes_raw() for kid, entry in self._entries.items()}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def resolve(self, kid: bytes) -> Ed25519PublicKey:
-        """`verify_bundle`'s key resolver: UnknownDevice / Revoked before any signature work."""
-        entry = self._entries.get(kid)
-        if entry is None:
-            raise UnknownDevice(f"kid {kid.hex()} is not registered")
-        if entry.revoked:
-            raise Revoked(f"kid {kid.hex()} is revoked")
-        return entry.public_key
-
-    def resolve_raw(self, kid: bytes) -> bytes:
-        """Like `resolve`, the raw 32-byte public key (for `pinseal_protocol.sodium`)."""
-        self.resolve(kid)
-        return self._raw[kid]
-
-    def to_raw(self) -> dict[bytes, tuple[bytes, bool]]:
-        """kid -> (raw public key, revoked): the registry as sent to a verify worker process."""
-        return {kid: (self._raw[kid], entry.revoked) for kid, entry in self._entries.items()}
-
-
-ReadingRow = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
-"""A `readings` table row: (bundle hash, kid, seq, time, name, unit, value text, error string)."""
-
-
-@dataclass(slots=True)  # built per bundle twice (worker, gateway): see FastBundle on frozen
+@dataclass(slots=True)  # built per bundle twice (worker, gateway): see Bundle on frozen
 class Checked:
     """A message whose bundle passed every stateless check, with its readings as table rows.
 
-    The rows are built here, in the verification thread, so the database thread only inserts them.
-    `bundle` is a `FastBundle` when the bytes had the device layout (the common case), else the generic
-    path's `Bundle`; both carry the same fields the store needs.
+    The rows are built while verifying (in the verify worker), so the database thread only inserts them.
     """
 
-    bundle: Bundle | FastBundle
+    bundle: Bundle
     time_flag: str | None  # None, "future" or "stale"
-    rows: Sequence[ReadingRow]
+    rows: Sequence[Row]
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejection:
+    """A message refused before any history check: what its row in the rejections table holds.
+
+    Not an exception (protocol's `RejectedMessage` is what the checks raise; this is the verdict).
+    """
+
     reason: str
     detail: str
     kid: bytes | None  # the topic's key id (the authenticated publisher) when it parses
@@ -124,14 +74,8 @@ def topic_kid(topic: str) -> bytes | None:
         return None
 
 
-def time_flag(bundle: Bundle, now: float, limits: Limits) -> str | None:
+def time_flag(time_source: int, min_time: int, max_time: int, now: float, limits: Limits) -> str | None:
     """'future' / 'stale' when a reading's clock time is implausible; None when fine or not a clock time."""
-    times = [reading.time for reading in bundle.readings]
-    return time_flag_of(bundle.time_source, min(times), max(times), now, limits)
-
-
-def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, limits: Limits) -> str | None:
-    """`time_flag` from a bundle's earliest and latest reading times."""
     if time_source not in TIME_SOURCES_WITH_CLOCK:
         return None
     if max_time > now + limits.max_future_s:
@@ -141,46 +85,9 @@ def time_flag_of(time_source: int, min_time: int, max_time: int, now: float, lim
     return None
 
 
-def reading_rows(bundle: Bundle) -> list[ReadingRow]:
-    """The `readings` rows of a bundle decoded by the generic path (one per SenML record)."""
-    bundle_hash, kid, seq = bundle.bundle_hash, bundle.kid, bundle.seq
-    return [
-        (
-            bundle_hash,
-            kid,
-            seq + index,
-            reading.time,
-            record.name,
-            record.unit,
-            None if record.value is None else str(record.value),
-            record.string_value,
-        )
-        for index, reading in enumerate(bundle.readings)
-        for record in reading.records
-    ]
-
-
-def _check_fast(fast: FastBundle, kid: bytes, registry: Registry, limits: Limits, now: float) -> Checked:
-    """The rest of `verify_bundle`'s chain for a bundle the fast path parsed: topic, registry, signature.
-
-    The fast path accepted only bytes every structural and encoding check passes, so these are the
-    only checks left, in the same order as the generic path (docs/protocol.md §8).
-    """
-    if fast.kid != kid:
-        raise WrongTopic(f"kid {fast.kid.hex()} arrived on the topic of {kid.hex()}")
-    public_key = registry.resolve_raw(kid)
-    try:
-        # libsodium: twice OpenSSL's speed, GIL released; same verdicts (see pinseal_protocol.sodium).
-        sodium.verify(public_key, fast.signature, fast.signed)
-    except InvalidSignature as exc:
-        raise BadSignature("Ed25519 signature does not verify") from exc
-    flag = time_flag_of(fast.time_source, fast.min_time, fast.max_time, now, limits)
-    return Checked(fast, flag, fast.rows)
-
-
 def check_message(
     topic: str, payload: bytes, registry: Registry, limits: Limits, now: float
-) -> Checked | Rejected:
+) -> Checked | Rejection:
     """Every check that needs no stored history, in docs/protocol.md §8 order; never raises."""
     kid = topic_kid(topic)
     try:
@@ -190,29 +97,13 @@ def check_message(
             # Checked after the size (§8 order) but before decoding: a message not on a device's up
             # topic is addressed to nobody we know.
             raise WrongTopic(f"not a device up topic: {topic[:100]!r}")
-        fast = fastbundle.parse(payload)
-        if fast is not None:
-            return _check_fast(fast, kid, registry, limits, now)
-        bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid)
+        bundle = pbundle.verify_bundle(payload, registry.resolve, topic_kid=kid, raw_key=registry.resolve_raw)
     except RejectedMessage as exc:
-        return Rejected(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
+        return Rejection(exc.reason, exc.detail, kid, bytes(payload[:EVIDENCE_LIMIT]))
     except Exception as exc:  # a decoder bug must not take the gateway down or let the message through
         log.exception(
             "verifier failed on a message from %s; rejecting it as malformed", kid.hex() if kid else "?"
         )
-        return Rejected("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
-    return Checked(bundle, time_flag(bundle, now, limits), reading_rows(bundle))
-
-
-def classify_history(
-    conn: sqlite3.Connection, state: store.DeviceState, bundle: Bundle | FastBundle
-) -> Verdict:
-    """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
-
-    The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor
-    overlap a stored bundle nor lie below the high-water mark, so `history.classify` would say NEW.
-    """
-    if state.high_seq is None or bundle.seq > state.high_seq:
-        return Verdict.NEW
-    stored = store.history_for(conn, bundle.kid, bundle.seq, bundle.last_seq, bundle.prev, bundle.link)
-    return history.classify(StoredBundle.of(bundle), stored)
+        return Rejection("malformed", f"verifier error: {exc!r}"[:200], kid, bytes(payload[:EVIDENCE_LIMIT]))
+    flag = time_flag(bundle.time_source, bundle.min_time, bundle.max_time, now, limits)
+    return Checked(bundle, flag, bundle.rows)

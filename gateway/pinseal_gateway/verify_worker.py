@@ -7,8 +7,9 @@ verifies whole groups on the other core instead; the gateway process only pickle
 and payloads over and unpickles compact verdicts back.
 
 The worker runs `verify.check_message`, the same code the in-process path runs, against a copy of the
-registry. The registry is sent with a version number only when it changed (or the worker is new); a
-worker asked to check against a version it does not hold raises `StaleRegistry` and the caller resends.
+registry (`verifier.Verifier` drives it and falls back to that path). The registry is sent with a
+version number only when it changed (or the worker is new); a worker asked to check against a version
+it does not hold raises `StaleRegistry` and the caller resends.
 Anything going wrong with the process (it died, cannot start) makes the caller check that group in its
 own thread and start a fresh worker for the next: verification never depends on the worker being up.
 """
@@ -19,20 +20,39 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import NamedTuple
 
-from pinseal_gateway.verify import Checked, Limits, Registry, RegistryEntry, Rejected, check_message
-from pinseal_protocol import keys
-from pinseal_protocol.bundle import Status
-from pinseal_protocol.fastbundle import FastBundle
+from pinseal_gateway.registry import RawRegistry, Registry
+from pinseal_gateway.verify import Checked, Limits, Rejection, check_message
+from pinseal_protocol.bundle import Bundle, Row, Status
 
-RawRegistry = Mapping[bytes, tuple[bytes, bool]]
-"""kid -> (raw 32-byte public key, revoked): what crosses the process boundary."""
 
-Packed = Rejected | Checked | tuple[Any, ...]
-"""A verdict as it comes back: a fast-path `Checked` is flattened (see `_pack`), the rest as is."""
+class CheckedRecord(NamedTuple):
+    """A `Checked` as it crosses back from the worker: the fields the gateway stores, flat.
+
+    No payload (the gateway has the bytes), no signature (checked in the worker), no objects beyond
+    the status tuple: a tuple pickles and unpickles far cheaper than a `Checked` holding a `Bundle`.
+    """
+
+    kid: bytes
+    boot: int
+    seq: int
+    n_readings: int
+    last_seq: int
+    prev: bytes
+    status: tuple[int, int, int, int, int]  # a `Status`, as its fields
+    time_source: int
+    rows: Sequence[Row]
+    min_time: int
+    max_time: int
+    bundle_hash: bytes
+    time_flag: str | None
+
+
+Packed = Rejection | Checked | CheckedRecord
+"""A verdict as it comes back: a `Checked` as a `CheckedRecord`, a `Rejection` as is."""
 
 PARENT_CHECK_S = 0.5
 
@@ -50,24 +70,19 @@ def check_group(
     """In the worker: `check_message` for each (topic, payload), against registry `version`."""
     global _registry, _version
     if registry is not None:
-        _registry = Registry(
-            {
-                kid: RegistryEntry(keys.load_public_key(raw), revoked)
-                for kid, (raw, revoked) in registry.items()
-            }
-        )
+        _registry = Registry.from_raw(registry)
         _version = version
     elif version != _version or _registry is None:
         raise StaleRegistry(f"worker holds registry {_version}, asked for {version}")
     return [_pack(check_message(topic, payload, _registry, limits, now)) for topic, payload in items]
 
 
-def _pack(result: Checked | Rejected) -> Packed:
-    """A fast-path verdict as a flat tuple: no payload copies (the caller has the bytes), no objects."""
-    if isinstance(result, Checked) and isinstance(result.bundle, FastBundle):
+def _pack(result: Checked | Rejection) -> Packed:
+    """A `Checked` as a `CheckedRecord`; a `Rejection` as is."""
+    if isinstance(result, Checked):
         b = result.bundle
         status = b.status
-        return (
+        return CheckedRecord(  # positional: a keyword call costs twice as much, once per bundle
             b.kid,
             b.boot,
             b.seq,
@@ -85,31 +100,29 @@ def _pack(result: Checked | Rejected) -> Packed:
     return result
 
 
-def unpack(packed: Packed, payload: bytes) -> Checked | Rejected:
-    """In the gateway: the verdict `_pack` flattened, with `payload` as the bundle's raw bytes."""
-    if not isinstance(packed, tuple):
+def unpack(packed: Packed, payload: bytes) -> Checked | Rejection:
+    """In the gateway: the verdict `_pack` sent, with `payload` as the bundle's raw bytes."""
+    if not isinstance(packed, CheckedRecord):
         return packed
-    kid, boot, seq, n, last_seq, prev, status, time_source, rows, min_time, max_time, bundle_hash, flag = (
-        packed
-    )
-    bundle = FastBundle(  # positional: a keyword call costs twice as much, once per bundle
-        kid,
-        boot,
-        seq,
-        n,
-        last_seq,
-        prev,
-        Status(*status),
-        time_source,
+    rows = packed.rows
+    bundle = Bundle(  # positional: a keyword call costs twice as much, once per bundle
+        packed.kid,
+        packed.boot,
+        packed.seq,
+        packed.n_readings,
+        packed.last_seq,
+        packed.prev,
+        Status(*packed.status),
+        packed.time_source,
         rows,
-        min_time,
-        max_time,
-        bundle_hash,
+        packed.min_time,
+        packed.max_time,
+        packed.bundle_hash,
         bytes(payload),
         b"",  # signed, signature: checked in the worker; nothing after verification reads them
         b"",
     )
-    return Checked(bundle, flag, rows)
+    return Checked(bundle, packed.time_flag, rows)
 
 
 def new_pool() -> ProcessPoolExecutor:

@@ -56,6 +56,18 @@ def test_a_readable_key_is_refused(tmp_path):
         load_gateway_key(path)
 
 
+def test_pubkey_prints_the_public_half_only(config_file, capsys):
+    code, _, err = run(capsys, "pubkey", "--config", str(config_file))
+    assert code == 1 and "keygen" in err  # no key yet: the same one-line error as `run`
+    run(capsys, "keygen", "--config", str(config_file))
+    public = keys.public_key_bytes(load_gateway_key(config_file.parent / "data" / "gateway.key"))
+    code, out, _ = run(capsys, "pubkey", "--config", str(config_file))
+    assert (code, out) == (0, public.hex() + "\n")
+    code, out, _ = run(capsys, "pubkey", "--json", "--config", str(config_file))
+    assert code == 0
+    assert json.loads(out) == {"kid": keys.key_id_hex(public), "public_key": public.hex()}
+
+
 def test_run_refuses_to_start_without_a_safe_key(config_file, capsys):
     code, _, err = run(capsys, "run", "--config", str(config_file))
     assert code == 1 and "keygen" in err

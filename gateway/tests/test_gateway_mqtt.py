@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from pinseal_gateway.pipeline import Message
+from pinseal_gateway.link import Message
+from pinseal_gateway.metrics import Metrics
 from pinseal_protocol import bundle as pbundle
 
 
@@ -299,7 +300,7 @@ def test_ingest_splits_any_chunking_into_the_packets_sent(items, cuts):
     from pinseal_gateway.intake.mqtt import MqttIngest
 
     pipeline = _CollectingPipeline()
-    ingest = MqttIngest(MqttSection(), None, pipeline)  # type: ignore[arg-type]
+    ingest = MqttIngest(MqttSection(), None, pipeline, Metrics())  # type: ignore[arg-type]
     sock = object()
     ingest._sock = sock  # type: ignore[assignment]
     stream = b""
@@ -332,7 +333,7 @@ def test_settle_writes_one_puback_per_current_qos1_message():
         def add_writer(self, sock, callback):
             self.writer = (sock, callback)
 
-    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline())  # type: ignore[arg-type]
+    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline(), Metrics())  # type: ignore[arg-type]
     sock = object()
     ingest._sock = sock  # type: ignore[assignment]
     ingest._loop = _Loop()  # type: ignore[assignment]
@@ -397,7 +398,7 @@ def test_acks_published_while_disconnected_go_out_as_resends_after_the_connack()
         def add_writer(self, sock, callback):
             self.writer = (sock, callback)
 
-    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline())  # type: ignore[arg-type]
+    ingest = MqttIngest(MqttSection(), None, _CollectingPipeline(), Metrics())  # type: ignore[arg-type]
     ingest._loop = _Loop()  # type: ignore[assignment]
     ingest.publish_acks([(bytes(16), b"ack-1"), (b"\x01" * 16, b"ack-2")])
     assert bytes(ingest.client.wbuf) == b"" and len(ingest.acks_in_flight) == 2

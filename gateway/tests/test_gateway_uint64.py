@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pinseal_gateway import cli, pipeline, silence
+from pinseal_gateway import cli, silence, verifier
 from pinseal_gateway.config import from_mapping
 from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.link import Message
 from pinseal_gateway.metrics import Metrics
-from pinseal_gateway.pipeline import Message, Pipeline
+from pinseal_gateway.pipeline import Pipeline
 from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store import db as store_db
 from pinseal_gateway.store import devices as device_store
@@ -171,9 +172,9 @@ async def drive(db: Database, payloads: list[bytes], *, timeout: float = 10.0) -
     config = from_mapping({"pipeline": {"max_group": 500, "verify_process": False}})
     ctx = GatewayContext(config, db, GATEWAY_KEY, keys.key_id(GATEWAY_KEY.public_key()), Metrics())
     transport = FakeTransport()
-    pipe = Pipeline(ctx, transport)
+    pipe = Pipeline(ctx)
     for i, payload in enumerate(payloads):
-        await pipe.submit(Message(TOPIC, payload, time.time(), i))
+        await pipe.submit(Message(TOPIC, payload, time.time(), i, transport))
     stop = asyncio.Event()
     task = asyncio.create_task(pipe.run(stop))
     deadline = time.monotonic() + timeout
@@ -250,7 +251,7 @@ def test_one_raising_message_in_a_group_of_100_costs_only_that_message(monkeypat
         chain.append(raw)
         prev = pbundle.link_of(raw)
     bad = chain[50]
-    real_check = pipeline.check_message
+    real_check = verifier.check_message
 
     def check(topic: str, payload: bytes, *args: object) -> object:
         checked = real_check(topic, payload, *args)  # type: ignore[arg-type]
@@ -258,7 +259,7 @@ def test_one_raising_message_in_a_group_of_100_costs_only_that_message(monkeypat
             return Checked(checked.bundle, checked.time_flag, RaisingRows())  # type: ignore[arg-type]
         return checked
 
-    monkeypatch.setattr(pipeline, "check_message", check)
+    monkeypatch.setattr(verifier, "check_message", check)
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(Path(tmp) / "gateway.sqlite")
         try:

@@ -29,7 +29,7 @@ from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.store import batches
 from pinseal_gateway.store.db import Database
-from pinseal_gateway.uplink import Outcome, SendResult, run_uplink
+from pinseal_gateway.uplink import SendOutcome, SendResult, run_uplink
 from pinseal_gateway.uplink.http import HttpUplink, classify
 from pinseal_gateway.uplink.mqtt import BATCH_HASH_PROPERTY, MqttUplink
 from pinseal_gateway.uplink.outbox import OutboxDrainer, backoff_delay
@@ -187,19 +187,19 @@ def test_backoff_grows_and_is_jittered_within_bounds():
 
 
 def test_documented_ingest_answers_map_to_outcomes():
-    assert classify(200, '{"status": "stored", "batch_hash": "ab"}').outcome is Outcome.SENT
-    assert classify(200, '{"status": "duplicate", "batch_hash": "ab"}').outcome is Outcome.SENT
+    assert classify(200, '{"status": "stored", "batch_hash": "ab"}').outcome is SendOutcome.SENT
+    assert classify(200, '{"status": "duplicate", "batch_hash": "ab"}').outcome is SendOutcome.SENT
     gap = classify(409, '{"reason": "chain_gap", "expected": 4, "detail": "x"}')
-    assert gap.outcome is Outcome.RESEND_FROM and gap.expected == 4
-    assert classify(409, '{"reason": "conflict", "detail": "x"}').outcome is Outcome.CONFLICT
+    assert gap.outcome is SendOutcome.RESEND_FROM and gap.expected == 4
+    assert classify(409, '{"reason": "conflict", "detail": "x"}').outcome is SendOutcome.CONFLICT
     for status in (400, 403):
-        assert classify(status, '{"reason": "bad_proof"}').outcome is Outcome.REJECTED
+        assert classify(status, '{"reason": "bad_proof"}').outcome is SendOutcome.REJECTED
     # issue 11 #2: the same bytes can never pass a 413 or a 422; the outbox reseals instead of retrying
-    assert classify(413, '{"reason": "too_large"}').outcome is Outcome.TOO_LARGE
-    assert classify(422, '{"reason": "bad_proof"}').outcome is Outcome.REFUSED
+    assert classify(413, '{"reason": "too_large"}').outcome is SendOutcome.TOO_LARGE
+    assert classify(422, '{"reason": "bad_proof"}').outcome is SendOutcome.REFUSED
     for status in (500, 502, 503, 504, 429, 408):
-        assert classify(status, "oops").outcome is Outcome.RETRY
-    assert classify(409, '{"reason": "chain_gap"}').outcome is Outcome.RETRY  # unusable: do not guess
+        assert classify(status, "oops").outcome is SendOutcome.RETRY
+    assert classify(409, '{"reason": "chain_gap"}').outcome is SendOutcome.RETRY  # unusable: do not guess
 
 
 # ---- HTTP to the real ingest ---------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def test_run_uplink_task_drains_and_stops(db, ingest):
 def test_the_stored_body_is_sent_byte_for_byte_on_every_attempt(db):
     seal_batches(db, 2)
     stored = db.run_sync(lambda c: c.execute("SELECT body FROM uplink_outbox ORDER BY batch_no").fetchall())
-    recorder = Recorder(SendResult.retry("x"), SendResult.retry("y"), SendResult(Outcome.REJECTED, "403"))
+    recorder = Recorder(SendResult.retry("x"), SendResult.retry("y"), SendResult(SendOutcome.REJECTED, "403"))
     clock = Clock()
     asyncio.run(drain(OutboxDrainer(make_ctx(db), recorder, clock=clock), clock))
     bodies = [body for _, body in recorder.sent]

@@ -37,7 +37,7 @@ from pinseal_gateway.config import ConfigError, GatewayConfig, from_mapping
 from pinseal_gateway.http_api import build_status
 from pinseal_gateway.store import batches
 from pinseal_gateway.store.db import Database
-from pinseal_gateway.uplink import Outcome
+from pinseal_gateway.uplink import SendOutcome
 from pinseal_gateway.uplink.http import HttpUplink, classify
 from pinseal_gateway.uplink.outbox import OutboxDrainer
 from pinseal_protocol import batch, keys
@@ -225,25 +225,25 @@ ANSWERS = st.one_of(
 @given(status=st.integers(0, 999), text=ANSWERS)
 def test_classify_maps_any_answer_without_raising(status, text):
     result = classify(status, text)
-    assert isinstance(result.outcome, Outcome)
+    assert isinstance(result.outcome, SendOutcome)
     if status == 200:
-        assert result.outcome is Outcome.SENT
+        assert result.outcome is SendOutcome.SENT
     elif status == 413:
-        assert result.outcome is Outcome.TOO_LARGE
+        assert result.outcome is SendOutcome.TOO_LARGE
         assert result.limit is None or (type(result.limit) is int and result.limit > 0)
     elif status == 422:
-        assert result.outcome is Outcome.REFUSED
+        assert result.outcome is SendOutcome.REFUSED
         for refused in result.refused:
             assert refused.bundle_hash is None or len(refused.bundle_hash) == 32
             assert refused.bundle_index is None or refused.bundle_index >= 0
             assert refused.bundle_hash is not None or refused.bundle_index is not None
             assert isinstance(refused.reason, str) and isinstance(refused.held, bool)
     elif status == 409:
-        assert result.outcome in (Outcome.RESEND_FROM, Outcome.CONFLICT, Outcome.RETRY)
+        assert result.outcome in (SendOutcome.RESEND_FROM, SendOutcome.CONFLICT, SendOutcome.RETRY)
     elif status >= 500 or status in (408, 425, 429) or not 400 <= status < 500:
-        assert result.outcome is Outcome.RETRY
+        assert result.outcome is SendOutcome.RETRY
     else:
-        assert result.outcome is Outcome.REJECTED
+        assert result.outcome is SendOutcome.REJECTED
 
 
 REASONS = st.text(min_size=1, max_size=20)  # the ingest's reason words are never empty
@@ -264,7 +264,7 @@ def test_classify_reads_every_refused_bundle_of_a_422(entries):
     result = classify(422, json.dumps({"reason": "x", "detail": "y", "refused": refused}))
     assert [(r.bundle_index, r.bundle_hash, r.reason, r.held) for r in result.refused] == entries
     limited = classify(413, json.dumps({"reason": "too_large", "limit": 4096}))
-    assert (limited.outcome, limited.limit) == (Outcome.TOO_LARGE, 4096)
+    assert (limited.outcome, limited.limit) == (SendOutcome.TOO_LARGE, 4096)
 
 
 # ---- with the real ingest --------------------------------------------------------------------------------

@@ -13,17 +13,15 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pinseal_gateway.config import from_mapping
-from pinseal_gateway.context import GatewayContext
-from pinseal_gateway.metrics import Metrics
-from pinseal_gateway.pipeline import Message, Pipeline
-from pinseal_gateway.verify import Checked, Registry, RegistryEntry, Rejected
+from pinseal_gateway.link import Message
+from pinseal_gateway.registry import Registry, RegistryEntry
+from pinseal_gateway.verifier import Verifier
+from pinseal_gateway.verify import Checked, Limits, Rejection
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import dcbor, keys
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.senml import Reading, Record
 
-GATEWAY_KEY = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32)
 DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes([3]) * 32)
 DEVICE_KID = keys.key_id(DEVICE_KEY.public_key())
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes([4]) * 32)
@@ -65,23 +63,20 @@ def mixed_group() -> list[Message]:
         (TOPIC, b"\xff" * 3000),
         (TOPIC, b"garbage"),
     ]
-    return [Message(topic, payload, time.time(), i) for i, (topic, payload) in enumerate(items)]
+    return [Message(topic, payload, time.time(), i, None) for i, (topic, payload) in enumerate(items)]  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
-    ctx = GatewayContext(
-        from_mapping({}), None, GATEWAY_KEY, keys.key_id(GATEWAY_KEY.public_key()), Metrics()
-    )  # type: ignore[arg-type]
-    pipe = Pipeline(ctx, None)
+def verifier() -> Iterator[Verifier]:
+    checker = Verifier(Limits(), use_process=True)
     try:
-        yield pipe
+        yield checker
     finally:
-        pipe._stop_worker(wait=True)
+        checker.close()
 
 
-def summary(result: Checked | Rejected) -> tuple[object, ...]:
-    if isinstance(result, Rejected):
+def summary(result: Checked | Rejection) -> tuple[object, ...]:
+    if isinstance(result, Rejection):
         return ("rejected", result.reason, result.kid, result.evidence)
     b = result.bundle
     return (
@@ -102,11 +97,11 @@ def summary(result: Checked | Rejected) -> tuple[object, ...]:
     )
 
 
-def test_worker_verdicts_are_the_in_process_verdicts(pipeline: Pipeline) -> None:
+def test_worker_verdicts_are_the_in_process_verdicts(verifier: Verifier) -> None:
     group = mixed_group()
-    in_process = [summary(c) for c in pipeline._check_group(group, REGISTRY)]
-    in_worker = [summary(c) for c in pipeline._check_in_worker(group, REGISTRY, 1)]
-    assert pipeline._worker is not None, "the worker was used"
+    in_process = [summary(c) for c in verifier.check_here(group, REGISTRY)]
+    in_worker = [summary(c) for c in verifier.check_blocking(group, REGISTRY, 1)]
+    assert verifier._worker is not None, "the worker was used"
     assert in_worker == in_process
     assert [s[0] for s in in_worker[:2]] == ["checked", "checked"]
     assert {s[1] for s in in_worker[2:]} == {
@@ -118,28 +113,28 @@ def test_worker_verdicts_are_the_in_process_verdicts(pipeline: Pipeline) -> None
     }
 
 
-def test_worker_follows_registry_versions(pipeline: Pipeline) -> None:
+def test_worker_follows_registry_versions(verifier: Verifier) -> None:
     group = mixed_group()[:1]
-    assert isinstance(pipeline._check_in_worker(group, REGISTRY, 1)[0], Checked)
-    assert pipeline._check_in_worker(group, REVOKED, 2)[0].reason == "revoked"  # type: ignore[union-attr]
-    assert pipeline._check_in_worker(group, REVOKED, 2)[0].reason == "revoked"  # type: ignore[union-attr]
-    # The pipeline believes the worker holds a version it does not: the worker says so, gets it resent.
-    pipeline._worker_version = 3
-    assert isinstance(pipeline._check_in_worker(group, REGISTRY, 3)[0], Checked)
+    assert isinstance(verifier.check_blocking(group, REGISTRY, 1)[0], Checked)
+    assert verifier.check_blocking(group, REVOKED, 2)[0].reason == "revoked"  # type: ignore[union-attr]
+    assert verifier.check_blocking(group, REVOKED, 2)[0].reason == "revoked"  # type: ignore[union-attr]
+    # The verifier believes the worker holds a version it does not: the worker says so, gets it resent.
+    verifier._worker_version = 3
+    assert isinstance(verifier.check_blocking(group, REGISTRY, 3)[0], Checked)
 
 
-def test_dead_worker_falls_back_and_is_replaced(pipeline: Pipeline) -> None:
+def test_dead_worker_falls_back_and_is_replaced(verifier: Verifier) -> None:
     group = mixed_group()
-    expected = [summary(c) for c in pipeline._check_group(group, REGISTRY)]
-    assert [summary(c) for c in pipeline._check_in_worker(group, REGISTRY, 1)] == expected
-    worker = pipeline._worker
+    expected = [summary(c) for c in verifier.check_here(group, REGISTRY)]
+    assert [summary(c) for c in verifier.check_blocking(group, REGISTRY, 1)] == expected
+    worker = verifier._worker
     assert worker is not None
     for process in list(worker._processes.values()):  # type: ignore[union-attr]
         process.kill()
         process.join()
-    assert [summary(c) for c in pipeline._check_in_worker(group, REGISTRY, 1)] == expected
-    assert [summary(c) for c in pipeline._check_in_worker(group, REGISTRY, 1)] == expected
-    assert pipeline._worker is not None and pipeline._worker is not worker
+    assert [summary(c) for c in verifier.check_blocking(group, REGISTRY, 1)] == expected
+    assert [summary(c) for c in verifier.check_blocking(group, REGISTRY, 1)] == expected
+    assert verifier._worker is not None and verifier._worker is not worker
 
 
 def test_worker_exits_when_the_gateway_is_killed(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""A fast path for the one byte layout honest devices produce, next to the generic `bundle.verify_bundle`.
+"""A fast path for the one byte layout honest devices produce, beside the generic decoder in `bundle`.
 
 A receiver handling thousands of bundles per second spends most of its time, after the signature, in
 generic strict decoding: cbor2 decodes, then the value is re-encoded to prove the bytes deterministic
@@ -8,21 +8,18 @@ turns those into table rows. A device always writes one layout: tag 18, the prot
 and SenML records with labels among n, u, v/vs and bt. `parse` reads exactly that layout in one pass
 over the bytes, checking every head is the shortest form and every map key in order as it goes.
 
-Its contract is one-sided: it returns a `FastBundle` only when the generic path would accept the same
-bytes (signature aside) with the same fields; anything else, including every malformed, non-deterministic
-or merely unusual (but valid) input, returns None and goes to the generic path, which alone decides
-rejections and their reasons. A property test holds the two paths to that over generated and mutated
-bundles (protocol/tests/test_fastbundle.py).
+`bundle.verify_bundle` tries it first. Its contract is one-sided: it returns a `Bundle` only when the
+generic path would accept the same bytes (signature aside) with the same fields; anything else, including
+every malformed, non-deterministic or merely unusual (but valid) input, returns None and goes to the
+generic path, which alone decides rejections and their reasons. A property test holds the two paths to
+that over generated and mutated bundles (protocol/tests/test_fastbundle.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
-from pinseal_protocol.bundle import MAX_SIZE, MAX_UINT, PREV_SIZE, Status
-from pinseal_protocol.dcbor import DecimalFraction
-from pinseal_protocol.senml import Reading, Record
+from pinseal_protocol.bundle import MAX_SIZE, MAX_UINT, Bundle, Row, Status
 
 # d2: tag 18; 84: array(4); 55: bstr(21), the protected header a2 01 27 04 50 <kid>: {1: -8, 4: h'kid'}
 _PREFIX = b"\xd2\x84\x55\xa2\x01\x27\x04\x50"
@@ -30,12 +27,6 @@ _KID_END = len(_PREFIX) + 16
 _SIG_HEAD = b"\x58\x40"  # bstr(64)
 _SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"  # ["Signature1", ...
 _EMPTY_BSTR = b"\x40"
-
-Row = tuple[bytes, bytes, int, int, str, str | None, str | None, str | None]
-"""One per SenML record: (bundle hash, kid, the reading's seq, its time, name, unit, value text, error
-string), the value text being `str()` of the int or DecimalFraction as `str(Record.value)` gives it:
-the row a gateway stores, built here because building it afterwards costs as much again."""
-
 
 # Names and units repeat in every reading: their short encodings (head + UTF-8) map to the decoded text.
 # Bounded, so a flood of distinct names cannot grow it without limit.
@@ -45,67 +36,6 @@ _TEXTS_MAX = 4096
 
 class _Slow(Exception):
     """The bytes leave the fast layout: the generic path decides."""
-
-
-@dataclass(slots=True)
-class FastBundle:
-    """A bundle parsed by the fast path: the fields of `bundle.Bundle`, its readings as rows.
-
-    `signed` is the COSE Sig_structure (RFC 9052 §4.4) the device's `signature` covers: the caller
-    verifies it against the key registered for `kid` before trusting any other field.
-
-    Not frozen, though nothing changes it after parsing: one is built per bundle twice (in the verify
-    worker and again in the gateway), and a frozen dataclass's __init__ (object.__setattr__ per field)
-    took 2.5 us of the 0.4 us a plain slots __init__ takes.
-    """
-
-    kid: bytes
-    boot: int
-    seq: int
-    n_readings: int
-    last_seq: int
-    prev: bytes
-    status: Status
-    time_source: int
-    rows: tuple[Row, ...]
-    min_time: int
-    max_time: int
-    bundle_hash: bytes
-    raw: bytes
-    signed: bytes
-    signature: bytes
-
-    @property
-    def link(self) -> bytes:
-        """What the next bundle's `prev` holds: the first 16 bytes of the bundle hash."""
-        return self.bundle_hash[:PREV_SIZE]
-
-    def readings(self) -> tuple[Reading, ...]:
-        """The readings as `bundle.Bundle` holds them (for comparisons; the hot path uses `rows`)."""
-        readings: list[Reading] = []
-        current: list[Record] = []
-        index = -1
-        time = 0
-        for _hash, _kid, row_seq, row_time, name, unit, value, error in self.rows:
-            row_index = row_seq - self.seq
-            if row_index != index:
-                if current:
-                    readings.append(Reading(time, tuple(current)))
-                index, time, current = row_index, row_time, []
-            if error is not None:
-                current.append(Record(name, unit, string_value=error))
-            else:
-                assert value is not None
-                current.append(Record(name, unit, value=_value_of(value)))
-        readings.append(Reading(time, tuple(current)))
-        return tuple(readings)
-
-
-def _value_of(text: str) -> int | DecimalFraction:
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return DecimalFraction(int(exponent), int(mantissa))
-    return int(text)
 
 
 def _arg(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -168,10 +98,11 @@ def _text(data: bytes, pos: int) -> tuple[str, int]:
         raise _Slow from None
 
 
-def parse(data: bytes) -> FastBundle | None:
+def parse(data: bytes) -> Bundle | None:
     """The bundle's fields if `data` has the device layout exactly, else None (use the generic path).
 
-    Checks structure and encoding only, not the signature (see `FastBundle.signed`).
+    Checks structure and encoding only, not the signature: the caller verifies `signature` over
+    `signed` (the COSE Sig_structure) against the key registered for `kid` before trusting the rest.
     """
     try:
         return _parse(bytes(data))
@@ -179,7 +110,7 @@ def parse(data: bytes) -> FastBundle | None:
         return None
 
 
-def _parse(data: bytes) -> FastBundle | None:
+def _parse(data: bytes) -> Bundle | None:
     size = len(data)
     if size > MAX_SIZE or not data.startswith(_PREFIX) or data[_KID_END] != 0xA0:
         return None
@@ -303,7 +234,7 @@ def _parse(data: bytes) -> FastBundle | None:
     last_seq = seq + n_readings - 1
     if last_seq > MAX_UINT:
         return None
-    return FastBundle(  # positional: a keyword call costs twice as much, once per bundle
+    return Bundle(  # positional: a keyword call costs twice as much, once per bundle
         kid,
         boot,
         seq,

@@ -111,18 +111,25 @@ class Gateway:
         return list(json.loads(self.cli("devices", "export")))
 
     def public_key(self) -> bytes:
-        """The gateway's public key, derived from its key file (the owner runs both tools on one host)."""
-        from pinseal_gateway.config import ConfigError, load_config
-        from pinseal_gateway.keys import KeyFileError, load_gateway_key
+        """The gateway's public key, as `pinseal-gateway pubkey --json` reports it.
 
+        Provisioning asks the gateway's own tool rather than load its private key: the key file stays
+        the gateway's alone (its mode and format checks included), and only the public half crosses.
+        """
         try:
-            config = load_config(self.config)
-            return keys.public_key_bytes(load_gateway_key(config.key_path))
-        except (ConfigError, KeyFileError, OSError) as exc:
+            out = self.cli("pubkey", "--json")
+        except RegistryError as exc:
             raise RegistryError(
-                f"cannot read the gateway's public key via {self.config}: {exc}",
-                "pass --gateway-public-key HEX (printed by `pinseal-gateway keygen`)",
+                f"cannot get the gateway's public key via {self.config}: {exc}",
+                "pass --gateway-public-key HEX (printed by `pinseal-gateway pubkey`)",
             ) from exc
+        try:
+            public = bytes.fromhex(str(json.loads(out)["public_key"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"pinseal-gateway pubkey printed no public key: {out.strip()!r}") from exc
+        if len(public) != 32:
+            raise RegistryError(f"pinseal-gateway pubkey printed a {len(public)}-byte key: {out.strip()!r}")
+        return public
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pinseal_gateway.acks import ack_topic
 from pinseal_gateway.config import MqttSection
 from pinseal_gateway.intake.acks_in_flight import AcksInFlight
-from pinseal_gateway.pipeline import Message, Pipeline
+from pinseal_gateway.link import Inbox, Message
+from pinseal_gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,16 @@ class _BatchingClient(mqtt.Client):
 
 
 class MqttIngest:
-    """Connects to the broker, feeds `pipeline`, settles and publishes what the pipeline hands back."""
+    """Connects to the broker and feeds `inbox`; as the messages' `Link`, settles and publishes acks.
 
-    def __init__(self, config: MqttSection, password: str | None, pipeline: Pipeline) -> None:
+    It knows the pipeline only as an `Inbox`; the pipeline knows it only through the `link` of each
+    message it submitted.
+    """
+
+    def __init__(self, config: MqttSection, password: str | None, inbox: Inbox, metrics: Metrics) -> None:
         self.config = config
-        self.pipeline = pipeline
+        self.inbox = inbox
+        self.metrics = metrics
         self.connected = threading.Event()
         self._generation = 0
         self._closing = False
@@ -180,7 +186,7 @@ class MqttIngest:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._lost = asyncio.Event()
-        self.pipeline.on_room(self._resume_reading)
+        self.inbox.on_room(self._resume_reading)
         self._task = self._loop.create_task(self._connection_loop(), name="mqtt-ingest")
 
     @property
@@ -336,7 +342,7 @@ class MqttIngest:
         client.mark_received()
         buf = self._pending + data if self._pending else data
         self._pending = buf[self._dispatch(buf, sock) :]
-        if not self.pipeline.has_room():
+        if not self.inbox.has_room():
             self._pause_reading()
 
     def _dispatch(self, buf: bytes, sock: socket.socket) -> int:
@@ -405,7 +411,7 @@ class MqttIngest:
             return True  # not acknowledged: the broker redelivers it to the next run
         mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
         token = (self._generation, mid, qos)
-        self.pipeline.submit_nowait(Message(topic, buf[payload_start:end], received_at, token))
+        self.inbox.submit_nowait(Message(topic, buf[payload_start:end], received_at, token, self))
         return True
 
     def _to_paho(self, packet: bytes) -> None:
@@ -422,7 +428,7 @@ class MqttIngest:
             self._reading = False
 
     def _resume_reading(self) -> None:
-        if not self._reading and self._sock is not None and self.pipeline.has_room():
+        if not self._reading and self._sock is not None and self.inbox.has_room():
             assert self._loop is not None
             self._loop.add_reader(self._sock, self._readable)
             self._reading = True
@@ -453,14 +459,14 @@ class MqttIngest:
             log.error("subscription to %s refused: %s (check the broker ACL)", UP_TOPIC_FILTER, reason_codes)
             return
         self.connected.set()
-        self.pipeline.ctx.metrics.mqtt_subscribed.set(1)
+        self.metrics.mqtt_subscribed.set(1)
         log.info("subscribed to %s: receiving bundles", UP_TOPIC_FILTER)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         self.connected.clear()
-        self.pipeline.ctx.metrics.mqtt_subscribed.set(0)
+        self.metrics.mqtt_subscribed.set(0)
         if not self._closing:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
@@ -468,9 +474,9 @@ class MqttIngest:
         if self._closing:
             return  # not acknowledged: the broker redelivers it to the next run
         token = (self._generation, message.mid, message.qos)
-        self.pipeline.submit_nowait(Message(message.topic, message.payload, time.time(), token))
+        self.inbox.submit_nowait(Message(message.topic, message.payload, time.time(), token, self))
 
-    # -- pipeline side (event loop thread) ---------------------------------------------------------
+    # -- Link: called by the pipeline (event loop thread) -----------------------------------------
 
     def settle(self, tokens: Sequence[object]) -> None:
         """PUBACK messages whose outcome is committed.

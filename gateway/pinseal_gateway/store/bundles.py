@@ -13,7 +13,9 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pinseal_protocol.history import StoredBundle
+from pinseal_protocol import history
+from pinseal_protocol.bundle import Bundle
+from pinseal_protocol.history import StoredBundle, Verdict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS device_state (
@@ -115,6 +117,7 @@ INSERT_READING = (
 INSERT_REJECTION = (
     "INSERT INTO rejections (kid, topic, reason, detail, received_at, evidence) VALUES (?, ?, ?, ?, ?, ?)"
 )
+MARK_CHAIN_GAP = "UPDATE bundles SET chain_gap = 1 WHERE hash = ?"
 UPSERT_STATE = (
     "INSERT INTO device_state (kid, high_seq, contiguous_seq, last_bundle_hash, last_seen, bundles, "
     "readings, gaps, first_seq, contiguous_hash, linear) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -383,3 +386,15 @@ def with_new_bundle(
 
 def count_by_reason(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT reason, count(*) FROM rejections GROUP BY reason").fetchall())
+
+
+def classify_history(conn: sqlite3.Connection, state: DeviceState, bundle: Bundle) -> Verdict:
+    """NEW or DUPLICATE against the device's stored bundles; raises `Conflict` or `Replayed`.
+
+    The common case, a bundle beyond everything stored, needs no query: it can neither duplicate nor
+    overlap a stored bundle nor lie below the high-water mark, so `history.classify` would say NEW.
+    """
+    if state.high_seq is None or bundle.seq > state.high_seq:
+        return Verdict.NEW
+    stored = history_for(conn, bundle.kid, bundle.seq, bundle.last_seq, bundle.prev, bundle.link)
+    return history.classify(StoredBundle.of(bundle), stored)

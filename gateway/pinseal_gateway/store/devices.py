@@ -123,3 +123,38 @@ def get_device(conn: sqlite3.Connection, kid: bytes) -> Device | None:
         (kid,),
     ).fetchone()
     return None if row is None else Device(*row)
+
+
+def registry_fingerprint(conn: sqlite3.Connection) -> tuple[object, ...]:
+    """A cheap summary of the devices table that changes with any add or revoke (one row, no scan
+    of keys), so a running gateway can poll for registry changes every second."""
+    return tuple(conn.execute("SELECT count(*), max(added_at), total(revoked_at) FROM devices").fetchone())
+
+
+@dataclass(frozen=True)
+class LastHeard:
+    """A registered, non-revoked device and when its last accepted bundle arrived (None: never)."""
+
+    kid: bytes
+    label: str | None
+    added_at: float
+    expected_interval_s: int | None
+    last_seen: float | None
+
+
+def last_heard(conn: sqlite3.Connection) -> list[LastHeard]:
+    """Every non-revoked device with the time of its last bundle, ordered by key id (stable reports).
+
+    Last bundle = `device_state.last_seen`, or the newest `bundles.received_at` if the state row has
+    no time.
+    """
+    rows = conn.execute(
+        "SELECT d.kid, d.label, d.added_at, d.expected_interval_s, "
+        "  COALESCE(s.last_seen, (SELECT MAX(b.received_at) FROM bundles b WHERE b.kid = d.kid)) "
+        "FROM devices d LEFT JOIN device_state s ON s.kid = d.kid "
+        "WHERE d.revoked_at IS NULL ORDER BY d.kid"
+    ).fetchall()
+    return [
+        LastHeard(bytes(kid), label, float(added_at), interval, None if seen is None else float(seen))
+        for kid, label, added_at, interval, seen in rows
+    ]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pinseal_gateway.context import GatewayContext
 
 
-class Outcome(enum.Enum):
+class SendOutcome(enum.Enum):
     """What one delivery attempt established."""
 
     SENT = "sent"
@@ -51,7 +51,7 @@ class RefusedBundle:
 
 @dataclass(frozen=True)
 class SendResult:
-    outcome: Outcome
+    outcome: SendOutcome
     detail: str = ""
     expected: int | None = None
     refused: tuple[RefusedBundle, ...] = ()
@@ -62,11 +62,11 @@ class SendResult:
 
     @classmethod
     def sent(cls, detail: str = "") -> SendResult:
-        return cls(Outcome.SENT, detail)
+        return cls(SendOutcome.SENT, detail)
 
     @classmethod
     def retry(cls, detail: str) -> SendResult:
-        return cls(Outcome.RETRY, detail)
+        return cls(SendOutcome.RETRY, detail)
 
 
 class UplinkBackend(Protocol):

@@ -14,7 +14,7 @@ import logging
 
 import aiohttp
 
-from pinseal_gateway.uplink import Outcome, RefusedBundle, SendResult
+from pinseal_gateway.uplink import RefusedBundle, SendOutcome, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +60,25 @@ def classify(status: int, text: str) -> SendResult:
         if doc.get("reason") == "chain_gap":
             expected = doc.get("expected")
             if type(expected) is int:
-                return SendResult(Outcome.RESEND_FROM, f"chain_gap, expected {expected}", expected)
+                return SendResult(SendOutcome.RESEND_FROM, f"chain_gap, expected {expected}", expected)
             return SendResult.retry(f"chain_gap without a usable 'expected': {text[:200]}")
-        return SendResult(Outcome.CONFLICT, f"409 {detail}")
+        return SendResult(SendOutcome.CONFLICT, f"409 {detail}")
     if status == 413:
         doc = _json(text)
         limit = doc.get("limit")
         limit = limit if type(limit) is int and limit > 0 else None
-        return SendResult(Outcome.TOO_LARGE, f"413 {detail}", limit=limit, reason=_word(doc.get("reason")))
+        return SendResult(
+            SendOutcome.TOO_LARGE, f"413 {detail}", limit=limit, reason=_word(doc.get("reason"))
+        )
     if status == 422:
         doc = _json(text)
         return SendResult(
-            Outcome.REFUSED, f"422 {detail}", refused=_refused(doc), reason=_word(doc.get("reason"))
+            SendOutcome.REFUSED, f"422 {detail}", refused=_refused(doc), reason=_word(doc.get("reason"))
         )
     if status >= 500 or status in RETRYABLE_4XX:
         return SendResult.retry(f"{status} {detail}")
     if 400 <= status < 500:
-        return SendResult(Outcome.REJECTED, f"{status} {detail}")
+        return SendResult(SendOutcome.REJECTED, f"{status} {detail}")
     return SendResult.retry(f"unexpected HTTP status {status} {detail}")
 
 

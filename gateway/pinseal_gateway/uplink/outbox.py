@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from pinseal_gateway.stopping import sleep_unless_stopped
 from pinseal_gateway.storage import WritePause, is_storage_error
 from pinseal_gateway.store import batches
-from pinseal_gateway.uplink import Outcome, RefusedBundle, SendResult, UplinkBackend
+from pinseal_gateway.uplink import RefusedBundle, SendOutcome, SendResult, UplinkBackend
 from pinseal_gateway.uplink.reseal import TakeOut, reseal_from
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class OutboxDrainer:
     async def _settle(self, entry: batches.OutboxEntry, result: SendResult) -> float:
         db = self.ctx.db
         metrics = self.ctx.metrics
-        if result.outcome is Outcome.SENT:
+        if result.outcome is SendOutcome.SENT:
             await db.run(batches.mark_sent, entry.batch_no, self.clock())
             metrics.uplink_sent.inc()
             metrics.outbox_depth.set(await db.run(batches.outbox_depth))
@@ -134,15 +134,15 @@ class OutboxDrainer:
             )
             return 0.0
         metrics.uplink_failures.inc()
-        if result.outcome is Outcome.TOO_LARGE:
+        if result.outcome is SendOutcome.TOO_LARGE:
             return await self._resplit(entry, result)
-        if result.outcome is Outcome.REFUSED:
+        if result.outcome is SendOutcome.REFUSED:
             return await self._take_out_refused(entry, result)
-        if result.outcome is Outcome.CONFLICT:
+        if result.outcome is SendOutcome.CONFLICT:
             return await self._halt(
                 entry, f"conflict: the network holds a different batch {entry.batch_no}: {result.detail}"
             )
-        if result.outcome is Outcome.RESEND_FROM and result.expected is not None:
+        if result.outcome is SendOutcome.RESEND_FROM and result.expected is not None:
             if 0 <= result.expected < entry.batch_no:
                 reopened = await db.run(batches.reopen_from, result.expected)
                 if reopened:
@@ -268,7 +268,7 @@ class OutboxDrainer:
         delay = backoff_delay(failures, cfg.backoff_initial_s, cfg.backoff_max_s, self.rand)
         error = f"{result.outcome.value}: {result.detail}"
         await self.ctx.db.run(batches.mark_failed, entry.batch_no, error, self.clock() + delay)
-        level = logging.ERROR if result.outcome is Outcome.REJECTED else logging.WARNING
+        level = logging.ERROR if result.outcome is SendOutcome.REJECTED else logging.WARNING
         log.log(
             level,
             "uplink: batch %s attempt %s failed (%s); next attempt in %.1f s",
