@@ -784,14 +784,17 @@ def generate() -> dict[str, dict[str, Any]]:
 
 
 def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> list[Path]:
-    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files."""
+    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files; then the batch
+    vectors and the MQTT frames (`pinseal_protocol.mqtt_frame_vectors`), so one command writes them all."""
+    from pinseal_protocol import mqtt_frame_vectors
+
     vectors = generate() if vectors is None else vectors
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in [*outdir.glob("bundle_*.json"), *outdir.glob("ack_*.json")]:
         if stale.stem not in vectors:
             stale.unlink()
     paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
-    return paths + write_batches(outdir / "batch")
+    return [*paths, *write_batches(outdir / "batch"), mqtt_frame_vectors.write(outdir)]
 
 
 def write_batches(outdir: Path) -> list[Path]:
