@@ -459,3 +459,71 @@ def test_paho_reads_the_connack_and_not_a_byte_past_it():
     finally:
         client.loop_read()  # paho meets the EOF and closes its socket
         server.close()
+
+
+def _ingest_on_a_socketpair(keepalive_s: int = 30):
+    """An ingest whose stream is read here (as after a CONNACK), on one end of a socketpair."""
+    import socket
+
+    from pinseal_gateway.config import MqttSection
+    from pinseal_gateway.intake.mqtt import MqttIngest
+
+    class _Loop:
+        def add_writer(self, sock, callback):
+            self.writer = (sock, callback)
+
+    ingest = MqttIngest(MqttSection(keepalive_s=keepalive_s), None, _CollectingPipeline())  # type: ignore[arg-type]
+    ours, broker = socket.socketpair()
+    ingest._loop = _Loop()  # type: ignore[assignment]
+    ingest._conn_sock = ingest._sock = ours
+    ingest._reset_stream()
+    return ingest, ours, broker
+
+
+def test_keepalive_pings_when_idle_and_drops_a_link_that_never_answers():
+    ingest, ours, broker = _ingest_on_a_socketpair(keepalive_s=30)
+    try:
+        start = time.monotonic()
+        ingest._keepalive(start + 10)
+        assert bytes(ingest._out) == b""
+        ingest._keepalive(start + 30)  # nothing sent for a keepalive: PINGREQ
+        assert bytes(ingest._out) == mqtt_frames.PINGREQ_PACKET
+        ingest._keepalive(start + 45)  # waiting for the PINGRESP, less than a keepalive
+        assert bytes(ingest._out) == mqtt_frames.PINGREQ_PACKET and not ingest._dropping
+        ingest._frames_in(mqtt_frames.PINGRESP_PACKET)
+        ingest._out.clear()
+        ingest._keepalive(time.monotonic() + 30)  # idle again: another PINGREQ
+        assert bytes(ingest._out) == mqtt_frames.PINGREQ_PACKET
+        ingest._keepalive(time.monotonic() + 60)  # no PINGRESP within a keepalive: the link is dead
+        assert ingest._dropping
+        broker.settimeout(5)
+        assert broker.recv(16) == b""  # the connection is shut down; paho meets the EOF and reconnects
+    finally:
+        ours.close()
+        broker.close()
+
+
+@pytest.mark.parametrize(
+    ("stream", "handed_on"),
+    [
+        # A length that cannot be framed: nothing of that read is handed on (it is all redelivered).
+        (b"\x30\xff\xff\xff\xff\x7f", []),
+        # A bad frame: the frames before it are handed on, none after it.
+        (b"\x36\x03\x00\x01t", [b"before"]),  # QoS 3 PUBLISH
+        (b"\x32\x03\x00\x01t", [b"before"]),  # QoS 1 PUBLISH without its packet id
+        (b"\x20\x02\x00\x00", [b"before"]),  # a second CONNACK
+    ],
+)
+def test_a_malformed_or_unexpected_frame_drops_the_connection(stream, handed_on):
+    """Not acknowledged, nothing is lost: the broker redelivers it all after the reconnect."""
+    ingest, ours, broker = _ingest_on_a_socketpair()
+    try:
+        good = mqtt_frames.publish("pinseal/v1/x/up", b"before", 1, 5)
+        ingest._frames_in(good + stream + mqtt_frames.publish("pinseal/v1/x/up", b"after", 1, 6))
+        assert [m.payload for m in ingest.pipeline.messages] == handed_on  # type: ignore[attr-defined]
+        assert ingest._dropping
+        broker.settimeout(5)
+        assert broker.recv(16) == b""
+    finally:
+        ours.close()
+        broker.close()
