@@ -5,8 +5,8 @@ is exercised exactly as with real devices; it subscribes to its own ack topic at
 and answers every ack with a PUBACK, as a device does. The load generator shares the machine's two cores
 with what it measures, so its clients are minimal MQTT 3.1.1 sessions on raw non-blocking sockets, all
 driven by one asyncio loop: each PUBLISH packet is encoded before the run and written as is, and the
-broker's packets are split by hand (a paho client per device cost ~0.25 CPU-ms per acked bundle, about
-as much as the broker and a third of the gateway).
+broker's packets are split in place, all framed by `pinseal_protocol.mqtt_frames` (a paho client per
+device cost ~0.25 CPU-ms per acked bundle, about as much as the broker and a third of the gateway).
 
 Two ways to drive the load:
 - closed loop (`window`): each device keeps up to `window` bundles in flight, sending the next when the
@@ -31,6 +31,7 @@ import cbor2
 
 from pinseal_devkit.simdevice import SimDevice
 from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import mqtt_frames
 
 
 @dataclass
@@ -49,47 +50,6 @@ class Results:
         return (self.acked - 1) / (self.last_ack_at - self.first_ack_at)
 
 
-def _varint(n: int) -> bytes:
-    """MQTT remaining length (MQTT 3.1.1 §2.2.3)."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _mqtt_str(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def connect_packet(client_id: str, username: str, password: str, keepalive_s: int) -> bytes:
-    """CONNECT, MQTT 3.1.1, clean session, username and password (§3.1)."""
-    body = (
-        _mqtt_str("MQTT")
-        + bytes([4, 0xC2])
-        + keepalive_s.to_bytes(2, "big")
-        + _mqtt_str(client_id)
-        + _mqtt_str(username)
-        + _mqtt_str(password)
-    )
-    return b"\x10" + _varint(len(body)) + body
-
-
-def subscribe_packet(mid: int, topic: str, qos: int) -> bytes:
-    body = mid.to_bytes(2, "big") + _mqtt_str(topic) + bytes([qos])
-    return b"\x82" + _varint(len(body)) + body
-
-
-def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
-    """PUBLISH at QoS 1 (§3.3), encoded once before the run."""
-    body = _mqtt_str(topic) + mid.to_bytes(2, "big") + payload
-    return b"\x32" + _varint(len(body)) + body
-
-
-PINGREQ = b"\xc0\x00"
-DISCONNECT = b"\xe0\x00"
 KEEPALIVE_S = 60
 
 
@@ -112,15 +72,17 @@ class _DeviceClient:
         self.subscribed = asyncio.Event()
         kid_hex = device.kid_hex
         self.up_topic = f"pinseal/v1/{kid_hex}/up"
-        self.connect_bytes = connect_packet(f"loadgen-{kid_hex}", kid_hex, device.password, KEEPALIVE_S)
-        self.subscribe_bytes = subscribe_packet(1, f"pinseal/v1/{kid_hex}/ack", 1)
+        self.connect_bytes = mqtt_frames.connect(f"loadgen-{kid_hex}", kid_hex, device.password, KEEPALIVE_S)
+        self.subscribe_bytes = mqtt_frames.subscribe(1, f"pinseal/v1/{kid_hex}/ack", 1)
         # Packet ids 2.. for the bundles, in order (1 is the SUBSCRIBE), so a PUBACK's id is an index.
         if len(device.bundles) > 65534:
             raise ValueError("a device publishes at most 65,534 bundles per run")
         self.hashes = [pbundle.bundle_hash(data) for data in device.bundles]
-        self.packets = [publish_packet(self.up_topic, data, 2 + i) for i, data in enumerate(device.bundles)]
+        self.packets = [
+            mqtt_frames.publish(self.up_topic, data, 1, 2 + i) for i, data in enumerate(device.bundles)
+        ]
         self.sock: socket.socket | None = None
-        self.rbuf = b""
+        self.splitter = mqtt_frames.FrameSplitter()
         self.wbuf = bytearray()
         self.writing = False
 
@@ -144,7 +106,7 @@ class _DeviceClient:
         with contextlib.suppress(OSError, ValueError):
             self.gen.loop.remove_writer(sock)
         with contextlib.suppress(OSError):
-            sock.send(DISCONNECT)
+            sock.send(mqtt_frames.DISCONNECT_PACKET)
         sock.close()
 
     def _send(self, data: bytes) -> None:
@@ -184,50 +146,27 @@ class _DeviceClient:
         if not data:
             self.close()
             return
-        buf = self.rbuf + data if self.rbuf else data
-        pos, end = 0, len(buf)
+        buf, spans = self.splitter.feed(data)
         out: list[bytes] = []
-        while end - pos >= 2:
-            kind = buf[pos]
-            # Remaining length: one byte below 128 (every packet the broker sends here), else a varint.
-            length, hdr = buf[pos + 1], 2
-            if length & 0x80:
-                length, shift, hdr = 0, 0, 1
-                while True:
-                    if pos + hdr >= end:
-                        length = -1
-                        break
-                    byte = buf[pos + hdr]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    hdr += 1
-                    if not byte & 0x80:
-                        break
-                if length < 0:
-                    break
-            if pos + hdr + length > end:
-                break
-            body = buf[pos + hdr : pos + hdr + length]
-            pos += hdr + length
-            self._packet(kind, body, out)
-        self.rbuf = buf[pos:]
+        for kind, body, end in spans:
+            self._packet(kind, buf, body, end, out)
         if out:
             self._send(b"".join(out))
 
-    def _packet(self, kind: int, body: bytes, out: list[bytes]) -> None:
+    def _packet(self, kind: int, buf: bytes, start: int, end: int, out: list[bytes]) -> None:
+        """One frame from the broker, buf[start:end] its body; PUBACKs to send go to `out`."""
         kind_high = kind & 0xF0
         if kind_high == 0x30:  # PUBLISH: an ack from the gateway (QoS 1 as the device subscribed)
-            topic_len = int.from_bytes(body[:2], "big")
-            offset = 2 + topic_len
-            if kind & 0x06:
-                out.append(b"\x40\x02" + body[offset : offset + 2])  # PUBACK
-                offset += 2
+            _, _, packet_id, payload = mqtt_frames.publish_fields(kind, buf, start, end)
+            if packet_id:
+                out.append(mqtt_frames.puback(packet_id))
             if self.gen.complete_on == "ack":
-                self._complete(ack_bundle_hash(body[offset:]))
-        elif kind_high == 0x40:  # PUBACK for one of our bundles
+                self._complete(ack_bundle_hash(buf[payload:end]))
+            return
+        body = buf[start:end]
+        if kind_high == 0x40:  # PUBACK for one of our bundles
             if self.gen.complete_on == "puback":
-                mid = int.from_bytes(body[:2], "big")
-                self._complete(self.hashes[mid - 2])
+                self._complete(self.hashes[int.from_bytes(body[:2], "big") - 2])
         elif kind_high == 0x20:  # CONNACK
             if body[1] != 0:
                 self.gen.results.connect_failures += 1
@@ -270,7 +209,7 @@ class _DeviceClient:
 
     def ping(self) -> None:
         if self.sock is not None:
-            self._send(PINGREQ)
+            self._send(mqtt_frames.PINGREQ_PACKET)
 
     def done(self) -> bool:
         return not self.can_send() and not self.in_flight

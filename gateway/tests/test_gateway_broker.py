@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_gateway import broker
 from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import mqtt_frames
 
 
 def impostor(port: int, device, client_id: str) -> mqtt.Client:
@@ -100,16 +101,6 @@ def vm_rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def remaining_length(n: int) -> bytes:
-    """MQTT's variable byte integer (§1.5.5)."""
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 SENT_LIMIT = 16 * 1024 * 1024  # what the test sends at most of the declared 100 MB
 
 
@@ -118,7 +109,7 @@ def send_huge_connect(port: int) -> int:
     sent = 0
     chunk = bytes(64 * 1024)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"\x10" + remaining_length(100_000_000))
+        sock.sendall(b"\x10" + mqtt_frames.encode_remaining_length(100_000_000))
         try:
             while sent < SENT_LIMIT:
                 sock.sendall(chunk)

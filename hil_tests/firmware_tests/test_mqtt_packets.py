@@ -137,6 +137,65 @@ def test_encodings_equal_paho_mqtt():
         assert got == pkt["want"], (pkt, got)
 
 
+# --- the host's framing: protocol/vectors/mqtt_frames.json (pinseal_devkit.vectors.mqtt_frame_cases) ---
+
+
+def _decoded_fields(got):
+    """mp.decode's tuple in the vector's field names."""
+    kind = got[0]
+    if kind == mp.CONNACK:
+        return {"type": "connack", "session_present": got[1], "return_code": got[2]}
+    if kind == mp.SUBACK:
+        return {"type": "suback", "packet_id": got[1], "return_code": got[2]}
+    if kind == mp.PUBACK:
+        return {"type": "puback", "packet_id": got[1]}
+    if kind == mp.PINGRESP:
+        return {"type": "pingresp"}
+    return {"type": "publish", "topic": got[1], "payload": got[2], "qos": got[3]}
+
+
+def test_host_framing_vectors():
+    # The host frames MQTT with its own module; both must produce and accept the same bytes. A missing
+    # file is a failure, not a skip: the two codecs are only held equal if this ran.
+    with open("/vectors/mqtt_frames.json") as f:
+        v = json.load(f)
+    assert v["kind"] == "mqtt_frames"
+    for case in v["remaining_length"]:
+        want = bytes.fromhex(case["hex"])
+        buf = bytearray(4)
+        n = mp.put_remaining_length(buf, 0, case["value"])
+        assert bytes(buf[:n]) == want, case
+        assert mp.remaining_length_size(case["value"]) == n, case
+        assert mp.decode_fixed_header(b"\x30" + want, 1 + n) == (0x30, case["value"], 1 + n), case
+    for case in v["remaining_length_malformed"]:
+        data = bytes.fromhex(case["hex"])
+        try:
+            mp.decode_fixed_header(data, len(data))
+            raise AssertionError("accepted " + case["defect"])
+        except mp.PacketError:
+            pass
+    for p in v["publish"]:
+        raw = bytes.fromhex(p["hex"])
+        payload = bytes.fromhex(p["payload"])
+        assert mp.publish(p["topic"], payload, p["qos"], p["packet_id"], p["dup"], p["retain"]) == raw, p
+        want = (mp.PUBLISH, p["topic"].encode(), payload, p["qos"], p["packet_id"], p["dup"], p["retain"])
+        assert mp.decode(raw) == want, p
+    for p in v["puback"]:
+        assert mp.puback(p["packet_id"]) == bytes.fromhex(p["hex"]), p
+        assert mp.decode(bytes.fromhex(p["hex"])) == (mp.PUBACK, p["packet_id"]), p
+    for c in v["connect"]:
+        got = mp.connect(c["client_id"], c["username"], c["password"], c["keepalive_s"], c["clean_session"])
+        assert got == bytes.fromhex(c["hex"]), c
+    for s in v["subscribe"]:
+        assert mp.subscribe(s["packet_id"], s["topic_filter"], s["qos"]) == bytes.fromhex(s["hex"]), s
+    assert mp.PINGREQ_PACKET == bytes.fromhex(v["pingreq"])
+    assert mp.DISCONNECT_PACKET == bytes.fromhex(v["disconnect"])
+    for r in v["received"]:
+        assert _decoded_fields(mp.decode(bytes.fromhex(r["hex"]))) == r["packet"], r
+    for r in v["received_malformed"]:
+        _rejects(bytes.fromhex(r["hex"]))
+
+
 # --- decode ---
 
 

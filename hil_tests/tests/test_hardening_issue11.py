@@ -17,6 +17,7 @@ import pytest
 from pinseal_devkit.simdevice import thp_reading
 from pinseal_hil.scenario import scenario, wait_for
 from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import mqtt_frames
 
 pytestmark = [pytest.mark.broker]
 
@@ -148,12 +149,7 @@ def test_the_broker_drops_an_oversized_connect_before_buffering_it(tmp_path) -> 
         broker_pid = s.stack.procs["mosquitto"].pid
         rss_before = rss_kib(broker_pid)
         declared = 100 * 1024 * 1024
-        length = bytearray()
-        while True:  # MQTT's variable-length "remaining length"
-            byte, declared = declared % 128, declared // 128
-            length.append(byte | (0x80 if declared else 0))
-            if not declared:
-                break
+        length = mqtt_frames.encode_remaining_length(declared)
         chunk = bytes(64 * 1024)
         closed = False
         with socket.create_connection(("127.0.0.1", s.stack.mqtt_port), timeout=2) as sock:

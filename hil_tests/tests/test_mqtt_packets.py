@@ -10,6 +10,10 @@ host makes and mounts at /mqttvec:
 - fuzz.txt: Hypothesis-generated input (valid packets, mutated ones, random bytes, hostile lengths), one
   hex line each, decoded in one VM pass: decode() may only return or raise PacketError, never crash or
   hang, and what it accepts must re-encode to the same bytes.
+
+The same run checks protocol/vectors/mqtt_frames.json (mounted at /vectors) against the device's codec:
+the frames the host's module (pinseal_protocol.mqtt_frames) makes and refuses. The host's packets here
+are framed by that module too: it is independent of the firmware's codec.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_hil.tls_broker import TestBroker, start_test_broker
+from pinseal_protocol import mqtt_frames
 from pinseal_vboard.vm import DEFAULT_MOUNTS, VMOptions, VMResult, run_firmware_test_module
 
 pytestmark = [pytest.mark.vm]
@@ -36,29 +41,15 @@ MODULE = "test_mqtt_packets"
 FUZZ_EXAMPLES = 3000
 
 
-# --- a small host-side MQTT codec, from the spec (independent of the firmware's) ---
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(b: bytes) -> bytes:
-    return struct.pack(">H", len(b)) + b
+# --- the host's MQTT framing (pinseal_protocol.mqtt_frames), independent of the firmware's ---
 
 
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
+    return mqtt_frames.frame(first, body)
 
 
 def _publish(topic: bytes, payload: bytes, qos: int, pid: int, dup: bool, retain: bool) -> bytes:
-    first = 0x30 | qos << 1 | (0x08 if dup else 0) | (0x01 if retain else 0)
-    return _packet(first, _str(topic) + (struct.pack(">H", pid) if qos else b"") + payload)
+    return mqtt_frames.publish(topic, payload, qos, pid, dup, retain)
 
 
 def _read_packet(sock: socket.socket) -> bytes:
@@ -71,16 +62,11 @@ def _read_packet(sock: socket.socket) -> bytes:
             data += chunk
         return data
 
-    head = exactly(1)
-    length = shift = 0
-    while True:
-        b = exactly(1)
-        head += b
-        length |= (b[0] & 0x7F) << shift
-        shift += 7
-        if not b[0] & 0x80:
-            break
-    return head + exactly(length)
+    head = exactly(2)
+    while (decoded := mqtt_frames.decode_remaining_length(head, 1)) is None:
+        head += exactly(1)
+    length, body = decoded
+    return head + exactly(body + length - len(head))
 
 
 # --- paho's packets ---
@@ -149,9 +135,9 @@ def _mosquitto_packets(broker: TestBroker) -> list[dict[str, object]]:
     topic = b"pinseal/v1/ffeeddccbbaa99887766554433221100/ack"
     packets: list[dict[str, object]] = []
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
-        sock.sendall(_packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x3c" + _str(b"raw-device")))
+        sock.sendall(mqtt_frames.connect(b"raw-device", keepalive_s=60))
         packets.append({"hex": _read_packet(sock).hex(), "want": [2, False, 0]})
-        sock.sendall(_packet(0x82, b"\x00\x05" + _str(topic) + b"\x01"))
+        sock.sendall(mqtt_frames.subscribe(5, topic, 1))
         packets.append({"hex": _read_packet(sock).hex(), "want": [9, 5, 1]})
         for qos in (1, 0):
             payload = bytes([qos]) * 160
@@ -167,8 +153,8 @@ def _mosquitto_packets(broker: TestBroker) -> list[dict[str, object]]:
             want = [3, topic.hex(), payload.hex(), qos, pid, False, False]
             packets.append({"hex": raw.hex(), "want": want})
             if qos:
-                sock.sendall(b"\x40\x02" + struct.pack(">H", pid))
-        sock.sendall(b"\xc0\x00")
+                sock.sendall(mqtt_frames.puback(pid))
+        sock.sendall(mqtt_frames.PINGREQ_PACKET)
         packets.append({"hex": _read_packet(sock).hex(), "want": [13]})
     return packets
 
@@ -194,6 +180,7 @@ def test_codec_in_board_mode_against_paho_and_mosquitto(tmp_path: Path, mosquitt
     result = _run(tmp_path)
     assert result.returncode == 0, result.output
     assert "PASS test_encodings_equal_paho_mqtt" in result.stdout, result.output
+    assert "PASS test_host_framing_vectors" in result.stdout, result.output
     assert " 0 failed" in result.stdout and "SKIP test_fuzz" in result.stdout, result.output
 
 

@@ -7,7 +7,8 @@ the in-flight bookkeeping (~16 us of the event loop's time per bundle, measured 
 asks of a client holding them is kept: packet ids unique among the unacknowledged, and after a reconnect
 (the session is persistent) every unacknowledged PUBLISH sent again, in order, with the DUP flag.
 
-Pure bookkeeping, no I/O: `MqttIngest` writes what `publish` and `resend` return.
+Pure bookkeeping, no I/O: `MqttIngest` writes what `publish` and `resend` return. The packets are
+framed by `pinseal_protocol.mqtt_frames`, the host's one MQTT framing module.
 """
 
 from __future__ import annotations
@@ -15,21 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from pinseal_protocol import mqtt_frames
+
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 60_000  # below the 65,535 packet ids; beyond it the oldest ack is given up
-_PUBLISH_QOS1 = 0x32
-_PUBLISH_QOS1_DUP = 0x3A
-
-
-def remaining_length(n: int) -> bytes:
-    """MQTT's variable-length integer (§2.2.3)."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 class AcksInFlight:
@@ -38,7 +29,7 @@ class AcksInFlight:
     def __init__(self, topic_of: Callable[[bytes], str]) -> None:
         self._topic_of = topic_of
         self._packets: dict[int, bytes] = {}  # packet id -> PUBLISH packet, oldest first
-        self._topics: dict[bytes, bytes] = {}  # device kid -> length-prefixed topic
+        self._topics: dict[bytes, bytes] = {}  # device kid -> its ack topic, encoded
         self._last_id = 0
         self.given_up = 0
 
@@ -52,18 +43,11 @@ class AcksInFlight:
         for kid, ack in acks:
             topic = self._topics.get(kid)
             if topic is None:
-                encoded = self._topic_of(kid).encode()
-                topic = self._topics[kid] = len(encoded).to_bytes(2, "big") + encoded
+                topic = self._topics[kid] = self._topic_of(kid).encode()
             if len(packets) >= MAX_IN_FLIGHT:
                 self._give_up_oldest()
             packet_id = self._new_id()
-            packet = (
-                bytes((_PUBLISH_QOS1,))
-                + remaining_length(len(topic) + 2 + len(ack))
-                + topic
-                + packet_id.to_bytes(2, "big")
-                + ack
-            )
+            packet = mqtt_frames.publish(topic, ack, 1, packet_id)
             packets[packet_id] = packet
             out.append(packet)
         return b"".join(out)
@@ -74,7 +58,7 @@ class AcksInFlight:
 
     def resend(self) -> bytes:
         """Every unacknowledged PUBLISH again, oldest first, with DUP set: after a reconnect."""
-        return b"".join(bytes((_PUBLISH_QOS1_DUP,)) + p[1:] for p in self._packets.values())
+        return b"".join([mqtt_frames.as_resend(p) for p in self._packets.values()])
 
     def _new_id(self) -> int:
         packet_id = self._last_id

@@ -1,19 +1,26 @@
-"""MQTT ingest: paho-mqtt 2.x subscriber with manual PUBACK after commit, and the ack publisher.
+"""MQTT ingest: a paho-mqtt 2.x session, then the connection's byte stream framed here, manual PUBACKs.
 
 The session is persistent (fixed client id, clean_session False) and messages are acknowledged to the
 broker by hand, only once the pipeline committed them (or recorded their rejection): if the gateway
 dies before that, the broker redelivers them.
 
-The paho client has no thread of its own: the asyncio loop drives it through paho's socket callbacks
-(`on_socket_open/close/register_write/unregister_write` with `loop_read`, `loop_write`, `loop_misc`),
-and the PUBACKs and acks the pipeline issues after a commit are written from that thread too. Reads
-and writes are batched: one `recv` per readable event, split into MQTT packets here; the kinds that
-come once per bundle are handled here without paho's per-packet objects and per-byte reads: a device's
-QoS 1 PUBLISH goes to the pipeline (what paho does with it under manual acks), the gateway's QoS 1 ack
-PUBLISHes are written and tracked by `acks_in_flight` (paho has no outgoing QoS 1 messages at all),
-and the broker's PUBACKs for them complete them there. Every other packet goes to paho whole and in
-order. Everything queued by the time the socket is writable goes out in one `send`. Verification
-never runs on this thread's hot path.
+paho is used through its public API only: it opens the connection (`connect`/`reconnect`), writes the
+CONNECT, reads and judges the CONNACK (`loop_read` on the first readable events, `on_connect`), writes
+the SUBSCRIBE (`subscribe`) and the final DISCONNECT (`disconnect`), and meets the connection's end
+(`loop_read` on EOF). From the CONNACK on, the connection's byte stream is read here: one `recv` per
+readable event, cut into frames by `pinseal_protocol.mqtt_frames` (the host's one MQTT framing
+module): a device's PUBLISH goes to the pipeline, a PUBACK completes an ack in `acks_in_flight`, the
+SUBACK opens the gate, a PINGRESP answers the keepalive, which is kept here too. The pipeline's
+PUBACKs and acks are framed by the same module and leave in one `send` per writable event.
+paho's per-packet reads (a `recv` per fixed-header byte, message and info objects, locks) cost the
+event loop more than the rest of a bundle's path on it (docs/benchmarks.md, gateway).
+
+The hand-over is sound because paho reads exactly one packet per `loop_read` here (no QoS 2, nothing
+in flight) and never past its end: the bytes after the CONNACK are still in the socket when
+`on_connect` returns. That is paho 2.2's behaviour, not a documented promise, so `PAHO_CHECKED` pins
+the version it was checked on and gateway/tests/test_gateway_mqtt.py fails when another is installed
+(and checks the behaviour itself). Writes never interleave: once paho or this module has started
+writing its bytes, it finishes them before the other writes.
 
 Backpressure: when the pipeline holds `pipeline.queue_size` messages, the socket is no longer read
 until it has room again (TCP then stops the broker; unacknowledged messages stay with the broker).
@@ -43,96 +50,27 @@ from pinseal_gateway.config import MqttSection
 from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 from pinseal_gateway.link import Inbox, Message
 from pinseal_gateway.metrics import Metrics
+from pinseal_protocol import mqtt_frames
+from pinseal_protocol.mqtt_frames import FrameError
 
 log = logging.getLogger(__name__)
 
+# The paho-mqtt release whose reads were checked to stop at the end of each packet (see above).
+PAHO_CHECKED = "2.2.0"
 UP_TOPIC_FILTER = "pinseal/v1/+/up"
 READ_CHUNK = 256 * 1024  # bytes taken from the socket per readable event
+# A frame above this is no broker's honest PUBLISH (a bundle is at most 2,048 bytes, the broker's own
+# max_packet_size is far below): the stream is dropped rather than buffered.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
-MISC_INTERVAL_S = 1.0  # keepalive pings and their timeout (paho's loop_misc)
+MISC_INTERVAL_S = 1.0  # how often the keepalive is looked after
 STOP_TIMEOUT_S = 5.0
 
-
-_PUBACK_HEAD = b"\x40\x02"  # PUBACK, remaining length 2 (MQTT 3.1.1 §3.4)
-
-
-class _BatchingClient(mqtt.Client):
-    """A paho client whose socket I/O is batched by the caller (paho 2.2's `_sock_recv`/`_sock_send`).
-
-    `feed(data)` hands paho the bytes of one large `recv`; paho's small reads are served from them and
-    fall through to the socket only when they are used up. While `corked`, paho's writes are collected
-    in `wbuf` for the caller to send at once.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rbuf = b""
-        self.rpos = 0
-        self.wbuf = bytearray()
-        self.corked = False
-
-    def feed(self, data: bytes) -> None:
-        self.rbuf = data
-        self.rpos = 0
-
-    def buffered(self) -> int:
-        return len(self.rbuf) - self.rpos
-
-    def drop_buffers(self) -> None:
-        self.rbuf = b""
-        self.rpos = 0
-        self.wbuf.clear()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        pos = self.rpos
-        if pos < len(self.rbuf):
-            end = min(pos + bufsize, len(self.rbuf))
-            self.rpos = end
-            return self.rbuf[pos:end]
-        if self.rbuf:
-            raise BlockingIOError  # a fed packet is used up: paho must not read past it
-        return super()._sock_recv(bufsize)
-
-    def mark_received(self) -> None:
-        """Bytes arrived: what paho's keepalive watches (it sees only the packets handed to it)."""
-        with self._msgtime_mutex:
-            self._last_bytes_received = mqtt.time_func()
-
-    def _sock_send(self, buf: bytes | bytearray) -> int:
-        if self.corked:
-            self.wbuf += buf
-            return len(buf)
-        return super()._sock_send(buf)
-
-    def flush(self) -> bool:
-        """Send what was collected; True when everything went out (or the connection is gone)."""
-        if not self.wbuf:
-            return True
-        sock = self._sock
-        if sock is None:
-            self.wbuf.clear()
-            return True
-        try:
-            sent = sock.send(self.wbuf)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            # The connection is broken: the socket turns readable and paho's read handles the loss.
-            # Nothing here is lost for good: unacknowledged messages are redelivered, acks resent.
-            log.debug("MQTT send failed: %s", exc)
-            self.wbuf.clear()
-            return True
-        del self.wbuf[:sent]
-        return not self.wbuf
-
-    def _sock_close(self) -> None:
-        # A DISCONNECT (or anything else collected) goes out before paho closes the socket.
-        if self.wbuf and self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.send(self.wbuf)
-        self.drop_buffers()
-        super()._sock_close()
+_PUBLISH = mqtt_frames.PUBLISH << 4
+_PUBACK = mqtt_frames.PUBACK << 4
+_SUBACK = mqtt_frames.SUBACK << 4
+_PINGRESP = mqtt_frames.PINGRESP << 4
 
 
 class MqttIngest:
@@ -151,15 +89,22 @@ class MqttIngest:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._sock: socket.socket | None = None
+        self._conn_sock: socket.socket | None = None  # the socket paho opened, from open to close
+        self._sock: socket.socket | None = None  # the same, once its stream is read here (the CONNACK)
         self._reading = False
         self._writing = False
-        self._pending = b""  # the incomplete packet at the end of the last read
+        self._splitter = mqtt_frames.FrameSplitter(MAX_FRAME_BYTES)
+        self._out = bytearray()  # PUBACKs and acks not yet written; once begun, they finish first
+        self._paho_writing = False  # paho started writing its queue: it finishes before `_out`
+        self._dropping = False  # the stream broke: read to the end, hand nothing on
+        self._last_sent = 0.0
+        self._last_received = 0.0
+        self._ping_sent_at = 0.0
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._misc: asyncio.Task[None] | None = None
         self.acks_in_flight = AcksInFlight(ack_topic)
-        client = _BatchingClient(
+        client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             clean_session=False,
@@ -171,7 +116,6 @@ class MqttIngest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -201,18 +145,24 @@ class MqttIngest:
     async def stop(self) -> None:
         """Flush what the pipeline settled and disconnect; call after the pipeline finished its last group."""
         self._closing = True
-        if self._sock is not None and self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
-            # The DISCONNECT is queued behind the last PUBACKs and acks; paho closes after writing it.
-            assert self._lost is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), STOP_TIMEOUT_S)
+        assert self._lost is not None
+        if self._conn_sock is not None:
+            # The last PUBACKs and acks go out before paho writes the DISCONNECT, which closes the socket.
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while self._out and self._conn_sock is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self._conn_sock is not None and self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._lost.wait(), max(0.1, deadline - time.monotonic()))
         for task in (self._task, self._misc):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._sock is not None:  # did not close in time
-            self.client._sock_close()
+        if self._conn_sock is not None:  # did not close in time: end it, paho meets the EOF
+            with contextlib.suppress(OSError):
+                self._conn_sock.shutdown(socket.SHUT_RDWR)
+            self.client.loop_read()
         self.connected.clear()
 
     # -- connection management (event loop) --------------------------------------------------------
@@ -249,8 +199,26 @@ class MqttIngest:
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _misc_loop(self) -> None:
-        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+        """Until the CONNACK paho's `loop_misc` times the connection out; from it on, the keepalive here."""
+        while self._conn_sock is not None:
+            if self._sock is None:
+                if self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                    return
+            else:
+                self._keepalive(time.monotonic())
             await asyncio.sleep(MISC_INTERVAL_S)
+
+    def _keepalive(self, now: float) -> None:
+        """MQTT 3.1.1 §3.1.2.10: a packet at least every keepalive; no PINGRESP within one: link dead."""
+        keepalive_s = self.config.keepalive_s
+        if not keepalive_s or self._sock is None:
+            return
+        if self._ping_sent_at:
+            if now - self._ping_sent_at >= keepalive_s and self._last_received < self._ping_sent_at:
+                self._drop_stream(f"no PINGRESP within {keepalive_s} s")
+        elif now - self._last_sent >= keepalive_s or now - self._last_received >= keepalive_s:
+            self._ping_sent_at = now
+            self._write(mqtt_frames.PINGREQ_PACKET)
 
     def _in_loop(self, fn: Any, *args: Any) -> None:
         """Run `fn` now if on the loop thread, else hand it to the loop (callbacks from the connect)."""
@@ -267,20 +235,31 @@ class MqttIngest:
         assert self._loop is not None
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        self._pending = b""
+        self._conn_sock = sock
+        self._sock = None
+        self._reset_stream()
         self._reading = False
         self._resume_reading()
         if self._misc is None or self._misc.done():
             self._misc = self._loop.create_task(self._misc_loop(), name="mqtt-keepalive")
+
+    def _reset_stream(self) -> None:
+        self._splitter.reset()
+        self._out.clear()
+        self._paho_writing = self._dropping = False
+        self._last_sent = self._last_received = time.monotonic()
+        self._ping_sent_at = 0.0
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._in_loop(self._closed, sock)
 
     def _closed(self, sock: socket.socket) -> None:
         assert self._loop is not None and self._lost is not None
-        if self._sock is sock:
+        if self._conn_sock is sock:
+            self._conn_sock = None
             self._sock = None
+            # Nothing written here is lost for good: unacknowledged messages are redelivered, acks resent.
+            self._reset_stream()
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(sock)
         with contextlib.suppress(ValueError, OSError):
@@ -292,12 +271,23 @@ class MqttIngest:
         self.connected.clear()
         self._lost.set()
 
+    def _drop_stream(self, why: str) -> None:
+        """The stream cannot be trusted further: end the connection (paho meets the EOF, we reconnect)."""
+        log.warning("MQTT connection dropped: %s", why)
+        self._dropping = True
+        sock = self._conn_sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # -- writing (event loop) ----------------------------------------------------------------------
+
     def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._in_loop(self._want_write, sock)
 
     def _want_write(self, sock: socket.socket) -> None:
         assert self._loop is not None
-        if sock is self._sock and not self._writing:
+        if sock is not None and sock in (self._conn_sock, self._sock) and not self._writing:
             self._writing = True
             self._loop.add_writer(sock, self._writable)
 
@@ -306,28 +296,62 @@ class MqttIngest:
 
     def _write_done(self, sock: socket.socket) -> None:
         assert self._loop is not None
-        if self._writing and not self.client.wbuf:
+        if self._writing and not self._out:
             self._writing = False
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_writer(sock)
 
-    def _writable(self) -> None:
-        client = self.client
-        client.corked = True
-        try:
-            client.loop_write()
-        finally:
-            client.corked = False
+    def _write(self, data: bytes) -> None:
+        """Queue bytes of ours for the next writable event (only on a stream read here: after the CONNACK)."""
         sock = self._sock
-        if client.flush() and not client.want_write() and sock is not None and self._writing:
+        if sock is not None:
+            self._out += data
+            self._want_write(sock)
+
+    def _writable(self) -> None:
+        """Whoever started writing finishes first, so paho's packets and ours never interleave."""
+        client = self.client
+        sock = self._conn_sock
+        if sock is None:
+            return
+        if self._paho_writing:
+            client.loop_write()
+            if client.want_write():
+                return
+            self._paho_writing = False
+        if self._out:
+            try:
+                sent = sock.send(self._out)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # The connection is broken: the socket turns readable and paho's read handles the loss.
+                log.debug("MQTT send failed: %s", exc)
+                self._out.clear()
+                sent = 0
+            del self._out[:sent]
+            self._last_sent = time.monotonic()
+            if self._out:
+                return
+        if client.want_write():
+            self._paho_writing = True
+            client.loop_write()  # after a DISCONNECT paho closes the socket
+            if client.want_write():
+                return
+            self._paho_writing = False
+        if self._writing and self._conn_sock is sock and not self._out:
             self._writing = False
             assert self._loop is not None
             self._loop.remove_writer(sock)
 
+    # -- reading (event loop) ----------------------------------------------------------------------
+
     def _readable(self) -> None:
-        client = self.client
-        sock = self._sock
+        sock = self._conn_sock
         if sock is None:
+            return
+        if self._sock is None:
+            self.client.loop_read()  # paho reads one packet: the CONNACK (then `_on_connect` hands over)
             return
         try:
             data = sock.recv(READ_CHUNK)
@@ -336,104 +360,63 @@ class MqttIngest:
         except OSError:
             data = b""
         if not data:
-            self._pending = b""
-            client.loop_read()  # paho meets the EOF or error itself and handles the disconnect
+            self.client.loop_read()  # paho meets the EOF or error itself and handles the disconnect
             return
-        client.mark_received()
-        buf = self._pending + data if self._pending else data
-        self._pending = buf[self._dispatch(buf, sock) :]
+        if not self._dropping:
+            self._frames_in(data)
         if not self.inbox.has_room():
             self._pause_reading()
 
-    def _dispatch(self, buf: bytes, sock: socket.socket) -> int:
-        """Handle every complete MQTT packet in `buf`, in order; returns where the incomplete rest starts.
+    def _frames_in(self, data: bytes) -> None:
+        """Every whole frame `data` completes, in order; an incomplete one waits for the next read.
 
-        The two packets that come once per bundle are handled here: a QoS 0/1 PUBLISH (a device's
-        bundle) goes straight to the pipeline, an MQTT 3.1.1 PUBACK for an ack completes it in
-        `acks_in_flight`. With manual acks paho keeps no state for an incoming QoS 1 PUBLISH, so this
-        is what paho would do with it, minus its per-packet objects and per-byte reads.
-        Every other packet (CONNACK, SUBACK, PINGRESP, anything unexpected or malformed) is handed to
-        paho whole, in its place in the stream, so connection state changes in order.
+        A QoS 0/1 PUBLISH (a device's bundle) goes to the pipeline: with manual acks this is what paho
+        would hand on. A PUBACK completes an ack of ours, the SUBACK opens the gate, a PINGRESP answers
+        the keepalive. A malformed frame, or one a broker never sends a subscriber, ends the connection.
         """
-        n = len(buf)
-        pos = 0
-        received_at = time.time()
-        while n - pos >= 2:
-            first = buf[pos]
-            length = buf[pos + 1]
-            body = pos + 2
-            if length & 0x80:  # MQTT 3.1.1 §2.2.3: up to four length bytes
-                length &= 0x7F
-                shift = 7
-                while True:
-                    if body >= n:
-                        return pos
-                    byte = buf[body]
-                    body += 1
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                    shift += 7
-                    if shift > 21:  # malformed: paho reports it and drops the connection
-                        self._to_paho(buf[pos:])
-                        return n
-            end = body + length
-            if end > n:
-                return pos
-            if (first & 0xF0) == 0x30 and (first & 0x06) != 0x06 and (first & 0x06) != 0x04:
-                if not self._publish_packet(first, buf, body, end, received_at):
-                    self._to_paho(buf[pos:end])
-            elif (
-                first == 0x40
-                and length == 2
-                and self.acks_in_flight.acknowledged((buf[body] << 8) | buf[body + 1])
-            ):
-                pass
-            else:
-                self._to_paho(buf[pos:end])
-            if self._sock is not sock:
-                return n  # paho closed the connection: the rest belongs to a dead session
-            pos = end
-        return pos
-
-    def _publish_packet(self, first: int, buf: bytes, body: int, end: int, received_at: float) -> bool:
-        """A QoS 0 or 1 PUBLISH to the pipeline; False to leave an odd one (bad topic) to paho."""
-        qos = (first >> 1) & 0x03
-        topic_end = body + 2 + ((buf[body] << 8) | buf[body + 1])
-        payload_start = topic_end + 2 if qos else topic_end
-        if payload_start > end:
-            return False
+        self._last_received = time.monotonic()
         try:
-            topic = buf[body + 2 : topic_end].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        if self._closing:
-            return True  # not acknowledged: the broker redelivers it to the next run
-        mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
-        token = (self._generation, mid, qos)
-        self.inbox.submit_nowait(Message(topic, buf[payload_start:end], received_at, token, self))
-        return True
-
-    def _to_paho(self, packet: bytes) -> None:
-        """Let paho read and handle one whole packet (it never reaches past it to the socket)."""
-        client = self.client
-        client.feed(packet)
-        client.loop_read()
-        client.feed(b"")
+            buf, spans = self._splitter.feed(data)
+        except FrameError as exc:
+            self._drop_stream(f"malformed frame from the broker: {exc}")
+            return
+        received_at = time.time()
+        for first, body, end in spans:
+            kind = first & 0xF0
+            if kind == _PUBLISH:
+                try:
+                    topic_start, topic_end, mid, payload = mqtt_frames.publish_fields(first, buf, body, end)
+                except FrameError as exc:
+                    self._drop_stream(f"malformed PUBLISH from the broker: {exc}")
+                    return
+                if self._closing:
+                    continue  # not acknowledged: the broker redelivers it to the next run
+                topic = buf[topic_start:topic_end].decode("utf-8", "replace")
+                token = (self._generation, mid, (first >> 1) & 0x03)
+                self.inbox.submit_nowait(Message(topic, buf[payload:end], received_at, token, self))
+            elif first == _PUBACK and end - body == 2:
+                self.acks_in_flight.acknowledged(buf[body] << 8 | buf[body + 1])
+            elif first == _PINGRESP and end == body:
+                self._ping_sent_at = 0.0
+            elif first == _SUBACK and end - body == 3:
+                self._subscribed(buf[end - 1])
+            else:
+                self._drop_stream(f"unexpected packet 0x{first:02x} of {end - body} bytes from the broker")
+                return
 
     def _pause_reading(self) -> None:
-        if self._reading and self._sock is not None:
+        if self._reading and self._conn_sock is not None:
             assert self._loop is not None
-            self._loop.remove_reader(self._sock)
+            self._loop.remove_reader(self._conn_sock)
             self._reading = False
 
     def _resume_reading(self) -> None:
-        if not self._reading and self._sock is not None and self.inbox.has_room():
+        if not self._reading and self._conn_sock is not None and self.inbox.has_room():
             assert self._loop is not None
-            self._loop.add_reader(self._sock, self._readable)
+            self._loop.add_reader(self._conn_sock, self._readable)
             self._reading = True
 
-    # -- paho callbacks (event loop) ---------------------------------------------------------------
+    # -- session (event loop) ----------------------------------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any, properties: Any
@@ -441,6 +424,8 @@ class MqttIngest:
         if reason_code.is_failure:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
+        if self._conn_sock is not None:
+            self._sock = self._conn_sock  # from here on the stream is read here, not by paho
         self._generation += 1
         log.info(
             "MQTT connected (session present: %s), subscribing %s", flags.session_present, UP_TOPIC_FILTER
@@ -448,15 +433,12 @@ class MqttIngest:
         client.subscribe(UP_TOPIC_FILTER, qos=1)
         # MQTT 3.1.1 §4.4: unacknowledged PUBLISHes go again, in order, on a reconnect with the session kept.
         resend = self.acks_in_flight.resend()
-        if resend and self._sock is not None:
-            self.client.wbuf += resend
-            self._want_write(self._sock)
+        if resend:
+            self._write(resend)
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
-    ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("subscription to %s refused: %s (check the broker ACL)", UP_TOPIC_FILTER, reason_codes)
+    def _subscribed(self, return_code: int) -> None:
+        if return_code == mqtt_frames.SUBACK_FAILURE:
+            log.error("subscription to %s refused (check the broker ACL)", UP_TOPIC_FILTER)
             return
         self.connected.set()
         self.metrics.mqtt_subscribed.set(1)
@@ -471,6 +453,7 @@ class MqttIngest:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Only if paho ever read past the CONNACK itself (see PAHO_CHECKED): the message is not lost."""
         if self._closing:
             return  # not acknowledged: the broker redelivers it to the next run
         token = (self._generation, message.mid, message.qos)
@@ -485,19 +468,13 @@ class MqttIngest:
         group's go into the write buffer at once (what `client.ack` would queue one call each).
         """
         generation = self._generation
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             return  # the connection is gone: the broker redelivers, the next run acks
-        pubacks = b"".join(
-            [
-                _PUBACK_HEAD + mid.to_bytes(2, "big")
-                for gen, mid, qos in tokens
-                if qos == 1 and gen == generation
-            ]  # type: ignore[misc]
+        pubacks = mqtt_frames.pubacks(
+            [mid for gen, mid, qos in tokens if qos == 1 and gen == generation]  # type: ignore[misc]
         )
         if pubacks:
-            self.client.wbuf += pubacks
-            self._want_write(sock)
+            self._write(pubacks)
 
     def publish_acks(self, acks: Sequence[tuple[bytes, bytes]]) -> None:
         """QoS 1 PUBLISHes of the signed acks, written with the next batch of output (see `acks_in_flight`).
@@ -505,7 +482,4 @@ class MqttIngest:
         Without a connection they wait in flight and go out, as resends, once the session is back.
         """
         packets = self.acks_in_flight.publish(acks)
-        sock = self._sock
-        if sock is not None:
-            self.client.wbuf += packets
-            self._want_write(sock)
+        self._write(packets)

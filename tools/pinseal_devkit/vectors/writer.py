@@ -27,14 +27,17 @@ def generate() -> dict[str, dict[str, Any]]:
 
 
 def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> list[Path]:
-    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files, then the batches."""
+    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files, then the batches
+    and the MQTT frames, so one command writes them all."""
+    from pinseal_devkit.vectors import mqtt_frame_cases
+
     vectors = generate() if vectors is None else vectors
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in [*outdir.glob("bundle_*.json"), *outdir.glob("ack_*.json")]:
         if stale.stem not in vectors:
             stale.unlink()
     paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
-    return paths + write_batches(outdir / "batch")
+    return [*paths, *write_batches(outdir / "batch"), mqtt_frame_cases.write(outdir)]
 
 
 def write_batches(outdir: Path) -> list[Path]:
