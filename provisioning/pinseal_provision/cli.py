@@ -31,7 +31,7 @@ err = Console(stderr=True)
 
 
 def say(text: str) -> None:
-    err.print(text, highlight=False, markup=False)
+    err.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
@@ -508,14 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except ProvisionError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"  what to do: {exc.hint}", highlight=False, markup=False)
+            err.print(f"  what to do: {exc.hint}", highlight=False, markup=False, soft_wrap=True)
         if args.verbose and getattr(exc, "device_traceback", ""):
-            err.print(exc.device_traceback, highlight=False, markup=False)
+            err.print(exc.device_traceback, highlight=False, markup=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to continue where it stopped")
+        err.print("interrupted: run the same command again to continue where it stopped", soft_wrap=True)
         return 130
 
 

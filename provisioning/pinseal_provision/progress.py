@@ -101,7 +101,7 @@ class RichReporter(PlainReporter):
 
     def _line(self, text: str) -> None:
         with self.lock:
-            self.console.print(text, highlight=False, markup=False)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     @contextmanager
     def transfer(self, step: str, description: str, unit: str = "bytes") -> Iterator[Update]:
