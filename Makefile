@@ -24,7 +24,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -114,6 +114,31 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
+
+# A real board from the Makefile: `make flash` and `make enroll` wrap pinseal-provision (docs/provisioning.md).
+# BOARD has a default for the virtual-board targets; these two write to a real board, so it must be named.
+PROVISION      := $(VENV)/bin/pinseal-provision
+FLEET_KEY      ?= $(HOME)/.pinseal/fleet.key
+GATEWAY_CONFIG ?= /etc/pinseal/gateway.toml
+BOARD_IDS = $(notdir $(patsubst %/board.json,%,$(wildcard boards/*/board.json)))
+# $(call require,TARGET,VARIABLE,EXAMPLE): stop before anything runs when TARGET is asked for without VARIABLE.
+require = $(if $(filter $(1),$(MAKECMDGOALS)),$(if $(filter command line environment,$(origin $(2))),,$(error \
+    make $(1) needs $(2)=..., e.g. $(3))))
+$(call require,flash,BOARD,make flash BOARD=esp32_devkitc PORT=/dev/ttyUSB0 (boards: $(BOARD_IDS)))
+$(call require,enroll,BOARD,make enroll BOARD=esp32_devkitc WIFI_SSID=shed MQTT_HOST=192.168.1.10 (boards: $(BOARD_IDS)))
+$(call require,enroll,WIFI_SSID,make enroll BOARD=$(BOARD) WIFI_SSID=shed WIFI_PASSWORD=... MQTT_HOST=192.168.1.10)
+$(call require,enroll,MQTT_HOST,make enroll BOARD=$(BOARD) WIFI_SSID=... MQTT_HOST=192.168.1.10 (the broker as the board reaches it))
+
+flash: setup ## write MicroPython: make flash BOARD=esp32_devkitc [PORT=/dev/ttyUSB0] [IMAGE=file]
+	$(PROVISION) flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(IMAGE)
+
+# The Wi-Fi password goes to the CLI in its environment, never on a command line make echoes (or ps shows).
+enroll: export PINSEAL_WIFI_PASSWORD = $(WIFI_PASSWORD)
+enroll: setup ## deploy + enroll: make enroll BOARD=... [PORT=...] WIFI_SSID=... [WIFI_PASSWORD=...] MQTT_HOST=...
+	$(PROVISION) enroll --deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) \
+	    --fleet-key $(FLEET_KEY) --gateway-config $(GATEWAY_CONFIG) \
+	    --wifi-ssid '$(WIFI_SSID)' --mqtt-host $(MQTT_HOST) $(if $(MQTT_PORT),--mqtt-port $(MQTT_PORT)) \
+	    $(if $(LABEL),--label '$(LABEL)') $(if $(EXPORT),--export $(EXPORT))
 
 firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table.py)
 	$(PY) -m pinseal_build.firmware_tables

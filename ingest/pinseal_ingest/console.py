@@ -6,10 +6,14 @@ traceback; this entry point names the extra to install instead (pinseal_protocol
 
 from __future__ import annotations
 
-from pinseal_protocol.extras import require_extra
+import sys
+
+from pinseal_protocol.extras import print_version_if_asked, require_extra
 
 
 def main() -> int:
+    if print_version_if_asked("pinseal-ingest", sys.argv[1:]):
+        return 0
     require_extra("ingest", "pinseal-ingest")
     from pinseal_ingest.cli import main as cli_main
 

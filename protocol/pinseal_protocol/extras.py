@@ -48,3 +48,20 @@ def require_extra(extra: str, program: str) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
+
+
+def installed_version(distribution: str = DISTRIBUTION) -> str:
+    """The installed distribution's version ('unknown' when run from a source tree without an install)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def print_version_if_asked(program: str, argv: list[str], details: str = "") -> bool:
+    """`PROGRAM --version` (the only argument): print `PROGRAM VERSION` and `details`, before the extra is
+    checked, so an install without the extra still says what it is. True when it printed."""
+    if argv != ["--version"]:
+        return False
+    print(f"{program} {installed_version()}" + (f" ({details})" if details else ""))
+    return True

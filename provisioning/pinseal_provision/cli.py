@@ -10,45 +10,34 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pinseal_build.romfs_image import build_image
-from pinseal_provision import batch, deploy, enroll, flash, fleet, ports, profiles, romfs
+from pinseal_provision import batch, deploy, enroll, flash, fleet, masking, ports, profiles, romfs
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
+from pinseal_provision.progress import Reporter, for_output
 from pinseal_provision.registry import Gateway, Ingest
 
 log = logging.getLogger("pinseal_provision")
+WIFI_PASSWORD_ENV = "PINSEAL_WIFI_PASSWORD"
 err = Console(stderr=True)
 
 
-@contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields update(done, total)."""
-    if not enabled or not err.is_terminal:
-        yield lambda done, total: None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 def say(text: str) -> None:
-    err.print(text, highlight=False, markup=False)
+    err.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    """Where this command's steps, progress and result go (progress.py): set once per run by main()."""
+    reporter: Reporter = args.reporter
+    return reporter
 
 
 def _board(args: argparse.Namespace, port: str | None = None) -> Board:
@@ -63,14 +52,28 @@ def _board(args: argparse.Namespace, port: str | None = None) -> Board:
 
 
 def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], show: bool = True) -> str:
-    deploy.check_micropython(board, profile, args.ignore_version)
+    """Deploy, reporting each step (what it checked, built, wrote); returns the summary line."""
+    reporter = _reporter(args)
+    where = {} if show else {"port": board.port}
+    checked = deploy.check_micropython(board, profile, args.ignore_version)
+    reporter.step("deploy", "done", checked, **where)
     files = deploy.build(profile, Path(args.firmware), compile_mpy=not args.no_compile)
+    how = "compiled with mpy-cross" if not args.no_compile else "taken as .py sources"
+    size = sum(len(f.data) for f in files)
+    reporter.step("deploy", "done", f"{len(files)} file(s) {how} ({size} bytes)", **where)
     in_romfs = romfs.wanted(profile) and not args.no_romfs
     note = ""
     if in_romfs:
         # packages into the ROMFS partition (code runs in place); entry points and /board.json as files
-        wrote = romfs.deploy_image(board, build_image(Path(args.firmware)))
+        image = build_image(Path(args.firmware))
+        wrote = romfs.deploy_image(board, image)
         note = "; ROMFS image " + ("written" if wrote else "unchanged")
+        reporter.step(
+            "deploy",
+            "done",
+            f"ROMFS image ({len(image)} bytes) " + ("written" if wrote else "unchanged: the board has it"),
+            **where,
+        )
         files = [f for f in files if f.dest in ("/main.py", "/boot.py", "/board.json")]
         try:  # package files on the filesystem would be imported before /rom's
             shadows = board.list_files("/pinseal")
@@ -78,8 +81,15 @@ def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], sho
             shadows = []
         if shadows:
             board.remove(shadows)
-    with progress_bar(f"deploy {board.port}", show) as update:
-        report = deploy.deploy(board, files, lambda dest, done, total: update(done, total))
+            reporter.step(
+                "deploy", "done", f"{len(shadows)} package file(s) removed that would shadow /rom", **where
+            )
+    if show:
+        with reporter.transfer("deploy", f"copy to {board.port}") as update:
+            report = deploy.deploy(board, files, lambda dest, done, total: update(done, total))
+    else:
+        report = deploy.deploy(board, files)
+    reporter.step("deploy", "done", report.summary() + ", all verified by the board's SHA-256", **where)
     return report.summary() + note
 
 
@@ -124,14 +134,19 @@ def cmd_fleet_show(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    reporter = _reporter(args)
     profile = profiles.load_profile(args.board)
     image = Path(args.image)
     fmt = profile["micropython"].get("format")
+
+    def flash_say(text: str) -> None:
+        reporter.step("flash", "info", text)
+
     if fmt == "bin":
         port = (
             ports.resolve(args.port, args.board) if not (args.port and ports.is_url(args.port)) else args.port
         )
-        with progress_bar(f"flash {port}") as update:
+        with reporter.transfer("flash", f"write {image.name} to {port}") as update:
             flash.flash_esp32(
                 port,
                 image,
@@ -139,23 +154,27 @@ def cmd_flash(args: argparse.Namespace) -> int:
                 baud=args.flash_baud,
                 erase=not args.no_erase,
                 progress=update,
-                say=log.info,
+                say=flash_say,
             )
-        print(f"{port}: MicroPython written at 0x{int(profile['micropython']['flash_offset']):x}")
+        done = f"{port}: MicroPython written at 0x{int(profile['micropython']['flash_offset']):x}"
     elif fmt == "uf2":
         volume = Path(args.volume) if args.volume else None
-        with progress_bar("copy UF2") as update:
-            dest = flash.flash_uf2(image, profile, port=args.port, volume=volume, progress=update, say=say)
-        print(f"{dest}: written; the board reboots into MicroPython")
+        with reporter.transfer("flash", f"copy {image.name}") as update:
+            dest = flash.flash_uf2(
+                image, profile, port=args.port, volume=volume, progress=update, say=flash_say
+            )
+        done = f"{dest}: written; the board reboots into MicroPython"
     else:
         raise BadInput(f"{profile['id']}: unknown image format {fmt!r}")
+    reporter.step("flash", "done", done)
+    reporter.result(done)
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     profile = profiles.load_profile(args.board)
     with _board(args) as board:
-        print(f"{board.port}: {_deploy(args, board, profile)}")
+        _reporter(args).result(f"{board.port}: {_deploy(args, board, profile)}")
     return 0
 
 
@@ -185,32 +204,57 @@ def _enroll_options(args: argparse.Namespace, label: str | None = None) -> enrol
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    reporter = _reporter(args)
     opts = _enroll_options(args)
     fleet.load(opts.fleet_key)  # before the board is touched
     profile = profiles.load_profile(args.board)
     with _board(args) as board:
         if args.deploy:
-            say(f"{board.port}: {_deploy(args, board, profile)}")
-        report = enroll.enroll(board, opts, say=say)
-    print(json.dumps(report.to_json(), indent=2))
+            _deploy(args, board, profile)
+        report = enroll.enroll(board, opts, say=lambda text: reporter.step("enroll", "done", text))
+    reporter.result(report.to_json())
     return 0
+
+
+def _leave(args: argparse.Namespace, board: Board) -> None:
+    """After a command that stopped the firmware to use the REPL: restart it (soft reset) unless --stay,
+    and say which."""
+    if args.stay:
+        _reporter(args).step("restart", "info", f"{board.port}: left at the REPL (--stay); reset it to run")
+        return
+    board.restart_firmware()
+    _reporter(args).step("restart", "done", f"{board.port}: soft reset: the firmware runs again")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     fleet_pk = fleet.load(Path(args.fleet_key)).public_key if args.fleet_key else None
     gateway = Gateway(Path(args.gateway_config)) if args.gateway_config else None
     with _board(args) as board:
-        print(json.dumps(enroll.status(board, fleet_pk, gateway), indent=2))
+        found = enroll.status(board, fleet_pk, gateway)
+        _leave(args, board)
+    _reporter(args).result(found)
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    with _board(args) as board:
+        config = enroll.config_show(board)
+        _leave(args, board)
+    _reporter(args).result(config)
     return 0
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    reporter = _reporter(args)
     with _board(args) as board:
         config = enroll.config_set(board, args.assignments)
-    if "password" in config.get("mqtt", {}):
-        config["mqtt"]["password"] = "***"
-    print(json.dumps(config, indent=2))
-    say("written; the firmware reads /config.json at boot: reset the board to apply it")
+        reporter.step("config", "done", f"{board.port}: /config.json written and verified")
+        _leave(args, board)
+    if args.stay:
+        reporter.step(
+            "config", "info", "the firmware reads /config.json at boot: reset the board to apply it"
+        )
+    reporter.result(masking.masked(config))
     return 0
 
 
@@ -254,25 +298,31 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 out["deploy"] = _deploy(args, board, profile, show=False)
             if "enroll" in steps:
                 label = f"{args.label}{numbers[port]:02d}" if args.label else None
-                report = enroll.enroll(board, _enroll_options(args, label), say=log.info)
+                report = enroll.enroll(
+                    board,
+                    _enroll_options(args, label),
+                    say=lambda text: _reporter(args).step("enroll", "done", text, port=port),
+                )
                 out["key_id"], out["self_test"] = report.key_id, report.self_test
         return out
 
-    with progress_bar("boards") as update:
+    reporter = _reporter(args)
+    with reporter.transfer("batch", "boards", unit="boards") as update:
         done = [0]
 
         def on_done(result: batch.BoardResult) -> None:
             done[0] += 1
             update(done[0], len(port_list))
             state = "ok" if result.ok else f"FAILED: {result.error}"
-            say(f"{result.port}: {state} ({result.duration_s:.1f} s)")
+            status = "done" if result.ok else "failed"
+            reporter.step("batch", status, f"{state} ({result.duration_s:.1f} s)", port=result.port)
 
         results = batch.run_batch(port_list, job, parallel=args.parallel, on_done=on_done)
     report = [r.to_json() for r in results]
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     failed = [r for r in results if not r.ok]
-    print(json.dumps({"ok": len(results) - len(failed), "failed": len(failed), "boards": report}, indent=2))
+    reporter.result({"ok": len(results) - len(failed), "failed": len(failed), "boards": report})
     for r in failed:
         say(f"{r.port}: {r.error}" + (f"\n  what to do: {r.hint}" if r.hint else ""))
     return 0 if not failed else 1
@@ -297,6 +347,29 @@ def _board_args(p: argparse.ArgumentParser, board_required: bool = False) -> Non
         "window if you press reset meanwhile)",
     )
     p.add_argument("--reset", action="store_true", help="reset the board through RTS first (USB-UART ESP32)")
+    _output_args(p)
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """-v and --json after the command too (`pinseal-provision deploy --json`); SUPPRESS keeps a value given
+    before the command from being reset by the subcommand's default."""
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show the REPL traffic"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="JSON lines on stdout (steps, progress, result) for scripts",
+    )
+
+
+def _stay_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stay",
+        action="store_true",
+        help="leave the board at the REPL afterwards (default: soft reset, the firmware runs again)",
+    )
 
 
 def _deploy_args(p: argparse.ArgumentParser) -> None:
@@ -320,7 +393,11 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", help="label in the registries (batch: a prefix, numbered per board)")
     p.add_argument("--interval", type=int, default=60, help="sampling interval, seconds")
     p.add_argument("--wifi-ssid", default="")
-    p.add_argument("--wifi-password", default="")
+    p.add_argument(
+        "--wifi-password",
+        default=os.environ.get(WIFI_PASSWORD_ENV, ""),
+        help=f"default: ${WIFI_PASSWORD_ENV} (keeps it off command lines that ps or make show)",
+    )
     p.add_argument("--mqtt-host", default="127.0.0.1", help="the broker as the device reaches it")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--mqtt-tls", action="store_true")
@@ -341,7 +418,10 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pinseal-provision", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the REPL traffic and debug logs")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON lines on stdout (steps, progress, result) for scripts"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("ports", help="list boards detected by USB id").set_defaults(fn=cmd_ports)
@@ -380,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _board_args(p)
     p.add_argument("--fleet-key", help="verify the certificate with this fleet key")
     p.add_argument("--gateway-config", help="also show the registry state")
+    _stay_arg(p)
     p.set_defaults(fn=cmd_status)
 
     config = sub.add_parser("config", help="the board's /config.json").add_subparsers(
@@ -388,7 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = config.add_parser("set", help="set SECTION.KEY=VALUE (checked with the firmware's rules)")
     _board_args(p)
     p.add_argument("assignments", nargs="+", metavar="SECTION.KEY=VALUE")
+    _stay_arg(p)
     p.set_defaults(fn=cmd_config_set)
+    p = config.add_parser("show", help="print /config.json (secrets masked)")
+    _board_args(p)
+    _stay_arg(p)
+    p.set_defaults(fn=cmd_config_show)
 
     p = sub.add_parser("revoke", help="revoke a device at the gateway (and network ingest)")
     _board_args(p)
@@ -418,17 +504,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    args.reporter = for_output(args.json, err)
     try:
         return int(args.fn(args))
     except ProvisionError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"  what to do: {exc.hint}", highlight=False, markup=False)
+            err.print(f"  what to do: {exc.hint}", highlight=False, markup=False, soft_wrap=True)
         if args.verbose and getattr(exc, "device_traceback", ""):
-            err.print(exc.device_traceback, highlight=False, markup=False)
+            err.print(exc.device_traceback, highlight=False, markup=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to continue where it stopped")
+        err.print("interrupted: run the same command again to continue where it stopped", soft_wrap=True)
         return 130
 
 

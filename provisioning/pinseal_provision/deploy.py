@@ -25,6 +25,7 @@ from typing import Any
 
 from pinseal_build import firmware_files, mpy
 from pinseal_build.mpy import MPY_VERSION
+from pinseal_provision import versions
 from pinseal_provision.device import TMP_SUFFIX, Board
 from pinseal_provision.errors import BadInput, DeviceError, VersionMismatch
 from pinseal_provision.profiles import FIRMWARE_DIR, profile_path, required_micropython
@@ -82,23 +83,32 @@ def build(
     return files
 
 
-def check_micropython(board: Board, profile: dict[str, Any], ignore_version: bool = False) -> None:
-    """The board's MicroPython must be the profile's release (same major.minor: same .mpy format and the
-    firmware was tested on it)."""
+def check_micropython(board: Board, profile: dict[str, Any], ignore_version: bool = False) -> str:
+    """The board's MicroPython must be at least the profile's minimum (always: older releases lack what the
+    firmware uses), load the .mpy format the firmware is compiled for, and be the profile's release (same
+    major.minor: the firmware was tested on it; `ignore_version` accepts a newer one). Returns what it
+    checked, for the step report."""
     system = board.system()
     want = required_micropython(profile)
+    minimum = versions.minimum_micropython(profile)
+    if minimum and versions.parse_release(system.micropython) < versions.parse_release(minimum):
+        raise VersionMismatch(
+            f"{board.port}: the board runs MicroPython {system.micropython}, older than {minimum}, "
+            f"the oldest {profile['id']} supports",
+            versions.flash_hint(profile),
+        )
     if system.mpy_version != MPY_VERSION:
         raise VersionMismatch(
             f"{board.port}: the board's MicroPython {system.micropython} loads .mpy v{system.mpy_version}, "
             f"the firmware is compiled for v{MPY_VERSION}",
-            f"flash MicroPython {want}: pinseal-provision flash --board {profile['id']} IMAGE",
+            versions.flash_hint(profile),
         )
     if not ignore_version and want and system.micropython.split(".")[:2] != want.split(".")[:2]:
         raise VersionMismatch(
             f"{board.port}: the board runs MicroPython {system.micropython}, {profile['id']} needs {want}",
-            f"flash MicroPython {want} (pinseal-provision flash --board {profile['id']} IMAGE), "
-            "or pass --ignore-version if you know this release works",
+            f"{versions.flash_hint(profile)}; or pass --ignore-version if you know this release works",
         )
+    return f"MicroPython {system.micropython} on {system.platform} (the profile needs {want or minimum})"
 
 
 def _shadows(dest: str) -> list[str]:

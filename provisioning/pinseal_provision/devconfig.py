@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pinseal_provision import masking
 from pinseal_provision.errors import BadInput
 from pinseal_provision.profiles import FIRMWARE_DIR
 
@@ -70,7 +71,9 @@ def check(config: dict[str, Any], defaults: dict[str, dict[str, Any]] | None = N
             want = type(default)
             ok = type(value) is want or (want is int and type(value) is float and value == int(value))
             if not ok:
-                raise BadInput(f"config: {section}.{key} must be {want.__name__}, not {value!r}")
+                raise BadInput(
+                    f"config: {section}.{key} must be {want.__name__}, not {masking.shown(key, value)}"
+                )
     pk = config.get("gateway", {}).get("public_key")
     try:
         if not isinstance(pk, str) or len(bytes.fromhex(pk)) != 32:
@@ -91,7 +94,8 @@ def parse_assignment(text: str, defaults: dict[str, dict[str, Any]] | None = Non
     section, dot, key = name.strip().partition(".")
     if not sep or not dot:
         raise BadInput(
-            f"expected SECTION.KEY=VALUE, got {text!r}", "e.g. sampling.interval_s=30 or wifi.ssid=shed"
+            f"expected SECTION.KEY=VALUE, got {masking.shown(name, text) if sep else repr(text)}",
+            "e.g. sampling.interval_s=30 or wifi.ssid=shed",
         )
     if section not in defaults or key not in defaults[section]:
         raise BadInput(f"config: unknown key {section}.{key}", f"sections: {', '.join(defaults)}")
@@ -99,13 +103,13 @@ def parse_assignment(text: str, defaults: dict[str, dict[str, Any]] | None = Non
     value: Any
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-            raise BadInput(f"{section}.{key} is true or false, not {raw!r}")
+            raise BadInput(f"{section}.{key} is true or false, not {masking.shown(key, raw)}")
         value = raw.lower() in ("true", "1", "yes", "on")
     elif isinstance(default, int):
         try:
             value = int(raw)
         except ValueError as exc:
-            raise BadInput(f"{section}.{key} is a whole number, not {raw!r}") from exc
+            raise BadInput(f"{section}.{key} is a whole number, not {masking.shown(key, raw)}") from exc
     elif isinstance(default, str) or default is None:
         value = raw
         if default is None and section == "mqtt" and key == "port":

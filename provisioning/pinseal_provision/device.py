@@ -49,6 +49,11 @@ from pinseal_provision.errors import (
 )
 
 log = logging.getLogger(__name__)
+# The raw-REPL traffic (commands sent, answers read), at DEBUG: shown with `-v` only, never on a console by
+# default. File contents are logged as sizes, so config secrets never reach it.
+traffic = logging.getLogger(__name__ + ".traffic")
+TRAFFIC_CHARS = 300
+_BULK = re.compile(r"^(_ps_w|_ps_read)\(")
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_PROMPT = b">>> "
@@ -136,6 +141,27 @@ class Board:
             pass
         with contextlib.suppress(OSError, serial.SerialException):
             t.serial.close()  # not t.close(): it drops DTR/RTS, which resets many ESP32 boards
+
+    def restart_firmware(self) -> None:
+        """Give the board back to its firmware: leave the raw REPL and soft-reset from the friendly one
+        (Ctrl-D on an empty line), so boot.py and main.py run again as after power-on, then close the
+        port. Provisioning stopped the firmware to talk to the REPL; without this the board would sit at
+        its prompt until someone reset it."""
+        t = self.transport
+        if t is None:
+            raise ProvisionError("the board is not open")
+        try:
+            t.exit_raw_repl()
+            seen = self._read_until(FRIENDLY_PROMPT)
+            if not seen.endswith(FRIENDLY_PROMPT):
+                raise BoardTimeout(f"{self.port}: no friendly REPL prompt after leaving the raw REPL")
+            self._serial.write(b"\x04")
+            seen = self._read_until(b"soft reboot")
+        except (OSError, serial.SerialException) as exc:
+            raise self._gone(exc) from exc
+        if not seen.endswith(b"soft reboot"):
+            raise BoardTimeout(f"{self.port}: the board did not soft-reset", "press its reset button")
+        self.close()
 
     def _pulse_reset(self) -> None:
         """EN low then high through RTS, as esptool's hard reset does on USB-UART ESP32 boards."""
@@ -266,12 +292,25 @@ class Board:
             if not (ports.is_url(self.port) or os.path.exists(self.port)):
                 raise self._gone(exc) from exc
             raise BoardTimeout(f"{self.port}: the board stopped answering ({exc or 'timeout'})") from exc
+        self._log_traffic(code, out, err)
         if err:
             text = err.decode(errors="replace").strip()
             error = DeviceError(f"{self.port}: the board raised {text.splitlines()[-1] if text else '?'}")
             error.device_traceback = text
             raise error
         return out
+
+    def _log_traffic(self, code: str, out: bytes, err: bytes) -> None:
+        if not traffic.isEnabledFor(logging.DEBUG):
+            return
+        bulk = _BULK.match(code)
+        if bulk:  # file contents (a config with its passwords): their size only
+            traffic.debug("%s > %s(...) [%d bytes]", self.port, bulk.group(1), len(code))
+            traffic.debug("%s < [%d bytes]", self.port, len(out))
+            return
+        shown = code if len(code) <= TRAFFIC_CHARS else code[:TRAFFIC_CHARS] + f"... [{len(code)} chars]"
+        traffic.debug("%s > %s", self.port, shown)
+        traffic.debug("%s < %r", self.port, out[:TRAFFIC_CHARS] + err[:TRAFFIC_CHARS])
 
     def _follow(self, timeout_s: float) -> tuple[bytes, bytes]:
         """The command's output and error output (each ends with Ctrl-D). Reads in blocks, not byte by byte

@@ -21,7 +21,7 @@ from typing import Any
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys
 from pinseal_protocol.errors import RejectedMessage
-from pinseal_provision import cert, devconfig, fleet
+from pinseal_provision import cert, devconfig, fleet, masking
 from pinseal_provision.device import Board
 from pinseal_provision.errors import (
     AlreadyEnrolled,
@@ -286,11 +286,14 @@ def status(
     board: Board, fleet_public_key: bytes | None = None, gateway: Gateway | None = None
 ) -> dict[str, Any]:
     """What the board is: firmware info, files, certificate (checked given the fleet key), registry."""
-    out: dict[str, Any] = {"port": board.port, "system": board.system().__dict__}
+    system = board.system()
+    out: dict[str, Any] = {"port": board.port, "system": system.__dict__}
     try:
         out["device"] = device_info(board)
     except NotDeployed:
         out["device"] = None
+    firmware = (out["device"] or {}).get("firmware")
+    out["versions"] = {"firmware": firmware or "not deployed", "micropython": system.micropython}
     out["files"] = board.list_files("/")
     raw = board.read_file(CERT_PATH)
     if raw is not None:
@@ -303,13 +306,19 @@ def status(
             out["certificate"] = {"bytes": len(raw), "verified": False}
     config = read_config(board)
     if config is not None:
-        if "password" in config.get("mqtt", {}):
-            config["mqtt"]["password"] = "***"
-        out["config"] = config
+        out["config"] = masking.masked(config)
     device = out["device"]
     if gateway is not None and device and device.get("key_id"):
         out["gateway"] = gateway.devices().get(device["key_id"], "not registered")
     return out
+
+
+def config_show(board: Board) -> dict[str, Any]:
+    """The board's /config.json, secrets masked (for printing)."""
+    current = read_config(board)
+    if current is None:
+        raise NotDeployed(f"{board.port}: no /config.json on the board", "enroll the board first")
+    return masking.masked(current)
 
 
 def config_set(board: Board, assignments: list[str]) -> dict[str, Any]:

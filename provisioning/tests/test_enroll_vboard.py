@@ -54,6 +54,13 @@ def test_full_enroll_of_a_blank_board_through_the_cli(
     report = json.loads(proc.stdout)
     kid = report["key_id"]
     assert report["self_test"] == "passed" and report["registered"] == "new"
+    # each step said what it did (plain lines: stderr is not a terminal here)
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("enroll: done: ")]
+    assert [s.split(": ", 3)[-1] for s in steps][:2] == [
+        "creating the device key on the device",
+        "registered with the gateway",
+    ]
+    assert "self-test passed" in steps[-1] and "deploy: done: ROMFS image" in proc.stderr
 
     # mpremote, the official tool, sees the deployed firmware (its packages in the board's ROMFS, /rom), the
     # profile and the certificate.

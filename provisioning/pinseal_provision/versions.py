@@ -1,0 +1,59 @@
+"""Versions: which firmware this install deploys, which MicroPython a profile needs, which image gives it.
+
+A board running an older MicroPython than its profile's minimum would fail later and obscurely (no ROMFS,
+another .mpy format, missing modules), so deploy refuses it up front and names the exact image to flash.
+The profile's `micropython.min_version` is that minimum; without one, the profile's release
+(`micropython.version`) is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pinseal_provision.errors import BadInput
+
+_FIRMWARE_VERSION = re.compile(r'^FIRMWARE\s*=\s*"([^"]+)"', re.MULTILINE)
+_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def firmware_version(firmware_dir: Path) -> str:
+    """The firmware's version as the board will report it: `FIRMWARE` in firmware/pinseal/version.py (read
+    as text: the host never imports firmware code)."""
+    path = firmware_dir / "pinseal" / "version.py"
+    try:
+        found = _FIRMWARE_VERSION.search(path.read_text())
+    except OSError:
+        found = None
+    return found.group(1) if found else "unknown"
+
+
+def parse_release(text: str) -> tuple[int, int, int]:
+    """'1.29.0' (or '1.29', '1.29.0-preview') -> (1, 29, 0); BadInput for anything else."""
+    found = _RELEASE.match(text.strip())
+    if found is None:
+        raise BadInput(f"not a MicroPython release: {text!r}", "write it as MAJOR.MINOR.PATCH, e.g. 1.29.0")
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def minimum_micropython(profile: dict[str, Any]) -> str:
+    """The oldest MicroPython the profile accepts."""
+    mp = profile["micropython"]
+    return str(mp.get("min_version") or mp.get("version", ""))
+
+
+def image_name(profile: dict[str, Any], release: str | None = None) -> str:
+    """The MicroPython image file for the profile's release: its `file_pattern` with `v<release>`
+    (ESP32_GENERIC-*.bin -> ESP32_GENERIC-v1.29.0.bin), as micropython.org names its downloads."""
+    mp = profile["micropython"]
+    want = release or str(mp.get("version", ""))
+    pattern = str(mp.get("file_pattern") or f"{mp.get('board', profile['id'])}-*.{mp.get('format', 'bin')}")
+    return pattern.replace("*", f"v{want}", 1)
+
+
+def flash_hint(profile: dict[str, Any]) -> str:
+    """What to type to get the profile's MicroPython onto the board."""
+    image = image_name(profile)
+    return f"flash {image}: pinseal-provision flash --board {profile['id']} {image}"
