@@ -25,7 +25,12 @@ USER_AGENT = "pinseal-provision (image download)"
 
 
 class DownloadFailed(Exception):
-    """The file could not be fetched whole; the message says why (HTTP status, network error, short read)."""
+    """The file could not be fetched whole; the message says why (HTTP status, network error, short read).
+    `http_status` is the server's answer when there was one (404: the name is wrong, not the network)."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 def part_files(dest: Path) -> list[Path]:
@@ -67,7 +72,7 @@ def _fetch(url: str, out: BinaryIO, timeout_s: float, progress: Progress | None)
                 if progress is not None:
                     progress(done, total or 0)
     except urllib.error.HTTPError as exc:
-        raise DownloadFailed(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadFailed(f"HTTP {exc.code} {exc.reason}", exc.code) from exc
     except urllib.error.URLError as exc:
         raise DownloadFailed(str(exc.reason)) from exc
     except (OSError, http.client.HTTPException) as exc:  # reset, timeout, chunked body cut short

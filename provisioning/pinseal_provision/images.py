@@ -149,9 +149,15 @@ def cached_or_download(
     try:
         size = download(source.url, path, timeout_s=timeout_s, progress=progress)
     except DownloadFailed as exc:
+        board_page = f"micropython.org/download/{profile['micropython']['board']}"
+        fix = (
+            f"the profile's image_file may be wrong: see {board_page}"
+            if exc.http_status == 404
+            else "check the network"
+        )
         raise ImageUnavailable(
             f"cannot download {source.url}: {exc}",
-            f"check the network; or download {source.file_name} yourself into the cache folder {folder}, "
+            f"{fix}; or download {source.file_name} yourself into the cache folder {folder}, "
             "or pass --image FILE",
         ) from exc
     except OSError as exc:  # the cache folder itself: not writable, disk full

@@ -164,6 +164,13 @@ def test_no_network_names_the_url_and_the_cache_folder(tmp_path: Path) -> None:
     assert str(cache) in failed.value.hint and "--image" in failed.value.hint
 
 
+def test_a_name_the_server_does_not_have_points_at_the_profile(server: ImageServer, tmp_path: Path) -> None:
+    with pytest.raises(ImageUnavailable, match="HTTP 404") as failed:
+        fetch(server, tmp_path / "cache")
+    assert "image_file may be wrong" in failed.value.hint and "ESP32_GENERIC" in failed.value.hint
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_an_image_for_another_chip_is_refused_after_download(server: ImageServer, tmp_path: Path) -> None:
     server.files[FOLDER + ESP32_FILE] = esp_bin("esp32s3")
     with pytest.raises(BadInput, match=r"not an image for this chip \(built for the ESP32-S3"):
