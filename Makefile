@@ -129,8 +129,8 @@ $(call require,enroll,BOARD,make enroll BOARD=esp32_devkitc WIFI_SSID=shed MQTT_
 $(call require,enroll,WIFI_SSID,make enroll BOARD=$(BOARD) WIFI_SSID=shed WIFI_PASSWORD=... MQTT_HOST=192.168.1.10)
 $(call require,enroll,MQTT_HOST,make enroll BOARD=$(BOARD) WIFI_SSID=... MQTT_HOST=192.168.1.10 (the broker as the board reaches it))
 
-flash: setup ## write MicroPython: make flash BOARD=esp32_devkitc [PORT=/dev/ttyUSB0] [IMAGE=file]
-	$(PROVISION) flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(IMAGE)
+flash: setup ## write MicroPython: make flash BOARD=esp32_devkitc [PORT=/dev/ttyUSB0] [IMAGE=file; default: the official image, downloaded]
+	$(PROVISION) flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(IMAGE),--image $(IMAGE))
 
 # The Wi-Fi password goes to the CLI in its environment, never on a command line make echoes (or ps shows).
 enroll: export PINSEAL_WIFI_PASSWORD = $(WIFI_PASSWORD)

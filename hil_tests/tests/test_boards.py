@@ -86,6 +86,18 @@ def test_profile_matches_schema_and_folder(board_dir: Path) -> None:
     assert profile["flash"]["filesystem_bytes"] < profile["flash"]["size_bytes"]
 
 
+@pytest.mark.parametrize("board_dir", BOARD_DIRS, ids=lambda p: p.name)
+def test_official_image_is_the_profiles_board_version_and_format(board_dir: Path) -> None:
+    """pinseal-provision flash downloads image_base_url + image_file: micropython.org's naming for the
+    profile's own board and release; a SHA-256 only as a person verified it (schema: null or 64 hex)."""
+    mp = json.loads((board_dir / "board.json").read_text())["micropython"]
+    assert mp["image_base_url"] == "https://micropython.org/resources/firmware/"
+    name = rf"{mp['board']}-\d{{8}}-v{re.escape(mp['version'])}\.{mp['format']}"
+    assert re.fullmatch(name, mp["image_file"])
+    assert Path(mp["image_file"]).match(mp["file_pattern"])
+    assert mp["image_sha256"] is None or re.fullmatch("[0-9a-f]{64}", mp["image_sha256"])
+
+
 def test_esp32_devkitc_ram_is_the_vm_board_default() -> None:
     profile = json.loads((BOARDS_DIR / "esp32_devkitc" / "board.json").read_text())
     assert profile["ram"]["free_heap_bytes"] == BOARD_RAM_BYTES

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from pinseal_build.romfs_image import build_image
-from pinseal_provision import batch, deploy, enroll, flash, fleet, masking, ports, profiles, romfs
+from pinseal_provision import batch, deploy, enroll, flash, fleet, images, masking, ports, profiles, romfs
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
 from pinseal_provision.progress import Reporter, for_output
@@ -133,10 +133,28 @@ def cmd_fleet_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flash_image(args: argparse.Namespace, profile: dict[str, Any]) -> Path:
+    """The image `flash` writes, checked before any port is opened: --image / the positional file, else the
+    profile's official image from the cache or downloaded (images.py)."""
+    named = {a for a in (args.image, args.image_file) if a}
+    if len(named) > 1:
+        raise BadInput("two different images given (positional and --image)", "name one image")
+    reporter = _reporter(args)
+    with reporter.transfer("image", "download") as update:
+        return images.image_for_flash(
+            profile,
+            Path(named.pop()) if named else None,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            expected_sha256=images.parse_sha256(args.sha256),
+            say=lambda text: reporter.step("image", "info", text),
+            progress=update,
+        )
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
     reporter = _reporter(args)
     profile = profiles.load_profile(args.board)
-    image = Path(args.image)
+    image = _flash_image(args, profile)
     fmt = profile["micropython"].get("format")
 
     def flash_say(text: str) -> None:
@@ -437,7 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flash", help="write MicroPython (esptool for ESP32, UF2 copy for Pico)")
     _board_args(p, board_required=True)
-    p.add_argument("image", help="the MicroPython .bin or .uf2 for this board")
+    p.add_argument("image", nargs="?", help="a local MicroPython .bin/.uf2 (same as --image)")
+    p.add_argument(
+        "--image", dest="image_file", help="a local image; default: the profile's official one, downloaded"
+    )
+    p.add_argument("--sha256", help="enforce this SHA-256 of the image (64 hex digits)")
+    p.add_argument(
+        "--cache-dir",
+        help="downloaded images (default: $PINSEAL_IMAGE_CACHE, else $XDG_CACHE_HOME/pinseal/images)",
+    )
     p.add_argument("--flash-baud", type=int, default=460800)
     p.add_argument("--no-erase", action="store_true")
     p.add_argument("--volume", help="the mounted RPI-RP2/RP2350 drive (default: found in /proc/mounts)")

@@ -104,3 +104,7 @@ class SelfTestFailed(ProvisionError):
 
 class FlashError(ProvisionError):
     """Writing MicroPython to the chip failed (esptool or the UF2 copy)."""
+
+
+class ImageUnavailable(ProvisionError):
+    """The official MicroPython image could not be downloaded (network, HTTP status, short read)."""

@@ -9,56 +9,31 @@
   over the REPL, or the "1200-baud touch" (open the CDC port at 1200 baud and close it; MicroPython's rp2
   port reboots into BOOTSEL on it), or holding BOOTSEL while plugging in. The image is checked before
   anything happens (UF2 magic numbers and family id: RP2040 0xe48bff56; RP2350 0xe48bff59 ARM-S,
-  0xe48bff5a RISC-V, 0xe48bff57 absolute), so a wrong file never reaches the board.
+  0xe48bff5a RISC-V, 0xe48bff57 absolute; `image_checks`), so a wrong file never reaches the board.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pinseal_provision.errors import BadInput, FlashError, PortNotFound
+from pinseal_provision.errors import FlashError, PortNotFound
+from pinseal_provision.image_checks import UF2_MAGIC_END as UF2_MAGIC_END  # re-exported, as before
+from pinseal_provision.image_checks import UF2_MAGIC_START0 as UF2_MAGIC_START0
+from pinseal_provision.image_checks import UF2_MAGIC_START1 as UF2_MAGIC_START1
+from pinseal_provision.image_checks import check_bin, check_uf2
 
 Progress = Callable[[int, int], None]
 
-UF2_BLOCK = 512
-UF2_MAGIC_START0, UF2_MAGIC_START1, UF2_MAGIC_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
-UF2_FLAG_FAMILY_ID = 0x00002000
-UF2_FAMILIES = {
-    "rp2040": {0xE48BFF56},
-    "rp2350": {0xE48BFF59, 0xE48BFF5A, 0xE48BFF57, 0xE48BFF56},
-}
 VOLUME_BOARD_IDS = {"rp2040": ("RPI-RP2",), "rp2350": ("RP2350",)}
 ESP_CHIP_NAMES = {"esp32": "ESP32", "esp32s3": "ESP32-S3"}
 
 
 # -- ESP32 family --------------------------------------------------------------------------------------------
-def check_bin(image: Path, profile: dict[str, Any]) -> int:
-    """The image exists, looks like an ESP app/bootloader image and fits; returns the offset to write at."""
-    if profile["micropython"].get("format") != "bin":
-        raise BadInput(f"{profile['id']} takes a {profile['micropython'].get('format')} image, not a .bin")
-    if not image.is_file():
-        raise BadInput(
-            f"no image {image}", f"download {profile['micropython'].get('file_pattern')} from micropython.org"
-        )
-    data = image.read_bytes()[:1]
-    if data != b"\xe9":
-        raise BadInput(f"{image} is not an ESP32 image (first byte 0x{data.hex() or '??'}, expected 0xe9)")
-    offset = int(profile["micropython"]["flash_offset"])
-    size = image.stat().st_size
-    flash_size = int(profile.get("flash", {}).get("size_bytes", 0))
-    if flash_size and offset + size > flash_size:
-        raise BadInput(
-            f"{image} ({size} bytes at 0x{offset:x}) does not fit the board's {flash_size}-byte flash"
-        )
-    return offset
-
-
 class _EsptoolProgress:
     """esptool's TemplateLogger, forwarding its progress bar to ours and its text to a callback."""
 
@@ -103,7 +78,8 @@ def flash_esp32(
     say: Callable[[str], None] = lambda s: None,
 ) -> None:
     """Erase and write `image` at the profile's offset with esptool.cmds (v5)."""
-    offset = check_bin(image, profile)
+    check_bin(image, profile)
+    offset = int(profile["micropython"]["flash_offset"])
     from esp_pylib.logger import EspLog
     from esptool import cmds
     from esptool.logger import EsptoolLogger, TemplateLogger
@@ -149,31 +125,6 @@ def _write_esp32(
 
 
 # -- Pico family ---------------------------------------------------------------------------------------------
-def check_uf2(image: Path, profile: dict[str, Any]) -> int:
-    """Every block has UF2's magic numbers and a family id for this MCU; returns the number of blocks."""
-    if profile["micropython"].get("format") != "uf2":
-        raise BadInput(f"{profile['id']} takes a {profile['micropython'].get('format')} image, not a .uf2")
-    if not image.is_file():
-        raise BadInput(
-            f"no image {image}", f"download {profile['micropython'].get('file_pattern')} from micropython.org"
-        )
-    data = image.read_bytes()
-    if not data or len(data) % UF2_BLOCK:
-        raise BadInput(f"{image} is not a UF2 file (size {len(data)} is not a multiple of 512)")
-    families = UF2_FAMILIES.get(str(profile["mcu"]), set())
-    for i in range(0, len(data), UF2_BLOCK):
-        start0, start1, flags, _addr, _size, _no, _n, family = struct.unpack_from("<8I", data, i)
-        (end,) = struct.unpack_from("<I", data, i + UF2_BLOCK - 4)
-        if (start0, start1, end) != (UF2_MAGIC_START0, UF2_MAGIC_START1, UF2_MAGIC_END):
-            raise BadInput(f"{image}: block {i // UF2_BLOCK} has no UF2 magic numbers")
-        if flags & UF2_FLAG_FAMILY_ID and families and family not in families:
-            raise BadInput(
-                f"{image} is for UF2 family 0x{family:08x}, not {profile['mcu']}",
-                f"download {profile['micropython'].get('file_pattern')} for {profile['id']}",
-            )
-    return len(data) // UF2_BLOCK
-
-
 def find_uf2_volume(mcu: str, candidates: list[Path] | None = None) -> Path | None:
     """A mounted boot-ROM drive: a folder with INFO_UF2.TXT naming the MCU's bootloader."""
     if candidates is None:

@@ -45,15 +45,20 @@ def minimum_micropython(profile: dict[str, Any]) -> str:
 
 
 def image_name(profile: dict[str, Any], release: str | None = None) -> str:
-    """The MicroPython image file for the profile's release: its `file_pattern` with `v<release>`
-    (ESP32_GENERIC-*.bin -> ESP32_GENERIC-v1.29.0.bin), as micropython.org names its downloads."""
+    """The official MicroPython image for a release (default: the profile's): the profile's `image_file`
+    when it is that release's (what `flash` downloads), else its `file_pattern` with `v<release>`
+    (ESP32_GENERIC-*.bin -> ESP32_GENERIC-v1.30.0.bin), as micropython.org names its downloads."""
     mp = profile["micropython"]
     want = release or str(mp.get("version", ""))
+    official = str(mp.get("image_file") or "")
+    if official and f"-v{want}." in official:
+        return official
     pattern = str(mp.get("file_pattern") or f"{mp.get('board', profile['id'])}-*.{mp.get('format', 'bin')}")
     return pattern.replace("*", f"v{want}", 1)
 
 
 def flash_hint(profile: dict[str, Any]) -> str:
-    """What to type to get the profile's MicroPython onto the board."""
+    """What to type to get the profile's MicroPython onto the board (`flash` downloads the official image
+    the profile names; --image FILE flashes one the user has)."""
     image = image_name(profile)
-    return f"flash {image}: pinseal-provision flash --board {profile['id']} {image}"
+    return f"flash {image}: pinseal-provision flash --board {profile['id']} (downloads it; or --image FILE)"

@@ -105,15 +105,16 @@ def test_versions_image_names_and_minimum() -> None:
     with pytest.raises(BadInput):
         versions.parse_release("v1")
     names = {b: versions.image_name(p) for b, p in profiles.all_profiles().items()}
-    assert names["esp32_devkitc"] == "ESP32_GENERIC-v1.29.0.bin"
-    assert names["pico_w"] == "RPI_PICO_W-v1.29.0.uf2"
+    assert names["esp32_devkitc"] == "ESP32_GENERIC-20260824-v1.29.0.bin"  # the profile's official file
+    assert names["pico_w"] == "RPI_PICO_W-20260824-v1.29.0.uf2"
+    assert versions.image_name(profiles.load_profile("pico_w"), "1.30.0") == "RPI_PICO_W-v1.30.0.uf2"
     profile = profiles.load_profile("esp32_devkitc")
     assert versions.minimum_micropython(profile) == "1.29.0"  # no min_version: the profile's release
     lower = {**profile, "micropython": {**profile["micropython"], "min_version": "1.25.0"}}
     assert versions.minimum_micropython(lower) == "1.25.0"
     assert versions.flash_hint(profile) == (
-        "flash ESP32_GENERIC-v1.29.0.bin: "
-        "pinseal-provision flash --board esp32_devkitc ESP32_GENERIC-v1.29.0.bin"
+        "flash ESP32_GENERIC-20260824-v1.29.0.bin: "
+        "pinseal-provision flash --board esp32_devkitc (downloads it; or --image FILE)"
     )
     assert versions.firmware_version(profiles.FIRMWARE_DIR) == "0.1.0"
 
@@ -139,7 +140,7 @@ def test_make_flash_wraps_the_cli_and_needs_a_board() -> None:
     assert proc.returncode == 0, proc.stderr
     assert ".venv/bin/pinseal-provision flash --board pico_w --port /dev/ttyACM0" in proc.stdout
     without_port = make("flash", "BOARD=esp32_devkitc", "IMAGE=fw.bin")
-    assert ".venv/bin/pinseal-provision flash --board esp32_devkitc fw.bin" in without_port.stdout
+    assert ".venv/bin/pinseal-provision flash --board esp32_devkitc --image fw.bin" in without_port.stdout
     missing = make("flash")
     assert missing.returncode != 0 and not missing.stdout  # stops before anything would run
     assert "make flash needs BOARD=" in missing.stderr and "esp32_devkitc" in missing.stderr

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from esptool import cmds
+from image_samples import esp_bin
 
 from pinseal_provision import flash, profiles
 from pinseal_provision.errors import BadInput, FlashError
@@ -55,9 +56,10 @@ def esptool_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     return calls
 
 
-def esp_image(tmp_path: Path, size: int = 4096) -> Path:
+def esp_image(tmp_path: Path, size: int = 4096, chip: str = "esp32") -> Path:
+    """An image esptool's reader accepts for `chip` (flash checks it before any port), `size` bytes."""
     path = tmp_path / "ESP32_GENERIC-v1.29.0.bin"
-    path.write_bytes(b"\xe9" + bytes(size - 1))
+    path.write_bytes(esp_bin(chip, pad_to=size))
     return path
 
 
@@ -73,7 +75,7 @@ def test_esp32_image_goes_to_the_profile_offset_after_an_erase(tmp_path: Path, e
 
 def test_esp32s3_offset_zero_and_no_erase(tmp_path: Path, esptool_calls: list) -> None:
     esptool_calls[0][1]["name"] = "ESP32-S3"
-    flash.flash_esp32("rfc2217://localhost:4000", esp_image(tmp_path), ESP32S3, erase=False)
+    flash.flash_esp32("rfc2217://localhost:4000", esp_image(tmp_path, chip="esp32s3"), ESP32S3, erase=False)
     assert "erase_flash" not in [c[0] for c in esptool_calls]
     assert next(c[1] for c in esptool_calls if c[0] == "write_flash")[0][0] == 0
 
