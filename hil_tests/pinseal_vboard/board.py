@@ -49,6 +49,8 @@ class BoardOptions:
         `mpremote romfs deploy` does; modules there execute in place and take no heap for their code), and
         only main.py and boot.py on the flash. Needs a profile with micropython.romfs_bytes.
     romfs_image: the host file holding the ROMFS partition (default: "<flash>.romfs", beside the flash).
+    romfs_partition: False models the official MicroPython image people download: it has no ROMFS
+        partition (no `vfs.rom_ioctl`), whatever the profile's romfs_bytes (those describe pinseal's builds).
     sensors: a sensors script (docs/virtual-board.md, "Sensors"); None: the plugin's defaults.
     net: the network plugin's settings file; None: its defaults (Wi-Fi up, localhost reachable).
     hang_s: reset a board whose VM has not returned to its event loop for this long (0: never).
@@ -60,6 +62,7 @@ class BoardOptions:
     firmware: Path | None = FIRMWARE_DIR
     firmware_in_romfs: bool = False
     romfs_image: Path | None = None
+    romfs_partition: bool = True
     sensors: Path | None = None
     net: Path | None = None
     ram_bytes: int | None = None
@@ -132,6 +135,8 @@ class VirtualBoard:
         if self.options.firmware is not None:
             firmware = Path(self.options.firmware)
             if self.options.firmware_in_romfs:
+                if not self.options.romfs_partition:
+                    raise BoardError("firmware_in_romfs needs a ROMFS partition (romfs_partition=True)")
                 self.romfs_image.write_bytes(build_image(firmware))
                 self.romfs_image.chmod(0o600)
             install_firmware(firmware, self.flash_dir, only_top=self.options.firmware_in_romfs)
@@ -152,7 +157,7 @@ class VirtualBoard:
         return self
 
     def _plugins(self) -> list[str]:
-        plugins = [f"{ROMFS_PLUGIN}={self.romfs_image}"]
+        plugins = [f"{ROMFS_PLUGIN}={self.romfs_image}"] if self.options.romfs_partition else []
         if SENSORS_PLUGIN.exists():
             plugins.append(
                 f"{SENSORS_PLUGIN}={self.options.sensors}" if self.options.sensors else str(SENSORS_PLUGIN)

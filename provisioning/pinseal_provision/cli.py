@@ -62,6 +62,16 @@ def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], sho
     size = sum(len(f.data) for f in files)
     reporter.step("deploy", "done", f"{len(files)} file(s) {how} ({size} bytes)", **where)
     in_romfs = romfs.wanted(profile) and not args.no_romfs
+    if in_romfs and romfs.partition_size(board) == 0:
+        # The official images have no ROMFS partition: the firmware runs from .mpy files there (it fits).
+        in_romfs = False
+        reporter.step(
+            "deploy",
+            "info",
+            "this MicroPython has no ROMFS partition (the official images have none): "
+            "the firmware goes onto the filesystem as files",
+            **where,
+        )
     note = ""
     if in_romfs:
         # packages into the ROMFS partition (code runs in place); entry points and /board.json as files
@@ -400,7 +410,7 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
         "--no-romfs",
         action="store_true",
         help="copy the packages as .mpy files even where the board has a ROMFS partition (their code then "
-        "takes heap: ~80 KB instead of ~40 KB)",
+        "takes more heap); a board without one (the official images) gets files anyway",
     )
 
 

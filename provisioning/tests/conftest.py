@@ -31,12 +31,16 @@ def host() -> Iterator[BoardHost]:
         yield h
 
 
-def blank_board(host: BoardHost, folder: Path, board: str = "esp32_devkitc") -> VirtualBoard:
-    """A board with nothing but MicroPython on it (its flash folder is `folder`)."""
+def blank_board(
+    host: BoardHost, folder: Path, board: str = "esp32_devkitc", romfs_partition: bool = True
+) -> VirtualBoard:
+    """A board with nothing but MicroPython on it (its flash folder is `folder`); romfs_partition=False:
+    the official image, which has no ROMFS partition."""
     folder.mkdir(parents=True, exist_ok=True)
-    b = VirtualBoard(
-        BoardOptions(board=board, flash_dir=folder, firmware=None, ram_bytes=RAM_BYTES), host=host
-    ).start()
+    options = BoardOptions(
+        board=board, flash_dir=folder, firmware=None, ram_bytes=RAM_BYTES, romfs_partition=romfs_partition
+    )
+    b = VirtualBoard(options, host=host).start()
     b.wait_for_output(b">>> ")
     return b
 

@@ -105,6 +105,37 @@ def test_full_enroll_of_a_blank_board_through_the_cli(
     assert status["config"]["mqtt"]["password"] == "***"
 
 
+def test_the_official_image_without_romfs_gets_mpy_files_and_runs(
+    host: BoardHost, tmp_path: Path, fleet_key: Path, gateway: GatewaySetup
+) -> None:
+    """What a hobbyist has after flashing micropython.org's image: no ROMFS partition. Plain `enroll
+    --deploy` (no --no-romfs) installs the packages as .mpy files, says so, and the firmware then runs."""
+    board = blank_board(host, tmp_path / "flash", romfs_partition=False)
+    try:
+        args = ["enroll", "--port", board.serial_path, "--deploy", "--fleet-key", str(fleet_key)]
+        args += ["--gateway-config", str(gateway.config), "--state-dir", str(tmp_path / "state")]
+        proc = subprocess.run(
+            [str(BIN / "pinseal-provision"), *args], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "no ROMFS partition (the official images have none)" in proc.stderr
+        assert json.loads(proc.stdout)["self_test"] == "passed"
+        installed = sorted(p.name for p in (board.flash_dir / "pinseal").rglob("*") if p.is_file())
+        assert "app.mpy" in installed and "enroll.mpy" in installed
+        assert not [name for name in installed if name.endswith(".py")]  # compiled, as on a stock board
+        assert not board.romfs_image.exists() or board.romfs_image.stat().st_size == 0
+
+        at = board.mark()
+        status = subprocess.run(
+            [str(BIN / "pinseal-provision"), "status", "--port", board.serial_path],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        board.wait_for_output(rb"pinseal: firmware 0\.1\.0 on MicroPython .*pinseal: starting in", after=at)
+    finally:
+        board.stop()
+
+
 def test_enroll_transcript_holds_no_private_key_material(
     board: VirtualBoard, enroll_options: EnrollOptions
 ) -> None:
