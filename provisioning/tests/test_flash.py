@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 from esptool import cmds
-from image_samples import esp_bin
+from image_samples import esp_bin, uf2
 
 from pinseal_provision import flash, profiles
 from pinseal_provision.errors import BadInput, FlashError
@@ -105,24 +104,6 @@ def test_esptool_failure_says_how_to_get_into_download_mode(
     with pytest.raises(FlashError) as failed:
         flash.flash_esp32("/dev/ttyUSB0", esp_image(tmp_path), ESP32)
     assert "BOOT" in failed.value.hint
-
-
-def uf2(family: int, blocks: int = 3) -> bytes:
-    out = b""
-    for i in range(blocks):
-        head = struct.pack(
-            "<8I",
-            flash.UF2_MAGIC_START0,
-            flash.UF2_MAGIC_START1,
-            0x2000,
-            0x10000000 + 256 * i,
-            256,
-            i,
-            blocks,
-            family,
-        )
-        out += head + bytes(476) + struct.pack("<I", flash.UF2_MAGIC_END)
-    return out
 
 
 def test_uf2_lands_on_the_bootloader_drive_after_a_reboot_request(tmp_path: Path) -> None:
