@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -130,7 +131,16 @@ def test_every_console_script_has_version(program: str) -> None:
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
     """`make -n ARGS`: the commands make would run, continuation lines joined, spaces collapsed."""
-    proc = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # run from `make test` too: a clean environment, so the outer make's MAKEFLAGS do not add directory lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     proc.stdout = "\n".join(" ".join(line.split()) for line in proc.stdout.replace("\\\n", " ").splitlines())
     return proc
 
