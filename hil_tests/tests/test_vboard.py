@@ -84,6 +84,21 @@ def test_friendly_repl_and_raw_paste_by_hand(board: VirtualBoard) -> None:
     board.wait_for_output(rb"OK\x04Traceback[^\x04]*ZeroDivisionError[^\x04]*\x04>", after=at)
 
 
+def test_ctrl_a_in_the_raw_repl_resets_it_as_micropython_does(board: VirtualBoard) -> None:
+    """A tool sends "Ctrl-C, Ctrl-A" until the raw banner comes back; the ones that arrive after it is in
+    must drop the line so far and print the banner again, not become source (they did: the next Ctrl-D ran
+    "\r\r\x01..." as code and later Ctrl-As got no answer at all)."""
+    at = board.mark()
+    board.write(b"\r\x01")
+    board.wait_for_output(RAW_PROMPT, after=at)
+    at = board.mark()
+    board.write(b"print('dropped')\r\x01")
+    board.wait_for_output(RAW_PROMPT, after=at)
+    board.write(b"print('kept')\x04")
+    out = board.wait_for_output(rb"OK[^>]*\x04[^>]*\x04>", after=at).group(0)
+    assert b"kept" in out and b"dropped" not in out and b"Error" not in out
+
+
 def test_ctrl_c_interrupts_main_with_a_traceback_then_the_repl_works(host: BoardHost, tmp_path: Path) -> None:
     main = (
         "import asyncio\n"

@@ -293,6 +293,10 @@ export class SerialRepl {
       this.enterFriendly();
     } else if (b === CTRL_C) {
       this.rawBuf = [];
+    } else if (b === CTRL_A) {
+      // As MicroPython's raw REPL: Ctrl-A resets it (the line so far is dropped, the banner printed again),
+      // so a tool's repeated "Ctrl-C, Ctrl-A" to get in leaves no stray input behind.
+      this.enterRaw();
     } else if (b === CTRL_E && this.rawBuf.length === 0) {
       this.pasteHeader = [];
       this.mode = "paste-header";
