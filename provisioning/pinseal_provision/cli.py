@@ -8,18 +8,31 @@ to do) with a non-zero exit status instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from pinseal_build.romfs_image import build_image
-from pinseal_provision import batch, deploy, enroll, flash, fleet, images, masking, ports, profiles, romfs
+from pinseal_provision import (
+    batch,
+    deploy,
+    devconfig,
+    enroll,
+    flash,
+    fleet,
+    images,
+    masking,
+    ports,
+    profiles,
+    romfs,
+)
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
 from pinseal_provision.progress import Reporter, for_output
@@ -63,7 +76,7 @@ def _deploy(args: argparse.Namespace, board: Board, profile: dict[str, Any], sho
     reporter.step("deploy", "done", f"{len(files)} file(s) {how} ({size} bytes)", **where)
     in_romfs = romfs.wanted(profile) and not args.no_romfs
     if in_romfs and romfs.partition_size(board) == 0:
-        # The official images have no ROMFS partition: the firmware runs from .mpy files there (it fits).
+        # The official images have no ROMFS partition: the packages go onto the filesystem instead.
         in_romfs = False
         reporter.step(
             "deploy",
@@ -244,40 +257,53 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leave(args: argparse.Namespace, board: Board) -> None:
-    """After a command that stopped the firmware to use the REPL: restart it (soft reset) unless --stay,
-    and say which."""
-    if args.stay:
-        _reporter(args).step("restart", "info", f"{board.port}: left at the REPL (--stay); reset it to run")
-        return
+@contextlib.contextmanager
+def _firmware_paused(args: argparse.Namespace) -> Iterator[Board]:
+    """The board with its firmware stopped for the REPL. Afterwards, also when the command failed in
+    between (a value the firmware's rules refuse), the firmware is restarted (soft reset) unless --stay,
+    and the step says which: a wrong argument must not leave a sensor silent at its prompt."""
+    reporter = _reporter(args)
+    with _board(args) as board:
+        try:
+            yield board
+        except ProvisionError:
+            if not args.stay:
+                with contextlib.suppress(ProvisionError):  # the first error is the one to report
+                    _restart(reporter, board)
+            raise
+        if args.stay:
+            reporter.step("restart", "info", f"{board.port}: left at the REPL (--stay); reset it to run")
+        else:
+            _restart(reporter, board)
+
+
+def _restart(reporter: Reporter, board: Board) -> None:
     board.restart_firmware()
-    _reporter(args).step("restart", "done", f"{board.port}: soft reset: the firmware runs again")
+    reporter.step("restart", "done", f"{board.port}: soft reset: the firmware runs again")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     fleet_pk = fleet.load(Path(args.fleet_key)).public_key if args.fleet_key else None
     gateway = Gateway(Path(args.gateway_config)) if args.gateway_config else None
-    with _board(args) as board:
+    with _firmware_paused(args) as board:
         found = enroll.status(board, fleet_pk, gateway)
-        _leave(args, board)
     _reporter(args).result(found)
     return 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    with _board(args) as board:
+    with _firmware_paused(args) as board:
         config = enroll.config_show(board)
-        _leave(args, board)
     _reporter(args).result(config)
     return 0
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
     reporter = _reporter(args)
-    with _board(args) as board:
-        config = enroll.config_set(board, args.assignments)
+    parsed = [devconfig.parse_assignment(a) for a in args.assignments]  # a typo never stops the firmware
+    with _firmware_paused(args) as board:
+        config = enroll.config_set(board, parsed)
         reporter.step("config", "done", f"{board.port}: /config.json written and verified")
-        _leave(args, board)
     if args.stay:
         reporter.step(
             "config", "info", "the firmware reads /config.json at boot: reset the board to apply it"

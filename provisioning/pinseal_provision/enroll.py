@@ -321,9 +321,9 @@ def config_show(board: Board) -> dict[str, Any]:
     return masking.masked(current)
 
 
-def config_set(board: Board, assignments: list[str]) -> dict[str, Any]:
-    """Change keys of /config.json on the board (checked with the firmware's rules; takes effect at boot)."""
-    parsed = [devconfig.parse_assignment(a) for a in assignments]
+def config_set(board: Board, parsed: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """Change keys of /config.json on the board (`devconfig.parse_assignment` output, parsed before the
+    board is touched; the result is checked with the firmware's rules; takes effect at boot)."""
     current = read_config(board)
     if current is None:
         raise NotDeployed(f"{board.port}: no /config.json on the board", "enroll the board first")

@@ -125,6 +125,29 @@ def test_config_show_and_set_mask_secrets_and_echo_traffic_only_with_v(
     assert json.loads((board.flash_dir / "config.json").read_text())["wifi"]["password"] == "wifi-secret"
 
 
+def test_a_refused_config_value_leaves_the_firmware_running(
+    board: VirtualBoard, gateway: GatewaySetup, tmp_path: Path
+) -> None:
+    deployed_and_configured(board, gateway, tmp_path)
+    before = (board.flash_dir / "config.json").read_bytes()
+    board.reset()
+    board.wait_for_output(BANNER + rb".*pinseal: starting in", timeout_s=30)
+
+    # a typo is caught on the host: the running firmware is not even interrupted
+    at = board.mark()
+    typo = provision_cli("config", "set", "--port", board.serial_path, "sampling.bogus=1")
+    assert typo.returncode == 2 and "unknown key sampling.bogus" in typo.stderr
+    assert b"KeyboardInterrupt" not in bytes(board.output[at:])
+
+    # a value only the board's config can refuse: stopped to check it, then restarted all the same
+    at = board.mark()
+    refused = provision_cli("config", "set", "--port", board.serial_path, "sampling.interval_s=0")
+    assert refused.returncode == 2 and "sampling.interval_s must be >= 1" in refused.stderr
+    assert "soft reset: the firmware runs again" in refused.stderr
+    board.wait_for_output(rb"KeyboardInterrupt.*soft reboot.*" + BANNER, timeout_s=30, after=at)
+    assert (board.flash_dir / "config.json").read_bytes() == before
+
+
 def test_deploy_refuses_an_older_micropython_and_names_the_image(board: VirtualBoard, tmp_path: Path) -> None:
     newer = {
         **PROFILE,
