@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from pinseal_provision.errors import FlashError, PortNotFound
-from pinseal_provision.image_checks import UF2_MAGIC_END as UF2_MAGIC_END  # re-exported, as before
-from pinseal_provision.image_checks import UF2_MAGIC_START0 as UF2_MAGIC_START0
-from pinseal_provision.image_checks import UF2_MAGIC_START1 as UF2_MAGIC_START1
 from pinseal_provision.image_checks import check_bin, check_uf2
 
 Progress = Callable[[int, int], None]

@@ -85,11 +85,8 @@ def parse_sha256(text: str | None) -> str | None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_file(path: Path, profile: dict[str, Any], expected_sha256: str | None, say: Say) -> str:
