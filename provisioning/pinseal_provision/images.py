@@ -108,7 +108,8 @@ def check_file(path: Path, profile: dict[str, Any], expected_sha256: str | None,
 
 def local_image(path: Path, profile: dict[str, Any], expected_sha256: str | None, say: Say) -> Path:
     """A file the user named: checked, never altered or moved (even when it fails)."""
-    say(f"image {path} ({path.stat().st_size if path.is_file() else 0} bytes)")
+    if path.is_file():  # a missing one: check_file says "file not found", not "0 bytes"
+        say(f"image {path} ({path.stat().st_size} bytes)")
     check_file(path, profile, expected_sha256, say)
     return path
 
