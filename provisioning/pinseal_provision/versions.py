@@ -12,21 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pinseal_build.firmware_package import firmware_version as package_version
 from pinseal_provision.errors import BadInput
 
-_FIRMWARE_VERSION = re.compile(r'^FIRMWARE\s*=\s*"([^"]+)"', re.MULTILINE)
 _RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def firmware_version(firmware_dir: Path) -> str:
-    """The firmware's version as the board will report it: `FIRMWARE` in firmware/pinseal/version.py (read
-    as text: the host never imports firmware code)."""
-    path = firmware_dir / "pinseal" / "version.py"
-    try:
-        found = _FIRMWARE_VERSION.search(path.read_text())
-    except OSError:
-        found = None
-    return found.group(1) if found else "unknown"
+    """The firmware's version as the board will report it (pinseal/version.py's `FIRMWARE`)."""
+    return package_version(firmware_dir) or "unknown"
 
 
 def parse_release(text: str) -> tuple[int, int, int]:

@@ -26,11 +26,21 @@ def firmware_files(root: Path = FIRMWARE_DIR) -> list[str]:
     return files.names(root)
 
 
-def package(root: Path = FIRMWARE_DIR) -> dict[str, Any]:
-    version = "0.0.0"
-    for line in (root / "pinseal" / "version.py").read_text().splitlines():
+def firmware_version(root: Path = FIRMWARE_DIR) -> str | None:
+    """`FIRMWARE` in pinseal/version.py, read as text (the host never imports firmware code); None when
+    the file or the line is missing."""
+    try:
+        text = (root / "pinseal" / "version.py").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
         if line.startswith("FIRMWARE"):
-            version = line.split("=", 1)[1].strip().strip('"')
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def package(root: Path = FIRMWARE_DIR) -> dict[str, Any]:
+    version = firmware_version(root) or "0.0.0"
     return {"urls": [[name, name] for name in firmware_files(root)], "version": version}
 
 
