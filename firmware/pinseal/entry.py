@@ -3,20 +3,36 @@
 # first safe_mode.window_s seconds after boot a Ctrl-C on the serial line (or the safe-mode pin held) stops
 # here, before the watchdog exists, so a firmware bug can never lock a board out of reflashing.
 import asyncio
+import sys
 import time
-
-from pinseal import board, config
 
 APP = None  # the running application, for a look at its state from the REPL after Ctrl-C
 
 
+def forget(name):
+    """Drop a setup-only module (config checking, the profile reader, enrolment) once it has been used: its
+    code, constants and dict then go at the next collection. Loaded as .mpy files from flash (a stock image,
+    no ROMFS) a module's code lives in the heap: config alone keeps ~3.5 KB that the running application
+    never needs again. Importing it again later loads it again."""
+    sys.modules.pop(name, None)
+    package, _, attr = name.rpartition(".")
+    parent = sys.modules.get(package)
+    if parent is not None and attr in parent.__dict__:
+        delattr(parent, attr)
+
+
 def prepare():
     """The config, or None (the REPL stays) when the board is not provisioned or its config is wrong."""
+    from pinseal import config
+
     try:
         cfg = config.load()
     except config.ConfigError as e:
         print("pinseal:", e, "- fix /config.json; staying at the REPL")
         return None
+    finally:
+        del config
+        forget("pinseal.config")
     if cfg is None:
         print("pinseal: no /config.json: waiting for provisioning at the REPL")
     return cfg
@@ -38,9 +54,13 @@ async def main(cfg):
     if _safe_pin_held(cfg):
         print("pinseal: safe-mode pin held: staying at the REPL")
         return
-    from pinseal.app import App
+    from pinseal import board
 
     profile = board.load()
+    del board
+    forget("pinseal.board")
+    from pinseal.app import App
+
     global APP
     app = APP = await App.create(cfg, profile)
     deepsleep = cfg["power"]["deepsleep"] and profile.get("power", {}).get("deepsleep", False)

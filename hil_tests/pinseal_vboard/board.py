@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pinseal_build import firmware_files, mpy
 from pinseal_build.romfs_image import build_image
 from pinseal_vboard.host import BoardHost
-from pinseal_vboard.profiles import board_profile_path
+from pinseal_vboard.profiles import board_profile_path, load_profile
 from pinseal_vboard.serial_pty import SerialPty
 from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
@@ -48,11 +49,17 @@ class BoardOptions:
     firmware_in_romfs: put the firmware's package in the board's ROMFS partition as .mpy (what
         `mpremote romfs deploy` does; modules there execute in place and take no heap for their code), and
         only main.py and boot.py on the flash. Needs a profile with micropython.romfs_bytes.
+    firmware_as_mpy: (without ROMFS) put the package modules on the flash compiled by mpy-cross, as
+        `pinseal-provision deploy --no-romfs` does on a stock MicroPython image; main.py and boot.py stay .py.
+        Their bytecode is loaded into the heap, but nothing is compiled on the board.
     romfs_image: the host file holding the ROMFS partition (default: "<flash>.romfs", beside the flash).
     romfs_partition: False models the official MicroPython image people download: it has no ROMFS
         partition (no `vfs.rom_ioctl`), whatever the profile's romfs_bytes (those describe pinseal's builds).
     sensors: a sensors script (docs/virtual-board.md, "Sensors"); None: the plugin's defaults.
     net: the network plugin's settings file; None: its defaults (Wi-Fi up, localhost reachable).
+    ram_ceiling_bytes: the RAM model's hard ceiling (live bytes + one step's garbage, which this VM collects
+        only between steps); default 4 x RAM. RAM + 16 KiB is the aim of issue 13, but the firmware's crypto
+        still makes up to ~160 KB of garbage in one step (a synchronous SHA-512 block; ~28 KB per comb step).
     hang_s: reset a board whose VM has not returned to its event loop for this long (0: never).
     rtc: "unset" (a board's RTC starts at 2000-01-01 after power-on) or "host" (starts at the host's time).
     """
@@ -61,11 +68,13 @@ class BoardOptions:
     flash_dir: Path | None = None
     firmware: Path | None = FIRMWARE_DIR
     firmware_in_romfs: bool = False
+    firmware_as_mpy: bool = False
     romfs_image: Path | None = None
     romfs_partition: bool = True
     sensors: Path | None = None
     net: Path | None = None
     ram_bytes: int | None = None
+    ram_ceiling_bytes: int | None = None
     hang_s: float = 20.0
     rtc: str = "unset"
     extra_plugins: list[str] = field(default_factory=list)
@@ -84,9 +93,13 @@ def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.Completed
     )
 
 
-def install_firmware(firmware: Path, flash_dir: Path, only_top: bool = False) -> None:
+def install_firmware(
+    firmware: Path, flash_dir: Path, only_top: bool = False, mpy_arch: str | None = None, as_mpy: bool = False
+) -> None:
     """Copy a firmware tree onto the flash (what `mpremote cp -r` or the provisioning tool would do);
-    only_top: just the files at its top (main.py, boot.py)."""
+    only_top: just the files at its top (main.py, boot.py). as_mpy: package modules compiled with mpy-cross
+    (`mpy_arch`: the profile's -march, as deploy uses), entry points as .py; a source or compiled copy of the
+    other kind left by an earlier install is removed, since MicroPython imports `x.py` before `x.mpy`."""
     for src in firmware.rglob("*"):
         rel = src.relative_to(firmware)
         if "__pycache__" in rel.parts or any(part.startswith(".") for part in rel.parts):
@@ -98,8 +111,12 @@ def install_firmware(firmware: Path, flash_dir: Path, only_top: bool = False) ->
         dst = flash_dir / rel
         if src.is_dir():
             dst.mkdir(parents=True, exist_ok=True)
+        elif as_mpy and not firmware_files.is_entry_point(rel.as_posix()):
+            dst.unlink(missing_ok=True)
+            mpy.compile_file(src, dst.with_suffix(".mpy"), rel.as_posix(), mpy_arch)
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.with_suffix(".mpy").unlink(missing_ok=True)
             shutil.copyfile(src, dst)
 
 
@@ -139,7 +156,13 @@ class VirtualBoard:
                     raise BoardError("firmware_in_romfs needs a ROMFS partition (romfs_partition=True)")
                 self.romfs_image.write_bytes(build_image(firmware))
                 self.romfs_image.chmod(0o600)
-            install_firmware(firmware, self.flash_dir, only_top=self.options.firmware_in_romfs)
+            install_firmware(
+                firmware,
+                self.flash_dir,
+                only_top=self.options.firmware_in_romfs,
+                mpy_arch=mpy.MPY_ARCH.get(str(load_profile(self.options.board).get("mcu"))),
+                as_mpy=self.options.firmware_as_mpy,
+            )
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))
         self.host.register(self.id, self._on_event)
         self.host.send(
@@ -151,6 +174,7 @@ class VirtualBoard:
             hang_s=self.options.hang_s,
             rtc=self.options.rtc,
             **({"ram": self.options.ram_bytes} if self.options.ram_bytes else {}),
+            **({"ram_ceiling": self.options.ram_ceiling_bytes} if self.options.ram_ceiling_bytes else {}),
         )
         if wait:
             self.wait_state("running", timeout_s)

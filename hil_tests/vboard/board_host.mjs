@@ -77,6 +77,7 @@ class Board {
         flashDir: this.spec.flash,
         plugins: this.spec.plugins || [],
         ram: this.ram,
+        ceiling: this.spec.ram_ceiling || 0,
         clockShared: this.clock.buffer,
         flashShared: this.flashShared,
         mcu: {

@@ -11,7 +11,8 @@ import { startVM } from "./vm_core.mjs";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // The largest unit of code the raw REPL accepts in one go (mpremote sends far less).
 const MAX_SOURCE_BYTES = 32 * 1024;
-// Heap for what the emulation keeps live (shims a real board has in C): it is not the board's RAM.
+// Heap for what the emulation keeps live (shims a real board has in C): it is not the board's RAM. What the
+// emulation leaves of it unused is pinned before the baseline is taken (below), so it is no extra room.
 const EMULATION_BYTES = 64 * 1024;
 // The modules a board has built in that the emulation provides in MicroPython: loaded before the board's RAM is
 // measured, so what they take is the emulation's (the baseline), not the firmware's.
@@ -51,7 +52,7 @@ const plugins = [`${HERE}/flash.mjs=${cfg.flashDir}`, `${HERE}/mcu.mjs`, ...(cfg
 const { mp, model } = await startVM(
   {
     ram: cfg.ram,
-    ceiling: cfg.ceiling || 0,
+    ceiling: cfg.ceiling || 0, // default 4 x RAM (vm_core.mjs); see BoardOptions.ram_ceiling_bytes
     board: cfg.boardPath,
     plugins,
     clock: createClock(cfg.clockShared),
@@ -88,8 +89,18 @@ const repl = new SerialRepl(mp, {
   },
 });
 
+// The part of EMULATION_BYTES the emulation does not use is pinned (a bytearray held by the REPL's namespace,
+// counted in the baseline), so that the firmware's room up to the ceiling is the ceiling, not the ceiling plus
+// whatever the shims happened to leave.
+if (cfg.ram) {
+  const gc = mp.pyimport("gc");
+  gc.collect(); // collects as it returns to JS
+  const slack = EMULATION_BYTES - (gc.mem_alloc() - model.module.rescue()) - 1024;
+  if (slack > 0) mp.runPython(`_vboard_emulation_slack = bytearray(${slack})`);
+}
 // The REPL's own helpers are the emulation's too: the baseline is taken after them.
 const baseline = cfg.ram ? model.setBaseline() : 0;
+if (process.env.VBOARD_RAM_TRACE) log(`RAM baseline ${baseline} B, ceiling ${model.module.ceiling()} B`);
 if (baseline > EMULATION_BYTES) {
   log(`the emulation keeps ${baseline} bytes live, more than the ${EMULATION_BYTES} bytes allowed for it`);
 }

@@ -122,8 +122,9 @@ export async function startVM(opts, io) {
   const ceiling = ram ? opts.ceiling || 4 * ram : 0;
   const rescue = ram ? rescueBytesFor(ram, ceiling) : 0;
   const linebuffer = io.linebuffer !== false;
+  const gcHeapBytes = ram ? ceiling + rescue + (opts.emulationBytes || 0) : opts.heap;
   const mp = await loadMicroPython({
-    heapsize: ram ? ceiling + rescue + (opts.emulationBytes || 0) : opts.heap,
+    heapsize: gcHeapBytes,
     stdout: io.stdout,
     stderr: io.stderr,
     linebuffer,
@@ -173,7 +174,7 @@ export async function startVM(opts, io) {
     model.install();
     // Holes must stay smaller than the GC heap, or its auto-split could grow into them.
     const reserve = Math.min(BRIDGE_RESERVE, Math.floor(ceiling / 4)) + (opts.maxSourceBytes || 0) + 64;
-    if (reserve >= ceiling / 2) throw new Error(`script too large for a ${ceiling}-byte ceiling`);
+    if (reserve >= gcHeapBytes / 2) throw new Error(`script too large for a ${gcHeapBytes}-byte GC heap`);
     imposeCeiling(mp._module, reserve, model.onRefusal);
   }
   // Output is line-buffered; a last line without "\n" is flushed when the top level ends.

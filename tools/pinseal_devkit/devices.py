@@ -73,13 +73,19 @@ def start_device(
     label: str = "test",
     register: bool = True,
     romfs: bool = True,
+    mpy: bool = False,
+    ram_bytes: int | None = None,
     **config_overrides: dict[str, Any],
 ) -> tuple[VirtualBoard, dict[str, Any]]:
     """A board with the firmware, enrolled and registered, its config written, reset into the application.
 
-    The broker reads the registry when it starts: start (or restart) it after registering.
+    The broker reads the registry when it starts: start (or restart) it after registering. romfs=False: the
+    package goes on the filesystem, as .mpy files with mpy=True (a stock image, `deploy --no-romfs`).
     """
-    vb = VirtualBoard(BoardOptions(board=board, flash_dir=flash, firmware_in_romfs=romfs), host=host).start()
+    options = BoardOptions(
+        board=board, flash_dir=flash, firmware_in_romfs=romfs, firmware_as_mpy=mpy, ram_bytes=ram_bytes
+    )
+    vb = VirtualBoard(options, host=host).start()
     vb.wait_for_output(b">>> ")
     info = enroll(vb)
     (flash / "board.json").write_text(board_profile_path(board).read_text())
