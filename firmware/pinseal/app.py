@@ -10,7 +10,7 @@ import time
 
 from micropython import const
 
-from pinseal import identity, reading, wifi
+from pinseal import reading, wifi
 from pinseal.timekeeper import TimeKeeper
 from pinseal.wire import WireError, ack, bundle
 
@@ -48,11 +48,10 @@ class _Readings:
 class App:
     """The running application. Build it with `await App.create(cfg, profile)`: the key loads in steps."""
 
-    def __init__(self, cfg, profile, key, counters, outbox, sampler, transport):
+    def __init__(self, cfg, key, kids, counters, outbox, sampler, transport):
         self.cfg = cfg
-        self.profile = profile
         self.key = key
-        self.kid = identity.key_id(key.public_key)
+        self.kid, self.gateway_kid = kids
         self.counters = counters
         self.outbox = outbox
         self.sampler = sampler
@@ -64,32 +63,40 @@ class App:
         self.interval_ms = cfg["sampling"]["interval_s"] * 1000
         self.max_wait_ms = cfg["bundling"]["max_wait_s"] * 1000
         self.gateway_pk = cfg["gateway"]["public_key"]
-        self.gateway_kid = identity.key_id(self.gateway_pk)
         self._pending_since = None
         self._acks = []
         self._seal = asyncio.Event()
         self._send = asyncio.Event()
         self._acked = asyncio.Event()
         self._ack_arrived = asyncio.Event()
+        # One signature or verification at a time: each holds a few KB of big integers and buffers while it
+        # runs, and on a 100 KB board the two together were the heap's high-water mark. An ack waits for
+        # the seal in progress (about a second on a board); nothing waits for long.
+        self._crypto = asyncio.Lock()
         self.progress_ms = time.ticks_ms()
         self.stats = {"readings": 0, "bundles": 0, "acks": 0, "bad_acks": 0, "sent": 0}
 
     @classmethod
     async def create(cls, cfg, profile, transport=None):
+        from pinseal import forget, identity
         from pinseal.counter import Counters
         from pinseal.outbox import Outbox
         from pinseal.sampler import Sampler
 
+        _size_comb(profile)
         # first boot without a key (a config written by hand): make it here, on the device, as enrollment does
         key = await identity.load() if identity.has_key() else await identity.create()
+        kids = identity.key_id(key.public_key), identity.key_id(cfg["gateway"]["public_key"])
+        del identity
+        forget("pinseal.identity")  # key files are read once a boot: ~1.7 KB of code the run never needs
         if transport is None:
             from pinseal.transport.mqtt import MqttTransport
 
-            transport = MqttTransport(cfg["mqtt"], identity.key_id(key.public_key).hex())
+            transport = MqttTransport(cfg["mqtt"], kids[0].hex())
         outbox = Outbox(capacity_bytes=cfg["outbox"]["capacity_bytes"])
         # the counter never goes below what the outbox has seen (a lost counter file cannot reuse a seq)
         counters = Counters.open(floor_seq=outbox.max_seq() + 1)
-        app = cls(cfg, profile, key, counters, outbox, Sampler(profile), transport)
+        app = cls(cfg, key, kids, counters, outbox, Sampler(profile), transport)
         print("pinseal: device", app.kid.hex(), "boot", app.counters.boot, "reset cause", app.cause)
         return app
 
@@ -145,10 +152,12 @@ class App:
         """Seal every full run (and partial ones when forced or overdue); returns the number of bundles."""
         sealed = 0
         while True:
-            job = self._prepare_next(force)
-            if job is None:
-                break
-            await self._sign_and_store(job)
+            async with self._crypto:
+                job = self._prepare_next(force)
+                if job is None:
+                    break
+                await self._sign_and_store(job)
+                job = None  # a frame keeps what its variables hold: the payload would outlive the seal
             sealed += 1
         # what is left arrived during this pass: its wait starts now
         self._pending_since = time.ticks_ms() if self.outbox.pending_count() else None
@@ -210,12 +219,17 @@ class App:
             if not self.transport.connected:
                 await asyncio.sleep_ms(200)
                 continue
-            first, last, data = oldest
+            data = oldest[2]
+            oldest = None
             try:
                 await self.transport.send(data)
             except (OSError, ValueError):
                 await asyncio.sleep_ms(500)
                 continue
+            finally:
+                # not held while the ack is awaited (and verified, and the next bundle sealed): the outbox
+                # has the bytes for a resend
+                data = None
             self.stats["sent"] += 1
             self._acked.clear()
             try:
@@ -235,13 +249,15 @@ class App:
             while self._acks:
                 data = self._acks.pop(0)
                 try:
-                    seq, bundle_hash, time_s = await ack.verify(
-                        data, self.gateway_pk, self.kid, self.gateway_kid
-                    )
+                    async with self._crypto:
+                        seq, bundle_hash, time_s = await ack.verify(
+                            data, self.gateway_pk, self.kid, self.gateway_kid
+                        )
                 except (WireError, ValueError) as e:
                     self.stats["bad_acks"] += 1
                     print("pinseal: ack refused:", e)
                     continue
+                data = None
                 self.stats["acks"] += 1
                 print("pinseal: gateway ack verified, stored through seq", seq)
                 self.clock.from_ack(time_s)
@@ -318,6 +334,15 @@ class App:
         for t in (starter, sender, acker):
             t.cancel()
         await self.transport.stop()
+
+
+def _size_comb(profile):
+    """The signing comb's table: all of it from ROMFS (executed in place, no heap); loaded from files, as
+    many sub-combs as the board's RAM affords (profile ram.comb_subcombs)."""
+    from pinseal.crypto import ed25519
+
+    subs = (profile.get("ram") or {}).get("comb_subcombs", 4)
+    ed25519.use_comb(4 if ed25519.__file__.startswith("/rom") else subs)
 
 
 def _wifi_up():

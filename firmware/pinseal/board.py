@@ -4,12 +4,22 @@
 import json
 
 PROFILE_PATH = "/board.json"
+# What the firmware reads of a profile. The rest (USB ids, image names, Wokwi parts, notes) is for the host
+# tools: parsed whole, a profile holds ~4 KB of heap, which a 100 KB board cannot spare for the whole run.
+_USED = ("id", "sensors", "i2c", "battery", "power", "ram")
 
 
 def load(path=PROFILE_PATH):
-    """The profile, or a minimal one (no sensors) when the file is missing."""
+    """The parts of the profile the firmware uses, or a minimal one (no sensors) when the file is missing."""
     try:
         with open(path) as f:
-            return json.load(f)
+            profile = json.load(f)
     except OSError:
         return {"id": "unknown", "sensors": [], "battery": None, "power": {"deepsleep": False}}
+    used = {}
+    for key in _USED:
+        value = profile.get(key)
+        if type(value) is dict:
+            value = {k: v for k, v in value.items() if k != "notes"}
+        used[key] = value
+    return used

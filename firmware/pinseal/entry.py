@@ -3,22 +3,11 @@
 # first safe_mode.window_s seconds after boot a Ctrl-C on the serial line (or the safe-mode pin held) stops
 # here, before the watchdog exists, so a firmware bug can never lock a board out of reflashing.
 import asyncio
-import sys
 import time
 
+from pinseal import forget
+
 APP = None  # the running application, for a look at its state from the REPL after Ctrl-C
-
-
-def forget(name):
-    """Drop a setup-only module (config checking, the profile reader, enrolment) once it has been used: its
-    code, constants and dict then go at the next collection. Loaded as .mpy files from flash (a stock image,
-    no ROMFS) a module's code lives in the heap: config alone keeps ~3.5 KB that the running application
-    never needs again. Importing it again later loads it again."""
-    sys.modules.pop(name, None)
-    package, _, attr = name.rpartition(".")
-    parent = sys.modules.get(package)
-    if parent is not None and attr in parent.__dict__:
-        delattr(parent, attr)
 
 
 def prepare():
@@ -47,6 +36,19 @@ def _safe_pin_held(cfg):
     return Pin(pin, Pin.IN, Pin.PULL_UP).value() == cfg["safe_mode"]["pin_active"]
 
 
+# The config sections the running application reads again (App.run: Wi-Fi to rejoin, time.ntp); the rest
+# has been copied into the objects that use it when App.create returns.
+_RUNNING_SECTIONS = ("wifi", "time")
+
+
+def _keep_running_sections(cfg):
+    """Drop the config's other sections: main.py holds the config for the whole run, and its parsed
+    dicts and strings (~2.6 KB in all) are heap a 100 KB board needs."""
+    for section in list(cfg):
+        if section not in _RUNNING_SECTIONS:
+            del cfg[section]
+
+
 async def main(cfg):
     window_ms = cfg["safe_mode"]["window_s"] * 1000
     print("pinseal: starting in %d ms; Ctrl-C for the REPL" % window_ms)
@@ -61,17 +63,20 @@ async def main(cfg):
     forget("pinseal.board")
     from pinseal.app import App
 
+    deepsleep = cfg["power"]["deepsleep"] and (profile.get("power") or {}).get("deepsleep", False)
     global APP
     app = APP = await App.create(cfg, profile)
-    deepsleep = cfg["power"]["deepsleep"] and profile.get("power", {}).get("deepsleep", False)
+    profile = None  # the sampler has what it needs: the rest goes at the next collection
+    timeout_s = cfg["watchdog"]["timeout_s"]
+    _keep_running_sections(cfg)
     import machine
 
-    wdt = machine.WDT(timeout=cfg["watchdog"]["timeout_s"] * 1000)
+    wdt = machine.WDT(timeout=timeout_s * 1000)
     if not deepsleep:
         await app.run(wdt)
         return
     started = time.ticks_ms()
-    await app.run_once(send_timeout_ms=min(30000, cfg["watchdog"]["timeout_s"] * 500))
+    await app.run_once(send_timeout_ms=min(30000, timeout_s * 500))
     wdt.feed()
     left = app.interval_ms - time.ticks_diff(time.ticks_ms(), started)
     machine.deepsleep(max(1000, left))

@@ -8,6 +8,7 @@
 #   A ack      seq (u32): bundles whose last seq <= seq are gone
 #   D evicted  segment (u32) | readings (u32): that segment was evicted whole, its readings are dropped
 #   L lost     segment (u32) | offset (u32) | readings (u32): readings given up for a corrupt record there
+#   (L records are written by boot recovery, pinseal.outbox_recovery, which also holds the replay code.)
 #
 # Replay rules (boot recovery) are the run-time rules: a bundle record supersedes every pending reading
 # with seq <= its last seq (those below its first seq, never sealed, are counted dropped), so appending it
@@ -34,7 +35,6 @@ _READING = const(0x52)
 _BUNDLE = const(0x42)
 _ACK = const(0x41)
 _EVICT = const(0x44)
-_LOST = const(0x4C)
 _FRAME = const(7)  # kind, length, CRC
 _HDR = const(3)
 _MAX_BODY = const(4096)
@@ -42,7 +42,6 @@ _BUNDLE_META = const(12)
 _CHAIN = const(16)
 _MIN_SEGMENT = const(2304)  # one 2,048-byte bundle record plus a head record
 _U32 = const(0xFFFFFFFF)
-_KINDS = b"HRBADL"
 _SUFFIX = ".seg"
 DEFAULT_PATH = "/outbox"
 DEFAULT_CAPACITY = const(65536)
@@ -94,7 +93,11 @@ class Outbox:
         self.corrupt = 0
         self._lost = []  # during recovery: (seg, off, readings) of corrupt records found
         self._evicted = []  # during recovery: segments named by evict records
-        self._recover()
+        # boot recovery lives in its own module, dropped from RAM once the outbox is open
+        from pinseal import forget, outbox_recovery
+
+        outbox_recovery.recover(self)
+        forget("pinseal.outbox_recovery")
 
     # -- queries -----------------------------------------------------------------------------------------
     def chain_head(self):
@@ -356,167 +359,3 @@ class Outbox:
             self.corrupt += 1
             return None
         return data
-
-    # -- boot recovery -----------------------------------------------------------------------------------
-    def _recover(self):
-        try:
-            names = os.listdir(self.path)
-        except OSError:
-            os.mkdir(self.path)
-            names = []
-        segs = []
-        for name in names:
-            if name.endswith(_SUFFIX):
-                try:
-                    segs.append(int(name[: -len(_SUFFIX)]))
-                except ValueError:
-                    pass
-            elif name.endswith(".tmp"):
-                os.remove(self.path + "/" + name)  # an interrupted tail repair; its segment is intact
-        segs.sort()
-        buf = bytearray(_HDR + _MAX_BODY + 4)  # one record at a time, only while recovering
-        for i in range(len(segs)):
-            self._scan(segs[i], i == 0, i == len(segs) - 1, buf)
-        buf = None
-        # finish evictions a power cut interrupted: the segments an evict record names are gone
-        for seg in self._evicted:
-            while self._segs and self._segs[0] <= seg:
-                self._delete_front()
-        self._evicted = []
-        if self._segs:
-            self._f = open(self._name(self._segs[-1]), "ab")
-        # corrupt records not yet accounted for: count their readings once, durably
-        for seg, off, readings in self._lost:
-            self._append(_LOST, struct.pack("<III", seg, off, readings), None)
-            self._dropped += readings
-        self._lost = []
-        self._retire()
-
-    def _scan(self, seg, first, last, buf):
-        name = self._name(seg)
-        size = os.stat(name)[6]
-        mv = memoryview(buf)
-        self._segs.append(seg)
-        self._total += size
-        self._size = size
-        off = 0
-        with open(name, "rb") as f:
-            while off < size:
-                n = self._parse(f, off, size, mv)
-                if n:
-                    self._replay(mv, n, seg, off, first and off == 0)
-                    off += n
-                    continue
-                # not a valid record: is there a valid one further on in this segment?
-                nxt = self._resync(f, off + 1, size, mv)
-                if nxt >= size and last:
-                    break  # a torn last write
-                self.corrupt += 1
-                self._corrupt_at(seg, off)
-                off = nxt
-        if off < size or size == 0:  # (an empty segment: its head record was the torn write)
-            self._cut(seg, off, mv)
-
-    def _resync(self, f, pos, size, mv):
-        # the offset of the next valid record after a bad one (size if none): only bytes that are a
-        # record kind are tried, found 64 bytes at a time in a buffer of their own
-        win = bytearray(64)
-        while pos + _FRAME <= size:
-            f.seek(pos)
-            n = f.readinto(win)
-            if not n:
-                break
-            for j in range(n):
-                if win[j] in _KINDS and self._parse(f, pos + j, size, mv):
-                    return pos + j
-            pos += n
-        return size
-
-    def _parse(self, f, off, size, mv):
-        # length of a valid record at `off` (its bytes in mv), 0 if there is none
-        if size - off < _FRAME:
-            return 0
-        f.seek(off)
-        if f.readinto(mv[:_HDR]) != _HDR or mv[0] not in _KINDS:
-            return 0
-        n = mv[1] | mv[2] << 8
-        if n > _MAX_BODY or size - off < _FRAME + n:
-            return 0
-        if f.readinto(mv[_HDR : _HDR + n + 4]) != n + 4:
-            return 0
-        crc = _crc(mv[: _HDR + n])
-        if crc != struct.unpack_from("<I", mv, _HDR + n)[0]:
-            return 0
-        return _FRAME + n
-
-    def _replay(self, mv, size, seg, off, first):
-        kind = mv[0]
-        body = mv[_HDR : size - 4]
-        if kind == _READING:
-            seq = struct.unpack_from("<I", body, 0)[0]
-            if seq >= self._floor:
-                self._r_seq.append(seq)
-                self._r_seg.append(seg)
-                self._r_off.append(off)
-                self._floor = seq + 1
-        elif kind == _BUNDLE:
-            first_seq, last_seq, reported = struct.unpack_from("<III", body, 0)
-            if self._b_last and first_seq <= self._b_last[-1]:
-                return  # out of order: only a damaged log could hold it
-            self._apply_bundle(
-                first_seq, last_seq, reported, hashlib.sha256(body[_BUNDLE_META:]).digest()[:_CHAIN]
-            )
-            self._b_first.append(first_seq)
-            self._b_last.append(last_seq)
-            self._b_seg.append(seg)
-            self._b_off.append(off)
-            self._b_len.append(len(body) - _BUNDLE_META)
-        elif kind == _ACK:
-            self._apply_ack(struct.unpack_from("<I", body, 0)[0])
-        elif kind == _HEAD:
-            if first:  # the state before the oldest segment; later heads repeat what replay knows
-                self._chain = bytes(body[:_CHAIN])
-                self._dropped, self._floor = struct.unpack_from("<II", body, _CHAIN)
-        elif kind == _EVICT:
-            evicted, readings = struct.unpack_from("<II", body, 0)
-            self._drop_segment_entries(evicted)
-            self._dropped += readings
-            self._evicted.append(evicted)
-        elif kind == _LOST:
-            lseg, loff, readings = struct.unpack_from("<III", body, 0)
-            for i in range(len(self._lost)):
-                if self._lost[i][0] == lseg and self._lost[i][1] == loff:
-                    del self._lost[i]
-                    break
-            self._dropped += readings
-
-    def _corrupt_at(self, seg, off):
-        # the unreadable record may have been the bundle sealing the readings pending so far: give them up
-        n = len(self._r_seq)
-        self._pop_readings(n)
-        self._lost.append((seg, off, n))
-
-    def _cut(self, seg, keep, mv):
-        # drop a torn tail: copy the segment's valid prefix, then rename it over the segment
-        self.torn += 1
-        name = self._name(seg)
-        self._total -= self._size - keep
-        self._size = keep
-        if keep == 0:  # only a torn head: the segment goes, the one before is the active one again
-            os.remove(name)
-            self._segs.pop()
-            self._size = os.stat(self._name(self._segs[-1]))[6] if self._segs else 0
-            return
-        tmp = self.path + "/cut.tmp"
-        with open(name, "rb") as src, open(tmp, "wb") as dst:
-            done = 0
-            while done < keep:
-                n = src.readinto(mv[: min(len(mv), keep - done)])
-                dst.write(mv[:n])
-                done += n
-        self.bytes_written += keep
-        try:
-            os.rename(tmp, name)
-        except OSError:  # a port that will not rename over a file
-            os.remove(name)
-            os.rename(tmp, name)

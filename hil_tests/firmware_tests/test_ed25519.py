@@ -222,3 +222,43 @@ def test_message_in_parts_signs_as_its_concatenation():
         assert key.sign(msg[:cut], memoryview(msg)[cut:]) == whole
     assert key.sign(msg[:10], msg[10:700], bytearray(msg[700:])) == whole
     assert ed25519.verify(key.public_key, msg, whole)
+
+
+def test_every_comb_size_gives_rfc8032_keys_and_signatures():
+    # use_comb(1|2|4): the smaller tables reach the same multiples of B with more doublings; each size
+    # must sign byte for byte as RFC 8032 says and verify (sB through the comb), and bad sizes are refused.
+    try:
+        for subs in (1, 2, 4):
+            ed25519.use_comb(subs)
+            assert len(ed25519._load_tables()) == subs
+            for name, sk, pk, msg, sig in RFC8032:
+                key = ed25519.SigningKey(h(sk))
+                assert key.public_key == h(pk), (subs, name)
+                assert key.sign(h(msg)) == h(sig), (subs, name)
+                assert ed25519.verify(h(pk), h(msg), h(sig)), (subs, name)
+                assert not ed25519.verify(h(pk), h(msg), h(sig)[:63] + b"\x01"), (subs, name)
+        for bad in (0, 3, 8, None):
+            try:
+                ed25519.use_comb(bad)
+            except ValueError:
+                continue
+            raise AssertionError("use_comb(%r) was accepted" % (bad,))
+    finally:
+        ed25519.use_comb(4)
+
+
+def test_fewer_sub_combs_import_fewer_tables():
+    import sys
+
+    for name in ("pinseal.crypto.comb_table_2", "pinseal.crypto.comb_table_4"):
+        sys.modules.pop(name, None)
+    try:
+        ed25519.use_comb(1)
+        ed25519.SigningKey(h(RFC8032[0][1]))
+        assert "pinseal.crypto.comb_table_2" not in sys.modules
+        assert "pinseal.crypto.comb_table_4" not in sys.modules
+        ed25519.use_comb(2)
+        ed25519.SigningKey(h(RFC8032[0][1]))
+        assert "pinseal.crypto.comb_table_4" not in sys.modules
+    finally:
+        ed25519.use_comb(4)

@@ -133,7 +133,7 @@ def test_step_generators_yield_per_block_and_match():
     steps = 0
     for _ in h.update_steps(msg):
         steps += 1
-    assert steps == 2 * (len(msg) // 128)  # after round 40 and at the end of each block
+    assert steps == 10 * (len(msg) // 128)  # every 8 rounds of each block
     gen = h.digest_steps()
     assert run(gen).hex() == BY_LENGTH[1000]
 
@@ -168,11 +168,13 @@ async def test_block_holds_little_across_its_yields():
             least = n if least is None or n < least else least
         return least
 
-    msg = pattern(1000)
+    # One block's ten slices: each await here leaves a little behind in this plain VM (its JS bridge's
+    # proxies, ~50 B a sleep, freed only by V8's collector), so a longer message would measure those.
+    msg = pattern(128)
     h = sha512()
     base = await live()
     peak = 0
     for _ in h.update_steps(msg):
         peak = max(peak, await live() - base)
-    assert peak <= 5000, peak  # 3,680 measured (generator frames, rings, state, round locals)
-    assert run(h.digest_steps()).hex() == BY_LENGTH[1000]
+    assert peak <= 4000, peak  # 3,264 measured (generator frames, rings, state, round locals)
+    assert run(h.digest_steps()).hex() == BY_LENGTH[128]

@@ -94,12 +94,18 @@ def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.Completed
 
 
 def install_firmware(
-    firmware: Path, flash_dir: Path, only_top: bool = False, mpy_arch: str | None = None, as_mpy: bool = False
+    firmware: Path,
+    flash_dir: Path,
+    only_top: bool = False,
+    mpy_arch: str | None = None,
+    as_mpy: bool = False,
+    mpy_opt: int = 0,
 ) -> None:
     """Copy a firmware tree onto the flash (what `mpremote cp -r` or the provisioning tool would do);
     only_top: just the files at its top (main.py, boot.py). as_mpy: package modules compiled with mpy-cross
-    (`mpy_arch`: the profile's -march, as deploy uses), entry points as .py; a source or compiled copy of the
-    other kind left by an earlier install is removed, since MicroPython imports `x.py` before `x.mpy`."""
+    (`mpy_arch`, `mpy_opt`: the profile's -march and -O, as deploy uses), entry points as .py; a source
+    or compiled copy of the other kind left by an earlier install is removed, since MicroPython imports
+    `x.py` before `x.mpy`."""
     for src in firmware.rglob("*"):
         rel = src.relative_to(firmware)
         if "__pycache__" in rel.parts or any(part.startswith(".") for part in rel.parts):
@@ -113,7 +119,7 @@ def install_firmware(
             dst.mkdir(parents=True, exist_ok=True)
         elif as_mpy and not firmware_files.is_entry_point(rel.as_posix()):
             dst.unlink(missing_ok=True)
-            mpy.compile_file(src, dst.with_suffix(".mpy"), rel.as_posix(), mpy_arch)
+            mpy.compile_file(src, dst.with_suffix(".mpy"), rel.as_posix(), mpy_arch, mpy_opt)
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.with_suffix(".mpy").unlink(missing_ok=True)
@@ -156,12 +162,14 @@ class VirtualBoard:
                     raise BoardError("firmware_in_romfs needs a ROMFS partition (romfs_partition=True)")
                 self.romfs_image.write_bytes(build_image(firmware))
                 self.romfs_image.chmod(0o600)
+            profile = load_profile(self.options.board)
             install_firmware(
                 firmware,
                 self.flash_dir,
                 only_top=self.options.firmware_in_romfs,
-                mpy_arch=mpy.MPY_ARCH.get(str(load_profile(self.options.board).get("mcu"))),
+                mpy_arch=mpy.MPY_ARCH.get(str(profile.get("mcu"))),
                 as_mpy=self.options.firmware_as_mpy,
+                mpy_opt=mpy.opt_level(profile),
             )
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))
         self.host.register(self.id, self._on_event)

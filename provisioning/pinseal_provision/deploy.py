@@ -65,6 +65,7 @@ def build(
         raise BadInput(f"no firmware folder {firmware_dir}")
     files: list[DeployFile] = []
     arch = mpy.MPY_ARCH.get(str(profile.get("mcu")))
+    opt = mpy.opt_level(profile)
     with tempfile.TemporaryDirectory(prefix="pinseal-mpy-") as tmp:
         for src in firmware_files.sources(firmware_dir):
             rel = src.relative_to(firmware_dir).as_posix()
@@ -73,7 +74,7 @@ def build(
                 continue
             out = Path(tmp) / (rel[:-3] + ".mpy")
             try:
-                mpy.compile_file(src, out, rel, arch)
+                mpy.compile_file(src, out, rel, arch, opt)
             except mpy.MpyCrossError as exc:
                 raise BadInput(f"mpy-cross failed on {rel}: {exc}") from exc
             files.append(DeployFile("/" + rel[:-3] + ".mpy", out.read_bytes()))

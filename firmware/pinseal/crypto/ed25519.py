@@ -10,16 +10,17 @@
 # - SHA-512 (pinseal.crypto.sha512) is most of a signature; it is written for few big-integer operations.
 # - r*B uses a signed Lim-Lee comb: 5 teeth 52 bits apart, 4 sub-combs 13 bits apart, so a fixed-base
 #   multiplication is 12 doublings and 51 mixed additions against a table of 64 affine points
-#   ((y+x, y-x, 2dxy)). The table is a 6 KB bytes constant (pinseal.crypto.comb_table, generated on the
-#   host): from ROMFS it takes no heap; built at boot it held 11.9 KB of big integers for good and its
+#   ((y+x, y-x, 2dxy)). The table is 6 KB of bytes constants (pinseal.crypto.comb_table*, generated on
+#   the host): from ROMFS it takes no heap; built at boot it held 11.9 KB of big integers for good and its
 #   construction was the firmware's high-water mark. Every comb digit is +-1, so each sub-comb needs
 #   only 16 entries (the other 16 are their negatives) and no conditional additions are skipped.
+#   A board that loads its code into RAM (.mpy files on a stock image) can use 2 sub-combs 26 bits apart
+#   (3 KB of table, 25 doublings) or 1 (1.5 KB, 51 doublings): `use_comb`, from the board profile.
 # - Field inversion is an addition chain (254 squarings, 11 multiplications) rather than pow(), so it
 #   can yield part-way.
 # - The key's expanded scalar, prefix and public key are derived once, in the constructor.
 from micropython import const
 
-from pinseal.crypto.comb_table import TABLE
 from pinseal.crypto.sha512 import sha512
 from pinseal.crypto.steps import run, run_async
 
@@ -32,13 +33,12 @@ _BX = const(0x216936D3CD6E53FEC0A4E231FDD6DC5C692CC7609525A7B2C9562D608F25D51A)
 _BY = const(0x6666666666666666666666666666666666666666666666666666666666666658)
 _MASK255 = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)
 
-# Comb geometry: teeth * tooth_gap >= 254 bits, the size of an odd scalar below 2L.
-_SUBS = const(4)  # sub-combs (tables)
-_SPAN = const(13)  # columns per sub-comb = bits between sub-combs
-_GAP = const(52)  # bits between teeth = _SUBS * _SPAN
+# Comb geometry: teeth * tooth_gap >= 254 bits, the size of an odd scalar below 2L. Sub-combs: 4, 2 or 1
+# (use_comb), each spanning _GAP / sub-combs columns, the bits between two sub-combs.
+_GAP = const(52)  # bits between teeth
 _NBITS = const(260)  # 5 teeth * _GAP
-_ROW = const(16)  # entries per sub-comb table: 2**(teeth - 1)
-_CHUNK = const(0x1FFF)  # _SPAN bits
+_ROW_BYTES = const(1536)  # a sub-comb's table: 2**(teeth - 1) entries of 96 bytes
+_COMB_OPS = const(8)  # point operations between yields in the comb (about 0.3 ms in the VM)
 
 _SQ_RUN = const(100)  # squarings between yields in an exponentiation (about 0.3 ms in the VM)
 
@@ -168,19 +168,60 @@ def _decode(s):
 # Fixed-base multiplication by B: the comb.
 
 
+_subs = 4  # sub-combs of the comb (use_comb)
+_tables = None  # their tables, loaded at the first multiplication
+
+
+def use_comb(subs):
+    """Size the fixed-base comb: 4 sub-combs (6 KB of table), 2 (3 KB) or 1 (1.5 KB); fewer take more
+    doublings per multiplication (12, 25, 51 for 51 or 52 additions). Call before the first signature: a
+    table already loaded stays (the modules are dropped only if nothing else holds them)."""
+    global _subs, _tables
+    if subs not in (1, 2, 4):
+        raise ValueError("comb sub-combs: 1, 2 or 4")
+    if subs != _subs:
+        _subs, _tables = subs, None
+
+
+def _load_tables():
+    """The sub-combs' tables in shift order (sub-comb g at g * _GAP / _subs bits): memoryviews of the
+    generated constants, of which only the modules this comb size needs are imported."""
+    from pinseal.crypto.comb_table import TABLE as t0
+
+    tabs = [memoryview(t0)]
+    if _subs > 1:
+        from pinseal.crypto.comb_table_2 import TABLE as t2
+
+        tabs.append(memoryview(t2))
+        if _subs == 4:
+            from pinseal.crypto.comb_table_4 import TABLE as t13
+
+            t13 = memoryview(t13)
+            tabs = [tabs[0], t13[:_ROW_BYTES], tabs[1], t13[_ROW_BYTES:]]
+    return tabs
+
+
 def _comb(k, want_t):
     """Generator: k*B in extended coordinates, 0 <= k < L; T is computed only if want_t."""
-    tab = memoryview(TABLE)
+    global _tables
+    if _tables is None:
+        _tables = _load_tables()
+    tabs = _tables
+    subs = len(tabs)
+    span = _GAP // subs
     fb = int.from_bytes
     p = _P
     if not k & 1:
         k += _L  # same point, and odd: every odd k < 2^n is a sum of +-2^i for i < n
     b = (k + (1 << _NBITS) - 1) >> 1  # bit i of b set <=> digit i of k is +1
-    # ch[5 g + t]: the 13 bits of b under tooth t of sub-comb g, so a column's index is small-int work.
-    ch = [(b >> (_GAP * t + _SPAN * g)) & _CHUNK for g in range(_SUBS) for t in range(5)]
+    # ch[5 g + t]: the span bits of b under tooth t of sub-comb g (small ints up to 2 sub-combs' 26 bits)
+    chunk = (1 << span) - 1
+    ch = [(b >> (_GAP * t + span * g)) & chunk for g in range(subs) for t in range(5)]
     X = Y = Z = T = 0
     first = True
-    for c in range(_SPAN - 1, -1, -1):
+    ops = 0
+    last = subs - 1
+    for c in range(span - 1, -1, -1):
         if not first:
             # Doubling (RFC 8032 section 5.1.4); T is needed by the mixed addition that follows.
             a = X * X % p
@@ -195,7 +236,7 @@ def _comb(k, want_t):
             Y = g * h % p
             Z = f * g % p
             T = e * h % p
-        for sc in range(_SUBS):
+        for sc in range(subs):
             j = 5 * sc
             i = (
                 ((ch[j] >> c) & 1)
@@ -206,7 +247,8 @@ def _comb(k, want_t):
             neg = not (ch[j + 4] >> c) & 1
             if neg:
                 i ^= 15
-            o = (sc * _ROW + i) * 96
+            tab = tabs[sc]
+            o = i * 96
             yp = fb(tab[o : o + 32], "little")
             ym = fb(tab[o + 32 : o + 64], "little")
             t2 = fb(tab[o + 64 : o + 96], "little")
@@ -241,10 +283,12 @@ def _comb(k, want_t):
             X = e * f % p
             Y = g * h % p
             Z = f * g % p
-            if want_t or c or sc != _SUBS - 1:
+            if want_t or c or sc != last:
                 T = e * h % p
-        if c & 1:
-            yield  # every 2 columns (about 0.3 ms in the VM); the last runs on into what follows
+        ops += subs + 1
+        if ops >= _COMB_OPS and c:
+            ops = 0
+            yield  # the last column runs on into what follows
     return (X, Y, Z, T)
 
 
@@ -322,31 +366,29 @@ class SigningKey:
     """An Ed25519 key from its 32-byte seed (RFC 8032 section 5.1.5), expanded once."""
 
     def __init__(self, seed):
-        self._expand(seed)
-        self.public_key = run(self._public_key_steps())
+        run(self._from_seed_steps(seed))
 
-    def _expand(self, seed):
+    def _from_seed_steps(self, seed):
+        """Generator: the expanded scalar, prefix and public key from the seed (SHA-512, then a comb)."""
         if len(seed) != 32:
             raise ValueError("seed must be 32 bytes")
-        h = sha512(seed).digest()
+        h = sha512()
+        yield from h.update_steps(seed)
+        h = yield from h.digest_steps()
         a = int.from_bytes(h[:32], "little")
         a &= (1 << 254) - 8
         a |= 1 << 254
         self._a = a % _L
         self._prefix = h[32:]
-
-    def _public_key_steps(self):
         X, Y, Z, _ = yield from _comb(self._a, False)
-        return (yield from _encode(X, Y, Z))
+        self.public_key = yield from _encode(X, Y, Z)
 
     @classmethod
     async def from_seed_async(cls, seed):
-        """The key, with its public half (a fixed-base multiplication and an inversion) computed in yielding
-        steps: a few ms of work in the VM and far more on a board, too long to run without yielding once the
-        asyncio loop is up."""
-        key = object.__new__(cls)  # skip __init__, which would compute the public key synchronously
-        key._expand(seed)
-        key.public_key = await run_async(key._public_key_steps())
+        """The key, derived in yielding steps (a SHA-512 block, a fixed-base multiplication and an
+        inversion): far too long on a board to run without yielding once the asyncio loop is up."""
+        key = object.__new__(cls)  # skip __init__, which would run the steps synchronously
+        await run_async(key._from_seed_steps(seed))
         return key
 
     def sign_steps(self, *parts):

@@ -8,8 +8,8 @@
 # - the message schedule runs two words at a time in 128-bit lanes of one integer (W[t] and W[t+1]
 #   depend on nothing computed in the same step), and K[t] is added to both lanes in one operation.
 #
-# The work is a generator that yields twice per block, so an asyncio caller can give the loop back
-# every half block (`update_steps` / `digest_steps`); `update` / `digest` simply run it to the end.
+# The work is a generator that yields every 8 rounds, so an asyncio caller can give the loop back ten
+# times a block (`update_steps` / `digest_steps`); `update` / `digest` simply run it to the end.
 import struct
 from micropython import const
 
@@ -83,8 +83,9 @@ def _compress(s, buf, off):
     before the eight rounds that use them, into two 8-slot rings (y[j & 7] = W[2j] | W[2j+1] << 128,
     o[j & 7] = W[2j+1] | W[2j+2] << 128; the schedule reads back 8 pairs at most). A block so holds 16
     big integers of schedule rather than all 80 words and their K sums (~8 KB live while it was signed).
-    Yields after round 40 (about half of the block's work) and at the end: two slices of about half a
-    block each (~0.5 ms in the VM), the second ending with the state updated.
+    Yields every 8 rounds: ten slices of ~0.1 ms in the VM. A slice's big-integer temporaries (~16 KB
+    of garbage; ~160 KB a block) can be collected only between slices in the VM, and a board with 100 KB
+    of RAM must never need more than a few KB above its live heap within one.
     """
     w = struct.unpack_from(">16Q", buf, off)
     kp = memoryview(_KP)
@@ -171,8 +172,8 @@ def _compress(s, buf, off):
         q = b ^ c
         e = (e + t) & _M
         a = (t + ((x >> 28) ^ (x >> 34) ^ (x >> 39)) + (c ^ (q & p))) & _M
-        if i == 32:
-            yield  # about halfway through the block's work
+        if i != 72:
+            yield  # every 8 rounds (the last slice ends with the state updated)
     s[0] = (s[0] + a) & _M
     s[1] = (s[1] + b) & _M
     s[2] = (s[2] + c) & _M
@@ -199,7 +200,7 @@ class sha512:
         run(self.update_steps(data))
 
     def update_steps(self, data):
-        """Generator form of update(): yields twice per 128-byte block hashed."""
+        """Generator form of update(): yields ten times per 128-byte block hashed."""
         s = self._s
         self._n += len(data)
         buf = self._buf
