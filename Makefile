@@ -140,7 +140,7 @@ enroll: setup ## deploy + enroll: make enroll BOARD=... [PORT=...] WIFI_SSID=...
 	    --wifi-ssid '$(WIFI_SSID)' --mqtt-host $(MQTT_HOST) $(if $(MQTT_PORT),--mqtt-port $(MQTT_PORT)) \
 	    $(if $(LABEL),--label '$(LABEL)') $(if $(EXPORT),--export $(EXPORT))
 
-firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table.py)
+firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table*.py)
 	$(PY) -m pinseal_build.firmware_tables
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)

@@ -69,7 +69,9 @@ async def sign_live_heap(key, msg, base):
 
 
 async def main():
-    from pinseal.crypto.comb_table import TABLE
+    from pinseal.crypto import comb_table, comb_table_2, comb_table_4
+
+    TABLE = comb_table.TABLE + comb_table_2.TABLE + comb_table_4.TABLE  # all 4 sub-combs, as from ROMFS
 
     base = await collected_alloc()
     table = bytearray(TABLE)  # what the constant table costs on the heap loaded from flash (0 from ROMFS)

@@ -116,7 +116,9 @@ async def timing(key, kid):
 async def heap(key_seed):
     import vboard_ram
 
-    from pinseal.crypto.comb_table import TABLE
+    from pinseal.crypto import comb_table, comb_table_2, comb_table_4
+
+    TABLE = comb_table.TABLE + comb_table_2.TABLE + comb_table_4.TABLE  # all 4 sub-combs, as from ROMFS
 
     await settle()
     before = vboard_ram.live()

@@ -80,6 +80,7 @@ class RunSpec:
     ram_bytes: int | None = (
         None  # the RAM model's limit (None: the profile's), e.g. more to see an unfitting peak
     )
+    ram_ceiling_bytes: int | None = None  # the RAM model's hard ceiling (None: 4 x RAM)
 
 
 # A step whose stored rate is below this fraction of the offered rate saturated the board.
@@ -151,6 +152,7 @@ def run_app(spec: RunSpec, root: Path) -> dict[str, Any]:
             romfs=spec.romfs,
             mpy=spec.mpy,
             ram_bytes=spec.ram_bytes,
+            ram_ceiling_bytes=spec.ram_ceiling_bytes,
             sampling={"interval_s": 1},
             bundling={"readings": spec.readings_per_bundle, "max_wait_s": MAX_WAIT_S},
         )

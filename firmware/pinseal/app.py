@@ -78,10 +78,10 @@ class App:
 
     @classmethod
     async def create(cls, cfg, profile, transport=None):
+        # Modules are loaded one per task step, and the key files' module dropped before the rest come: on
+        # a board that loads code into RAM an import leaves garbage as large as the module, and a step of
+        # imports back to back would need all of it at once (the VM collects only between steps).
         from pinseal import forget, identity
-        from pinseal.counter import Counters
-        from pinseal.outbox import Outbox
-        from pinseal.sampler import Sampler
 
         _size_comb(profile)
         # first boot without a key (a config written by hand): make it here, on the device, as enrollment does
@@ -89,14 +89,27 @@ class App:
         kids = identity.key_id(key.public_key), identity.key_id(cfg["gateway"]["public_key"])
         del identity
         forget("pinseal.identity")  # key files are read once a boot: ~1.7 KB of code the run never needs
+        await asyncio.sleep_ms(0)
+        from pinseal.outbox import Outbox
+
+        await asyncio.sleep_ms(0)
+        outbox = Outbox(capacity_bytes=cfg["outbox"]["capacity_bytes"])
+        await asyncio.sleep_ms(0)
+        from pinseal.counter import Counters
+
+        await asyncio.sleep_ms(0)
+        # the counter never goes below what the outbox has seen (a lost counter file cannot reuse a seq)
+        counters = Counters.open(floor_seq=outbox.max_seq() + 1)
+        from pinseal.sampler import Sampler
+
+        await asyncio.sleep_ms(0)
+        sampler = Sampler(profile)
         if transport is None:
             from pinseal.transport.mqtt import MqttTransport
 
+            await asyncio.sleep_ms(0)
             transport = MqttTransport(cfg["mqtt"], kids[0].hex())
-        outbox = Outbox(capacity_bytes=cfg["outbox"]["capacity_bytes"])
-        # the counter never goes below what the outbox has seen (a lost counter file cannot reuse a seq)
-        counters = Counters.open(floor_seq=outbox.max_seq() + 1)
-        app = cls(cfg, key, kids, counters, outbox, Sampler(profile), transport)
+        app = cls(cfg, key, kids, counters, outbox, sampler, transport)
         print("pinseal: device", app.kid.hex(), "boot", app.counters.boot, "reset cause", app.cause)
         return app
 

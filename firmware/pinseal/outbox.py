@@ -126,10 +126,21 @@ class Outbox:
         if limit and limit < n:
             n = limit
         out = []
-        for i in range(n):
-            data = self._read(self._r_seg[i], self._r_off[i], _READING, 4)
-            if data is not None:
-                out.append((self._r_seq[i], data))
+        f = None
+        seg = -1
+        try:
+            for i in range(n):
+                if self._r_seg[i] != seg:  # one open file per segment: each open allocates a file cache
+                    if f is not None:
+                        f.close()
+                    seg = self._r_seg[i]
+                    f = self._open(seg)
+                data = self._read_from(f, self._r_off[i], _READING, 4)
+                if data is not None:
+                    out.append((self._r_seq[i], data))
+        finally:
+            if f is not None:
+                f.close()
         return out
 
     def oldest_bundle(self):
@@ -343,15 +354,31 @@ class Outbox:
     def _read(self, seg, off, kind, skip):
         # the bytes after the first `skip` of a live record's body, checked again (None if it no longer reads
         # back intact); one allocation of their size
+        f = self._open(seg)
         try:
-            with open(self._name(seg), "rb") as f:
-                f.seek(off)
-                head = f.read(_HDR + skip)
-                if len(head) != _HDR + skip or head[0] != kind:
-                    raise OSError(0)
-                n = (head[1] | head[2] << 8) - skip
-                data = f.read(n)
-                tail = f.read(4)
+            return self._read_from(f, off, kind, skip)
+        finally:
+            if f is not None:
+                f.close()
+
+    def _open(self, seg):
+        try:
+            return open(self._name(seg), "rb")
+        except OSError:
+            return None
+
+    def _read_from(self, f, off, kind, skip):
+        # _read on a segment file already open (None: it would not open)
+        try:
+            if f is None:
+                raise OSError(0)
+            f.seek(off)
+            head = f.read(_HDR + skip)
+            if len(head) != _HDR + skip or head[0] != kind:
+                raise OSError(0)
+            n = (head[1] | head[2] << 8) - skip
+            data = f.read(n)
+            tail = f.read(4)
         except OSError:
             self.corrupt += 1
             return None

@@ -16,15 +16,26 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pinseal_build import firmware_tables as ft
 
 
-def test_committed_comb_module_is_the_generators_output() -> None:
-    assert ft.COMB_MODULE.read_text() == ft.comb_module_source(ft.comb_table())
+def test_committed_comb_modules_are_the_generators_output() -> None:
+    for path, source in ft.comb_module_sources(ft.comb_table()).items():
+        assert path.read_text() == source, path
     assert ft.main(["--check"]) == 0
 
 
+def test_comb_modules_hold_every_sub_comb_once() -> None:
+    held = sorted(s for subs, _ in ft.COMB_MODULES.values() for s in subs)
+    assert held == list(range(ft.SUBS))
+    table = ft.comb_table()
+    assert ft.sub_combs(table, (0, 1, 2, 3)) == table
+
+
 def test_check_flags_a_stale_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = next(iter(ft.COMB_MODULES))
     stale = tmp_path / "comb_table.py"
-    stale.write_text(ft.COMB_MODULE.read_text().replace("TABLE = (", "TABLE = (  # edited", 1))
-    monkeypatch.setattr(ft, "COMB_MODULE", stale)
+    stale.write_text(first.read_text().replace("TABLE = (", "TABLE = (  # edited", 1))
+    modules = dict(ft.COMB_MODULES)
+    modules[stale] = modules.pop(first)
+    monkeypatch.setattr(ft, "COMB_MODULES", modules)
     assert ft.main(["--check"]) == 1
 
 

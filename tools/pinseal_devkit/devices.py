@@ -75,6 +75,7 @@ def start_device(
     romfs: bool = True,
     mpy: bool = False,
     ram_bytes: int | None = None,
+    ram_ceiling_bytes: int | None = None,
     **config_overrides: dict[str, Any],
 ) -> tuple[VirtualBoard, dict[str, Any]]:
     """A board with the firmware, enrolled and registered, its config written, reset into the application.
@@ -83,7 +84,12 @@ def start_device(
     package goes on the filesystem, as .mpy files with mpy=True (a stock image, `deploy --no-romfs`).
     """
     options = BoardOptions(
-        board=board, flash_dir=flash, firmware_in_romfs=romfs, firmware_as_mpy=mpy, ram_bytes=ram_bytes
+        board=board,
+        flash_dir=flash,
+        firmware_in_romfs=romfs,
+        firmware_as_mpy=mpy,
+        ram_bytes=ram_bytes,
+        ram_ceiling_bytes=ram_ceiling_bytes,
     )
     vb = VirtualBoard(options, host=host).start()
     vb.wait_for_output(b">>> ")
