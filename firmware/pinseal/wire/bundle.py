@@ -44,8 +44,10 @@ def _payload(boot, seq, prev, status, time_source, readings):
     if not readings:
         raise ValueError("bundle: no readings")
 
-    # ~30 bytes of header, ~20 per record: sized so a typical bundle needs no regrowth
-    enc = Encoder(48 + 20 * senml.record_count(readings))
+    # ~30 bytes of header, ~24 per record: sized so a typical bundle needs no regrowth (a regrowth doubles
+    # the buffer, held for the whole signature), never above the largest bundle there may be
+    n_records = senml.record_count(readings)
+    enc = Encoder(min(MAX_BUNDLE_SIZE, 48 + 24 * n_records))
     # keys 1..7 are written in order, which is their deterministic order (one-byte encodings 0x01..0x07)
     enc.map(7)
     enc.byte(1)
@@ -63,7 +65,7 @@ def _payload(boot, seq, prev, status, time_source, readings):
     enc.byte(6)
     enc.integer(time_source)
     enc.byte(7)
-    senml.write_pack(enc, readings)
+    senml.write_pack(enc, readings, n_records)
     return enc
 
 

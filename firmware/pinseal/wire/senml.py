@@ -64,9 +64,10 @@ def record_count(readings):
     return n
 
 
-def write_pack(enc, readings):
-    """Writes the pack for readings (a list of (time_s, records)) into a cbor.Encoder."""
-    enc.array(record_count(readings))
+def write_pack(enc, readings, n_records=None):
+    """Writes the pack for readings (a list of (time_s, records)) into a cbor.Encoder; n_records: their
+    record_count() when the caller has it (counting walks readings, which may decode each one)."""
+    enc.array(record_count(readings) if n_records is None else n_records)
     for time_s, records in readings:
         if type(time_s) is not int or time_s < 0:
             raise ValueError("SenML: reading time must be whole seconds >= 0")
