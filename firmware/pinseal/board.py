@@ -18,8 +18,9 @@ def load(path=PROFILE_PATH):
         return {"id": "unknown", "sensors": [], "battery": None, "power": {"deepsleep": False}}
     used = {}
     for key in _USED:
-        value = profile.get(key)
-        if type(value) is dict:
-            value = {k: v for k, v in value.items() if k != "notes"}
-        used[key] = value
+        if key in profile:  # a part the profile lacks stays missing: readers use .get(key, default)
+            value = profile[key]
+            if type(value) is dict:
+                value = {k: v for k, v in value.items() if k != "notes"}
+            used[key] = value
     return used
