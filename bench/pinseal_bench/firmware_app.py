@@ -2,17 +2,17 @@
 
 Part of `make bench-firmware` (pinseal_bench.firmware calls `measure()`;
 `python -m pinseal_bench.firmware_app` runs it alone and prints the JSON).
-Three figures the firmware issue asks for:
+The figures the firmware issues ask for:
 
-- `firmware_peak_heap_bytes_mpy_esp32`: the same on `esp32_devkitc` with the package as .mpy files on the
-  filesystem (a stock image, `pinseal-provision deploy --no-romfs`), the RAM model's limit raised to 200,000 B
-  so that the figure is the peak itself (issue 13's target: <= 85,000 B).
 - `firmware_peak_heap_bytes`: the board's highest live heap since boot (the RAM model's `vboard_ram.peak()`,
   which counts live bytes above the baseline taken after the emulation's own shims load) on `esp32_devkitc`
   (100,000 B), firmware in ROMFS as pinseal ships it, N = 16, after the app has sealed, sent and had acked
   several bundles. Read over the serial REPL: the clock is put back to host speed, Ctrl-C ends the app's
   `asyncio.run` (the peak stays), and `import vboard_ram; print(vboard_ram.peak())` is typed at `>>> `.
   The same figure with the firmware as .py files on flash (pico2_w, 360,000 B) is reported for comparison.
+- `firmware_peak_heap_bytes_mpy_esp32`: the same on `esp32_devkitc` with the package as .mpy files on the
+  filesystem (a stock image, `pinseal-provision deploy --no-romfs`), the RAM model's limit raised to 200,000 B
+  so that the figure is the peak itself (issue 13's target: <= 85,000 B).
 - `readings_per_s_n1`, `readings_per_s_n16`: readings a board samples, seals, sends and gets acked, counted in
   the gateway's store (sum of `bundles.n_readings`, i.e. committed, which is when the gateway acks) over a
   fixed host-time window after a warm-up, sampling.interval_s 1 with the board clock sped up so that sampling
@@ -303,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.only:
-        name, board, files, n, speeds = args.only.split(":")
+        fields = args.only.split(":")
+        if len(fields) != 5:
+            parser.error(f"--only: NAME:BOARD:FILES:N:SPEED[,SPEED...], not {args.only!r}")
+        name, board, files, n, speeds = fields
         if files not in FILE_KINDS:
             parser.error(f"--only: FILES must be one of {', '.join(FILE_KINDS)}, not {files!r}")
         romfs, as_mpy = FILE_KINDS[files]

@@ -36,19 +36,6 @@ def _safe_pin_held(cfg):
     return Pin(pin, Pin.IN, Pin.PULL_UP).value() == cfg["safe_mode"]["pin_active"]
 
 
-# The config sections the running application reads again (App.run: Wi-Fi to rejoin, time.ntp); the rest
-# has been copied into the objects that use it when App.create returns.
-_RUNNING_SECTIONS = ("wifi", "time")
-
-
-def _keep_running_sections(cfg):
-    """Drop the config's other sections: main.py holds the config for the whole run, and its parsed
-    dicts and strings (~2.6 KB in all) are heap a 100 KB board needs."""
-    for section in list(cfg):
-        if section not in _RUNNING_SECTIONS:
-            del cfg[section]
-
-
 async def main(cfg):
     window_ms = cfg["safe_mode"]["window_s"] * 1000
     print("pinseal: starting in %d ms; Ctrl-C for the REPL" % window_ms)
@@ -68,7 +55,6 @@ async def main(cfg):
     app = APP = await App.create(cfg, profile)
     profile = None  # the sampler has what it needs: the rest goes at the next collection
     timeout_s = cfg["watchdog"]["timeout_s"]
-    _keep_running_sections(cfg)
     import machine
 
     wdt = machine.WDT(timeout=timeout_s * 1000)

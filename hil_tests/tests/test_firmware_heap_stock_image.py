@@ -10,6 +10,7 @@ the board's heap being left for fragmentation, which this model does not count."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def board_ram() -> int:
     return int(load_profile(BOARD)["ram"]["free_heap_bytes"])
 
 
-def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None) -> dict:
+def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None) -> dict[str, Any]:
     spec = bench_app.RunSpec(
         "heap_mpy",
         BOARD,
@@ -46,7 +47,7 @@ def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None) -> dict:
     return bench_app.run_app(spec, tmp_path / "heap")
 
 
-def assert_clean_run(run: dict) -> None:
+def assert_clean_run(run: dict[str, Any]) -> None:
     assert run["board_ram_bytes"] == board_ram() == 100_000
     assert run["memory_errors"] == 0 and run["board_resets"] == 0, run
     assert run["ram_over_count"] == 0 and run["ram_rescues"] == 0, run
