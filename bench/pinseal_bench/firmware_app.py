@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amp-readings", type=int, default=1024)
     parser.add_argument("--ram", type=int, help="with --only: the RAM model's limit instead of the profile's")
     parser.add_argument(
+        "--ceiling", type=int, help="with --only: the RAM model's hard ceiling in bytes (default 4 x RAM)"
+    )
+    parser.add_argument(
         "--only",
         help="one run: NAME:BOARD:FILES:N:SPEED[,SPEED...], FILES romfs (or 1), mpy, or py (or 0)",
     )
@@ -312,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         romfs, as_mpy = FILE_KINDS[files]
         speed_steps = tuple(float(x) for x in speeds.split(","))
         spec = RunSpec(
-            name, board, romfs, as_mpy, int(n), speed_steps, step_s=args.step_s, ram_bytes=args.ram
+            name, board, romfs, as_mpy, int(n), speed_steps, step_s=args.step_s, ram_bytes=args.ram,
+            ram_ceiling_bytes=args.ceiling,
         )
         print(json.dumps(run_app(spec, WORKDIR / name), indent=2))
         return 0

@@ -12,7 +12,7 @@ from micropython import const
 
 from pinseal import reading, wifi
 from pinseal.timekeeper import TimeKeeper
-from pinseal.wire import WireError, ack, bundle
+from pinseal.wire import WireError, ack, bundle, senml
 
 # docs/protocol.md §3 status.reset_cause, from machine's constants
 _CAUSES = (("PWRON_RESET", 0), ("HARD_RESET", 1), ("WDT_RESET", 2), ("DEEPSLEEP_RESET", 3), ("SOFT_RESET", 4))
@@ -30,19 +30,6 @@ def reset_cause():
         if getattr(machine, name, None) == cause:
             return code
     return 255
-
-
-class _Readings:
-    """The (time_s, records) of a bundle's readings, decoded from their outbox bytes each time they are
-    walked."""
-
-    def __init__(self, datas):
-        self._datas = datas
-
-    def __iter__(self):
-        for data in self._datas:
-            _boot, time_s, _source, records = reading.decode(data)
-            yield time_s, records
 
 
 class App:
@@ -136,25 +123,30 @@ class App:
     def _status(self):
         return (self.sampler.battery_mv, _rssi(), self.clock.uptime_s(), self.outbox.dropped(), self.cause)
 
-    def _next_group(self, force):
+    async def _next_group(self, force):
         """The next run of pending readings to seal now, or None: consecutive seq, one boot, one time source,
         at most N, read from the outbox N at a time (a backlog of thousands never sits in RAM at once).
 
-        A run holds each reading's seq, boot, source and outbox bytes, not its decoded records: those are
-        decoded again while the payload is written (_Readings), so nothing decoded stays live while the
-        signature is computed over many task steps (16 decoded readings are ~11 KB of a 100 KB heap).
+        A run holds each reading's seq, boot, source, record count and outbox bytes, not its decoded
+        records: those are decoded again, one per task step, while the payload is written, so nothing
+        decoded stays live while the signature is computed. Each reading is decoded in a task step of its
+        own: a decoded reading is ~700 B of objects, and on a board that collects only when the heap is
+        full 16 of them at once were the difference between fitting and not.
         """
         group = []
         for seq, data in self.outbox.pending_readings(self.readings_per_bundle):
-            boot, _time_s, source, _records = reading.decode(data)
+            boot, _time_s, source, records = reading.decode(data)
             if group and (seq != group[-1][0] + 1 or boot != group[0][1] or source != group[0][2]):
-                return group  # the run ended before N: seal what it has
-            group.append((seq, boot, source, data))
-        if not group:
-            return None
-        if len(group) == self.readings_per_bundle or force or self._waited_long():
-            return group
-        return None
+                break  # the run ended before N: seal what it has
+            group.append((seq, boot, source, data, len(records)))
+            records = None
+            await asyncio.sleep_ms(0)
+        else:
+            if not group:
+                return None
+            if len(group) < self.readings_per_bundle and not force and not self._waited_long():
+                return None
+        return group
 
     def _waited_long(self):
         return self._pending_since is not None and time.ticks_diff(time.ticks_ms(), self._pending_since) >= (
@@ -166,7 +158,7 @@ class App:
         sealed = 0
         while True:
             async with self._crypto:
-                job = self._prepare_next(force)
+                job = await self._prepare_next(force)
                 if job is None:
                     break
                 await self._sign_and_store(job)
@@ -178,29 +170,35 @@ class App:
             self._send.set()
         return sealed
 
-    def _prepare_next(self, force):
+    async def _prepare_next(self, force):
         """The next bundle to sign, as (first seq, last seq, dropped it reports, prepared), or None.
 
-        Synchronous on purpose: the run of readings and their outbox bytes are gone when it returns, so
-        the many task steps of the signature hold only the payload (~2.4 KB less at N = 16).
+        The run of readings and their outbox bytes are gone when it returns, so the many task steps of
+        the signature hold only the payload (~2.4 KB less at N = 16).
         """
-        group = self._next_group(force)
+        group = await self._next_group(force)
         if group is None:
             return None
         try:
-            return self._prepare(group)
+            return await self._prepare(group)
         except WireError as e:
             if e.reason != "too_large" or len(group) == 1:
                 raise
-            return self._prepare(group[: len(group) // 2])  # too many readings for 2,048 bytes
+            return await self._prepare(group[: len(group) // 2])  # too many readings for 2,048 bytes
 
-    def _prepare(self, group):
+    async def _prepare(self, group):
         first, boot, source = group[0][0], group[0][1], group[0][2]
         status = self._status()
-        prepared = bundle.prepare(
-            self.kid, boot, first, self.outbox.chain_head(), status, source, _Readings([g[3] for g in group])
-        )
-        return first, group[-1][0], status[3], prepared
+        n_records = 0
+        for g in group:
+            n_records += g[4]
+        enc = bundle.begin(boot, first, self.outbox.chain_head(), status, source, n_records)
+        for g in group:
+            _boot, time_s, _source, records = reading.decode(g[3])
+            senml.write_reading(enc, time_s, records)
+            records = None
+            await asyncio.sleep_ms(0)
+        return first, group[-1][0], status[3], bundle.finish(self.kid, enc)
 
     async def _sign_and_store(self, job):
         first, last, reported_dropped, prepared = job

@@ -185,6 +185,23 @@ def test_payload_rejects_bad_arguments():
         raise AssertionError("float value accepted")
 
 
+def test_payload_written_a_reading_at_a_time_is_the_same_bytes():
+    # the app writes one reading per task step (begin, write_reading..., finish): same bytes as payload()
+    from pinseal.wire import senml
+
+    enc = bundle.begin(BOOT, SEQ, PREV, STATUS, TIME_SOURCE, senml.record_count(READINGS))
+    for time_s, records in READINGS:
+        senml.write_reading(enc, time_s, records)
+    protected, body = bundle.finish(DEVICE_KID, enc)
+    assert bytes(body) == PAYLOAD and protected == cose.protected_kid(DEVICE_KID)
+    for n_records in (0, -1, 1.0):
+        try:
+            bundle.begin(BOOT, SEQ, PREV, STATUS, TIME_SOURCE, n_records)
+        except ValueError:
+            continue
+        raise AssertionError("begin accepted %r records" % n_records)
+
+
 def test_first_bundle_has_zero_prev():
     fields = loads(bundle.payload(0, 0, bytes(16), (0, 0, 0, 0, 0), 0, [(12, T_H_P)]))
     assert fields[4] == bytes(16) and fields[6] == 0 and fields[7][0][-3] == 12

@@ -40,22 +40,24 @@ _NBITS = const(260)  # 5 teeth * _GAP
 _ROW_BYTES = const(1536)  # a sub-comb's table: 2**(teeth - 1) entries of 96 bytes
 _COMB_OPS = const(8)  # point operations between yields in the comb (about 0.3 ms in the VM)
 
-_SQ_RUN = const(100)  # squarings between yields in an exponentiation (about 0.3 ms in the VM)
+# Squarings between yields in an exponentiation (about 0.1 ms in the VM). Each leaves ~130 B of big-integer
+# garbage, and a board that collects only between task steps (the RAM model) must hold a run's worth on
+# top of what is live: 100 a run was 13 KB, which a 100 KB board signing at its peak did not have.
+_SQ_RUN = const(25)
 
 # ---------------------------------------------------------------------------------------------------
 # Field: exponentiation by addition chains, so that they can yield.
 
 
 def _sqn(x, n):
-    """Generator: x**(2**n) mod p."""
+    """Generator: x**(2**n) mod p, yielding after every _SQ_RUN squarings and after the last."""
     p = _P
-    while n > _SQ_RUN:
-        for _ in range(_SQ_RUN):
+    while n:
+        k = n if n < _SQ_RUN else _SQ_RUN
+        for _ in range(k):
             x = x * x % p
-        n -= _SQ_RUN
+        n -= k
         yield
-    for _ in range(n):
-        x = x * x % p
     return x
 
 
@@ -75,7 +77,6 @@ def _pow_2_250_1(z):
     t = (yield from _sqn(t, 10)) * t10 % p  # 2^50 - 1
     t50 = t
     t = (yield from _sqn(t, 50)) * t50 % p  # 2^100 - 1
-    yield  # about halfway
     t = (yield from _sqn(t, 100)) * t % p  # 2^200 - 1
     t = (yield from _sqn(t, 50)) * t50 % p  # 2^250 - 1
     return t, z11
@@ -323,31 +324,54 @@ def _add_cached(p1, q, neg):
 
 
 def _mul(k, pt):
-    """Generator: k*pt for 0 <= k < 2^253 and pt in extended coordinates."""
-    tab = [_cached(pt)]
+    """Generator: k*pt for 0 <= k < 2^253 and pt in extended coordinates.
+
+    The window table (pt..8pt in cached form) is kept as 1 KB of bytes rather than 32 big integers
+    (~1.8 KB), and the digits as a bytearray rather than a list (~200 B): verification runs at the app's
+    heap high-water mark, and the integers are rebuilt per addition for less than the heap they saved.
+    """
+    tab = bytearray(1024)
+    c1 = _cached(pt)
     q = pt
-    for _ in range(7):
-        q = _add_cached(q, tab[0], False)
-        tab.append(_cached(q))
-    # Digits in [-8, 8) of k in radix 16, least significant first.
-    digits = []
+    for i in range(8):
+        if i:
+            q = _add_cached(q, c1, False)
+        o = i * 128
+        for v in _cached(q):
+            tab[o : o + 32] = v.to_bytes(32, "little")
+            o += 32
+        yield
+    c1 = None
+    tab = memoryview(tab)
+    # Digits in [-8, 8) of k in radix 16, least significant first, stored plus 8.
+    digits = bytearray(64)
     carry = 0
+    i = 0
     for byte in k.to_bytes(32, "little"):
         for v in (byte & 15, byte >> 4):
             v += carry
             carry = (v + 8) >> 4
-            digits.append(v - (carry << 4))
+            digits[i] = v - (carry << 4) + 8
+            i += 1
+    fb = int.from_bytes
     q = (0, 1, 1, 0)
     for n in range(63, -1, -1):
         if n != 63:
             q = _dbl(_dbl(_dbl(_dbl(q))))
-        v = digits[n]
-        if v > 0:
-            q = _add_cached(q, tab[v - 1], False)
-        elif v < 0:
-            q = _add_cached(q, tab[-v - 1], True)
-        if n & 3 == 0:
-            yield
+        v = digits[n] - 8
+        if v:
+            o = ((v if v > 0 else -v) - 1) * 128
+            entry = (
+                fb(tab[o : o + 32], "little"),
+                fb(tab[o + 32 : o + 64], "little"),
+                fb(tab[o + 64 : o + 96], "little"),
+                fb(tab[o + 96 : o + 128], "little"),
+            )
+            q = _add_cached(q, entry, v < 0)
+            entry = None
+        # a window (4 doublings, an addition) a step: each point operation leaves ~1.5 KB of big-integer
+        # garbage, which a board that collects only between steps must hold on top of verify's peak
+        yield
     return q
 
 

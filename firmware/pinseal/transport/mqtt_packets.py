@@ -3,7 +3,9 @@
 # Pure functions over bytes, no I/O: the client (pinseal.transport.mqtt) does the reading and writing.
 #
 # Encoders write into caller-owned buffers where a packet is sent often (PUBLISH header, PUBACK), so the
-# hot path allocates nothing; rare packets (CONNECT, SUBSCRIBE) are returned as bytes.
+# hot path allocates nothing; rare packets (CONNECT, SUBSCRIBE) are returned as bytes. Whole-packet
+# helpers that only tests and tools want (a PUBLISH as bytes, decode() of any packet) live with the tests
+# (hil_tests/firmware_tests/mqtt_whole.py): on a board that loads code into RAM they were ~1.5 KB of heap.
 #
 # Decoders read what the broker sent: untrusted. Every malformed, truncated or oversized input raises
 # PacketError (a ValueError), never IndexError, and nothing allocates more than the input justifies.
@@ -179,19 +181,6 @@ def publish_header(buf, topic, payload_len, qos=0, pid=0, dup=False, retain=Fals
     return pos
 
 
-def publish(topic, payload, qos=0, pid=0, dup=False, retain=False, max_packet=MAX_PACKET):
-    """A whole PUBLISH as bytes (tests, rare messages); the client uses publish_header()."""
-    topic = _b(topic)
-    head = bytearray(publish_header_size(topic))
-    n = publish_header(head, topic, len(payload), qos, pid, dup, retain, max_packet)
-    return bytes(head[:n]) + payload
-
-
-def set_dup(buf):
-    """Marks an encoded QoS 1 PUBLISH as a redelivery (§3.3.1.1)."""
-    buf[0] |= _PUBLISH_DUP
-
-
 def puback_into(buf, pid):
     """PUBACK (§3.4) into buf[0:4]."""
     _check_pid(pid)
@@ -199,12 +188,6 @@ def puback_into(buf, pid):
     buf[1] = 2
     _put_u16(buf, 2, pid)
     return 4
-
-
-def puback(pid):
-    buf = bytearray(4)
-    puback_into(buf, pid)
-    return bytes(buf)
 
 
 def subscribe(pid, topic_filter, qos=1):
@@ -346,37 +329,3 @@ def decode_publish(first, body, n):
             raise PacketError("packet id 0")
         return 2, end, pid, end + 2
     return 2, end, pid, end
-
-
-def decode(data, max_packet=MAX_PACKET):
-    """One whole packet a client can receive, exactly data; for tests and tools.
-
-    Returns (CONNACK, session_present, code), (PUBLISH, topic, payload, qos, pid, dup, retain),
-    (PUBACK, pid), (SUBACK, pid, code) or (PINGRESP,). Raises PacketError for anything else.
-    """
-    n = len(data)
-    head = decode_fixed_header(data, n)
-    if head is None:
-        raise PacketError("truncated fixed header")
-    first, rl, hs = head
-    if hs + rl > max_packet:
-        raise PacketError("packet of %d bytes over the bound %d" % (hs + rl, max_packet))
-    if hs + rl != n:
-        raise PacketError("truncated packet" if hs + rl > n else "bytes after the packet")
-    body = memoryview(data)[hs:]
-    kind = first >> 4
-    if kind == CONNACK:
-        return (CONNACK,) + decode_connack(body, rl)
-    if kind == PUBLISH:
-        ts, te, pid, ps = decode_publish(first, body, rl)
-        qos = (first >> 1) & 0x03
-        dup = bool(first & _PUBLISH_DUP)
-        return (PUBLISH, bytes(body[ts:te]), bytes(body[ps:]), qos, pid, dup, bool(first & _PUBLISH_RETAIN))
-    if kind == PUBACK:
-        return (PUBACK, decode_puback(body, rl))
-    if kind == SUBACK:
-        return (SUBACK,) + decode_suback(body, rl)
-    if kind == PINGRESP:
-        decode_pingresp(rl)
-        return (PINGRESP,)
-    raise PacketError("packet type %d is not sent to a client" % kind)

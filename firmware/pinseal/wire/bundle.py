@@ -30,6 +30,18 @@ def payload(boot, seq, prev, status, time_source, readings):
 
 def _payload(boot, seq, prev, status, time_source, readings):
     # the encoder itself, so seal() can use its bytes without copying them
+    if not readings:
+        raise ValueError("bundle: no readings")
+    enc = begin(boot, seq, prev, status, time_source, senml.record_count(readings))
+    for time_s, records in readings:
+        senml.write_reading(enc, time_s, records)
+    return enc
+
+
+def begin(boot, seq, prev, status, time_source, n_records):
+    """An encoder holding the payload up to its pack's array head (n_records records to come): the
+    caller writes the readings with senml.write_reading, as many per task step as it likes, then
+    finish()es. The app writes one reading a step, decoding each from flash just before."""
     _check_uint(boot, "boot")
     _check_uint(seq, "seq")
     if len(prev) != _PREV_SIZE:
@@ -41,12 +53,11 @@ def _payload(boot, seq, prev, status, time_source, readings):
             raise ValueError("bundle: bad status entry %d" % i)
     if type(time_source) is not int or not 0 <= time_source < _TIME_SOURCES:
         raise ValueError("bundle: time_source is 0, 1 or 2")
-    if not readings:
+    if type(n_records) is not int or n_records < 1:
         raise ValueError("bundle: no readings")
 
     # ~30 bytes of header, ~24 per record: sized so a typical bundle needs no regrowth (a regrowth doubles
     # the buffer, held for the whole signature), never above the largest bundle there may be
-    n_records = senml.record_count(readings)
     enc = Encoder(min(MAX_BUNDLE_SIZE, 48 + 24 * n_records))
     # keys 1..7 are written in order, which is their deterministic order (one-byte encodings 0x01..0x07)
     enc.map(7)
@@ -65,22 +76,26 @@ def _payload(boot, seq, prev, status, time_source, readings):
     enc.byte(6)
     enc.integer(time_source)
     enc.byte(7)
-    senml.write_pack(enc, readings, n_records)
+    enc.array(n_records)
     return enc
 
 
-def prepare(key_id, boot, seq, prev, status, time_source, readings):
-    """(protected header, payload) of a bundle, ready for sign(); the readings are not needed after this.
-
-    Raises WireError("too_large") when the bundle would exceed 2,048 bytes: the caller seals fewer
-    readings instead of spending a second of CPU on a bundle nobody would accept.
-    """
-    body = _payload(boot, seq, prev, status, time_source, readings).view()
+def finish(key_id, enc):
+    """(protected header, payload) of a bundle whose payload begin() and write_reading() wrote, ready for
+    sign(). Raises WireError("too_large") when the bundle would exceed 2,048 bytes: the caller seals
+    fewer readings instead of spending a second of CPU on a bundle nobody would accept."""
+    body = enc.view()
     protected = cose.protected_kid(key_id)
     size = cose.sign1_size(len(protected), len(body))
     if size > MAX_BUNDLE_SIZE:
         raise WireError("too_large", "bundle would be %d bytes" % size)
     return protected, body
+
+
+def prepare(key_id, boot, seq, prev, status, time_source, readings):
+    """(protected header, payload) of a bundle, ready for sign(); the readings are not needed after this.
+    WireError("too_large") as finish()."""
+    return finish(key_id, _payload(boot, seq, prev, status, time_source, readings))
 
 
 async def sign(signing_key, prepared):

@@ -69,31 +69,37 @@ def write_pack(enc, readings, n_records=None):
     record_count() when the caller has it (counting walks readings, which may decode each one)."""
     enc.array(record_count(readings) if n_records is None else n_records)
     for time_s, records in readings:
-        if type(time_s) is not int or time_s < 0:
-            raise ValueError("SenML: reading time must be whole seconds >= 0")
-        if not records:
-            raise ValueError("SenML: a reading needs at least one record (it carries bt)")
-        bt = 1  # 1 while writing the reading's first record, which carries bt
-        for name, unit, value in records:
-            t = type(value)
-            if t is int:
-                enc.raw(_prefix(name, unit, _KIND_INT, bt))
-                enc.integer(value)
-            elif t is tuple or t is list:
-                if len(value) != 2 or type(value[0]) is not int or type(value[1]) is not int:
-                    raise ValueError("SenML: decimal fraction is (exponent, mantissa), both int")
-                enc.raw(_prefix(name, unit, _KIND_DECIMAL, bt))
-                enc.integer(value[0])
-                enc.integer(value[1])
-            elif t is str:
-                enc.raw(_prefix(name, unit, _KIND_STR, bt))
-                enc.tstr(value)
-            else:
-                raise ValueError("SenML: value must be int, (exponent, mantissa) or str")
-            if bt:
-                enc.byte(_BT_ENCODED)
-                enc.integer(time_s)
-                bt = 0
+        write_reading(enc, time_s, records)
+
+
+def write_reading(enc, time_s, records):
+    """Writes one reading's records into a pack whose array head is already written: a caller that has
+    its readings one at a time (decoded from flash) writes them one per task step."""
+    if type(time_s) is not int or time_s < 0:
+        raise ValueError("SenML: reading time must be whole seconds >= 0")
+    if not records:
+        raise ValueError("SenML: a reading needs at least one record (it carries bt)")
+    bt = 1  # 1 while writing the reading's first record, which carries bt
+    for name, unit, value in records:
+        t = type(value)
+        if t is int:
+            enc.raw(_prefix(name, unit, _KIND_INT, bt))
+            enc.integer(value)
+        elif t is tuple or t is list:
+            if len(value) != 2 or type(value[0]) is not int or type(value[1]) is not int:
+                raise ValueError("SenML: decimal fraction is (exponent, mantissa), both int")
+            enc.raw(_prefix(name, unit, _KIND_DECIMAL, bt))
+            enc.integer(value[0])
+            enc.integer(value[1])
+        elif t is str:
+            enc.raw(_prefix(name, unit, _KIND_STR, bt))
+            enc.tstr(value)
+        else:
+            raise ValueError("SenML: value must be int, (exponent, mantissa) or str")
+        if bt:
+            enc.byte(_BT_ENCODED)
+            enc.integer(time_s)
+            bt = 0
 
 
 def pack(readings):
