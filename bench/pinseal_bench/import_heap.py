@@ -24,7 +24,7 @@ from pinseal_vboard.vm import BOARD_RAM_BYTES, FIRMWARE_DIR, REPO, VMOptions, ru
 
 BENCH_DIR = REPO / "bench" / "firmware"
 SCRIPT = BENCH_DIR / "import_heap.py"
-# What a running application has imported (entry.main and App.create import the rest lazily).
+# What a running application has imported (entry.main and pinseal.startup import the rest lazily).
 APP_MODULES = (
     "pinseal.entry",
     "pinseal.app",

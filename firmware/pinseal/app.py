@@ -14,26 +14,14 @@ from pinseal import reading, wifi
 from pinseal.timekeeper import TimeKeeper
 from pinseal.wire import WireError, ack, bundle, senml
 
-# docs/protocol.md §3 status.reset_cause, from machine's constants
-_CAUSES = (("PWRON_RESET", 0), ("HARD_RESET", 1), ("WDT_RESET", 2), ("DEEPSLEEP_RESET", 3), ("SOFT_RESET", 4))
 _ACK_QUEUE = const(4)
 _RESEND_MS = const(15000)
 
 
-def reset_cause():
-    try:
-        import machine
-    except ImportError:
-        return 255
-    cause = machine.reset_cause()
-    for name, code in _CAUSES:
-        if getattr(machine, name, None) == cause:
-            return code
-    return 255
-
-
 class App:
-    """The running application. Build it with `await App.create(cfg, profile)`: the key loads in steps."""
+    """The running application.
+
+    Built by pinseal.startup.create_app: setup code that leaves RAM once the app exists."""
 
     def __init__(self, cfg, key, kids, counters, outbox, sampler, transport):
         self.cfg = cfg
@@ -45,7 +33,7 @@ class App:
         self.transport = transport
         transport.on_ack = self._on_ack
         self.clock = TimeKeeper(cfg["time"]["ntp_host"], cfg["time"]["resync_s"])
-        self.cause = reset_cause()
+        self.cause = 255  # set by startup from machine.reset_cause()
         self.readings_per_bundle = cfg["bundling"]["readings"]
         self.interval_ms = cfg["sampling"]["interval_s"] * 1000
         self.max_wait_ms = cfg["bundling"]["max_wait_s"] * 1000
@@ -62,43 +50,6 @@ class App:
         self._crypto = asyncio.Lock()
         self.progress_ms = time.ticks_ms()
         self.stats = {"readings": 0, "bundles": 0, "acks": 0, "bad_acks": 0, "sent": 0}
-
-    @classmethod
-    async def create(cls, cfg, profile, transport=None):
-        # Modules are loaded one per task step, and the key files' module dropped before the rest come: on
-        # a board that loads code into RAM an import leaves garbage as large as the module, and a step of
-        # imports back to back would need all of it at once (the VM collects only between steps).
-        from pinseal import forget, identity
-
-        _size_comb(profile)
-        # first boot without a key (a config written by hand): make it here, on the device, as enrollment does
-        key = await identity.load() if identity.has_key() else await identity.create()
-        kids = identity.key_id(key.public_key), identity.key_id(cfg["gateway"]["public_key"])
-        del identity
-        forget("pinseal.identity")  # key files are read once a boot: ~1.7 KB of code the run never needs
-        await asyncio.sleep_ms(0)
-        from pinseal.outbox import Outbox
-
-        await asyncio.sleep_ms(0)
-        outbox = Outbox(capacity_bytes=cfg["outbox"]["capacity_bytes"])
-        await asyncio.sleep_ms(0)
-        from pinseal.counter import Counters
-
-        await asyncio.sleep_ms(0)
-        # the counter never goes below what the outbox has seen (a lost counter file cannot reuse a seq)
-        counters = Counters.open(floor_seq=outbox.max_seq() + 1)
-        from pinseal.sampler import Sampler
-
-        await asyncio.sleep_ms(0)
-        sampler = Sampler(profile)
-        if transport is None:
-            from pinseal.transport.mqtt import MqttTransport
-
-            await asyncio.sleep_ms(0)
-            transport = MqttTransport(cfg["mqtt"], kids[0].hex())
-        app = cls(cfg, key, kids, counters, outbox, sampler, transport)
-        print("pinseal: device", app.kid.hex(), "boot", app.counters.boot, "reset cause", app.cause)
-        return app
 
     # -- sampling ------------------------------------------------------------------------------------------
     async def sample_once(self):
@@ -345,15 +296,6 @@ class App:
         for t in (starter, sender, acker):
             t.cancel()
         await self.transport.stop()
-
-
-def _size_comb(profile):
-    """The signing comb's table: all of it from ROMFS (executed in place, no heap); loaded from files, as
-    many sub-combs as the board's RAM affords (profile ram.comb_subcombs)."""
-    from pinseal.crypto import ed25519
-
-    subs = (profile.get("ram") or {}).get("comb_subcombs", 4)
-    ed25519.use_comb(4 if ed25519.__file__.startswith("/rom") else subs)
 
 
 def _wifi_up():
