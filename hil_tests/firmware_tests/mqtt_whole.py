@@ -50,7 +50,8 @@ def decode(data, max_packet=mp.MAX_PACKET):
         ts, te, pid, ps = mp.decode_publish(first, body, rl)
         qos = (first >> 1) & 0x03
         dup = bool(first & _PUBLISH_DUP)
-        return (mp.PUBLISH, bytes(body[ts:te]), bytes(body[ps:]), qos, pid, dup, bool(first & _PUBLISH_RETAIN))
+        retain = bool(first & _PUBLISH_RETAIN)
+        return (mp.PUBLISH, bytes(body[ts:te]), bytes(body[ps:]), qos, pid, dup, retain)
     if kind == mp.PUBACK:
         return (mp.PUBACK, mp.decode_puback(body, rl))
     if kind == mp.SUBACK:

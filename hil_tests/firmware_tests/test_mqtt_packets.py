@@ -1,9 +1,8 @@
 # pinseal.transport.mqtt_packets in the MicroPython VM: byte-exact encodings against packets written by
 # hand from the MQTT 3.1.1 spec and (when the host provides them in /mqttvec/paho.json) by paho-mqtt,
 # round trips, and rejection of malformed, truncated and oversized input with PacketError only.
-# Run in board mode by hil_tests/tests/test_mqtt_packets.py, which also fuzzes decode() (mqtt_whole: the codec's
-# decoders as the client calls them) here with
-# Hypothesis-generated input.
+# Run in board mode by hil_tests/tests/test_mqtt_packets.py, which also fuzzes decode() (mqtt_whole: the
+# codec's decoders as the client calls them) here with Hypothesis-generated input.
 import json
 
 import mptest
