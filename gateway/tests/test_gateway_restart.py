@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from pinseal_protocol import bundle as pbundle
@@ -43,6 +44,22 @@ def collect_acks(peer, acked, seconds):
         acked[ack.bundle_hash] = ack
 
 
+PACE_PER_S = 500  # the stream lasts 3 s: the kill, after ~200 acks, always lands in the middle of it
+
+
+def send_paced(peer, raws, stop):
+    """Publish `raws` at PACE_PER_S until done or `stop` is set (published all at once, a fast machine
+    committed all 1,500 before the kill, and the test then tested nothing)."""
+    start = time.monotonic()
+    for i, raw in enumerate(raws):
+        if stop.is_set():
+            return
+        peer.send(raw, wait=False)
+        ahead = start + (i + 1) / PACE_PER_S - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+
 def test_sigkill_mid_stream_loses_nothing_acked(env, tmp_path):
     config_path = env.write_toml(tmp_path / "gateway.toml")
     log_path = tmp_path / "gateway.log"
@@ -58,8 +75,9 @@ def test_sigkill_mid_stream_loses_nothing_acked(env, tmp_path):
             collect_acks(peer, acked, 1)
         assert acked
         raws = [device.seal() for _ in range(1500)]
-        for raw in raws:
-            peer.send(raw, wait=False)
+        stop = threading.Event()
+        sender = threading.Thread(target=send_paced, args=(peer, raws, stop), daemon=True)
+        sender.start()
         # kill as soon as the gateway has acked a part of the stream
         deadline = time.monotonic() + 30
         while len(acked) < 200 and time.monotonic() < deadline:
@@ -67,6 +85,8 @@ def test_sigkill_mid_stream_loses_nothing_acked(env, tmp_path):
             acked[ack.bundle_hash] = ack
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        stop.set()  # what was not published yet is sent below, as a device resends what has no ack
+        sender.join(10)
         collect_acks(peer, acked, 0.5)  # acks already on their way when it died
         hashes, _ = stored(env.config.db_path)
         assert set(acked) <= set(hashes), "a bundle was acked but is not in the database"
