@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pinseal_gateway import proofs
+from pinseal_gateway import proofs, silence
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.store import batches as batch_store
@@ -41,7 +41,9 @@ def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | N
     devices = []
     for device in device_store.list_devices(conn):
         state = states.get(device.kid, bundle_store.DeviceState(device.kid))
-        interval = device.expected_interval_s or config.devices.expected_interval_s
+        interval = silence.expected_interval_s(
+            conn, device.kid, device.expected_interval_s, config.devices.expected_interval_s
+        )
         devices.append(
             {
                 "kid": device.kid_hex,
