@@ -344,6 +344,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if "enroll" in steps:
         fleet.load(Path(args.fleet_key) if args.fleet_key else None)
     numbers = {port: n for n, port in enumerate(port_list, 1)}
+    if args.labels is not None and len(args.labels) != len(port_list):
+        raise BadInput(
+            f"{len(args.labels)} labels for {len(port_list)} ports",
+            "give --labels one label per port, in order",
+        )
+    labels = dict(zip(port_list, args.labels, strict=True)) if args.labels else {}
 
     def job(port: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -351,7 +357,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             if "deploy" in steps:
                 out["deploy"] = _deploy(args, board, profile, show=False)
             if "enroll" in steps:
-                label = f"{args.label}{numbers[port]:02d}" if args.label else None
+                label = labels.get(port) or (f"{args.label}{numbers[port]:02d}" if args.label else None)
                 report = enroll.enroll(
                     board,
                     _enroll_options(args, label),
@@ -553,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     _enroll_args(p)
     _deploy_args(p)
     p.add_argument("--ports", nargs="+", help="the boards' ports")
+    p.add_argument(
+        "--labels", nargs="+", help="one label per port, in --ports order (instead of a numbered --label)"
+    )
     p.add_argument("--auto", action="store_true", help="every detected board of --board")
     p.add_argument("--parallel", type=int, default=1, help="boards at once (one thread each)")
     p.add_argument("--steps", default="deploy,enroll")

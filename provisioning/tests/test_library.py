@@ -11,8 +11,8 @@ import pytest
 
 from pinseal_protocol import keys
 from pinseal_provision import batch, cert, devconfig, fleet, ports
-from pinseal_provision.enroll import EnrollOptions, bundle_interval_s
 from pinseal_provision.cli import main as cli_main
+from pinseal_provision.enroll import EnrollOptions, bundle_interval_s
 from pinseal_provision.errors import BadInput, BoardTimeout, FleetKeyMissing, PortNotFound
 
 
@@ -84,6 +84,13 @@ def test_the_gateway_expects_a_bundle_per_bundle_interval_not_per_reading() -> N
     assert bundle_interval_s(opts(60, 16, 900)) == 960  # the wait ends with the 16th reading
     assert bundle_interval_s(opts(60, 32, 900)) == 960  # the wait ends first: 15 min + one interval
     assert bundle_interval_s(opts(1, 1, 900)) == 1
+
+
+def test_batch_labels_one_per_port_or_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["batch", "--board", "esp32_devkitc", "--ports", "/dev/nonexistent-a", "/dev/nonexistent-b"]
+    assert cli_main([*argv, "--labels", "board1", "--steps", "deploy"]) == 2
+    err = capsys.readouterr().err
+    assert "1 labels for 2 ports" in err and "one label per port" in err
 
 
 def test_ports_paths_urls_and_detection(monkeypatch: pytest.MonkeyPatch) -> None:
