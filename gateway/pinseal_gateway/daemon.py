@@ -57,7 +57,12 @@ def _background_tasks() -> dict[str, Callable[[GatewayContext, asyncio.Event], A
 def _read_mqtt_password(config: GatewayConfig) -> str | None:
     path = config.mqtt_password_path
     if not path.exists():
-        log.warning("no MQTT password file at %s; connecting without a password", path)
+        log.warning(
+            "no MQTT password file at %s (mqtt.password_file); connecting without a password, which a "
+            "pinseal broker refuses: `pinseal-gateway broker-config --config <gateway.toml> --out <dir>` "
+            "writes it with the broker's password file and ACL (then restart the broker)",
+            path,
+        )
         return None
     return read_secret(path).decode("utf-8").strip()
 

@@ -55,6 +55,15 @@ from pinseal_protocol.mqtt_frames import FrameError
 
 log = logging.getLogger(__name__)
 
+BROKER_HINT = (
+    "no broker listens there: start Mosquitto with the files `pinseal-gateway broker-config --config "
+    "<gateway.toml> --out <dir>` writes (docs/gateway.md, 'Running under the distribution's Mosquitto')"
+)
+LOGIN_HINT = (
+    "the gateway's login (mqtt.username, mqtt.password_file) is not in the broker's password file: run "
+    "`pinseal-gateway broker-config --config <gateway.toml> --out <dir>` again and restart the broker"
+)
+
 # The paho-mqtt release whose reads were checked to stop at the end of each packet (see above).
 PAHO_CHECKED = "2.2.0"
 UP_TOPIC_FILTER = "pinseal/v1/+/up"
@@ -184,7 +193,16 @@ class MqttIngest:
                     connect = client.reconnect
                 await self._loop.run_in_executor(None, connect)
             except (OSError, mqtt.WebsocketConnectionError) as exc:
-                log.warning("MQTT connection to %s:%d failed: %s", cfg.host, cfg.port, exc)
+                log.warning(
+                    "MQTT connection to %s:%d failed: %s; %s; retrying in %g s",
+                    cfg.host,
+                    cfg.port,
+                    exc,
+                    BROKER_HINT
+                    if isinstance(exc, ConnectionRefusedError)
+                    else "check mqtt.host and mqtt.port",
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
@@ -422,7 +440,13 @@ class MqttIngest:
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason_code)
+            log.error(
+                "MQTT broker refused the connection: %s; %s",
+                reason_code,
+                LOGIN_HINT
+                if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower()
+                else "see the broker's log",
+            )
             return
         if self._conn_sock is not None:
             self._sock = self._conn_sock  # from here on the stream is read here, not by paho
