@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pinseal_gateway import batcher, silence, uplink
+from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.http_api import start_http
@@ -94,7 +95,8 @@ async def run_gateway(
     log.info("gateway %s starting; database %s", ctx.gateway_kid.hex(), config.db_path)
 
     pipeline = Pipeline(ctx)
-    ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics)
+    ctx.broker_link = BrokerLink(config.mqtt.host, config.mqtt.port)
+    ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics, ctx.broker_link)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
     failed: list[str] = []

@@ -89,6 +89,7 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     status = await ctx.db.run(build_status, ctx.config)
+    status["broker"] = ctx.broker_link.as_status()  # live state: only the running gateway knows it
     return web.json_response(status)
 
 

@@ -46,6 +46,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_gateway.acks import ack_topic
+from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import MqttSection
 from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 from pinseal_gateway.link import Inbox, Message
@@ -89,10 +90,18 @@ class MqttIngest:
     message it submitted.
     """
 
-    def __init__(self, config: MqttSection, password: str | None, inbox: Inbox, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: MqttSection,
+        password: str | None,
+        inbox: Inbox,
+        metrics: Metrics,
+        link: BrokerLink | None = None,
+    ) -> None:
         self.config = config
         self.inbox = inbox
         self.metrics = metrics
+        self.link = link if link is not None else BrokerLink(config.host, config.port)
         self.connected = threading.Event()
         self._generation = 0
         self._closing = False
@@ -193,6 +202,7 @@ class MqttIngest:
                     connect = client.reconnect
                 await self._loop.run_in_executor(None, connect)
             except (OSError, mqtt.WebsocketConnectionError) as exc:
+                self.link.down(f"connection failed: {exc}")
                 log.warning(
                     "MQTT connection to %s:%d failed: %s; %s; retrying in %g s",
                     cfg.host,
@@ -440,6 +450,7 @@ class MqttIngest:
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
+            self.link.down(f"refused: {reason_code}")
             log.error(
                 "MQTT broker refused the connection: %s; %s",
                 reason_code,
@@ -462,10 +473,12 @@ class MqttIngest:
 
     def _subscribed(self, return_code: int) -> None:
         if return_code == mqtt_frames.SUBACK_FAILURE:
+            self.link.down(f"subscription to {UP_TOPIC_FILTER} refused")
             log.error("subscription to %s refused (check the broker ACL)", UP_TOPIC_FILTER)
             return
         self.connected.set()
         self.metrics.mqtt_subscribed.set(1)
+        self.link.up()
         log.info("subscribed to %s: receiving bundles", UP_TOPIC_FILTER)
 
     def _on_disconnect(
@@ -473,6 +486,7 @@ class MqttIngest:
     ) -> None:
         self.connected.clear()
         self.metrics.mqtt_subscribed.set(0)
+        self.link.down(f"disconnected: {reason_code}")
         if not self._closing:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
