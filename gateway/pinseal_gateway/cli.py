@@ -30,6 +30,7 @@ from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import keys as pkeys
 from pinseal_protocol import labels
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
 log = logging.getLogger("pinseal_gateway")
 
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="json: one object a line, for collectors",
     )
-    parser = argparse.ArgumentParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
+    parser = SuggestingParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
+    add_version(parser, "pinseal-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", parents=[common], help="run the gateway daemon").set_defaults(fn=cmd_run)

@@ -21,6 +21,7 @@ from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
 from pinseal_protocol import keys, labels
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
 DEFAULT_DB = "pinseal-ingest.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--db", default=os.environ.get("PINSEAL_INGEST_DB", DEFAULT_DB), help="SQLite database file"
     )
-    parser = argparse.ArgumentParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
+    parser = SuggestingParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
+    add_version(parser, "pinseal-ingest")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", parents=[common], help="serve the HTTP API until SIGTERM")

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from pinseal_build.romfs_image import build_image
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 from pinseal_provision import (
     batch,
     deploy,
@@ -33,6 +34,7 @@ from pinseal_provision import (
     profiles,
     romfs,
 )
+from pinseal_provision.console import deploys
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
 from pinseal_provision.progress import Reporter, for_output
@@ -477,7 +479,8 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pinseal-provision", description=__doc__.splitlines()[0])
+    parser = SuggestingParser(prog="pinseal-provision", description=__doc__.splitlines()[0])
+    add_version(parser, "pinseal-provision", deploys())
     parser.add_argument("-v", "--verbose", action="store_true", help="show the REPL traffic and debug logs")
     parser.add_argument(
         "--json", action="store_true", help="JSON lines on stdout (steps, progress, result) for scripts"
