@@ -132,6 +132,17 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
         devices = db.run_sync(device_store.list_devices)
     finally:
         db.close()
+    if args.json:
+        rows = [
+            {
+                **row,
+                "state": "revoked" if d.revoked else "active",
+                "expected_interval_s": d.expected_interval_s,
+            }
+            for row, d in zip(export_devices(devices), devices, strict=True)
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     for d in devices:
         state = "revoked" if d.revoked else "active"
         interval = d.expected_interval_s if d.expected_interval_s is not None else "-"
@@ -274,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--label")
     add.add_argument("--interval", type=int, metavar="S", help="expected reporting interval in seconds")
     add.set_defaults(fn=cmd_devices_add)
-    devices.add_parser("list", parents=[common]).set_defaults(fn=cmd_devices_list)
+    listing = devices.add_parser("list", parents=[common], help="registered devices (--json for scripts)")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of lines")
+    listing.set_defaults(fn=cmd_devices_list)
     revoke = devices.add_parser("revoke", parents=[common])
     revoke.add_argument("kid", metavar="KID-HEX")
     revoke.set_defaults(fn=cmd_devices_revoke)

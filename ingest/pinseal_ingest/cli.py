@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         add.add_argument("public_key", help="raw Ed25519 public key, 64 hex digits")
         add.add_argument("--label")
         add.set_defaults(handler=_add, table=table)
-        listing = actions.add_parser("list", parents=[common])
+        listing = actions.add_parser("list", parents=[common], help=f"the {table} (--json for scripts)")
+        listing.add_argument("--json", action="store_true", help="a JSON array instead of lines")
         listing.set_defaults(handler=_list, table=table)
         revoke = actions.add_parser("revoke", parents=[common], help="reject everything new it signs")
         revoke.add_argument("kid", help="key id, 32 hex digits")
@@ -93,6 +94,20 @@ def _when(timestamp: float | None) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     conn = db.connect(args.db)
+    if args.json:
+        rows = [
+            {
+                "kid": signer.kid.hex(),
+                "public_key": signer.public_key.hex(),
+                "label": signer.label,
+                "added_at": signer.added_at,
+                "revoked_at": signer.revoked_at,
+            }
+            for signer in registry.list_signers(conn, args.table)
+        ]
+        conn.close()
+        print(json.dumps(rows, indent=2))
+        return 0
     for signer in registry.list_signers(conn, args.table):
         state = f"revoked {_when(signer.revoked_at)}" if signer.revoked_at is not None else "active"
         label = labels.escape_label(signer.label or "")
