@@ -1,0 +1,179 @@
+"""The gateway's Home Assistant task: follow committed readings and the devices' health, publish them.
+
+Every `publish_every_s`: read the registry, which devices are silent (`silence.silent_devices`, the
+same rule the gateway logs and reports), and the readings committed since the last cycle; then publish
+what changed (discovery configs of new devices, availability that flipped, the latest state of devices
+that reported). After a (re)connect or Home Assistant's birth message, everything is published again.
+
+A failure here is Home Assistant's problem, never ingest's: a cycle that raises is logged (once per
+distinct error) and the next one tries again; the task ends only when the gateway stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from pinseal_gateway import silence
+from pinseal_gateway.homeassistant import feed
+from pinseal_gateway.homeassistant.discovery import (
+    OFFLINE,
+    ONLINE,
+    DeviceState,
+    Topics,
+    device_configs,
+)
+from pinseal_gateway.homeassistant.publisher import HaPublisher
+from pinseal_gateway.keys import KeyFileError, read_secret
+from pinseal_gateway.stopping import sleep_unless_stopped
+from pinseal_gateway.store import devices as device_store
+
+if TYPE_CHECKING:
+    from pinseal_gateway.config import GatewayConfig
+    from pinseal_gateway.context import GatewayContext
+
+log = logging.getLogger(__name__)
+
+
+def gateway_version() -> str:
+    try:
+        return metadata.version("pinseal")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def make_publisher(config: GatewayConfig) -> HaPublisher:
+    """The client for `[homeassistant]`: the gateway's own broker or the external one named there."""
+    ha = config.homeassistant
+    if ha.broker == "pinseal":
+        host, port, tls, ca_file = config.mqtt.host, config.mqtt.port, False, ""
+    else:
+        host, port, tls, ca_file = ha.host, ha.port, ha.tls, ha.ca_file
+    path = config.ha_publisher_password_path
+    password: str | None = None
+    if path.exists():
+        password = read_secret(path).decode("utf-8").strip()
+    else:
+        hint = (
+            "run `pinseal-gateway broker-config --out DIR` to create it and the broker's login"
+            if ha.broker == "pinseal"
+            else "write the password of homeassistant.username on that broker into it (mode 0600)"
+        )
+        log.warning("Home Assistant discovery: no password file at %s; %s", path, hint)
+    topics = Topics(ha.discovery_prefix, ha.state_prefix)
+    return HaPublisher(
+        topics,
+        host=host,
+        port=port,
+        username=ha.username,
+        password=password,
+        client_id=ha.username,
+        tls=tls,
+        ca_file=ca_file,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One cycle's reading of the database."""
+
+    devices: list[device_store.Device]
+    silent: set[bytes]
+    records: list[feed.StoredRecord]
+
+
+class HaMirror:
+    """What Home Assistant has been told in this connection, and the devices' latest verified state."""
+
+    def __init__(self, publisher: HaPublisher, version: str) -> None:
+        self.publisher = publisher
+        self.version = version
+        self.states: dict[bytes, DeviceState] = {}
+        self.announced: dict[bytes, str | None] = {}  # kid -> label its configs were published with
+        self.availability: dict[bytes, str] = {}
+        self.rowid = 0
+
+    def take(self, records: list[feed.StoredRecord]) -> set[bytes]:
+        """Merge records into the states; returns the devices whose state changed."""
+        changed = set()
+        for record in records:
+            state = self.states.get(record.kid)
+            if state is None:
+                state = self.states[record.kid] = DeviceState()
+            if state.apply(record.seq, record.time, record.name, record.unit, record.value):
+                changed.add(record.kid)
+            self.rowid = max(self.rowid, record.rowid)
+        return changed
+
+    def publish(self, snapshot: Snapshot, changed: set[bytes], everything: bool) -> int:
+        """Publish what Home Assistant does not know yet; returns the number of messages."""
+        if everything:
+            self.announced.clear()
+            self.availability.clear()
+            changed = set(self.states)
+        topics = self.publisher.topics
+        sent = 0
+        for device in snapshot.devices:
+            kid, kid_hex = device.kid, device.kid.hex()
+            if kid not in self.announced or self.announced[kid] != device.label:
+                for topic, payload in device_configs(topics, kid_hex, device.label, self.version):
+                    self.publisher.publish(topic, payload)
+                    sent += 1
+                self.announced[kid] = device.label
+            available = OFFLINE if device.revoked or kid in snapshot.silent else ONLINE
+            if self.availability.get(kid) != available:
+                self.publisher.publish(topics.availability(kid_hex), available)
+                self.availability[kid] = available
+                sent += 1
+            if kid in changed and kid in self.states:
+                self.publisher.publish(topics.state(kid_hex), self.states[kid].payload())
+                sent += 1
+        return sent
+
+
+def _read(conn: sqlite3.Connection, config: GatewayConfig, rowid: int, now: float) -> Snapshot:
+    devices = device_store.list_devices(conn)
+    cfg = config.devices
+    silent = {
+        d.kid for d in silence.silent_devices(conn, now, cfg.expected_interval_s, cfg.silent_after_intervals)
+    }
+    return Snapshot(devices, silent, feed.after(conn, rowid))
+
+
+async def run_homeassistant(ctx: GatewayContext, stop: asyncio.Event) -> None:
+    """Publish to Home Assistant until `stop` (a background task of the daemon when enabled)."""
+    config = ctx.config
+    try:
+        publisher = make_publisher(config)
+    except KeyFileError as exc:
+        log.error("Home Assistant discovery disabled: %s", exc)
+        await stop.wait()
+        return
+    mirror = HaMirror(publisher, gateway_version())
+    records, mirror.rowid = await ctx.db.run(feed.recent)
+    mirror.take(records)
+    publisher.start()
+    last_error = ""
+    loop = asyncio.get_running_loop()
+    try:
+        while not stop.is_set():
+            try:
+                snapshot = await ctx.db.run(_read, config, mirror.rowid, time.time())
+                changed = mirror.take(snapshot.records)
+                if publisher.connected:
+                    mirror.publish(snapshot, changed, publisher.take_republish())
+                last_error = ""
+                if len(snapshot.records) >= feed.BATCH_ROWS:
+                    continue  # a backlog: read on without waiting
+            except Exception as exc:  # never let Home Assistant stop the gateway
+                if repr(exc) != last_error:
+                    log.error("Home Assistant discovery: cycle failed (retrying): %r", exc, exc_info=exc)
+                    last_error = repr(exc)
+            await sleep_unless_stopped(stop, config.homeassistant.publish_every_s)
+    finally:
+        await loop.run_in_executor(None, publisher.stop)
