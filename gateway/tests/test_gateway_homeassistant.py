@@ -272,6 +272,8 @@ def test_broker_acl_devices_cannot_speak_for_home_assistant(ha_env, start_gatewa
         # The home assistant login itself may not publish state, nor read the devices' traffic.
         ha.publish(f"pinseal/ha/{device.kid_hex}/state", fake)
         ha.publish(f"pinseal/ha/{device.kid_hex}/availability", b"offline")
+        # Mosquitto's device patterns cover every login: this one reaches the gateway, which refuses it.
+        ha.publish("pinseal/v1/homeassistant/up", b"not a bundle")
         time.sleep(0.5)  # anything forbidden that the broker let through has arrived by now
         ha.close()  # one login, one connection (use_username_as_clientid): Home Assistant again, below
         # Mosquitto grants these subscriptions and then delivers nothing the ACL does not allow.
@@ -298,6 +300,16 @@ def test_broker_acl_devices_cannot_speak_for_home_assistant(ha_env, start_gatewa
     availability = f"pinseal/ha/{device.kid_hex}/availability"
     assert (availability, b"offline") not in ha.history, "Home Assistant's login published availability"
     assert all(json.loads(p)["temperature"] < 60 for _, p in snoop.history)
+    db = ha_env.db()
+    try:
+        refused = db.run_sync(
+            lambda c: c.execute(
+                "SELECT reason FROM rejections WHERE topic = 'pinseal/v1/homeassistant/up'"
+            ).fetchall()
+        )
+    finally:
+        db.close()
+    assert refused == [("wrong_topic",)], refused
 
 
 def test_home_assistant_broker_down_never_stops_ingest(tmp_path, start_gateway):
