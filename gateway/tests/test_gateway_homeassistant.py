@@ -25,6 +25,7 @@ from pinseal_gateway.cli import homeassistant_users
 from pinseal_gateway.config import ConfigError, from_mapping
 from pinseal_gateway.homeassistant.discovery import SENSOR_KINDS, DeviceState, ha_value
 from pinseal_gateway.keys import read_secret
+from pinseal_gateway.store import devices as device_store
 from pinseal_protocol import bundle as pbundle
 
 KEYS = json.loads((Path(__file__).parent / "data" / "ha_discovery_keys.json").read_text(encoding="utf-8"))
@@ -385,3 +386,53 @@ def test_older_records_never_roll_the_state_back():
     assert state.apply(10, 100, "t", "Cel", "2000e-2")
     assert not state.apply(5, 95, "t", "Cel", "9000e-2")  # a resent bundle filling a gap
     assert json.loads(state.payload())["temperature"] == 20.0
+
+
+def test_revoked_device_goes_offline(tmp_path, start_gateway):
+    from conftest import make_env
+
+    env = start_ha_env(tmp_path, make_env)  # default silence (60 s): only the revocation can flip it
+    try:
+        gateway = start_gateway(env.config)
+        revoked = env.devices[1]
+        topic = f"pinseal/ha/{revoked.kid_hex}/availability"
+        ha = ha_client(env, ("pinseal/ha/+/availability",))
+        try:
+            ha.collect(lambda s: s.get(topic, (b"",))[0] == b"online")
+            db = env.db()
+            try:
+                db.run_sync(device_store.revoke_device, revoked.kid)
+            finally:
+                db.close()
+            seen = ha.collect(lambda s: s.get(topic, (b"",))[0] == b"offline")
+            assert seen.get(f"pinseal/ha/{env.devices[0].kid_hex}/availability", (b"online",))[0] == b"online"
+        finally:
+            ha.close()
+            gateway.stop()
+    finally:
+        broker.stop_mosquitto(env.broker_proc)
+
+
+def test_restarted_gateway_republishes_the_last_verified_state(ha_env, start_gateway):
+    device = ha_env.devices[0]
+    state_topic = f"pinseal/ha/{device.kid_hex}/state"
+    gateway = start_gateway(ha_env.config)
+    peer = ha_env.device_peer(device)
+    try:
+        raw = device.seal(n=2)
+        peer.send(raw)
+        peer.acks_for({pbundle.bundle_hash(raw)})
+    finally:
+        peer.close()
+        gateway.stop()
+    gateway = start_gateway(ha_env.config)
+    ha = ha_client(ha_env, ("homeassistant/#", "pinseal/ha/+/state"))
+    try:
+        ha.collect(lambda s: config_topics(ha_env) <= s.keys())
+        ha.publish("homeassistant/status", b"online")
+        live = ha.collect(lambda s: state_topic in s and not s[state_topic][1])  # sent again, not replayed
+    finally:
+        ha.close()
+        gateway.stop()
+    state = json.loads(live[state_topic][0])
+    assert state["seq"] == 1 and state["pressure"] == pytest.approx(1013.25)
