@@ -188,7 +188,9 @@ def test_state_carries_verified_readings_only(ha_env, start_gateway):
         # A bundle 50 °C hotter whose signature is broken, sent where the device sends: never shown.
         forged = device.seal(n=1, value=5000, advance=False)
         su.publish(device.up_topic, forged[:-1] + bytes([forged[-1] ^ 1]))
-        sentinel = device.seal(n=1)  # acked only once everything before it is committed (FIFO)
+        assert first["time"].endswith("Z")  # time source 1: the reading's Unix time, UTC
+        # Acked only once everything before it is committed (FIFO); its time is seconds since boot.
+        sentinel = device.seal(n=1, time_source=0)
         peer.send(sentinel)
         peer.acks_for({pbundle.bundle_hash(sentinel)})
         states = []
@@ -203,6 +205,7 @@ def test_state_carries_verified_readings_only(ha_env, start_gateway):
                 break
         assert states and states[-1]["seq"] == first["seq"] + 1, states
         assert all(s["temperature"] < 60 for s in states), states
+        assert states[-1]["time"] is None  # not a wall-clock time: not shown as one
     finally:
         su.close()
         peer.close()

@@ -159,8 +159,9 @@ class DeviceState:
         self.time: int | None = None
         self.values: dict[str, float | None] = {}
 
-    def apply(self, seq: int, time_s: int, name: str, unit: str | None, value: str | None) -> bool:
+    def apply(self, seq: int, time_s: int | None, name: str, unit: str | None, value: str | None) -> bool:
         """Take one stored record; False (ignored) when it is older than what is held or not in the table.
+        `time_s`: Unix time, or None when the device did not know it (time source 0).
 
         A resent bundle that fills a gap arrives after newer ones: its readings must not roll the
         state back.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from pinseal_gateway.store.bundles import from_u64
 
@@ -30,17 +31,23 @@ class StoredRecord:
     name: str
     unit: str | None
     value: str | None
+    wall_clock: bool  # `time` is Unix time (time source 1 or 2), not seconds since the device's boot
 
 
-_SELECT = "SELECT rowid, kid, seq, time, name, unit, value FROM readings "
+_SELECT = (
+    "SELECT r.rowid, r.kid, r.seq, r.time, r.name, r.unit, r.value, b.time_source "
+    "FROM readings r JOIN bundles b ON b.hash = r.bundle_hash "
+)
 
 
-def _records(rows: list[tuple[object, ...]]) -> list[StoredRecord]:
+def _records(rows: list[tuple[Any, ...]]) -> list[StoredRecord]:
     out = []
-    for rowid, kid, seq, time_s, name, unit, value in rows:
-        seq_i, time_i = from_u64(seq), from_u64(time_s)  # type: ignore[arg-type]
-        assert seq_i is not None and time_i is not None
-        out.append(StoredRecord(int(rowid), bytes(kid), seq_i, time_i, str(name), unit, value))  # type: ignore[arg-type,call-overload]
+    for rowid, kid, seq, time_s, name, unit, value, time_source in rows:
+        out.append(
+            StoredRecord(
+                rowid, bytes(kid), from_u64(seq), from_u64(time_s), name, unit, value, time_source in (1, 2)
+            )
+        )
     return out
 
 
@@ -53,12 +60,12 @@ def recent(conn: sqlite3.Connection, limit: int = STARTUP_ROWS) -> tuple[list[St
     """The last `limit` records (for the state after a restart) and the rowid to follow on from."""
     top = last_rowid(conn)
     rows = conn.execute(
-        _SELECT + "WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (top - limit, top)
+        _SELECT + "WHERE r.rowid > ? AND r.rowid <= ? ORDER BY r.rowid", (top - limit, top)
     ).fetchall()
     return _records(rows), top
 
 
 def after(conn: sqlite3.Connection, rowid: int, limit: int = BATCH_ROWS) -> list[StoredRecord]:
     """Records committed after `rowid`, oldest first, at most `limit`."""
-    rows = conn.execute(_SELECT + "WHERE rowid > ? ORDER BY rowid LIMIT ?", (rowid, limit)).fetchall()
+    rows = conn.execute(_SELECT + "WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?", (rowid, limit)).fetchall()
     return _records(rows)

@@ -105,7 +105,9 @@ class HaMirror:
             state = self.states.get(record.kid)
             if state is None:
                 state = self.states[record.kid] = DeviceState()
-            if state.apply(record.seq, record.time, record.name, record.unit, record.value):
+            if state.apply(
+                record.seq, record.time if record.wall_clock else None, record.name, record.unit, record.value
+            ):
                 changed.add(record.kid)
             self.rowid = max(self.rowid, record.rowid)
         return changed
