@@ -8,6 +8,7 @@ gateway/tests/data/ha_discovery_keys.json (source and date in the file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -439,3 +440,80 @@ def test_restarted_gateway_republishes_the_last_verified_state(ha_env, start_gat
         gateway.stop()
     state = json.loads(live[state_topic][0])
     assert state["seq"] == 1 and state["pressure"] == pytest.approx(1013.25)
+
+
+def test_external_broker_over_tls_with_a_login(tmp_path, start_gateway):
+    """The broker Home Assistant already uses: TLS (the CA named in ca_file), a username and password."""
+    import getpass
+    import ssl
+
+    from conftest import make_env
+    from pinseal_hil.tls_broker import make_pki
+
+    ext_dir = tmp_path / "external"
+    ext_dir.mkdir()
+    pki = make_pki(ext_dir / "pki")
+    tls_port = broker.free_port()
+    users = [
+        broker.BrokerUser("pinseal", device_store.mosquitto_password_hash("pinseal-secret")),
+        broker.BrokerUser("hass", device_store.mosquitto_password_hash("hass-secret")),
+    ]
+    (ext_dir / "passwd").write_text(broker.password_file_text(users))
+    (ext_dir / "passwd").chmod(0o600)
+    (ext_dir / broker.CONF_NAME).write_text(
+        "\n".join(
+            [
+                "per_listener_settings false",
+                "allow_anonymous false",
+                f"password_file {ext_dir / 'passwd'}",
+                f"user {getpass.getuser()}",
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {pki.ca_pem}",
+                f"certfile {pki.cert_pem}",
+                f"keyfile {pki.key_pem}",
+                "",
+            ]
+        )
+    )
+    ha = {
+        "enabled": True,
+        "broker": "external",
+        "port": tls_port,
+        "username": "pinseal",
+        "password_file": str(tmp_path / "ha-secret"),
+        "tls": True,
+        "ca_file": str(pki.ca_pem),
+        "publish_every_s": 0.1,
+    }
+    env = make_env(tmp_path, 1, homeassistant=ha)
+    (tmp_path / "ha-secret").write_text("pinseal-secret\n")
+    (tmp_path / "ha-secret").chmod(0o600)
+    env.broker_proc = broker.start_mosquitto(env.broker_dir, env.port)
+    external = broker.start_mosquitto(ext_dir, tls_port)
+    try:
+        gateway = start_gateway(env.config)
+        try:
+            hass = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hass")
+            hass.username_pw_set("hass", "hass-secret")
+            hass.tls_set(ca_certs=str(pki.ca_pem), cert_reqs=ssl.CERT_REQUIRED)
+            got: queue.Queue[tuple[str, bool]] = queue.Queue()
+            hass.on_message = lambda c, u, m: got.put((m.topic, bool(m.retain)))
+            hass.on_connect = lambda c, u, f, rc, p: c.subscribe("homeassistant/#", 1)
+            hass.connect("127.0.0.1", tls_port)
+            hass.loop_start()
+            try:
+                wanted = config_topics(env)
+                seen: set[str] = set()
+                deadline = time.monotonic() + 10
+                while not wanted <= seen and time.monotonic() < deadline:
+                    with contextlib.suppress(queue.Empty):
+                        seen.add(got.get(timeout=0.5)[0])
+                assert wanted <= seen, seen
+            finally:
+                hass.disconnect()
+                hass.loop_stop()
+        finally:
+            gateway.stop()
+    finally:
+        broker.stop_mosquitto(external)
+        broker.stop_mosquitto(env.broker_proc)
