@@ -317,11 +317,14 @@ def test_broker_acl_devices_cannot_speak_for_home_assistant(ha_env, start_gatewa
     assert refused == [("wrong_topic",)], refused
 
 
-def test_home_assistant_broker_down_never_stops_ingest(tmp_path, start_gateway):
+@pytest.mark.parametrize("fault", ["broker down", "CA file missing"])
+def test_home_assistant_trouble_never_stops_ingest(tmp_path, start_gateway, fault):
     from conftest import make_env
 
     closed_port = broker.free_port()  # nobody listens: the external broker is down
     ha = {"enabled": True, "broker": "external", "port": closed_port, "publish_every_s": 0.1}
+    if fault == "CA file missing":
+        ha |= {"tls": True, "ca_file": str(tmp_path / "no-such-ca.pem")}
     env = make_env(tmp_path, 1, homeassistant=ha)
     env.broker_proc = broker.start_mosquitto(env.broker_dir, env.port)
     try:

@@ -18,8 +18,8 @@ from typing import Any
 
 from pinseal_gateway.store.bundles import from_u64
 
-BATCH_ROWS = 20000  # per query; a backlog (a restart under load) is read over several cycles
-STARTUP_ROWS = 20000  # how far back a restart looks for each device's latest values
+STARTUP_ROWS = 100_000  # how far back a restart looks for each device's latest values
+TAIL_ROWS = 256  # rows read back per device and cycle: its latest reading's records (one bundle's worth)
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,29 @@ def last_rowid(conn: sqlite3.Connection) -> int:
     return int(rowid)
 
 
-def recent(conn: sqlite3.Connection, limit: int = STARTUP_ROWS) -> tuple[list[StoredRecord], int]:
-    """The last `limit` records (for the state after a restart) and the rowid to follow on from."""
-    top = last_rowid(conn)
-    rows = conn.execute(
-        _SELECT + "WHERE r.rowid > ? AND r.rowid <= ? ORDER BY r.rowid", (top - limit, top)
+def latest_after(conn: sqlite3.Connection, rowid: int) -> tuple[list[StoredRecord], int]:
+    """Each device's latest records committed after `rowid` (oldest first), and the rowid to follow on from.
+
+    Home Assistant shows a device's latest values, so only the tail of each device's new rows is read
+    back (the last `TAIL_ROWS`): the cost per cycle follows the number of devices that reported, not
+    the number of readings, which under load would have the database thread read back everything it
+    wrote. A device's rows of one bundle are contiguous (one bundle, one insert), so its newest reading
+    is within the tail.
+    """
+    tops = conn.execute(
+        "SELECT kid, MAX(rowid) FROM readings WHERE rowid > ? GROUP BY kid", (rowid,)
     ).fetchall()
-    return _records(rows), top
+    records: list[StoredRecord] = []
+    for kid, top in tops:
+        rows = conn.execute(
+            _SELECT + "WHERE r.rowid > ? AND r.rowid <= ? AND r.kid = ? ORDER BY r.rowid",
+            (max(rowid, top - TAIL_ROWS), top, kid),
+        ).fetchall()
+        records.extend(_records(rows))
+    records.sort(key=lambda record: record.rowid)
+    return records, max([rowid, *(top for _, top in tops)])
 
 
-def after(conn: sqlite3.Connection, rowid: int, limit: int = BATCH_ROWS) -> list[StoredRecord]:
-    """Records committed after `rowid`, oldest first, at most `limit`."""
-    rows = conn.execute(_SELECT + "WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?", (rowid, limit)).fetchall()
-    return _records(rows)
+def recent(conn: sqlite3.Connection) -> tuple[list[StoredRecord], int]:
+    """After a restart: each device's latest records among the last `STARTUP_ROWS`, and where to go on."""
+    return latest_after(conn, max(0, last_rowid(conn) - STARTUP_ROWS))

@@ -85,6 +85,7 @@ class Snapshot:
     devices: list[device_store.Device]
     silent: set[bytes]
     records: list[feed.StoredRecord]
+    rowid: int
 
 
 class HaMirror:
@@ -109,7 +110,6 @@ class HaMirror:
                 record.seq, record.time if record.wall_clock else None, record.name, record.unit, record.value
             ):
                 changed.add(record.kid)
-            self.rowid = max(self.rowid, record.rowid)
         return changed
 
     def publish(self, snapshot: Snapshot, changed: set[bytes], everything: bool) -> int:
@@ -144,7 +144,7 @@ def _read(conn: sqlite3.Connection, config: GatewayConfig, rowid: int, now: floa
     silent = {
         d.kid for d in silence.silent_devices(conn, now, cfg.expected_interval_s, cfg.silent_after_intervals)
     }
-    return Snapshot(devices, silent, feed.after(conn, rowid))
+    return Snapshot(devices, silent, *feed.latest_after(conn, rowid))
 
 
 async def run_homeassistant(ctx: GatewayContext, stop: asyncio.Event) -> None:
@@ -152,26 +152,28 @@ async def run_homeassistant(ctx: GatewayContext, stop: asyncio.Event) -> None:
     config = ctx.config
     try:
         publisher = make_publisher(config)
-    except KeyFileError as exc:
-        log.error("Home Assistant discovery disabled: %s", exc)
+    except (KeyFileError, OSError, ValueError) as exc:  # an unsafe password file, an unreadable CA file
+        log.error("Home Assistant discovery off until restart: %s", exc)
         await stop.wait()
         return
     mirror = HaMirror(publisher, gateway_version())
-    records, mirror.rowid = await ctx.db.run(feed.recent)
-    mirror.take(records)
+    started = False
     publisher.start()
     last_error = ""
     loop = asyncio.get_running_loop()
     try:
         while not stop.is_set():
             try:
+                if not started:  # the latest state from before a restart, for the first publish
+                    records, mirror.rowid = await ctx.db.run(feed.recent)
+                    mirror.take(records)
+                    started = True
                 snapshot = await ctx.db.run(_read, config, mirror.rowid, time.time())
                 changed = mirror.take(snapshot.records)
+                mirror.rowid = snapshot.rowid
                 if publisher.connected:
                     mirror.publish(snapshot, changed, publisher.take_republish())
                 last_error = ""
-                if len(snapshot.records) >= feed.BATCH_ROWS:
-                    continue  # a backlog: read on without waiting
             except Exception as exc:  # never let Home Assistant stop the gateway
                 if repr(exc) != last_error:
                     log.error("Home Assistant discovery: cycle failed (retrying): %r", exc, exc_info=exc)
