@@ -240,18 +240,53 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     finally:
         db.close()
     users = [broker.gateway_user(config.mqtt.username, device_store.mosquitto_password_hash(password))]
-    users += [
+    device_users = [
         broker.BrokerUser(d.kid_hex, d.mqtt_password_hash)
         for d in devices
         if not d.revoked and d.mqtt_password_hash is not None
     ]
+    ha_users = homeassistant_users(config)
     paths = broker.write_broker_config(
-        Path(args.out), host=config.mqtt.host, port=config.mqtt.port, users=users, system=args.system
+        Path(args.out),
+        host=config.mqtt.host,
+        port=config.mqtt.port,
+        users=users + ha_users + device_users,
+        system=args.system,
     )
     for name, path in paths.items():
         print(f"{name}: {path}")
-    print(f"{len(users) - 1} device(s) and the gateway user {config.mqtt.username}")
+    print(f"{len(device_users)} device(s) and the gateway user {config.mqtt.username}")
+    if ha_users:
+        ha = config.homeassistant
+        print(
+            f"Home Assistant: MQTT user {ha.ha_username} on {config.mqtt.host}:{config.mqtt.port}, "
+            f"password in {config.ha_user_password_path} (enter both in Home Assistant's MQTT integration)"
+        )
     return 0
+
+
+def homeassistant_users(config: GatewayConfig) -> list[broker.BrokerUser]:
+    """With Home Assistant discovery on the gateway's own broker: the publisher's login and Home
+    Assistant's, passwords created (0600, in the data folder) on first use."""
+    ha = config.homeassistant
+    if not ha.enabled or ha.broker != "pinseal":
+        return []
+    publisher = _secret_password(config.ha_publisher_password_path)
+    reader = _secret_password(config.ha_user_password_path)
+    return [
+        broker.ha_publisher_user(
+            ha.username, device_store.mosquitto_password_hash(publisher), ha.discovery_prefix, ha.state_prefix
+        ),
+        broker.homeassistant_user(
+            ha.ha_username, device_store.mosquitto_password_hash(reader), ha.discovery_prefix, ha.state_prefix
+        ),
+    ]
+
+
+def _secret_password(path: Path) -> str:
+    if not path.exists():
+        write_secret(path, device_store.new_mqtt_password().encode())
+    return read_secret(path).decode("utf-8").strip()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,6 +96,8 @@ class Stack:
                     "backoff_max_s = 10",
                     "[http]",
                     f'listen = "127.0.0.1:{self.http_port}"',
+                    "[homeassistant]",
+                    "enabled = true",
                     "",
                 ]
             )
