@@ -1,0 +1,202 @@
+"""Read-only queries behind the HTTP API and the dashboard: readings over a time range, recent bundles,
+batches with their forwarding state, recent rejections.
+
+A reading's time is the device's `bt` when its bundle has a wall-clock time source (1 NTP, 2 gateway ack
+time). With time source 0 the device only knew seconds since boot, so the gateway's receipt time of the
+bundle stands in for it (`time_estimated`): the only wall-clock time anyone has for those readings.
+Every query is bounded by a `limit` the caller chooses (the API caps it), newest first, so a request never
+reads a device's whole history.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from pinseal_gateway.store import batches as batch_store
+from pinseal_gateway.store.bundles import from_u64
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    seq: int
+    time: float
+    time_estimated: bool
+    name: str
+    unit: str | None
+    value: str | None  # the SenML value as stored: an integer or "<mantissa>e<exponent>"
+    error: str | None
+    bundle_hash: bytes
+
+
+_READING_COLUMNS = (
+    "r.seq, r.time, r.name, r.unit, r.value, r.error, r.bundle_hash, b.time_source, b.received_at"
+)
+
+
+def readings_between(
+    conn: sqlite3.Connection, kid: bytes, start: float, end: float, limit: int
+) -> tuple[list[ReadingRow], bool]:
+    """A device's readings with start <= time <= end, oldest first: at most `limit` records, the newest
+    ones when there are more (the bool says so).
+
+    Two index range scans: readings (kid, time) for wall-clock bundles, and the bundles of time source 0
+    through their partial index (kid, received_at), each newest first and stopped at `limit`.
+    """
+    wall = conn.execute(
+        f"SELECT {_READING_COLUMNS}, r.rowid FROM readings r JOIN bundles b ON b.hash = r.bundle_hash "
+        "WHERE r.kid = ? AND r.time BETWEEN ? AND ? AND b.time_source != 0 "
+        "ORDER BY r.time DESC, r.seq DESC, r.rowid DESC LIMIT ?",
+        (kid, int(start), int(end), limit + 1),
+    ).fetchall()
+    since_boot = conn.execute(
+        f"SELECT {_READING_COLUMNS}, r.rowid FROM bundles b "
+        "JOIN readings r ON r.bundle_hash = b.hash AND r.kid = b.kid "
+        "WHERE b.kid = ? AND b.time_source = 0 AND b.received_at BETWEEN ? AND ? "
+        "ORDER BY b.received_at DESC, r.seq DESC, r.rowid DESC LIMIT ?",
+        (kid, start, end, limit + 1),
+    ).fetchall()
+    # in record order within a reading (rowid: the order the device wrote them)
+    ranked = sorted(((_reading(row[:-1]), row[-1]) for row in wall + since_boot), key=_rank, reverse=True)
+    rows = [reading for reading, _rowid in ranked]
+    truncated = len(rows) > limit
+    newest = rows[:limit]
+    newest.reverse()
+    return newest, truncated
+
+
+def _rank(item: tuple[ReadingRow, Any]) -> tuple[float, int, int]:
+    reading, rowid = item
+    return (reading.time, reading.seq, int(rowid))
+
+
+def _reading(row: tuple[object, ...]) -> ReadingRow:
+    seq, time, name, unit, value, error, bundle_hash, time_source, received_at = row
+    estimated = time_source == 0
+    when = float(received_at) if estimated else float(from_u64(time))  # type: ignore[arg-type]
+    return ReadingRow(
+        from_u64(seq),  # type: ignore[arg-type]
+        when,
+        estimated,
+        str(name),
+        unit,  # type: ignore[arg-type]
+        value,  # type: ignore[arg-type]
+        error,  # type: ignore[arg-type]
+        bytes(bundle_hash),  # type: ignore[arg-type]
+    )
+
+
+def latest_reading(conn: sqlite3.Connection, kid: bytes) -> list[ReadingRow]:
+    """The records of the device's most recent reading (its high-water bundle's last one)."""
+    row = conn.execute("SELECT last_bundle_hash FROM device_state WHERE kid = ?", (kid,)).fetchone()
+    if row is None or row[0] is None:
+        return []
+    rows = conn.execute(
+        f"SELECT {_READING_COLUMNS} FROM readings r JOIN bundles b ON b.hash = r.bundle_hash "
+        "WHERE r.bundle_hash = ? AND r.kid = ? ORDER BY r.rowid",
+        (row[0], kid),
+    ).fetchall()
+    records = [_reading(r) for r in rows]
+    if not records:
+        return []
+    last = max(r.seq for r in records)
+    return [r for r in records if r.seq == last]
+
+
+@dataclass(frozen=True)
+class BundleRow:
+    hash: bytes
+    kid: bytes
+    seq: int
+    last_seq: int
+    n_readings: int
+    received_at: float
+    batch_no: int | None
+    sent_at: float | None
+    chain_gap: bool
+    time_flag: str | None
+
+    @property
+    def state(self) -> str:
+        """pending (no batch yet), batched (sealed, not yet accepted by the network), forwarded, or the
+        fate of a bundle the network refused (dead_letter) or already held (held_elsewhere)."""
+        if self.batch_no is None:
+            return "pending"
+        if self.batch_no == batch_store.DEAD_LETTER:
+            return "dead_letter"
+        if self.batch_no == batch_store.HELD_ELSEWHERE:
+            return "held_elsewhere"
+        return "forwarded" if self.sent_at is not None else "batched"
+
+
+def recent_bundles(conn: sqlite3.Connection, limit: int, kid: bytes | None = None) -> list[BundleRow]:
+    """The most recently stored bundles (of one device, or all), newest first."""
+    where, args = ("WHERE b.kid = ?", [kid]) if kid is not None else ("", [])
+    rows = conn.execute(
+        "SELECT b.hash, b.kid, b.seq, b.last_seq, b.n_readings, b.received_at, b.batch_id, o.sent_at, "
+        "b.chain_gap, b.time_flag FROM bundles b LEFT JOIN uplink_outbox o ON o.batch_no = b.batch_id "
+        f"{where} ORDER BY b.rowid DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [
+        BundleRow(
+            bytes(h),
+            bytes(k),
+            from_u64(seq),  # type: ignore[arg-type]
+            from_u64(last),  # type: ignore[arg-type]
+            int(n or 0),
+            float(at),
+            batch,
+            sent,
+            bool(gap),
+            flag,
+        )
+        for h, k, seq, last, n, at, batch, sent, gap, flag in rows
+    ]
+
+
+@dataclass(frozen=True)
+class BatchView:
+    batch_no: int
+    hash: bytes
+    count: int
+    created_at: float
+    sent_at: float | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float | None
+
+    @property
+    def state(self) -> str:
+        return "forwarded" if self.sent_at is not None else "queued"
+
+
+def recent_batches(conn: sqlite3.Connection, limit: int) -> list[BatchView]:
+    rows = conn.execute(
+        "SELECT b.batch_no, b.hash, b.count, b.created_at, o.sent_at, coalesce(o.attempts, 0), o.last_error, "
+        "o.next_attempt_at FROM batches b LEFT JOIN uplink_outbox o ON o.batch_no = b.batch_no "
+        "ORDER BY b.batch_no DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        BatchView(n, bytes(h), c, at, sent, int(tries), err, nxt)
+        for n, h, c, at, sent, tries, err, nxt in rows
+    ]
+
+
+@dataclass(frozen=True)
+class RejectionRow:
+    kid: bytes | None
+    topic: str | None
+    reason: str
+    detail: str | None
+    received_at: float
+
+
+def recent_rejections(conn: sqlite3.Connection, limit: int) -> list[RejectionRow]:
+    """The newest stored rejections, without their evidence bytes."""
+    rows = conn.execute(
+        "SELECT kid, topic, reason, detail, received_at FROM rejections ORDER BY id DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [RejectionRow(None if k is None else bytes(k), t, r, d, at) for k, t, r, d, at in rows]
