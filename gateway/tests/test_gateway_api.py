@@ -64,15 +64,15 @@ def test_devices_readings_bundles_batches_and_rejections(env, gateway):
     device, other = env.devices[0], env.devices[1]
     port = gateway.http_port
     now = int(time.time())
-    # two wall-clock bundles (NTP time) of two readings each, then one of seconds since boot
+    # two wall-clock bundles (NTP time) of two readings each, then two readings in seconds since boot
     wall = [device.seal(2, time_s=now - 120), device.seal(2, time_s=now - 60)]
-    since_boot = device.seal(1, time_s=42, time_source=0)
+    since_boot = device.seal(2, time_s=42, time_source=0)
     send_acked(env, device, [*wall, since_boot])
 
     listed = wait_for(lambda: get_json(port, "/api/devices")[1]["devices"])
     by_kid = {d["kid"]: d for d in listed}
     mine = by_kid[device.kid_hex]
-    assert mine["status"] == "online" and mine["readings"] == 5 and mine["bundles"] == 3
+    assert mine["status"] == "online" and mine["readings"] == 6 and mine["bundles"] == 3
     assert by_kid[other.kid_hex]["status"] == "new" and by_kid[other.kid_hex]["last_reading"] is None
     last = {v["name"]: v for v in mine["last_reading"]["values"]}
     assert last["t"]["unit"] == "°C" and 21 < last["t"]["value"] < 23 and last["t"]["raw_unit"] == "Cel"
@@ -85,9 +85,13 @@ def test_devices_readings_bundles_batches_and_rejections(env, gateway):
     status, body = get_json(port, f"{path}?from={now - 300}&to={now + 60}")
     assert status == 200 and not body["truncated"]
     records = body["readings"]
-    assert [r["seq"] for r in records if r["name"] == "t"] == [0, 1, 2, 3, 4]
-    assert [r["time"] for r in records if r["name"] == "t"][:4] == [now - 120, now - 119, now - 60, now - 59]
-    assert [r["time_estimated"] for r in records if r["name"] == "t"] == [False] * 4 + [True]
+    temps = [r for r in records if r["name"] == "t"]
+    assert [r["seq"] for r in temps] == [0, 1, 2, 3, 4, 5]
+    assert [r["time"] for r in temps][:4] == [now - 120, now - 119, now - 60, now - 59]
+    # seconds since boot: the gateway's receipt time for the last, the device's spacing before it
+    assert [r["time_estimated"] for r in temps] == [False] * 4 + [True] * 2
+    assert [r["device_time"] for r in temps[4:]] == [42, 43] and temps[5]["time"] - temps[4]["time"] == 1
+    assert now - 1 <= temps[5]["time"] <= time.time()
     # a narrower range, ISO 8601 bounds; and a limit keeps the newest
     iso_from = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 90))
     status, body = get_json(port, f"{path}?from={iso_from}&to={now - 30}")
@@ -98,7 +102,7 @@ def test_devices_readings_bundles_batches_and_rejections(env, gateway):
     status, raw_csv, headers = get(port, f"{path}?from={now - 300}&to={now + 60}&format=csv")
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(raw_csv.decode())))
-    assert len(rows) == 10 and rows[0]["name"] == "t" and rows[0]["unit"] == "°C"
+    assert len(rows) == 12 and rows[0]["name"] == "t" and rows[0]["unit"] == "°C"
     assert rows[1]["value"] == "1013.25" and rows[0]["time_iso"].endswith("Z")
 
     status, body = get_json(port, "/api/bundles")

@@ -80,7 +80,7 @@ def page(title: str, body: str, *, page_kind: str, kid: str = "", plots: bool = 
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)} · pinseal gateway</title>
-<link rel="stylesheet" href="/static/dashboard.css">{head_extra}
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css">{head_extra}
 <script src="/static/dashboard.js" defer></script></head>
 <body data-page="{esc(page_kind)}" data-kid="{esc(kid)}">
 <header><a href="/" class="brand">pinseal gateway</a> <span id="live" class="live">live</span></header>
@@ -99,12 +99,14 @@ def values_cell(device: dict[str, Any]) -> str:
     last = device["last_reading"]
     if not last:
         return "—"
-    parts = [
-        format_value(v["raw_unit"], v["raw_value"]) if v["error"] is None else f"{v['name']}: {v['error']}"
-        for v in last["values"]
-        if v["name"].partition(":")[0] != "bat"
-    ]
-    return esc("  ".join(parts))
+    return esc("  ".join(reading_text(v) for v in last["values"] if v["name"].partition(":")[0] != "bat"))
+
+
+def reading_text(v: dict[str, Any]) -> str:
+    """One record as the table shows it; a second sensor of a quantity (`t:sht3x`) says which it is."""
+    sensor = v["name"].partition(":")[2]
+    text = format_value(v["raw_unit"], v["raw_value"]) if v["error"] is None else f"{v['name']}: {v['error']}"
+    return f"{sensor} {text}" if sensor and v["error"] is None else text
 
 
 def device_rows(devices: list[dict[str, Any]]) -> str:

@@ -2,8 +2,10 @@
 batches with their forwarding state, recent rejections.
 
 A reading's time is the device's `bt` when its bundle has a wall-clock time source (1 NTP, 2 gateway ack
-time). With time source 0 the device only knew seconds since boot, so the gateway's receipt time of the
-bundle stands in for it (`time_estimated`): the only wall-clock time anyone has for those readings.
+time) that the verifier did not flag. With time source 0 the device only knew seconds since boot, and a
+flagged bundle ("future", "stale") has a clock the gateway does not believe: for those the gateway's
+receipt time of the bundle stands in (`time_estimated`), the only plausible wall-clock time anyone has,
+and the device's own value stays in `device_time`.
 Every query is bounded by a `limit` the caller chooses (the API caps it), newest first, so a request never
 reads a device's whole history.
 """
@@ -11,7 +13,7 @@ reads a device's whole history.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pinseal_gateway.store import batches as batch_store
@@ -23,6 +25,7 @@ class ReadingRow:
     seq: int
     time: float
     time_estimated: bool
+    device_time: int  # the reading's `bt` as the device signed it
     name: str
     unit: str | None
     value: str | None  # the SenML value as stored: an integer or "<mantissa>e<exponent>"
@@ -31,7 +34,8 @@ class ReadingRow:
 
 
 _READING_COLUMNS = (
-    "r.seq, r.time, r.name, r.unit, r.value, r.error, r.bundle_hash, b.time_source, b.received_at"
+    "r.seq, r.time, r.name, r.unit, r.value, r.error, r.bundle_hash, b.time_source, b.time_flag, "
+    "b.received_at"
 )
 
 
@@ -41,29 +45,54 @@ def readings_between(
     """A device's readings with start <= time <= end, oldest first: at most `limit` records, the newest
     ones when there are more (the bool says so).
 
-    Two index range scans: readings (kid, time) for wall-clock bundles, and the bundles of time source 0
-    through their partial index (kid, received_at), each newest first and stopped at `limit`.
+    Two index range scans: readings (kid, time) for trusted wall-clock bundles, and the bundles of time
+    source 0 or with a flagged clock through their partial index (kid, received_at), each newest first
+    and stopped at `limit`.
     """
     wall = conn.execute(
         f"SELECT {_READING_COLUMNS}, r.rowid FROM readings r JOIN bundles b ON b.hash = r.bundle_hash "
-        "WHERE r.kid = ? AND r.time BETWEEN ? AND ? AND b.time_source != 0 "
+        "WHERE r.kid = ? AND r.time BETWEEN ? AND ? AND NOT (b.time_source = 0 OR b.time_flag IS NOT NULL) "
         "ORDER BY r.time DESC, r.seq DESC, r.rowid DESC LIMIT ?",
         (kid, int(start), int(end), limit + 1),
     ).fetchall()
     since_boot = conn.execute(
         f"SELECT {_READING_COLUMNS}, r.rowid FROM bundles b "
-        "JOIN readings r ON r.bundle_hash = b.hash AND r.kid = b.kid "
-        "WHERE b.kid = ? AND b.time_source = 0 AND b.received_at BETWEEN ? AND ? "
+        "JOIN readings r ON r.kid = b.kid AND r.seq BETWEEN b.seq AND b.last_seq AND r.bundle_hash = b.hash "
+        "WHERE b.kid = ? AND (b.time_source = 0 OR b.time_flag IS NOT NULL) "
+        "AND b.received_at BETWEEN ? AND ? "
         "ORDER BY b.received_at DESC, r.seq DESC, r.rowid DESC LIMIT ?",
         (kid, start, end, limit + 1),
     ).fetchall()
     # in record order within a reading (rowid: the order the device wrote them)
-    ranked = sorted(((_reading(row[:-1]), row[-1]) for row in wall + since_boot), key=_rank, reverse=True)
+    rows = wall + since_boot
+    readings = _spread([_reading(row[:-1]) for row in rows])
+    ranked = sorted(zip(readings, (row[-1] for row in rows), strict=True), key=_rank, reverse=True)
     rows = [reading for reading, _rowid in ranked]
     truncated = len(rows) > limit
     newest = rows[:limit]
     newest.reverse()
     return newest, truncated
+
+
+def _spread(rows: list[ReadingRow]) -> list[ReadingRow]:
+    """Estimated times within a bundle keep the device's own spacing: the bundle's last reading at its
+    receipt time, each earlier one as many seconds before it as the device's clock says (seconds since
+    boot, or a wrong but steady clock), never after it."""
+    last: dict[bytes, int] = {}
+    for r in rows:
+        if r.time_estimated:
+            last[r.bundle_hash] = max(last.get(r.bundle_hash, r.device_time), r.device_time)
+    if not last:
+        return rows
+    return [
+        replace(r, time=r.time - min(last[r.bundle_hash] - r.device_time, MAX_SPREAD_S))
+        if r.time_estimated
+        else r
+        for r in rows
+    ]
+
+
+MAX_SPREAD_S = 86400  # a bundle holds at most a day of readings (bundling.max_wait_s is far less)
 
 
 def _rank(item: tuple[ReadingRow, Any]) -> tuple[float, int, int]:
@@ -72,13 +101,15 @@ def _rank(item: tuple[ReadingRow, Any]) -> tuple[float, int, int]:
 
 
 def _reading(row: tuple[object, ...]) -> ReadingRow:
-    seq, time, name, unit, value, error, bundle_hash, time_source, received_at = row
-    estimated = time_source == 0
-    when = float(received_at) if estimated else float(from_u64(time))  # type: ignore[arg-type]
+    seq, time, name, unit, value, error, bundle_hash, time_source, time_flag, received_at = row
+    device_time = from_u64(time)  # type: ignore[arg-type]
+    estimated = time_source == 0 or time_flag is not None
+    when = float(received_at) if estimated else float(device_time)  # type: ignore[arg-type]
     return ReadingRow(
         from_u64(seq),  # type: ignore[arg-type]
         when,
         estimated,
+        device_time,  # type: ignore[arg-type]
         str(name),
         unit,  # type: ignore[arg-type]
         value,  # type: ignore[arg-type]
@@ -97,7 +128,7 @@ def latest_reading(conn: sqlite3.Connection, kid: bytes) -> list[ReadingRow]:
         "WHERE r.bundle_hash = ? AND r.kid = ? ORDER BY r.rowid",
         (row[0], kid),
     ).fetchall()
-    records = [_reading(r) for r in rows]
+    records = _spread([_reading(r) for r in rows])
     if not records:
         return []
     last = max(r.seq for r in records)

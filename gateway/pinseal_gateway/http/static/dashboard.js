@@ -19,7 +19,8 @@ function fmt(v) {
   if (v.error !== null) return `${v.name}: ${v.error}`;
   if (v.value === null) return `${v.name}: ?`;
   const d = DECIMALS[v.unit] ?? 3;
-  return `${v.value.toFixed(d)} ${v.unit}`;
+  const sensor = v.name.split(":")[1]; // a second sensor of the same quantity, e.g. t:sht3x
+  return `${sensor ? sensor + " " : ""}${v.value.toFixed(d)} ${v.unit}`;
 }
 
 function timeEl(t) {
