@@ -129,6 +129,22 @@ def test_devices_readings_bundles_batches_and_rejections(env, gateway):
     assert sum(rejections.values()) == 1
 
 
+def test_a_clock_the_verifier_flags_is_placed_at_receipt_time(env, gateway):
+    """A board whose clock says 1970 (flagged stale) must not vanish from today's plot."""
+    device = env.devices[0]
+    send_acked(env, device, [device.seal(3, time_s=1_234_255)])
+    received = time.time()
+    status, body = get_json(
+        gateway.http_port, f"/api/devices/{device.kid_hex}/readings?from={int(received) - 60}"
+    )
+    temps = [r for r in body["readings"] if r["name"] == "t"]
+    assert status == 200 and [r["device_time"] for r in temps] == [1_234_255, 1_234_256, 1_234_257]
+    assert all(r["time_estimated"] for r in temps) and temps[2]["time"] - temps[0]["time"] == 2
+    assert received - 30 < temps[2]["time"] <= received
+    listed = get_json(gateway.http_port, "/api/devices")[1]["devices"]
+    assert abs(listed[0]["last_reading"]["time"] - received) < 30
+
+
 def test_bad_queries_get_a_400_that_says_what_to_send(env, gateway):
     port = gateway.http_port
     kid = env.devices[0].kid_hex
