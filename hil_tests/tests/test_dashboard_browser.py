@@ -99,6 +99,11 @@ def test_dashboard_shows_new_readings_live_and_plots_them(tmp_path: Path, browse
         WebDriverWait(browser, 15).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plots canvas")) >= 3
         )
+        plotted = {
+            e.get_attribute("data-name"): int(e.get_attribute("data-points"))
+            for e in browser.find_elements(By.CSS_SELECTOR, "#plots .plot")
+        }
+        assert plotted["t"] >= 2 and plotted["p"] >= 2 and plotted["h:sht3x"] >= 2, plotted
         titles = browser.find_element(By.ID, "plots").text
         assert "temperature" in titles and "pressure" in titles and "humidity" in titles
         links = browser.find_elements(By.CSS_SELECTOR, "#bundles a[href^='/proofs/']")

@@ -100,7 +100,8 @@ function rejectionRows(r) {
 }
 
 // ---- plots (device page) -----------------------------------------------------------------------------
-const plots = new Map(); // reading name -> {plot, title}
+const plots = new Map(); // reading name -> {plot}
+const view = { from: 0, to: 0 }; // the chosen range: every plot's x axis spans all of it
 
 function seriesByName(readings) {
   const byName = new Map();
@@ -122,19 +123,22 @@ function drawPlots(readings) {
     const data = [s.xs, s.ys];
     const entry = plots.get(name);
     if (entry) {
-      entry.plot.setData(data);
+      entry.box.dataset.points = String(s.xs.length); // how many points are plotted, for tests
+      entry.plot.setData(data, false);
+      entry.plot.setScale("x", { min: view.from, max: view.to });
       continue;
     }
-    const box = el("div", { class: "plot", "data-name": name });
+    const box = el("div", { class: "plot", "data-name": name, "data-points": String(s.xs.length) });
     container.append(box);
     const opts = {
       title: `${s.quantity} (${s.unit})`,
       width,
       height: 220,
+      scales: { x: { time: true, range: () => [view.from, view.to] } },
       series: [{}, { label: `${name} (${s.unit})`, stroke: "#1f6feb", width: 1.5 }],
       axes: [{}, { label: s.unit }],
     };
-    plots.set(name, { plot: new uPlot(opts, data, box) });
+    plots.set(name, { plot: new uPlot(opts, data, box), box });
   }
 }
 
@@ -151,6 +155,8 @@ async function pollOverview() {
 async function pollDevice(kid) {
   const range = Number(document.getElementById("range")?.value || 3600);
   const now = Date.now() / 1000;
+  view.from = now - range;
+  view.to = now;
   const [devices, bundles, readings] = await Promise.all([
     getJSON("/api/devices"),
     getJSON(`/api/bundles?kid=${kid}&limit=20`),
