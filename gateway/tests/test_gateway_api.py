@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from pinseal_gateway.batcher import seal_batch
 from pinseal_gateway.config import ConfigError, from_mapping
+from pinseal_gateway.http.api import csv_cell
 from pinseal_gateway.http.auth import PasswordFileError
 from pinseal_gateway.http.query import MAX_LIMIT, QueryError, parse_readings_query
 from pinseal_gateway.units import format_value, human_value, quantity
@@ -221,6 +222,12 @@ def test_password_guards_every_route_and_a_loose_file_stops_the_start(env, start
             assert get(port, path, good)[0] == 200
     finally:
         gateway.stop()
+
+
+def test_csv_cells_a_device_chose_cannot_become_spreadsheet_formulas():
+    assert csv_cell('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("-2150e-2") == "-2150e-2" and csv_cell(-3) == -3
+    assert csv_cell("ENODEV") == "ENODEV" and csv_cell(None) is None
 
 
 def test_values_in_the_units_a_person_reads():

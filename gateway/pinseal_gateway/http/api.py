@@ -149,6 +149,20 @@ def rejections_json(conn: sqlite3.Connection, limit: int) -> dict[str, Any]:
     }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A device-chosen text (a record's name, unit or error) that a spreadsheet would run as a formula
+    (`=HYPERLINK(...)`) gets a leading apostrophe; numbers (negative ones too) stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def bad_request(exc: QueryError) -> web.Response:
     return web.json_response({"error": str(exc)}, status=400)
 
@@ -196,7 +210,7 @@ async def readings(request: web.Request) -> web.Response:
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for r in records:
-            writer.writerow([r["time"], iso(r["time"]), *(r[c] for c in CSV_COLUMNS[2:])])
+            writer.writerow([r["time"], iso(r["time"]), *(csv_cell(r[c]) for c in CSV_COLUMNS[2:])])
         headers = {"Content-Disposition": f'attachment; filename="{kid.hex()}-readings.csv"'}
         if truncated:
             headers["X-Pinseal-Truncated"] = "1"  # older readings in the range left out: narrow it
