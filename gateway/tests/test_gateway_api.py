@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 
 from pinseal_gateway.batcher import seal_batch
 from pinseal_gateway.config import ConfigError, from_mapping
+from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.http.api import csv_cell
 from pinseal_gateway.http.auth import PasswordFileError
-from pinseal_gateway.http.query import MAX_LIMIT, QueryError, parse_readings_query
+from pinseal_gateway.http.query import MAX_LIMIT, QueryError, parse_kid, parse_readings_query
+from pinseal_gateway.http.server import make_app
 from pinseal_gateway.units import format_value, human_value, quantity
 from pinseal_protocol import bundle as pbundle
 
@@ -251,6 +253,25 @@ PARAMS = st.dictionaries(
     ),
     max_size=5,
 )
+
+
+def test_dashboard_off_leaves_the_api():
+    def paths(config):
+        ctx = GatewayContext(config, None, None, b"", None)  # type: ignore[arg-type]  (routes only)
+        return {r.canonical for r in make_app(ctx).router.resources()}
+
+    assert "/" in paths(from_mapping({})) and "/api/devices" in paths(from_mapping({}))
+    off = paths(from_mapping({"http": {"dashboard": False}}))
+    assert "/" not in off and "/static/{name}" not in off and "/api/devices" in off and "/metrics" in off
+
+
+@given(st.one_of(st.text(max_size=70), st.sampled_from(["00 " * 16, "0" * 32 + "\n", "AB" * 16, "ab" * 16])))
+def test_key_ids_in_urls_are_32_hex_digits_or_a_query_error(text):
+    try:
+        kid = parse_kid(text)
+    except QueryError:
+        return
+    assert len(kid) == 16 and kid.hex() == text.lower()
 
 
 @given(PARAMS)

@@ -6,6 +6,7 @@ default that hides a typo.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ MAX_RANGE_S = 366 * 86400.0
 DEFAULT_LIMIT = 2000
 MAX_LIMIT = 20000
 FORMATS = ("json", "csv")
+HEX_KID = re.compile(f"[0-9a-fA-F]{{{2 * keys.KEY_ID_SIZE}}}")
 LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last instant ISO 8601 can write
 
 
@@ -91,10 +93,7 @@ def parse_readings_query(params: Mapping[str, str], now: float | None = None) ->
 
 def parse_kid(text: str) -> bytes:
     """A device's key id in the URL: 32 hex digits (docs/protocol.md §1)."""
-    try:
-        kid = bytes.fromhex(text)
-    except ValueError:
-        kid = b""
+    kid = bytes.fromhex(text) if HEX_KID.fullmatch(text) else b""  # fromhex alone would allow spaces
     if len(kid) != keys.KEY_ID_SIZE:
         raise QueryError(
             f"device {text[:40]!r}: a key id is {2 * keys.KEY_ID_SIZE} hex digits (see /api/devices)"
