@@ -190,7 +190,7 @@ def cmd_devices_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pinseal_gateway.http_api import build_status
+    from pinseal_gateway.http.status import build_status
 
     config = _config(args)
     db = _open_db(config)

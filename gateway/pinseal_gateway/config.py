@@ -6,6 +6,7 @@ Validation happens once, here, so the rest of the gateway can trust its numbers;
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -84,7 +85,24 @@ class UplinkSection:
 
 @dataclass(frozen=True)
 class HttpSection:
+    """The API and dashboard. Loopback by default; any other address needs `password_file` (HTTP basic
+    auth as `username`, password the file's first line, the file 0600)."""
+
     listen: str = "127.0.0.1:9100"
+    password_file: str = ""  # relative to data_dir; "" = no password (allowed on loopback only)
+    username: str = "pinseal"
+    dashboard: bool = True  # serve the dashboard at / (the JSON API is always there)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether `listen` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+        host = self.host.strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def host(self) -> str:
@@ -156,6 +174,10 @@ class GatewayConfig:
     def ha_user_password_path(self) -> Path:
         """The password Home Assistant logs in with on the gateway's own broker."""
         return self.data_dir / self.homeassistant.ha_password_file
+
+    @property
+    def http_password_path(self) -> Path | None:
+        return self.data_dir / self.http.password_file if self.http.password_file else None
 
 
 _SECTIONS: dict[str, type] = {f.name: f.type for f in fields(GatewayConfig)}  # type: ignore[misc]
@@ -253,6 +275,15 @@ def _validate(config: GatewayConfig) -> None:
         raise ConfigError(f"http.listen must be host:port, not {config.http.listen!r}") from exc
     if not 0 <= port < 65536:
         raise ConfigError(f"http.listen port out of range: {config.http.listen!r}")
+    if not config.http.loopback and not config.http.password_file:
+        raise ConfigError(
+            f"http.listen {config.http.listen!r} is not a loopback address: anyone on that network could "
+            "read the readings. Set http.password_file (a 0600 file in data_dir holding the dashboard's "
+            "password, e.g. `openssl rand -base64 18 > http-password; chmod 600 http-password`) "
+            'or listen on "127.0.0.1:9100"'
+        )
+    if not config.http.username or ":" in config.http.username:
+        raise ConfigError(f"http.username must be non-empty and without ':', not {config.http.username!r}")
 
 
 def _validate_topic_prefix(key: str, value: str) -> None:

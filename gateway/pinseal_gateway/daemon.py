@@ -26,7 +26,8 @@ from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.homeassistant.run import run_homeassistant
-from pinseal_gateway.http_api import start_http
+from pinseal_gateway.http.auth import read_password_file
+from pinseal_gateway.http.server import start_http
 from pinseal_gateway.intake.mqtt import MqttIngest
 from pinseal_gateway.keys import KeyFileError, gateway_kid, load_gateway_key, read_secret
 from pinseal_gateway.metrics import Metrics
@@ -95,6 +96,8 @@ async def run_gateway(
 
     key = load_gateway_key(config.key_path)  # KeyFileError: refuse to start with an unsafe key
     password = _read_mqtt_password(config)
+    if config.http_password_path is not None:
+        read_password_file(config.http_password_path)  # PasswordFileError: refuse an unusable password file
     db = Database(config.db_path)
     ctx = GatewayContext(config, db, key, gateway_kid(key), Metrics())
     _init_gauges(ctx)

@@ -69,3 +69,8 @@ class GroupReport:
         metrics.group_size.observe(len(result.outcomes))
         for kid, seen in result.last_seen.items():
             metrics.device_last_seen.labels(kid.hex()).set(seen)
+        if acks_sent:
+            for outcome in result.outcomes:
+                if outcome.ack is not None and outcome.kid is not None:
+                    metrics.last_ack[outcome.kid] = result.commit_time
+                    metrics.device_last_ack.labels(outcome.kid.hex()).set(result.commit_time)

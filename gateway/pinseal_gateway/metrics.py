@@ -60,6 +60,11 @@ class Metrics:
         self.device_last_seen = Gauge(
             f"{PREFIX}device_last_seen", "Unix time of a device's last valid bundle", ["kid"], registry=r
         )
+        self.device_last_ack = Gauge(
+            f"{PREFIX}device_last_ack", "Unix time of the last ack published to a device", ["kid"], registry=r
+        )
+        self.last_ack: dict[bytes, float] = {}
+        """kid -> time of its last published ack (this run): what the dashboard shows."""
         self.devices_silent = Gauge(
             f"{PREFIX}devices_silent", "Devices silent beyond their interval", registry=r
         )

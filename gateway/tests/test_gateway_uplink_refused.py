@@ -34,7 +34,7 @@ from test_gateway_uplink import (
 from pinseal_gateway import batcher
 from pinseal_gateway.broker import free_port, wait_for_port
 from pinseal_gateway.config import ConfigError, GatewayConfig, from_mapping
-from pinseal_gateway.http_api import build_status
+from pinseal_gateway.http.status import build_status
 from pinseal_gateway.store import batches
 from pinseal_gateway.store.db import Database
 from pinseal_gateway.uplink import SendOutcome

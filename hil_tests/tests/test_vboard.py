@@ -314,6 +314,14 @@ def test_clock_jump_and_speed(board: VirtualBoard) -> None:
     assert time.monotonic() - started < 5  # five board seconds took a tenth of that
 
 
+def test_rtc_set_from_the_board_keeps_a_time_beyond_2_31_ms(board: VirtualBoard) -> None:
+    """machine.RTC().datetime(...) as the firmware sets it from a gateway ack: today's time in ms is past
+    2**31, and once crossed into JS as a 32-bit int it said January 1970 (every ack-time reading stale)."""
+    code = "import machine, time\nmachine.RTC().datetime((2026, 12, 6, 6, 4, 20, 0, 0))\nprint(time.time())\n"
+    result = mpremote(board.serial_path, "exec", code)
+    assert abs(int(result.stdout.split()[-1]) - 1_796_530_800) < 5, result
+
+
 def test_nobody_reading_and_reconnecting_does_not_wedge_the_board(host: BoardHost, tmp_path: Path) -> None:
     main = "for i in range(3000):\n    print('line %05d' % i, 'x' * 40)\nprint('end of output')\n"
     with make_board(host, tmp_path, main) as b:

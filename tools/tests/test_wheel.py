@@ -58,6 +58,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     shutil.copytree(CHECKOUT, source, ignore=NOT_SOURCES)
+    # what `npm ci` puts in a checkout and the build copies into the wheel: the dashboard's uPlot
+    shutil.copytree(CHECKOUT / "node_modules" / "uplot" / "dist", source / "node_modules" / "uplot" / "dist")
     _ok(_run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp / "dist", source], tmp))
     (built,) = (tmp / "dist").glob("pinseal-*.whl")
     return built
@@ -88,6 +90,10 @@ def test_gateway_install_has_no_provisioning_tools_and_runs(
         "pinseal_protocol",
         "pinseal_gateway",
     ]
+    # the dashboard's plotting library comes with the wheel: no node_modules where a gateway is installed
+    code = "from pinseal_gateway.http import dashboard; print(dashboard.uplot_dir())"
+    uplot = Path(_ok(_run([bin_dir / "python", "-c", code], outside)).stdout.strip())
+    assert uplot.is_relative_to(tmp_path / "venv") and (uplot / "uPlot.iife.min.js").is_file()
     help_text = _ok(_run([bin_dir / "pinseal-gateway", "--help"], outside)).stdout
     assert "usage: pinseal-gateway" in help_text
     # the script of another extra says which extra to install, instead of an ImportError traceback

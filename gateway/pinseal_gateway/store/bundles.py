@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS readings (
     value TEXT,
     error TEXT
 );
+CREATE INDEX IF NOT EXISTS readings_kid_time ON readings (kid, time);
+CREATE INDEX IF NOT EXISTS readings_kid_seq ON readings (kid, seq);
+CREATE INDEX IF NOT EXISTS bundles_kid_clockless ON bundles (kid, received_at)
+    WHERE time_source = 0 OR time_flag IS NOT NULL;
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
     kid BLOB,

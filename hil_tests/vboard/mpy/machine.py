@@ -74,7 +74,9 @@ class RTC:
             return (y, mo, d, wd, h, mi, s, 0)
         y, mo, d, _wd, h, mi, s, sub = dt
         secs = time.mktime((y, mo, d, h, mi, s, 0, 0))
-        vboard_clock.set_wall_ms(secs * 1000 + sub // 1000)
+        # As a float (this port's are doubles, exact to the ms for millennia): an int past 2**31 reaches JS
+        # truncated to 32 bits, and today's time in ms is past it (the board said January 1970).
+        vboard_clock.set_wall_ms(float(secs) * 1000 + sub // 1000)
 
     def init(self, dt):
         self.datetime(dt)

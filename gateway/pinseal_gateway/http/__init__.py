@@ -1,0 +1,1 @@
+"""The gateway's HTTP side: server (routes, startup), the JSON/CSV API, the dashboard, auth, query parsing."""
