@@ -10,8 +10,8 @@ NODE        ?= node
 BOARD       ?= esp32_devkitc
 # JUnit XML and the hardening suite's summary (hardening-summary.txt), for CI to keep and print.
 RESULTS     := build/test-results
-# Debian packages the tests and `make run` need on the host.
-DEB_PACKAGES := python3-venv mosquitto
+# Debian packages the tests and `make run` need on the host (systemd: `systemd-analyze` checks the unit).
+DEB_PACKAGES := python3-venv mosquitto systemd
 # The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
 # wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.
 DEV_PACKAGE_DIRS := hil_tests tools bench
