@@ -295,8 +295,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         public, created = initialize.make_key(config)
         paths, _ = write_broker_files(config, broker_out, system=args.system_broker)
         initialize.hand_over(config.data_dir, owner)
-    except (initialize.InitError, PermissionError) as exc:
+    except initialize.InitError as exc:
         raise CliError(str(exc)) from exc
+    except PermissionError as exc:
+        raise CliError(
+            f"cannot write {exc.filename}: permission denied. For the system-wide gateway run it as root "
+            "(sudo pinseal-gateway init ... --owner pinseal); for your own, pass --config and --data-dir "
+            "in folders you own"
+        ) from exc
     print(f"configuration: {config_path} (commented; every key shows its default)")
     state = "created, mode 0600" if created else "kept the existing one"
     print(f"gateway key:   {config.key_path} ({state})")

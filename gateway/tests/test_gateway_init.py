@@ -252,3 +252,15 @@ def test_every_key_and_section_has_a_comment():
     }
     assert names == config_template.KEY_NOTES.keys()
     assert {s.name for s in fields(GatewayConfig)} == config_template.SECTION_NOTES.keys()
+
+
+def test_init_without_permission_says_how_to_run_it(tmp_path, capsys, monkeypatch, no_system_config):
+    """As a user, the default places (/etc/pinseal, /var/lib) are root's: say what to do, not an errno."""
+
+    def denied(path, settings):
+        raise PermissionError(13, "Permission denied", str(path.parent))
+
+    monkeypatch.setattr("pinseal_gateway.initialize.write_config", denied)
+    code, _, err = run(capsys, "init", "--data-dir", str(tmp_path / "data"))
+    assert code == 1 and f"cannot write {no_system_config.parent}: permission denied" in err
+    assert "sudo pinseal-gateway init" in err and "--config and --data-dir" in err
