@@ -66,11 +66,14 @@ HEADER = """\
 
 
 def toml_value(value: Any) -> str:
-    """A default as TOML: strings quoted (JSON's escaping is valid TOML), booleans lower case."""
+    """A default as TOML: strings quoted (backslash and quote escaped), booleans lower case, sequences as
+    arrays. TOML has no null: a key without a default is written by `render` as a comment only."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     text = str(value) if isinstance(value, Path) else value
     if not isinstance(text, str):
         raise TypeError(f"no TOML form for {value!r}")
@@ -78,10 +81,11 @@ def toml_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
-def render(settings: dict[str, Any] | None = None) -> str:
-    """The commented file; `settings` ("section.key" -> value) are written as active keys."""
+def render(settings: dict[str, Any] | None = None, defaults: Any = None) -> str:
+    """The commented file; `settings` ("section.key" -> value) are written as active keys. `defaults`: the
+    configuration whose sections and values are shown (GatewayConfig())."""
     settings = dict(settings or {})
-    defaults = GatewayConfig()
+    defaults = GatewayConfig() if defaults is None else defaults
     out = [HEADER]
     for section in fields(defaults):
         values = getattr(defaults, section.name)
@@ -91,10 +95,14 @@ def render(settings: dict[str, Any] | None = None) -> str:
             name = f"{section.name}.{key.name}"
             active = name in settings
             value = settings.pop(name) if active else getattr(values, key.name)
-            line = f"{key.name} = {toml_value(value)}"
-            if not active:
-                line = "# " + line
             note = KEY_NOTES.get(name)
+            if value is None:  # no default (an optional setting): shown, never active
+                line = f"# {key.name} ="
+                note = f"{note} (unset by default)" if note else "unset by default"
+            else:
+                line = f"{key.name} = {toml_value(value)}"
+                if not active:
+                    line = "# " + line
             out.append(f"{line:<52} # {note}\n" if note else f"{line}\n")
     if settings:
         raise KeyError(f"not configuration keys: {', '.join(sorted(settings))}")

@@ -7,7 +7,7 @@ import os
 import pwd
 import stat
 import tomllib
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,8 @@ def uncommented(text: str) -> str:
     """The file with every commented-out key switched on (its section notes and header stay comments)."""
     lines = []
     for line in text.splitlines():
-        if line.startswith("# ") and " = " in line.split("#")[1]:
+        key_value = line[2:].split("#")[0]
+        if line.startswith("# ") and " = " in key_value and key_value.split(" = ", 1)[1].strip():
             line = line[2:]
         lines.append(line)
     return "\n".join(lines)
@@ -264,3 +265,22 @@ def test_init_without_permission_says_how_to_run_it(tmp_path, capsys, monkeypatc
     code, _, err = run(capsys, "init", "--data-dir", str(tmp_path / "data"))
     assert code == 1 and f"cannot write {no_system_config.parent}: permission denied" in err
     assert "sudo pinseal-gateway init" in err and "--config and --data-dir" in err
+
+
+@dataclass(frozen=True)
+class _OptionalSection:
+    password_file: str | None = None
+    topics: tuple[str, ...] = ("a", 'b"c')
+
+
+@dataclass(frozen=True)
+class _Config:
+    extra: _OptionalSection = field(default_factory=_OptionalSection)
+
+
+def test_a_key_without_a_default_is_shown_but_never_set():
+    """TOML has no null: an optional key (a later section's password file, say) stays a comment."""
+    text = config_template.render(defaults=_Config())
+    assert "\n# password_file =" in text and "unset by default" in text
+    assert '# topics = ["a", "b\\"c"]' in text
+    assert tomllib.loads(uncommented(text)) == {"extra": {"topics": ["a", 'b"c']}}
