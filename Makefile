@@ -46,8 +46,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-run: setup ## the main job: Mosquitto, gateway, network ingest and virtual boards running the firmware, provisioned with pinseal-provision
-	$(PY) -m pinseal_devkit.run
+run: setup ## the main job: broker, gateway, ingest and virtual boards running the firmware [BOARDS=3 BOARD=.. SPEED=1]
+	$(PY) -m pinseal_devkit.run --board $(BOARD) $(if $(BOARDS),--boards $(BOARDS)) $(if $(SPEED),--speed $(SPEED))
 
 demo-firmware: setup ## the firmware in the MicroPython VM seals readings; the host verifies each bundle
 	$(PY) -m pinseal_devkit.demo --board $(BOARD)

@@ -78,6 +78,38 @@ def reader_user(username: str, password_hash: str) -> BrokerUser:
     return BrokerUser(username, password_hash, ("topic read pinseal/v1/+/up",))
 
 
+def ha_publisher_user(
+    username: str, password_hash: str, discovery_prefix: str, state_prefix: str
+) -> BrokerUser:
+    """The gateway's Home Assistant publisher: writes discovery configs and the pinseal state topics,
+    reads only Home Assistant's birth message. A login of its own, apart from the intake's (see above)."""
+    return BrokerUser(
+        username,
+        password_hash,
+        (
+            f"topic write {discovery_prefix}/sensor/#",
+            f"topic read {discovery_prefix}/status",
+            f"topic write {state_prefix}/#",
+        ),
+    )
+
+
+def homeassistant_user(
+    username: str, password_hash: str, discovery_prefix: str, state_prefix: str
+) -> BrokerUser:
+    """Home Assistant itself: reads the discovery and state topics, announces itself on
+    `<discovery_prefix>/status`, and nothing else (no device topic, no ack, no publishing state)."""
+    return BrokerUser(
+        username,
+        password_hash,
+        (
+            f"topic read {discovery_prefix}/#",
+            f"topic write {discovery_prefix}/status",
+            f"topic read {state_prefix}/#",
+        ),
+    )
+
+
 def add_users(out_dir: Path, users: Iterable[BrokerUser]) -> None:
     """Append users to the password file and ACL `write_broker_config` wrote into `out_dir` (start or
     reload the broker afterwards)."""

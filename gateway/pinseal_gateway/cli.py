@@ -32,6 +32,7 @@ from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import keys as pkeys
 from pinseal_protocol import labels
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
 log = logging.getLogger("pinseal_gateway")
 
@@ -68,6 +69,23 @@ def _open_existing_db(config: GatewayConfig, args: argparse.Namespace) -> Databa
             f"`run --config {args.config_path}`"
         )
     return Database(config.db_path)
+
+
+def _registered_devices(config: GatewayConfig, args: argparse.Namespace) -> list[device_store.Device]:
+    """The registry, read without creating it. A gateway whose key exists but whose database does not yet
+    (made with `keygen`, nothing registered or run since) has no devices, which is what it says; without
+    the key too, the data folder is not a gateway's: an error naming where it looked."""
+    if not config.db_path.is_file() and config.key_path.is_file():
+        print(
+            f"pinseal-gateway: no devices registered yet (no database at {config.db_path})",
+            file=sys.stderr,
+        )
+        return []
+    db = _open_existing_db(config, args)
+    try:
+        return db.run_sync(device_store.list_devices)
+    finally:
+        db.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -149,12 +167,18 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
 
 
 def cmd_devices_list(args: argparse.Namespace) -> int:
-    config = _config(args)
-    db = _open_existing_db(config, args)
-    try:
-        devices = db.run_sync(device_store.list_devices)
-    finally:
-        db.close()
+    devices = _registered_devices(_config(args), args)
+    if args.json:
+        rows = [
+            {
+                **row,
+                "state": "revoked" if d.revoked else "active",
+                "expected_interval_s": d.expected_interval_s,
+            }
+            for row, d in zip(export_devices(devices), devices, strict=True)
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     for d in devices:
         state = "revoked" if d.revoked else "active"
         interval = d.expected_interval_s if d.expected_interval_s is not None else "-"
@@ -193,12 +217,7 @@ def export_devices(devices: Sequence[device_store.Device]) -> list[dict[str, obj
 
 
 def cmd_devices_export(args: argparse.Namespace) -> int:
-    config = _config(args)
-    db = _open_existing_db(config, args)
-    try:
-        devices = db.run_sync(device_store.list_devices)
-    finally:
-        db.close()
+    devices = _registered_devices(_config(args), args)
     print(json.dumps(export_devices(devices), indent=2))
     return 0
 
@@ -255,15 +274,30 @@ def write_broker_files(config: GatewayConfig, out: Path, *, system: bool) -> tup
     finally:
         db.close()
     users = [broker.gateway_user(config.mqtt.username, device_store.mosquitto_password_hash(password))]
-    users += [
+    device_users = [
         broker.BrokerUser(d.kid_hex, d.mqtt_password_hash)
         for d in devices
         if not d.revoked and d.mqtt_password_hash is not None
     ]
+    ha_users = homeassistant_users(config)
     paths = broker.write_broker_config(
-        out, host=config.mqtt.host, port=config.mqtt.port, users=users, system=system
+        out,
+        host=config.mqtt.host,
+        port=config.mqtt.port,
+        users=users + ha_users + device_users,
+        system=system,
     )
-    return paths, len(users) - 1
+    return paths, len(device_users)
+
+
+def print_homeassistant_login(config: GatewayConfig) -> None:
+    """Where Home Assistant's broker login is, when broker-config made one (discovery on the own broker)."""
+    ha = config.homeassistant
+    if ha.enabled and ha.broker == "pinseal":
+        print(
+            f"Home Assistant: MQTT user {ha.ha_username} on {config.mqtt.host}:{config.mqtt.port}, "
+            f"password in {config.ha_user_password_path} (enter both in Home Assistant's MQTT integration)"
+        )
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -272,6 +306,7 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     print(f"{n_devices} device(s) and the gateway user {config.mqtt.username}")
+    print_homeassistant_login(config)
     return 0
 
 
@@ -308,6 +343,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"gateway key:   {config.key_path} ({state})")
     print(f"  public key {public.hex()}, key id {pkeys.key_id_hex(public)}")
     print(f"broker files:  {', '.join(str(p) for p in paths.values())}")
+    print_homeassistant_login(config)
     print()
     print(next_steps(config_path, broker_out, system=args.system_broker, http=config.http.listen))
     return 0
@@ -344,6 +380,30 @@ def next_steps(config_path: Path, broker_out: Path, *, system: bool, http: str) 
     )
 
 
+def homeassistant_users(config: GatewayConfig) -> list[broker.BrokerUser]:
+    """With Home Assistant discovery on the gateway's own broker: the publisher's login and Home
+    Assistant's, passwords created (0600, in the data folder) on first use."""
+    ha = config.homeassistant
+    if not ha.enabled or ha.broker != "pinseal":
+        return []
+    publisher = _secret_password(config.ha_publisher_password_path)
+    reader = _secret_password(config.ha_user_password_path)
+    return [
+        broker.ha_publisher_user(
+            ha.username, device_store.mosquitto_password_hash(publisher), ha.discovery_prefix, ha.state_prefix
+        ),
+        broker.homeassistant_user(
+            ha.ha_username, device_store.mosquitto_password_hash(reader), ha.discovery_prefix, ha.state_prefix
+        ),
+    ]
+
+
+def _secret_password(path: Path) -> str:
+    if not path.exists():
+        write_secret(path, device_store.new_mqtt_password().encode())
+    return read_secret(path).decode("utf-8").strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -362,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="json: one object a line, for collectors",
     )
-    parser = argparse.ArgumentParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
+    parser = SuggestingParser(prog="pinseal-gateway", description=__doc__.splitlines()[0])
+    add_version(parser, "pinseal-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
 
     init = sub.add_parser(
@@ -406,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--label")
     add.add_argument("--interval", type=int, metavar="S", help="expected reporting interval in seconds")
     add.set_defaults(fn=cmd_devices_add)
-    devices.add_parser("list", parents=[common]).set_defaults(fn=cmd_devices_list)
+    listing = devices.add_parser("list", parents=[common], help="registered devices (--json for scripts)")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of lines")
+    listing.set_defaults(fn=cmd_devices_list)
     revoke = devices.add_parser("revoke", parents=[common])
     revoke.add_argument("kid", metavar="KID-HEX")
     revoke.set_defaults(fn=cmd_devices_revoke)

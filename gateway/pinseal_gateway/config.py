@@ -100,6 +100,30 @@ class HttpSection:
 
 
 @dataclass(frozen=True)
+class HomeAssistantSection:
+    """Home Assistant MQTT discovery (docs/gateway.md "Home Assistant"): off unless enabled.
+
+    `broker = "pinseal"`: the gateway's own Mosquitto ([mqtt] host and port), where `broker-config`
+    adds the publisher's login and a read-only `ha_username` login for Home Assistant. `"external"`:
+    a broker Home Assistant already uses, at `host`/`port`, with `username` and `password_file`.
+    """
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    state_prefix: str = "pinseal/ha"
+    broker: str = "pinseal"
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = "pinseal-gateway-ha"
+    password_file: str = "ha-publisher-password"
+    tls: bool = False
+    ca_file: str = ""  # TLS: the CA bundle to trust; empty: the system's
+    ha_username: str = "homeassistant"
+    ha_password_file: str = "homeassistant-password"
+    publish_every_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -109,6 +133,7 @@ class GatewayConfig:
     batch: BatchSection = field(default_factory=BatchSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     http: HttpSection = field(default_factory=HttpSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
 
     @property
     def data_dir(self) -> Path:
@@ -125,6 +150,16 @@ class GatewayConfig:
     @property
     def mqtt_password_path(self) -> Path:
         return self.data_dir / self.mqtt.password_file
+
+    @property
+    def ha_publisher_password_path(self) -> Path:
+        """The Home Assistant publisher's MQTT password (relative names: in the data folder)."""
+        return self.data_dir / self.homeassistant.password_file
+
+    @property
+    def ha_user_password_path(self) -> Path:
+        """The password Home Assistant logs in with on the gateway's own broker."""
+        return self.data_dir / self.homeassistant.ha_password_file
 
 
 _SECTIONS: dict[str, type] = {f.name: f.type for f in fields(GatewayConfig)}  # type: ignore[misc]
@@ -220,9 +255,31 @@ def validate(config: GatewayConfig) -> None:
         raise ConfigError(f"batch.mode must be 'bundles' or 'proofs', not {config.batch.mode!r}")
     if config.uplink.kind not in ("http", "mqtt", "none"):
         raise ConfigError(f"uplink.kind must be 'http', 'mqtt' or 'none', not {config.uplink.kind!r}")
+    _validate_homeassistant(config.homeassistant)
     try:
         port = config.http.port
     except ValueError as exc:
         raise ConfigError(f"http.listen must be host:port, not {config.http.listen!r}") from exc
     if not 0 <= port < 65536:
         raise ConfigError(f"http.listen port out of range: {config.http.listen!r}")
+
+
+def _validate_topic_prefix(key: str, value: str) -> None:
+    """A prefix is a plain topic path: no wildcards, no empty levels (a leading or trailing slash)."""
+    if not value or any(c in value for c in "#+\0") or "" in value.split("/"):
+        raise ConfigError(f"{key} must be a topic path without wildcards or empty levels, not {value!r}")
+
+
+def _validate_homeassistant(ha: HomeAssistantSection) -> None:
+    if ha.broker not in ("pinseal", "external"):
+        raise ConfigError(f"homeassistant.broker must be 'pinseal' or 'external', not {ha.broker!r}")
+    _validate_topic_prefix("homeassistant.discovery_prefix", ha.discovery_prefix)
+    _validate_topic_prefix("homeassistant.state_prefix", ha.state_prefix)
+    if not 0 < ha.port < 65536:
+        raise ConfigError(f"homeassistant.port out of range: {ha.port}")
+    if ha.publish_every_s <= 0:
+        raise ConfigError(f"homeassistant.publish_every_s must be positive, not {ha.publish_every_s}")
+    for key in ("username", "ha_username"):
+        name = getattr(ha, key)
+        if not name or any(c in name for c in ":\n"):
+            raise ConfigError(f"homeassistant.{key} must be a non-empty MQTT username, not {name!r}")

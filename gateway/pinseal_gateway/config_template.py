@@ -23,6 +23,7 @@ SECTION_NOTES: dict[str, str] = {
     "batch": "signed Merkle batches of stored bundles, for the network",
     "uplink": "where batches go",
     "http": "the local HTTP API: /metrics, /status, /proofs/<bundle-hash>",
+    "homeassistant": "Home Assistant MQTT discovery (docs/gateway.md, 'Home Assistant')",
 }
 
 KEY_NOTES: dict[str, str] = {
@@ -55,6 +56,19 @@ KEY_NOTES: dict[str, str] = {
     "uplink.backoff_initial_s": "first retry delay after a failed send [reload]",
     "uplink.backoff_max_s": "longest retry delay [reload]",
     "http.listen": "host:port; 127.0.0.1 keeps it on this machine",
+    "homeassistant.enabled": "publish discovery configs, verified readings and availability",
+    "homeassistant.discovery_prefix": "Home Assistant's discovery prefix (its MQTT integration's setting)",
+    "homeassistant.state_prefix": "where each device's state and availability go",
+    "homeassistant.broker": "'pinseal' (this gateway's Mosquitto) or 'external' (host, port, login below)",
+    "homeassistant.host": "the external broker (broker = 'external')",
+    "homeassistant.port": "its port",
+    "homeassistant.username": "the gateway's publishing login",
+    "homeassistant.password_file": "relative to data_dir, 0600; created by broker-config for 'pinseal'",
+    "homeassistant.tls": "TLS to the external broker",
+    "homeassistant.ca_file": "CA bundle to trust for TLS; empty: the system's",
+    "homeassistant.ha_username": "Home Assistant's read-only login on this gateway's broker",
+    "homeassistant.ha_password_file": "relative to data_dir, 0600; enter it in Home Assistant",
+    "homeassistant.publish_every_s": "how often new verified readings are published",
 }
 
 HEADER = """\

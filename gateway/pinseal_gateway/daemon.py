@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pinseal_gateway import batcher, reload, silence, uplink
+from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
+from pinseal_gateway.homeassistant.run import run_homeassistant
 from pinseal_gateway.http_api import start_http
 from pinseal_gateway.intake.mqtt import MqttIngest
 from pinseal_gateway.keys import KeyFileError, gateway_kid, load_gateway_key, read_secret
@@ -43,22 +45,32 @@ class GatewayFailed(RuntimeError):
     """A long-lived task died: the gateway stopped because it could no longer do its job."""
 
 
-def _background_tasks() -> dict[str, Callable[[GatewayContext, asyncio.Event], Awaitable[Any]]]:
+def _background_tasks(
+    config: GatewayConfig,
+) -> dict[str, Callable[[GatewayContext, asyncio.Event], Awaitable[Any]]]:
     """What runs beside the pipeline for the gateway's whole life, each `fn(ctx, stop)`, each watched.
 
     Looked up when the gateway starts (not at import), so a test can swap one for a failing one.
     """
-    return {
+    tasks: dict[str, Callable[[GatewayContext, asyncio.Event], Awaitable[Any]]] = {
         "run_batcher": batcher.run_batcher,
         "run_uplink": uplink.run_uplink,
         "run_silence_watch": silence.run_silence_watch,
     }
+    if config.homeassistant.enabled:
+        tasks["run_homeassistant"] = run_homeassistant
+    return tasks
 
 
 def _read_mqtt_password(config: GatewayConfig) -> str | None:
     path = config.mqtt_password_path
     if not path.exists():
-        log.warning("no MQTT password file at %s; connecting without a password", path)
+        log.warning(
+            "no MQTT password file at %s (mqtt.password_file); connecting without a password, which a "
+            "pinseal broker refuses: `pinseal-gateway broker-config --config <gateway.toml> --out <dir>` "
+            "writes it with the broker's password file and ACL (then restart the broker)",
+            path,
+        )
         return None
     return read_secret(path).decode("utf-8").strip()
 
@@ -98,7 +110,8 @@ async def run_gateway(
     log.info("gateway %s starting; database %s", ctx.gateway_kid.hex(), config.db_path)
 
     pipeline = Pipeline(ctx)
-    ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics)
+    ctx.broker_link = BrokerLink(config.mqtt.host, config.mqtt.port)
+    ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics, ctx.broker_link)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
     failed: list[str] = []
@@ -109,7 +122,7 @@ async def run_gateway(
         ingest.start()
         if ingest.task is not None:
             tasks[ingest.task] = "mqtt-ingest"
-        for name, fn in _background_tasks().items():
+        for name, fn in _background_tasks(config).items():
             tasks[asyncio.create_task(fn(ctx, stop), name=name)] = name
         for task, name in tasks.items():
             task.add_done_callback(lambda t, n=name: _task_done(t, n, stop, failed))

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pinseal_gateway import proofs
+from pinseal_gateway import proofs, silence
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
 from pinseal_gateway.store import batches as batch_store
@@ -41,7 +41,9 @@ def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | N
     devices = []
     for device in device_store.list_devices(conn):
         state = states.get(device.kid, bundle_store.DeviceState(device.kid))
-        interval = device.expected_interval_s or config.devices.expected_interval_s
+        interval = silence.expected_interval_s(
+            conn, device.kid, device.expected_interval_s, config.devices.expected_interval_s
+        )
         devices.append(
             {
                 "kid": device.kid_hex,
@@ -87,6 +89,7 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     status = await ctx.db.run(build_status, ctx.config)
+    status["broker"] = ctx.broker_link.as_status()  # live state: only the running gateway knows it
     return web.json_response(status)
 
 

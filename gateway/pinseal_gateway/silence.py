@@ -49,12 +49,24 @@ def silent_devices(
     """
     silent = []
     for device in device_store.last_heard(conn):
-        expected = float(device.expected_interval_s or default_interval_s)
+        expected = expected_interval_s(conn, device.kid, device.expected_interval_s, default_interval_s)
         since = device.last_seen if device.last_seen is not None else device.added_at
         silent_for = now - since
         if silent_for > silent_after_intervals * expected:
             silent.append(SilentDevice(device.kid, device.label, device.last_seen, expected, silent_for))
     return silent
+
+
+def expected_interval_s(
+    conn: sqlite3.Connection, kid: bytes, registered_s: int | None, default_s: float
+) -> float:
+    """The interval a device is judged by: the one it registered with (else the config's default), or
+    the one it has been keeping if that is longer. Registrations used to carry the sampling interval, and a
+    board that bundles 16 readings then sends 16 times less often: judged by what it registered, a healthy
+    board flapped between "silent" and "no longer silent" every bundle."""
+    registered = float(registered_s or default_s)
+    learned = device_store.learned_interval_s(conn, kid)
+    return registered if learned is None else max(registered, learned)
 
 
 class SilenceTracker:

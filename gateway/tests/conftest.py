@@ -239,7 +239,7 @@ def env(tmp_path: Path) -> Iterator[GatewayEnv]:
     try:
         yield gateway_env
     finally:
-        broker.stop_mosquitto(proc)
+        broker.stop_mosquitto(gateway_env.broker_proc or proc)  # a test may have restarted it
 
 
 class RunningGateway:

@@ -92,6 +92,10 @@ def test_devices_add_list_revoke_export(config_file, capsys):
     assert code == 1
     code, out, _ = run(capsys, "devices", "list", "--config", str(config_file))
     assert out.split() == [username, "active", "interval=30", "balcony"]
+    code, out, _ = run(capsys, "devices", "list", "--json", "--config", str(config_file))
+    (listed,) = json.loads(out)
+    assert listed["kid"] == username and listed["state"] == "active" and listed["expected_interval_s"] == 30
+    assert listed["label"] == "balcony" and listed["public_key"] == public.hex()
     code, out, _ = run(capsys, "devices", "revoke", username, "--config", str(config_file))
     assert code == 0
     code, _, err = run(capsys, "devices", "revoke", username, "--config", str(config_file))

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from pinseal_gateway import broker
 from pinseal_gateway.batcher import seal_batch
 from pinseal_gateway.config import ConfigError, GatewayConfig, from_mapping, load_config
 from pinseal_protocol import batch
@@ -75,3 +76,17 @@ def test_config_defaults_and_validation(tmp_path):
     path.write_text("[gateway\n")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def test_status_shows_the_broker_connection_and_why_it_is_down(env, gateway):
+    """A gateway without its broker receives nothing: /status says so, with the reason, not only silence."""
+    report = json.loads(get(gateway, "/status")[1])
+    assert report["broker"]["connected"] is True and report["broker"]["port"] == env.port
+    assert report["broker"]["since"] is not None
+    broker.stop_mosquitto(env.broker_proc)
+    deadline = time.monotonic() + 15
+    while report["broker"]["connected"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        report = json.loads(get(gateway, "/status")[1])
+    assert report["broker"]["connected"] is False, report["broker"]
+    assert report["broker"]["last_error"], report["broker"]

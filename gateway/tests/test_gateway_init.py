@@ -86,6 +86,19 @@ READ_ONLY = [
 ]
 
 
+def test_a_gateway_with_a_key_and_no_database_yet_lists_no_devices(tmp_path, capsys):
+    """`keygen` alone (provisioning's first look at a new gateway): nothing registered, nothing created."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\ndata_dir = "data"\n')
+    assert run(capsys, "keygen", "--config", str(config))[0] == 0
+    for command, expected in ((["devices", "list"], ""), (["devices", "export"], "[]\n")):
+        code, out, err = run(capsys, *command, "--config", str(config))
+        assert (code, out) == (0, expected)
+        assert f"no devices registered yet (no database at {tmp_path / 'data' / 'gateway.sqlite'})" in err
+    assert run(capsys, "status", "--config", str(config))[0] == 1
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["gateway.key"]
+
+
 @pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: " ".join(c[:2]))
 def test_read_only_commands_never_create_a_database(command, tmp_path, capsys):
     """Before: each of these created data/gateway.sqlite (and the folder) and answered from it, empty."""

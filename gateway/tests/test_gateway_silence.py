@@ -70,6 +70,40 @@ def test_per_device_interval_overrides_the_default(db):
     assert set(silent_kids(db, T0 + 3 * 3600 + 1)) == {slow, fast}
 
 
+def bundles_at(conn: sqlite3.Connection, kid: bytes, times: list[float]) -> None:
+    """Bundles as the store keeps them (only what the interval learning reads: seq and arrival)."""
+    with conn:
+        for seq, at in enumerate(times):
+            conn.execute(
+                "INSERT INTO bundles (hash, kid, seq, last_seq, received_at, raw) "
+                "VALUES (?, ?, ?, ?, ?, x'')",
+                (kid + seq.to_bytes(4, "big"), kid, seq * 16, seq * 16 + 15, at),
+            )
+    seen(conn, kid, times[-1])
+
+
+def test_a_device_is_judged_by_the_interval_it_keeps_when_that_is_longer(db):
+    """Registered at its 60 s sampling interval but sending a bundle of 16 every 960 s: a healthy board,
+    never silent between two bundles (it flapped silent / no longer silent every bundle)."""
+    kid = db.run_sync(add, 1, 60)
+    arrivals = [T0 + 960 * i for i in range(6)]
+    arrivals[3] += 400  # one late bundle does not move the median
+    db.run_sync(bundles_at, kid, arrivals)
+    last = arrivals[-1]
+    assert silent_kids(db, last + 900) == []  # within one of its intervals
+    assert silent_kids(db, last + 3 * 960 + 1) == [kid]  # three of them missed: silent
+    (device,) = db.run_sync(silence.silent_devices, last + 3 * 960 + 1, 60, 3)
+    assert device.expected_interval_s == 960
+    # one that sends more often than it registered keeps the registered (more lenient) interval
+    fast = db.run_sync(add, 2, 3600)
+    db.run_sync(bundles_at, fast, [T0 + 10 * i for i in range(6)])
+    assert silent_kids(db, T0 + 50 + 3 * 3600) == [kid]
+    # too few bundles to learn from: the registered interval
+    new = db.run_sync(add, 3, 60)
+    db.run_sync(bundles_at, new, [T0, T0 + 960])
+    assert new in silent_kids(db, T0 + 960 + 181)
+
+
 def test_revoked_devices_are_never_silent(db):
     kid = db.run_sync(add, 1)
     db.run_sync(devices.revoke_device, kid, T0 + 1)

@@ -26,6 +26,10 @@ def test_make_run_provisions_boards_flows_and_a_second_run_continues(tmp_path, c
     assert len(enrolled) == 2, first
     assert re.search(r"stopped; ([1-9]\d*) bundles", first), first
     assert "gateway ack verified" in first
+    # one name per board: console, registry label, flash folder; verified readings shown in units
+    assert re.search(r"^ board1 \| pinseal: device [0-9a-f]{32}", first, re.M), first
+    assert re.search(r"^reading \| board[12] -?\d+\.\d °C \d+ %RH \d+\.\d hPa", first, re.M), first
+    assert (tmp_path / "boards" / "board2" / "flash").is_dir()
     assert run.main([*argv, "--duration", "10"]) == 0
     second = capsys.readouterr().out
     assert "made on the board" not in second  # enrolled once, kept
@@ -41,6 +45,8 @@ def test_make_run_provisions_boards_flows_and_a_second_run_continues(tmp_path, c
         " WHERE o.sent_at IS NOT NULL"
     ).fetchone()
     assert rejections == 0 and gaps == 0 and stored >= 6
+    labels = {label for (label,) in gateway.execute("SELECT label FROM devices")}
+    assert labels == {"board1", "board2"}
     ingest = sqlite3.connect(tmp_path / "ingest" / "ingest.sqlite")
     (at_network,) = ingest.execute("SELECT count(*) FROM bundles").fetchone()
     (distinct,) = ingest.execute("SELECT count(DISTINCT hash) FROM bundles").fetchone()

@@ -35,7 +35,8 @@ const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
 // A value spec -> function of board uptime (s). Specs: a number; [[t_s, v], ...] (piecewise linear, held
-// constant before the first and after the last point); {"base", "amplitude", "period_s", "phase_s"} (a sine).
+// constant before the first and after the last point); {"base", "amplitude", "period_s", "phase_s"} (a sine),
+// with "noise" (plus or minus, wandering every "noise_step_s", from "seed") for a plausible daily curve.
 export function parseValue(spec, [lo, hi], where) {
   const inRange = (v, what) => {
     if (!isNum(v)) throw new ScriptError(`${where}${what}: expected a number, got ${JSON.stringify(v)}`);
@@ -67,21 +68,47 @@ export function parseValue(spec, [lo, hi], where) {
     };
   }
   if (isObj(spec)) {
+    const keys = ["base", "amplitude", "period_s", "phase_s", "noise", "noise_step_s", "seed"];
     for (const k of Object.keys(spec)) {
-      if (!["base", "amplitude", "period_s", "phase_s"].includes(k)) throw new ScriptError(`${where}.${k}: unknown key (base, amplitude, period_s, phase_s)`);
+      if (!keys.includes(k)) throw new ScriptError(`${where}.${k}: unknown key (${keys.join(", ")})`);
     }
     const base = inRange(spec.base, ".base");
     const amplitude = spec.amplitude ?? 0;
     if (!isNum(amplitude) || amplitude < 0) throw new ScriptError(`${where}.amplitude: must be a number >= 0, got ${JSON.stringify(spec.amplitude)}`);
-    inRange(base - amplitude, " (base - amplitude)");
-    inRange(base + amplitude, " (base + amplitude)");
+    const noise = spec.noise ?? 0;
+    if (!isNum(noise) || noise < 0) throw new ScriptError(`${where}.noise: must be a number >= 0, got ${JSON.stringify(spec.noise)}`);
+    inRange(base - amplitude - noise, " (base - amplitude - noise)");
+    inRange(base + amplitude + noise, " (base + amplitude + noise)");
     const period = spec.period_s;
     if (!isNum(period) || period <= 0) throw new ScriptError(`${where}.period_s: must be a number > 0, got ${JSON.stringify(period)}`);
     const phase = spec.phase_s ?? 0;
     if (!isNum(phase)) throw new ScriptError(`${where}.phase_s: must be a number, got ${JSON.stringify(phase)}`);
-    return (s) => base + amplitude * Math.sin((2 * Math.PI * (s + phase)) / period);
+    const step = spec.noise_step_s ?? 300;
+    if (!isNum(step) || step <= 0) throw new ScriptError(`${where}.noise_step_s: must be a number > 0, got ${JSON.stringify(spec.noise_step_s)}`);
+    const seed = spec.seed ?? 0;
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new ScriptError(`${where}.seed: must be an integer 0..4294967295, got ${JSON.stringify(spec.seed)}`);
+    const wander = noise ? smoothNoise(seed, step) : () => 0;
+    return (s) => base + amplitude * Math.sin((2 * Math.PI * (s + phase)) / period) + noise * wander(s);
   }
   throw new ScriptError(`${where}: expected a number, a list of [t_s, value] points or {"base", "amplitude", "period_s"}, got ${JSON.stringify(spec)}`);
+}
+
+// Seeded noise in -1..1 that wanders smoothly: a value per `step` seconds from the seed (mulberry32 of the step
+// index), eased between them, so a plot of it looks like weather rather than static, and the same seed gives the
+// same curve on every run.
+export function smoothNoise(seed, step) {
+  const at = (k) => {
+    let x = (seed ^ Math.imul(k | 0, 0x9e3779b1)) >>> 0;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return (((x ^ (x >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  };
+  return (s) => {
+    const k = Math.floor(s / step);
+    const f = s / step - k;
+    const e = f * f * (3 - 2 * f);
+    return at(k) + (at(k + 1) - at(k)) * e;
+  };
 }
 
 // "kind" or {"kind", "from_s", "until_s"} -> {kind, from, until}

@@ -24,6 +24,7 @@ from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
 from pinseal_protocol import keys, labels
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
 DEFAULT_DB = "pinseal-ingest.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help=f"SQLite database file (default: ${DB_ENV}, else ./{DEFAULT_DB})")
-    parser = argparse.ArgumentParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
+    parser = SuggestingParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
+    add_version(parser, "pinseal-ingest")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", parents=[common], help="serve the HTTP API until SIGTERM")
@@ -62,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         add.add_argument("public_key", help="raw Ed25519 public key, 64 hex digits")
         add.add_argument("--label")
         add.set_defaults(handler=_add, table=table)
-        listing = actions.add_parser("list", parents=[common])
+        listing = actions.add_parser("list", parents=[common], help=f"the {table} (--json for scripts)")
+        listing.add_argument("--json", action="store_true", help="a JSON array instead of lines")
         listing.set_defaults(handler=_list, table=table)
         revoke = actions.add_parser("revoke", parents=[common], help="reject everything new it signs")
         revoke.add_argument("kid", help="key id, 32 hex digits")
@@ -117,6 +120,20 @@ def _when(timestamp: float | None) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     conn = db.connect(_existing_db(args))
+    if args.json:
+        rows = [
+            {
+                "kid": signer.kid.hex(),
+                "public_key": signer.public_key.hex(),
+                "label": signer.label,
+                "added_at": signer.added_at,
+                "revoked_at": signer.revoked_at,
+            }
+            for signer in registry.list_signers(conn, args.table)
+        ]
+        conn.close()
+        print(json.dumps(rows, indent=2))
+        return 0
     for signer in registry.list_signers(conn, args.table):
         state = f"revoked {_when(signer.revoked_at)}" if signer.revoked_at is not None else "active"
         label = labels.escape_label(signer.label or "")

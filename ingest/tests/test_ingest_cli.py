@@ -163,6 +163,9 @@ def test_list_escapes_a_stored_label(tmp_path: Path, capsys: pytest.CaptureFixtu
         conn.execute("UPDATE devices SET label = ?", ("shed\nforged",))
     code, out, _ = run_cli(capsys, "devices", "list", "--db", str(db))
     assert code == 0 and len(out.splitlines()) == 1 and out.rstrip().endswith("shed\\nforged")
+    code, out, _ = run_cli(capsys, "devices", "list", "--json", "--db", str(db))
+    (listed,) = json.loads(out)  # JSON carries the label as stored: its escaping is JSON's
+    assert code == 0 and listed["label"] == "shed\nforged" and listed["kid"] == device.kid_hex
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from pinseal_build.romfs_image import build_image
+from pinseal_protocol.cli_parser import SuggestingParser, add_version
 from pinseal_provision import (
     batch,
     deploy,
@@ -33,6 +34,7 @@ from pinseal_provision import (
     profiles,
     romfs,
 )
+from pinseal_provision.console import deploys
 from pinseal_provision.device import Board
 from pinseal_provision.errors import BadInput, DeviceError, ProvisionError
 from pinseal_provision.progress import Reporter, for_output
@@ -344,6 +346,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if "enroll" in steps:
         fleet.load(Path(args.fleet_key) if args.fleet_key else None)
     numbers = {port: n for n, port in enumerate(port_list, 1)}
+    if args.labels is not None and len(args.labels) != len(port_list):
+        raise BadInput(
+            f"{len(args.labels)} labels for {len(port_list)} ports",
+            "give --labels one label per port, in order",
+        )
+    labels = dict(zip(port_list, args.labels, strict=True)) if args.labels else {}
 
     def job(port: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -351,7 +359,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             if "deploy" in steps:
                 out["deploy"] = _deploy(args, board, profile, show=False)
             if "enroll" in steps:
-                label = f"{args.label}{numbers[port]:02d}" if args.label else None
+                label = labels.get(port) or (f"{args.label}{numbers[port]:02d}" if args.label else None)
                 report = enroll.enroll(
                     board,
                     _enroll_options(args, label),
@@ -471,7 +479,8 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pinseal-provision", description=__doc__.splitlines()[0])
+    parser = SuggestingParser(prog="pinseal-provision", description=__doc__.splitlines()[0])
+    add_version(parser, "pinseal-provision", deploys())
     parser.add_argument("-v", "--verbose", action="store_true", help="show the REPL traffic and debug logs")
     parser.add_argument(
         "--json", action="store_true", help="JSON lines on stdout (steps, progress, result) for scripts"
@@ -553,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     _enroll_args(p)
     _deploy_args(p)
     p.add_argument("--ports", nargs="+", help="the boards' ports")
+    p.add_argument(
+        "--labels", nargs="+", help="one label per port, in --ports order (instead of a numbered --label)"
+    )
     p.add_argument("--auto", action="store_true", help="every detected board of --board")
     p.add_argument("--parallel", type=int, default=1, help="boards at once (one thread each)")
     p.add_argument("--steps", default="deploy,enroll")

@@ -68,6 +68,14 @@ class EnrollOptions:
     self_test: bool = True
 
 
+def bundle_interval_s(opts: EnrollOptions) -> int:
+    """How often the device sends: a bundle when it holds `bundle_readings` readings, or once the oldest
+    has waited `bundle_max_wait_s`. The gateway registers this as the device's expected interval; the
+    sampling interval (what it registered before) made a healthy board bundling 16 readings "silent"
+    between every two bundles."""
+    return min(opts.interval_s * opts.bundle_readings, opts.bundle_max_wait_s + opts.interval_s)
+
+
 @dataclass
 class EnrollReport:
     port: str
@@ -201,7 +209,7 @@ def enroll(board: Board, opts: EnrollOptions, say: Callable[[str], None] = log.i
             "a revoked key cannot come back: enroll with --force --new-key (the device makes a new key)",
         )
     if state is None:
-        password = gateway.add(public_key, opts.label, opts.interval_s)
+        password = gateway.add(public_key, opts.label, bundle_interval_s(opts))
         journal.save(kid_hex, {"mqtt_password": password})
         report.registered = "new"
         step("registered with the gateway")

@@ -12,6 +12,7 @@ import pytest
 from pinseal_protocol import keys
 from pinseal_provision import batch, cert, devconfig, fleet, ports
 from pinseal_provision.cli import main as cli_main
+from pinseal_provision.enroll import EnrollOptions, bundle_interval_s
 from pinseal_provision.errors import BadInput, BoardTimeout, FleetKeyMissing, PortNotFound
 
 
@@ -68,6 +69,28 @@ def test_config_rules_are_the_firmware_s() -> None:
     assert devconfig.parse_assignment("sampling.interval_s=30") == ("sampling", "interval_s", 30)
     with pytest.raises(BadInput):
         devconfig.parse_assignment("sampling.interval_s=soon")
+
+
+def test_the_gateway_expects_a_bundle_per_bundle_interval_not_per_reading() -> None:
+    """A board sampling every 60 s and sending 16 readings a bundle is heard from every 16 minutes: the
+    registered interval was 60 s, so the gateway called healthy boards silent between bundles."""
+
+    def opts(interval: int, readings: int, max_wait: int) -> EnrollOptions:
+        return EnrollOptions(
+            None, None, interval_s=interval, bundle_readings=readings, bundle_max_wait_s=max_wait
+        )
+
+    assert bundle_interval_s(opts(60, 16, 3600)) == 960  # full bundles
+    assert bundle_interval_s(opts(60, 16, 900)) == 960  # the wait ends with the 16th reading
+    assert bundle_interval_s(opts(60, 32, 900)) == 960  # the wait ends first: 15 min + one interval
+    assert bundle_interval_s(opts(1, 1, 900)) == 1
+
+
+def test_batch_labels_one_per_port_or_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["batch", "--board", "esp32_devkitc", "--ports", "/dev/nonexistent-a", "/dev/nonexistent-b"]
+    assert cli_main([*argv, "--labels", "board1", "--steps", "deploy"]) == 2
+    err = capsys.readouterr().err
+    assert "1 labels for 2 ports" in err and "one label per port" in err
 
 
 def test_ports_paths_urls_and_detection(monkeypatch: pytest.MonkeyPatch) -> None:

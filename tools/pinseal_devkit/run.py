@@ -20,10 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pinseal_devkit import weather
 from pinseal_devkit.devices import VBOARD_SSID, VBOARD_WIFI_PASSWORD
+from pinseal_devkit.reading_feed import ReadingFeed
+from pinseal_devkit.runlock import FolderBusy, lock_state_folder
 from pinseal_devkit.stack import Stack, tool
 from pinseal_gateway import broker
-from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard
+from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, load_profile
+from pinseal_vboard.vm import REPO
 
 
 def stable_ports(workdir: Path) -> dict[str, int]:
@@ -63,7 +67,8 @@ def provision(stack: Stack, boards: list[VirtualBoard], args: argparse.Namespace
             "--ingest-db", str(stack.ingest_db), "--mqtt-port", str(stack.mqtt_port),
             "--wifi-ssid", VBOARD_SSID, "--wifi-password", VBOARD_WIFI_PASSWORD,
             "--interval", str(args.interval_s), "--bundle-readings", str(args.per_bundle),
-            "--label", "vboard", "--state-dir", str(stack.workdir / "provisioning"), "--report", str(report),
+            "--labels", *[args.labels[boards.index(b)] for b in group],
+            "--state-dir", str(stack.workdir / "provisioning"), "--report", str(report),
         ]  # fmt: skip
         result = subprocess.run(cmd, text=True, capture_output=True)
         if result.returncode != 0:
@@ -89,6 +94,38 @@ def stored(stack: Stack) -> dict[str, Any]:
     return {"bundles": bundles, "readings": readings}
 
 
+def board_names(count: int) -> list[str]:
+    """One name per board, the same on the console, in the registries and for its flash folder."""
+    return [f"board{i}" for i in range(1, count + 1)]
+
+
+def commands(stack: Stack, boards: list[VirtualBoard], names: list[str]) -> list[str]:
+    """Ready-to-paste commands for what people look at next, with this run's config and ports."""
+    venv = Path(sys.executable).parent
+    config = stack.gateway_config
+    first = boards[0].serial_path if boards else "<port>"
+    return [
+        f"status:  {venv / 'pinseal-gateway'} status --config {config}",
+        f"devices: {venv / 'pinseal-gateway'} devices list --config {config}",
+        f"proof:   {venv / 'pinseal-gateway'} proof --config {config} <bundle-hash>",
+        f"ingest:  {venv / 'pinseal-ingest'} stats --db {stack.ingest_db}",
+        f"board:   {venv / 'mpremote'} connect {first} repl   ({names[0] if names else 'a board'}'s REPL; "
+        "Ctrl-] leaves)",
+    ]
+
+
+def report_exits(stack: Stack) -> list[str]:
+    """Print each child process that died, with the end of its log; returns their names."""
+    gone = stack.exited()
+    for name, code in gone:
+        log_path = stack.log_of(name)
+        tail = log_path.read_text(errors="replace").splitlines()[-8:] if log_path.exists() else []
+        print(f"pinseal: {name} exited with code {code}; its log {log_path} ends:", flush=True)
+        for line in tail:
+            print(f"  {line}", flush=True)
+    return [name for name, _ in gone]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("build/run"))
@@ -100,8 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-interval-s", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=0, help="seconds to run, 0 = until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.boards < 1:
+        parser.error("--boards: at least 1")
+    try:
+        profile = load_profile(args.board)
+    except (OSError, ValueError):
+        known = ", ".join(p.parent.name for p in sorted((REPO / "boards").glob("*/board.json")))
+        parser.error(f"--board: no profile {args.board!r} (boards: {known})")
 
     workdir = args.workdir.resolve()
+    try:
+        lock = lock_state_folder(workdir)
+    except FolderBusy as e:
+        print(f"pinseal: {e}", file=sys.stderr, flush=True)
+        return 1
     stack = Stack(workdir, batch_interval_s=args.batch_interval_s, **stable_ports(workdir))
     print(f"pinseal: preparing the stack in {stack.workdir}", flush=True)
     stack.prepare()
@@ -113,21 +162,23 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     host = BoardHost()
-    boards = [
-        VirtualBoard(
-            BoardOptions(
-                board=args.board, flash_dir=workdir / "boards" / f"board{i}" / "flash", firmware=None
-            ),
-            host=host,
-        )
-        for i in range(args.boards)
-    ]
+    names = board_names(args.boards)
+    boards = []
+    for name in names:
+        folder = workdir / "boards" / name
+        sensors = weather.write_script(folder / "sensors.json", name, profile)
+        options = BoardOptions(board=args.board, flash_dir=folder / "flash", firmware=None, sensors=sensors)
+        boards.append(VirtualBoard(options, host=host))
+    args.labels = names
     before = stored(stack)
+    feed = ReadingFeed(stack.workdir / "gateway" / "gateway.sqlite")
+    failed = False
     try:
-        for b in boards:
+        for name, b in zip(names, boards, strict=True):
             b.start()
-            print(f"board {b.id}: {args.board} on {b.serial_path} (flash {b.flash_dir})", flush=True)
+            print(f"{name}: {args.board} on {b.serial_path} (flash {b.flash_dir})", flush=True)
         provision(stack, boards, args)
+        feed.start_at_end()
         stack.start()
         print(
             f"pinseal: mosquitto on 127.0.0.1:{stack.mqtt_port}, gateway API {stack.gateway_url} "
@@ -135,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             f"logs in {stack.workdir / 'logs'}",
             flush=True,
         )
+        for line in commands(stack, boards, names):
+            print(f"   try | {line}", flush=True)
         marks = []
         for b in boards:
             if args.speed != 1.0:
@@ -148,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
                 text = b.text(marks[i])
                 lines = text.split("\r\n")[:-1]
                 for line in lines:
-                    print(f"{b.id:>7} | {line}", flush=True)
+                    print(f"{names[i]:>7} | {line}", flush=True)
                 marks[i] += len("\r\n".join(lines).encode()) + (2 if lines else 0)
+            for line in feed.lines():  # what the gateway verified and stored, in units
+                print(f"reading | {line}", flush=True)
+            if report_exits(stack):
+                failed = True
+                break
             if time.monotonic() >= next_report:
                 status = stack.gateway_status()
                 print(
@@ -167,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             b.stop()
         host.close()
         stack.stop()
+        lock.close()
     after = stored(stack)
     print(
-        f"pinseal: stopped; {after['bundles'] - before['bundles']} bundles "
+        f"pinseal: {'stopped after a failure' if failed else 'stopped'}; "
+        f"{after['bundles'] - before['bundles']} bundles "
         f"({after['readings'] - before['readings']} readings) from the boards stored this run",
         flush=True,
     )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

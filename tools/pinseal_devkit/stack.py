@@ -96,6 +96,8 @@ class Stack:
                     "backoff_max_s = 10",
                     "[http]",
                     f'listen = "127.0.0.1:{self.http_port}"',
+                    "[homeassistant]",
+                    "enabled = true",
                     "",
                 ]
             )
@@ -190,6 +192,16 @@ class Stack:
             )
         if not broker.wait_for_port("127.0.0.1", port, 20):
             raise RuntimeError(f"{name} did not start; see {log_path}")
+
+    def exited(self) -> list[tuple[str, int]]:
+        """Children that have stopped by themselves: (name, exit code); each is reported once."""
+        gone = [(name, proc.returncode) for name, proc in self.procs.items() if proc.poll() is not None]
+        for name, _ in gone:
+            del self.procs[name]
+        return gone
+
+    def log_of(self, name: str) -> Path:
+        return self.workdir / "broker" / "mosquitto.log" if name == "mosquitto" else self.logs / f"{name}.log"
 
     def gateway_status(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.gateway_url}/status", timeout=5) as response:

@@ -46,6 +46,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pinseal_gateway.acks import ack_topic
+from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import MqttSection
 from pinseal_gateway.intake.acks_in_flight import AcksInFlight
 from pinseal_gateway.link import Inbox, Message
@@ -54,6 +55,15 @@ from pinseal_protocol import mqtt_frames
 from pinseal_protocol.mqtt_frames import FrameError
 
 log = logging.getLogger(__name__)
+
+BROKER_HINT = (
+    "no broker listens there: start Mosquitto with the files `pinseal-gateway broker-config --config "
+    "<gateway.toml> --out <dir>` writes (docs/gateway.md, 'Running under the distribution's Mosquitto')"
+)
+LOGIN_HINT = (
+    "the gateway's login (mqtt.username, mqtt.password_file) is not in the broker's password file: run "
+    "`pinseal-gateway broker-config --config <gateway.toml> --out <dir>` again and restart the broker"
+)
 
 # The paho-mqtt release whose reads were checked to stop at the end of each packet (see above).
 PAHO_CHECKED = "2.2.0"
@@ -80,10 +90,18 @@ class MqttIngest:
     message it submitted.
     """
 
-    def __init__(self, config: MqttSection, password: str | None, inbox: Inbox, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: MqttSection,
+        password: str | None,
+        inbox: Inbox,
+        metrics: Metrics,
+        link: BrokerLink | None = None,
+    ) -> None:
         self.config = config
         self.inbox = inbox
         self.metrics = metrics
+        self.link = link if link is not None else BrokerLink(config.host, config.port)
         self.connected = threading.Event()
         self._generation = 0
         self._closing = False
@@ -184,7 +202,17 @@ class MqttIngest:
                     connect = client.reconnect
                 await self._loop.run_in_executor(None, connect)
             except (OSError, mqtt.WebsocketConnectionError) as exc:
-                log.warning("MQTT connection to %s:%d failed: %s", cfg.host, cfg.port, exc)
+                self.link.down(f"connection failed: {exc}")
+                log.warning(
+                    "MQTT connection to %s:%d failed: %s; %s; retrying in %g s",
+                    cfg.host,
+                    cfg.port,
+                    exc,
+                    BROKER_HINT
+                    if isinstance(exc, ConnectionRefusedError)
+                    else "check mqtt.host and mqtt.port",
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
@@ -422,7 +450,14 @@ class MqttIngest:
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason_code)
+            self.link.down(f"refused: {reason_code}")
+            log.error(
+                "MQTT broker refused the connection: %s; %s",
+                reason_code,
+                LOGIN_HINT
+                if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower()
+                else "see the broker's log",
+            )
             return
         if self._conn_sock is not None:
             self._sock = self._conn_sock  # from here on the stream is read here, not by paho
@@ -438,10 +473,12 @@ class MqttIngest:
 
     def _subscribed(self, return_code: int) -> None:
         if return_code == mqtt_frames.SUBACK_FAILURE:
+            self.link.down(f"subscription to {UP_TOPIC_FILTER} refused")
             log.error("subscription to %s refused (check the broker ACL)", UP_TOPIC_FILTER)
             return
         self.connected.set()
         self.metrics.mqtt_subscribed.set(1)
+        self.link.up()
         log.info("subscribed to %s: receiving bundles", UP_TOPIC_FILTER)
 
     def _on_disconnect(
@@ -449,6 +486,7 @@ class MqttIngest:
     ) -> None:
         self.connected.clear()
         self.metrics.mqtt_subscribed.set(0)
+        self.link.down(f"disconnected: {reason_code}")
         if not self._closing:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import secrets
 import sqlite3
 import time
@@ -158,3 +159,21 @@ def last_heard(conn: sqlite3.Connection) -> list[LastHeard]:
         LastHeard(bytes(kid), label, float(added_at), interval, None if seen is None else float(seen))
         for kid, label, added_at, interval, seen in rows
     ]
+
+
+LEARN_FROM_BUNDLES = 9
+"""Bundles whose arrival gaps give a device's learned interval (their median: one late or bunched
+bundle does not move it)."""
+
+
+def learned_interval_s(conn: sqlite3.Connection, kid: bytes) -> float | None:
+    """How often the device has actually been sending: the median gap between the arrivals of its last
+    LEARN_FROM_BUNDLES bundles (by seq), or None with fewer than three."""
+    rows = conn.execute(
+        "SELECT received_at FROM bundles WHERE kid = ? ORDER BY seq DESC LIMIT ?", (kid, LEARN_FROM_BUNDLES)
+    ).fetchall()
+    times = sorted(float(t) for (t,) in rows)
+    if len(times) < 3:
+        return None
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    return gaps[len(gaps) // 2]

@@ -1,0 +1,1 @@
+"""Home Assistant MQTT discovery: the gateway's verified readings as Home Assistant sensors."""
