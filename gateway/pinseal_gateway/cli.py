@@ -345,13 +345,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"broker files:  {', '.join(str(p) for p in paths.values())}")
     print_homeassistant_login(config)
     print()
-    print(next_steps(config_path, broker_out, system=args.system_broker, http=config.http.listen))
+    print(
+        next_steps(
+            config_path, broker_out, system=args.system_broker, http=config.http.listen, owner=args.owner
+        )
+    )
     return 0
 
 
-def next_steps(config_path: Path, broker_out: Path, *, system: bool, http: str) -> str:
-    """What an owner does after `init`, with this gateway's paths filled in."""
-    cfg = f"--config {config_path}"
+def next_steps(
+    config_path: Path, broker_out: Path, *, system: bool, http: str, owner: str | None = None
+) -> str:
+    """What an owner does after `init`, with this gateway's paths filled in: `--config` only where the
+    lookup would not find the file by itself, and the administrative commands run as the service user
+    (`owner`), so the files they create in the data folder stay its own."""
+    cfg = "" if config_path == config_lookup.SYSTEM_CONFIG else f" --config {config_path}"
+    admin = f"sudo -u {owner} pinseal-gateway" if owner else "pinseal-gateway"
     if system:
         broker_step = (
             "1. install the broker files into the distribution's Mosquitto:\n"
@@ -361,21 +370,25 @@ def next_steps(config_path: Path, broker_out: Path, *, system: bool, http: str) 
             f"     sudo install -m 0644 {broker_out}/{broker.ACL_NAME} /etc/mosquitto/{broker.ACL_NAME}\n"
             "     sudo systemctl restart mosquitto"
         )
-        regen = f"pinseal-gateway broker-config --system --out {broker_out} {cfg}, install as in step 1"
+        # the broker files' folder is root's (beside the configuration): regenerated as root
+        regen = (
+            f"sudo pinseal-gateway broker-config --system --out {broker_out}{cfg}, install the passwd and "
+            "acl files as in step 1, sudo systemctl reload mosquitto"
+        )
         start = "sudo systemctl enable --now pinseal-gateway   (the unit: packaging/systemd/)"
     else:
         broker_step = f"1. start the broker:  mosquitto -c {broker_out}/{broker.CONF_NAME}"
-        regen = f"pinseal-gateway broker-config --out {broker_out} {cfg}, then reload the broker"
-        start = f"pinseal-gateway run {cfg}"
+        regen = f"{admin} broker-config --out {broker_out}{cfg}, then reload the broker (SIGHUP)"
+        start = f"{admin} run{cfg}"
     return "\n".join(
         [
             "next steps:",
             f"  {broker_step}",
             f"  2. start the gateway:  {start}",
             "  3. register each device:",
-            f"       pinseal-gateway devices add PUBKEY-HEX --label NAME --interval S {cfg}",
+            f"       {admin} devices add PUBKEY-HEX --label NAME --interval S{cfg}",
             f"     then regenerate the broker's password file:  {regen}",
-            f"  4. check it:  pinseal-gateway status {cfg}   or   curl http://{http}/status",
+            f"  4. check it:  {admin} status{cfg}   or   curl http://{http}/status",
         ]
     )
 

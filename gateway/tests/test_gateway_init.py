@@ -141,7 +141,7 @@ def uncommented(text: str) -> str:
 def test_init_writes_a_commented_configuration_the_key_and_the_broker_files(
     tmp_path, capsys, no_system_config
 ):
-    config_path = tmp_path / "etc" / "gateway.toml"
+    config_path = tmp_path / "conf" / "gateway.toml"
     data = tmp_path / "data"
     port = broker.free_port()
     code, out, err = run(
@@ -176,7 +176,7 @@ def test_init_writes_a_commented_configuration_the_key_and_the_broker_files(
     public = keys.public_key_bytes(load_gateway_key(key_path))
     assert public.hex() in out and keys.key_id_hex(public) in out
     # the broker files, for this gateway's port, and the next steps with this configuration's path
-    broker_dir = tmp_path / "etc" / "mosquitto"
+    broker_dir = tmp_path / "conf" / "mosquitto"
     assert f"listener {port} 127.0.0.1" in (broker_dir / broker.CONF_NAME).read_text()
     assert mode(broker_dir / broker.PASSWD_NAME) == 0o600 and mode(data / "mqtt-password") == 0o600
     assert "next steps" in out
@@ -221,6 +221,20 @@ def test_init_for_the_system_broker_prints_the_install_commands(tmp_path, capsys
     conf = (tmp_path / "mosquitto" / broker.CONF_NAME).read_text()
     assert "password_file /etc/mosquitto/pinseal.passwd" in conf and "persistence" not in conf
     assert "/etc/mosquitto/conf.d/pinseal.conf" in out and "systemctl enable --now pinseal-gateway" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another user needs root")
+def test_the_system_install_prints_commands_for_the_service_user(capsys, no_system_config, tmp_path):
+    """At the system default the commands need no --config, and they run as the service user."""
+    code, out, _ = run(
+        capsys, "init", "--data-dir", str(tmp_path / "data"), "--system-broker", "--owner", "nobody"
+    )
+    assert code == 0
+    assert f"configuration: {no_system_config}" in out and "--config" not in out
+    assert "sudo -u nobody pinseal-gateway devices add PUBKEY-HEX" in out
+    assert "sudo -u nobody pinseal-gateway status" in out
+    broker_dir = no_system_config.parent / "mosquitto"
+    assert f"sudo pinseal-gateway broker-config --system --out {broker_dir}," in out
 
 
 def test_init_with_an_unknown_owner_writes_nothing(tmp_path, capsys, no_system_config):
