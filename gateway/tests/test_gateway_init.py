@@ -233,8 +233,7 @@ def test_the_system_install_prints_commands_for_the_service_user(capsys, no_syst
     assert f"configuration: {no_system_config}" in out and "--config" not in out
     assert "sudo -u nobody pinseal-gateway devices add PUBKEY-HEX" in out
     assert "sudo -u nobody pinseal-gateway status" in out
-    broker_dir = no_system_config.parent / "mosquitto"
-    assert f"sudo pinseal-gateway broker-config --system --out {broker_dir}," in out
+    assert "sudo -u nobody pinseal-gateway broker-config --system --out /tmp/pinseal-broker," in out
 
 
 def test_init_with_an_unknown_owner_writes_nothing(tmp_path, capsys, no_system_config):
