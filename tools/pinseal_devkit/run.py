@@ -111,6 +111,8 @@ def commands(stack: Stack, boards: list[VirtualBoard], names: list[str]) -> list
         f"ingest:  {venv / 'pinseal-ingest'} stats --db {stack.ingest_db}",
         f"board:   {venv / 'mpremote'} connect {first} repl   ({names[0] if names else 'a board'}'s REPL; "
         "Ctrl-] leaves)",
+        f"home assistant: MQTT broker 127.0.0.1:{stack.mqtt_port}, user homeassistant, password in "
+        f"{stack.workdir / 'gateway' / 'homeassistant-password'} (discovery prefix homeassistant)",
     ]
 
 
