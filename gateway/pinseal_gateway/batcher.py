@@ -192,17 +192,19 @@ async def run_batcher(
     cfg = ctx.config.batch
     poll = min(MAX_POLL_S, cfg.interval_s) if poll_s is None else poll_s
     loop = asyncio.get_running_loop()
-    next_due = loop.time() + cfg.interval_s
+    last_seal = loop.time()
     pause = WritePause(ctx.metrics, "batcher", initial_s=poll, max_s=min(STORAGE_RETRY_MAX_S, cfg.interval_s))
     backlog = False  # the last seal was cut short by the byte cap: what it left was due with it
     while not stop.is_set():
+        cfg = ctx.config.batch  # afresh each round: a SIGHUP may have changed the interval or the limits
+        next_due = last_seal + cfg.interval_s
         try:
             waiting = await ctx.db.run(batches.count_unbatched, cfg.max_bundles)
             full = waiting >= cfg.max_bundles
             if backlog or full or loop.time() >= next_due:
                 info = await seal_once(ctx, clock())
                 pause.succeeded()
-                next_due = loop.time() + cfg.interval_s
+                last_seal = loop.time()
                 backlog = info is not None and info.count < waiting
                 if info is not None and (full or backlog):
                     continue  # a backlog: keep sealing full batches without waiting

@@ -17,10 +17,14 @@ class ConfigError(ValueError):
     """The configuration file is unreadable, or a key is unknown or has a bad value."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass(frozen=True)
 class GatewaySection:
     data_dir: Path = Path("/var/lib/pinseal-gateway")
     key_file: str = "gateway.key"
+    log_level: str = "INFO"  # `run --log-level` overrides it; reloaded on SIGHUP
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ def from_mapping(raw: dict[str, Any], base_dir: Path | None = None) -> GatewayCo
             raise ConfigError(f"[{section_name}] must be a table")
         current = getattr(config, section_name)
         config = replace(config, **{section_name: _section(section_name, current, values, base_dir)})
-    _validate(config)
+    validate(config)
     return config
 
 
@@ -238,7 +242,8 @@ def _section(name: str, current: Any, values: dict[str, Any], base_dir: Path | N
     return replace(current, **updates)
 
 
-def _validate(config: GatewayConfig) -> None:
+def validate(config: GatewayConfig) -> None:
+    """Cross-key and range checks; `ConfigError` naming the key (also for a config merged on reload)."""
     positive = {
         "mqtt.port": config.mqtt.port,
         "mqtt.keepalive_s": config.mqtt.keepalive_s,
@@ -263,6 +268,10 @@ def _validate(config: GatewayConfig) -> None:
             f"batch.max_bytes must be at least {smallest} (one bundle of verify.max_bundle_bytes and the "
             f"batch header) and at most {MAX_BATCH_BYTES} (the network ingest's body limit), "
             f"not {config.batch.max_bytes}"
+        )
+    if config.gateway.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"gateway.log_level must be one of {', '.join(LOG_LEVELS)}, not {config.gateway.log_level!r}"
         )
     if config.batch.mode not in ("bundles", "proofs"):
         raise ConfigError(f"batch.mode must be 'bundles' or 'proofs', not {config.batch.mode!r}")

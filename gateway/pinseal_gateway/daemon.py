@@ -19,9 +19,10 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from pinseal_gateway import batcher, silence, uplink
+from pinseal_gateway import batcher, reload, silence, uplink
 from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
@@ -86,8 +87,13 @@ async def run_gateway(
     stop: asyncio.Event | None = None,
     *,
     on_ready: Callable[[GatewayContext, int], None] | None = None,
+    config_path: Path | None = None,
+    log_level_fixed: bool = False,
 ) -> None:
-    """Run the gateway until `stop` is set (or SIGTERM/SIGINT); `on_ready(ctx, http_port)` once subscribed."""
+    """Run the gateway until `stop` is set (or SIGTERM/SIGINT); `on_ready(ctx, http_port)` once subscribed.
+
+    With `config_path`, SIGHUP reloads it (`reload.py`); `log_level_fixed`: `--log-level` was given.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -100,6 +106,9 @@ async def run_gateway(
         read_password_file(config.http_password_path)  # PasswordFileError: refuse an unusable password file
     db = Database(config.db_path)
     ctx = GatewayContext(config, db, key, gateway_kid(key), Metrics())
+    if config_path is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, _reload, ctx, config_path, log_level_fixed)
     _init_gauges(ctx)
     log.info("gateway %s starting; database %s", ctx.gateway_kid.hex(), config.db_path)
 
@@ -153,6 +162,15 @@ async def _finish_within(
         log.warning("%s did not finish within the shutdown grace period; cancelling it", task.get_name())
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _reload(ctx: GatewayContext, path: Path, log_level_fixed: bool) -> None:
+    """SIGHUP, on the event loop: every task reads `ctx.config` afresh, so replacing it is the reload."""
+    log.info("SIGHUP: reloading %s", path)
+    try:
+        ctx.config = reload.reload_config(path, ctx.config, log_level_fixed=log_level_fixed)
+    except Exception:  # a reload must never take the gateway down
+        log.exception("config reload failed; keeping the running configuration")
 
 
 def _settle_gc() -> None:

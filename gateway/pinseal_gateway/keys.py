@@ -43,7 +43,10 @@ def read_secret(path: Path) -> bytes:
     try:
         info = path.stat()
     except FileNotFoundError as exc:
-        raise KeyFileError(f"{path} does not exist (run `pinseal-gateway keygen`)") from exc
+        raise KeyFileError(
+            f"{path} does not exist (set the gateway up with `pinseal-gateway init`, or make the key "
+            "alone with `pinseal-gateway keygen`)"
+        ) from exc
     if stat.S_IMODE(info.st_mode) & 0o077:
         raise KeyFileError(
             f"{path} has mode {stat.S_IMODE(info.st_mode):04o}; it must not be group/world accessible "

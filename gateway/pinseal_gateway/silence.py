@@ -97,11 +97,11 @@ async def run_silence_watch(
     every_s: float | None = None,
 ) -> None:
     """Check for silent devices until `stop`; log each newly silent and each recovered device once."""
-    cfg = ctx.config.devices
-    interval = check_every_s(cfg.expected_interval_s) if every_s is None else every_s
     tracker = SilenceTracker()
     while not stop.is_set():
         await check_once(ctx, tracker, clock())
+        # afresh each round: a SIGHUP may have changed the expected interval
+        interval = check_every_s(ctx.config.devices.expected_interval_s) if every_s is None else every_s
         await sleep_unless_stopped(stop, interval)
 
 

@@ -7,8 +7,10 @@ import os
 import stat
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway.store.db import Database
+from pinseal_protocol import keys
 
 
 def mode(path) -> int:
@@ -58,7 +60,8 @@ def test_the_data_folder_is_private_when_keygen_creates_it(tmp_path, loose_umask
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\ndata_dir = "data"\n')
     assert main(["keygen", "--config", str(config)]) == 0
-    assert main(["devices", "list", "--config", str(config)]) == 0
+    device = keys.public_key_bytes(Ed25519PrivateKey.generate()).hex()
+    assert main(["devices", "add", device, "--config", str(config)]) == 0  # creates the database
     data = tmp_path / "data"
     assert mode(data) == 0o700
     assert {p.name: mode(p) for p in data.iterdir()} == {p.name: 0o600 for p in data.iterdir()}

@@ -56,9 +56,22 @@ def browser() -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def text_of(driver: webdriver.Chrome, selector: str) -> str:
+    """An element's text read inside the page in one step (the polling script replaces elements)."""
+    text = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector
+    )
+    return text if isinstance(text, str) else ""
+
+
 def readings_shown(driver: webdriver.Chrome, kid: str) -> int:
-    cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-kid="{kid}"] td.readings-count')
-    return int(cells[0].text) if cells and cells[0].text.isdigit() else -1
+    """The count the page shows now, read in one step inside the page: the polling script replaces the
+    rows, so an element found first and read after could be gone (StaleElementReferenceException)."""
+    text = driver.execute_script(
+        "const c = document.querySelector(arguments[0]); return c ? c.textContent : '';",
+        f'tr[data-kid="{kid}"] td.readings-count',
+    )
+    return int(text) if isinstance(text, str) and text.strip().isdigit() else -1
 
 
 def test_dashboard_shows_new_readings_live_and_plots_them(tmp_path: Path, browser: webdriver.Chrome) -> None:
@@ -79,8 +92,8 @@ def test_dashboard_shows_new_readings_live_and_plots_them(tmp_path: Path, browse
 
         browser.get(stack.gateway_url + "/")
         WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "live").get_attribute("data-polls"))
-        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-kid="{kid}"]')
-        assert "board1" in row.text and "online" in row.text and "°C" in row.text and "hPa" in row.text
+        row = text_of(browser, f'tr[data-kid="{kid}"]')
+        assert "board1" in row and "online" in row and "°C" in row and "hPa" in row, row
         browser.execute_script("window.__pinsealSamePage = true;")  # gone if the page reloads
         before = readings_shown(browser, kid)
         assert before >= 2
@@ -100,8 +113,11 @@ def test_dashboard_shows_new_readings_live_and_plots_them(tmp_path: Path, browse
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plots canvas")) >= 3
         )
         plotted = {
-            e.get_attribute("data-name"): int(e.get_attribute("data-points"))
-            for e in browser.find_elements(By.CSS_SELECTOR, "#plots .plot")
+            name: int(points)
+            for name, points in browser.execute_script(
+                "return [...document.querySelectorAll('#plots .plot')]"
+                ".map(e => [e.dataset.name, e.dataset.points]);"
+            )
         }
         assert plotted["t"] >= 2 and plotted["p"] >= 2 and plotted["h:sht3x"] >= 2, plotted
         titles = browser.find_element(By.ID, "plots").text

@@ -5,7 +5,9 @@
     pinseal-ingest devices add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
     pinseal-ingest stats
 
-Every command takes `--db` (default: $PINSEAL_INGEST_DB, else ./pinseal-ingest.sqlite).
+Every command takes `--db` (default: $PINSEAL_INGEST_DB, else ./pinseal-ingest.sqlite). `run` and the
+commands that add create the database; `stats`, `list` and `revoke` need one that exists and say where
+they looked otherwise (opening a missing file would create an empty one and report an empty network).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
@@ -25,10 +28,16 @@ from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
 DEFAULT_DB = "pinseal-ingest.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8700"
+DB_ENV = "PINSEAL_INGEST_DB"
+
+
+class MissingDatabase(ValueError):
+    """A read-only command found no database at the path it was given."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.db, args.db_source = _db_path(args.db)
     try:
         return int(args.handler(args))
     except (ValueError, OSError) as exc:
@@ -38,9 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db", default=os.environ.get("PINSEAL_INGEST_DB", DEFAULT_DB), help="SQLite database file"
-    )
+    common.add_argument("--db", help=f"SQLite database file (default: ${DB_ENV}, else ./{DEFAULT_DB})")
     parser = SuggestingParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
     add_version(parser, "pinseal-ingest")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +80,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _db_path(given: str | None) -> tuple[str, str]:
+    """The database path and where it came from, for messages."""
+    if given:
+        return given, "--db"
+    from_env = os.environ.get(DB_ENV)
+    if from_env:
+        return from_env, f"${DB_ENV}"
+    return DEFAULT_DB, f"the default (--db not given, ${DB_ENV} not set)"
+
+
+def _existing_db(args: argparse.Namespace) -> str:
+    if not Path(args.db).is_file():
+        raise MissingDatabase(
+            f"no ingest database at {Path(args.db).absolute()} (from {args.db_source}): pass --db with the "
+            f"file `pinseal-ingest run` uses, or set ${DB_ENV}"
+        )
+    return str(args.db)
+
+
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(args.listen)
@@ -93,7 +119,7 @@ def _when(timestamp: float | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    conn = db.connect(args.db)
+    conn = db.connect(_existing_db(args))
     if args.json:
         rows = [
             {
@@ -119,7 +145,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     kid = keys.parse_key_id_hex(args.kid)
-    conn = db.connect(args.db)
+    conn = db.connect(_existing_db(args))
     found = registry.revoke(conn, args.table, kid)
     conn.close()
     if not found:
@@ -144,7 +170,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    conn = db.connect(args.db)
+    conn = db.connect(_existing_db(args))
     print(json.dumps(store.counts(conn), indent=2, sort_keys=True))
     conn.close()
     return 0

@@ -166,3 +166,24 @@ def test_list_escapes_a_stored_label(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, _ = run_cli(capsys, "devices", "list", "--json", "--db", str(db))
     (listed,) = json.loads(out)  # JSON carries the label as stored: its escaping is JSON's
     assert code == 0 and listed["label"] == "shed\nforged" and listed["kid"] == device.kid_hex
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["devices", "list"], ["gateways", "list"], ["devices", "revoke", "ab" * 16]]
+)
+def test_read_only_commands_never_create_a_database(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `stats` run in the wrong folder created ./pinseal-ingest.sqlite and reported zeros."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PINSEAL_INGEST_DB", raising=False)
+    code, out, err = run_cli(capsys, *command)
+    assert code == 2 and out == ""
+    assert f"no ingest database at {tmp_path / 'pinseal-ingest.sqlite'}" in err
+    assert "--db not given, $PINSEAL_INGEST_DB not set" in err
+    monkeypatch.setenv("PINSEAL_INGEST_DB", str(tmp_path / "elsewhere.sqlite"))
+    code, _, err = run_cli(capsys, *command)
+    assert code == 2 and f"{tmp_path / 'elsewhere.sqlite'} (from $PINSEAL_INGEST_DB)" in err
+    code, _, err = run_cli(capsys, *command, "--db", str(tmp_path / "given.sqlite"))
+    assert code == 2 and "(from --db)" in err
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,7 @@
 """Fixtures: virtual boards (blank MicroPython, over their pty), a real gateway config and registry, a
 fleet key.
 
-The gateway is set up through its CLI in tmp_path, as an owner would (`pinseal-gateway keygen`), and
+The gateway is set up through its CLI in tmp_path, as an owner would (`pinseal-gateway init`), and
 provisioning registers devices through the same CLI; no daemon or broker is needed to check a registry.
 """
 
@@ -70,17 +70,16 @@ class GatewaySetup:
 @pytest.fixture
 def gateway(tmp_path: Path) -> GatewaySetup:
     data = tmp_path / "gateway"
-    data.mkdir()
     config = tmp_path / "gateway.toml"
-    config.write_text(f'[gateway]\ndata_dir = "{data}"\n')
-    out = subprocess.run(
-        [str(BIN / "pinseal-gateway"), "keygen", "--config", str(config)],
+    setup = GatewaySetup(config, "")
+    subprocess.run(
+        [str(BIN / "pinseal-gateway"), "init", "--config", str(config), "--data-dir", str(data)],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
-    public_key = next(line.split()[-1] for line in out.splitlines() if line.startswith("public key:"))
-    return GatewaySetup(config, public_key)
+    )
+    setup.public_key = setup.cli("pubkey").strip()
+    return setup
 
 
 @pytest.fixture

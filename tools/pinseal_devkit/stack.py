@@ -117,7 +117,7 @@ class Stack:
         if not key_file.exists():
             self.gateway_cli("keygen")
         self.gateway_public_key = keys.public_key_bytes(load_gateway_key(key_file))
-        registered = self.ingest_cli("gateways", "list")
+        registered = self.ingest_cli("gateways", "list") if self.ingest_db.exists() else ""
         if keys.key_id_hex(self.gateway_public_key) not in registered:
             self.ingest_cli("gateways", "add", self.gateway_public_key.hex(), "--label", "make-run")
 
