@@ -179,6 +179,9 @@ def test_dashboard_pages_and_files(env, gateway):
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert f'data-kid="{device.kid_hex}"' in text and "°C" in text and "hPa" in text
     assert "https://" not in text and 'src="http' not in text and 'href="http' not in text  # no CDN
+    assert "broker connected" in text  # the gateway's own link, beside the devices'
+    _, broker_state = get_json(port, "/api/broker")
+    assert broker_state["connected"] is True and broker_state["port"] == env.port
     status, page, _ = get(port, f"/devices/{device.kid_hex}")
     assert status == 200 and f"/proofs/{pbundle.bundle_hash(raw).hex()}" in page.decode()
     assert "/static/vendor/uPlot.iife.min.js" in page.decode()

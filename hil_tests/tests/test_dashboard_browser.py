@@ -94,6 +94,7 @@ def test_dashboard_shows_new_readings_live_and_plots_them(tmp_path: Path, browse
         WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "live").get_attribute("data-polls"))
         row = text_of(browser, f'tr[data-kid="{kid}"]')
         assert "board1" in row and "online" in row and "°C" in row and "hPa" in row, row
+        assert "broker connected" in text_of(browser, "#broker")
         browser.execute_script("window.__pinsealSamePage = true;")  # gone if the page reloads
         before = readings_shown(browser, kid)
         assert before >= 2

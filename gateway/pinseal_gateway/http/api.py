@@ -264,7 +264,13 @@ async def rejections_view(request: web.Request) -> web.Response:
     return web.json_response(await ctx.db.run(rejections_json, limit))
 
 
+async def broker_view(request: web.Request) -> web.Response:
+    """The live connection to the MQTT broker (pinseal_gateway.broker_link): no broker, no readings."""
+    return web.json_response(request.app[CTX_KEY].broker_link.as_status())
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/broker", broker_view)
     app.router.add_get("/api/devices", devices)
     app.router.add_get("/api/devices/{kid}/readings", readings)
     app.router.add_get("/api/bundles", bundles)

@@ -161,6 +161,15 @@ def bundle_rows(bundles: list[dict[str, Any]]) -> str:
     return "".join(rows) or '<tr><td colspan="5">No bundles yet.</td></tr>'
 
 
+def broker_text(broker: dict[str, Any]) -> str:
+    """The broker line of the overview (the page script writes the same from /api/broker)."""
+    where = f"{esc(broker['host'])}:{esc(broker['port'])}"
+    if broker["connected"]:
+        return f'<span class="status status-online">broker connected</span> {where}'
+    why = f" ({broker['last_error']})" if broker.get("last_error") else ""
+    return f'<span class="status status-silent">broker not connected</span> {where}{esc(why)}'
+
+
 def overview_data(conn: Any, config: Any, last_ack: dict[bytes, float], now: float) -> dict[str, Any]:
     return {
         "devices": api.device_list(conn, config, last_ack, now),
@@ -173,6 +182,7 @@ async def overview(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     data = await ctx.db.run(overview_data, ctx.config, dict(ctx.metrics.last_ack), time.time())
     body = f"""
+<p id="broker">{broker_text(ctx.broker_link.as_status())}</p>
 <section><h1>Devices</h1>
 <table id="devices"><thead><tr><th>device</th><th>status</th><th>last reading</th><th>battery</th>
 <th>readings</th><th>last ack</th></tr></thead><tbody>{device_rows(data["devices"])}</tbody></table></section>

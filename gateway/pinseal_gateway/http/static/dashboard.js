@@ -145,8 +145,17 @@ function drawPlots(readings) {
 // ---- polling -------------------------------------------------------------------------------------------
 let polls = 0;
 
+function brokerLine(b) {
+  const node = document.getElementById("broker");
+  if (!node) return;
+  const where = ` ${b.host}:${b.port}`;
+  if (b.connected) node.replaceChildren(el("span", { class: "status status-online" }, "broker connected"), where);
+  else node.replaceChildren(el("span", { class: "status status-silent" }, "broker not connected"), where + (b.last_error ? ` (${b.last_error})` : ""));
+}
+
 async function pollOverview() {
-  const [devices, batches, rejections] = await Promise.all([getJSON("/api/devices"), getJSON("/api/batches?limit=20"), getJSON("/api/rejections?limit=1")]);
+  const [devices, batches, rejections, broker] = await Promise.all([getJSON("/api/devices"), getJSON("/api/batches?limit=20"), getJSON("/api/rejections?limit=1"), getJSON("/api/broker")]);
+  brokerLine(broker);
   replaceRows("devices", devices.devices.map(deviceRow), "No devices registered yet.", 6);
   replaceRows("batches", batches.batches.map(batchRow), "No batches sealed yet.", 6);
   replaceRows("rejections", rejectionRows(rejections), "None: every message was valid.", 2);
