@@ -225,6 +225,13 @@ def _root_logger_restored() -> Iterator[None]:
 
 
 @pytest.fixture
+def make_gateway_env() -> Callable[..., GatewayEnv]:
+    """The shared gateway-environment builder (tests must not import conftest by name: run together with
+    the other packages' tests, `conftest` may be another folder's module)."""
+    return make_env
+
+
+@pytest.fixture
 def new_device() -> Callable[..., SimDevice]:
     """The host-signing device factory (tests must not import conftest by name)."""
     return new_sim_device

@@ -89,8 +89,8 @@ def start_ha_env(tmp_path, make_env, **devices):
 
 
 @pytest.fixture
-def ha_env(tmp_path):
-    from conftest import make_env  # the shared builder (the `env` fixture has no [homeassistant])
+def ha_env(tmp_path, make_gateway_env):
+    make_env = make_gateway_env  # the shared builder (the `env` fixture has no [homeassistant])
 
     env = start_ha_env(tmp_path, make_env, **FAST_SILENCE)
     try:
@@ -318,8 +318,8 @@ def test_broker_acl_devices_cannot_speak_for_home_assistant(ha_env, start_gatewa
 
 
 @pytest.mark.parametrize("fault", ["broker down", "CA file missing"])
-def test_home_assistant_trouble_never_stops_ingest(tmp_path, start_gateway, fault):
-    from conftest import make_env
+def test_home_assistant_trouble_never_stops_ingest(tmp_path, start_gateway, make_gateway_env, fault):
+    make_env = make_gateway_env
 
     closed_port = broker.free_port()  # nobody listens: the external broker is down
     ha = {"enabled": True, "broker": "external", "port": closed_port, "publish_every_s": 0.1}
@@ -395,8 +395,8 @@ def test_older_records_never_roll_the_state_back():
     assert json.loads(state.payload())["temperature"] == 20.0
 
 
-def test_revoked_device_goes_offline(tmp_path, start_gateway):
-    from conftest import make_env
+def test_revoked_device_goes_offline(tmp_path, start_gateway, make_gateway_env):
+    make_env = make_gateway_env
 
     env = start_ha_env(tmp_path, make_env)  # default silence (60 s): only the revocation can flip it
     try:
@@ -445,13 +445,14 @@ def test_restarted_gateway_republishes_the_last_verified_state(ha_env, start_gat
     assert state["seq"] == 1 and state["pressure"] == pytest.approx(1013.25)
 
 
-def test_external_broker_over_tls_with_a_login(tmp_path, start_gateway):
+def test_external_broker_over_tls_with_a_login(tmp_path, start_gateway, make_gateway_env):
     """The broker Home Assistant already uses: TLS (the CA named in ca_file), a username and password."""
     import getpass
     import ssl
 
-    from conftest import make_env
     from pinseal_hil.tls_broker import make_pki
+
+    make_env = make_gateway_env
 
     ext_dir = tmp_path / "external"
     ext_dir.mkdir()
