@@ -135,7 +135,8 @@ function drawPlots(readings) {
       width,
       height: 220,
       scales: { x: { time: true, range: () => [view.from, view.to] } },
-      series: [{}, { label: `${name} (${s.unit})`, stroke: "#1f6feb", width: 1.5 }],
+      // points as well as the line: a new device's few readings at the range's edge are otherwise invisible
+      series: [{}, { label: `${name} (${s.unit})`, stroke: "#1f6feb", width: 1.5, points: { show: true, size: 5 } }],
       axes: [{}, { label: s.unit }],
     };
     plots.set(name, { plot: new uPlot(opts, data, box), box });
