@@ -18,11 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from pinseal_gateway import silence
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.http.context import CTX_KEY
 from pinseal_gateway.http.query import QueryError, check_known, parse_kid, parse_limit, parse_readings_query
-from pinseal_gateway.http.status import is_silent
+from pinseal_gateway.http.status import device_health
 from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store import rejections, views
@@ -62,16 +61,9 @@ def device_list(
 ) -> list[dict[str, Any]]:
     """Each registered device: status (online, silent, revoked, or new: registered, nothing yet), its last
     reading in display units, battery, when it was last seen and last acked."""
-    states = {s.kid: s for s in bundle_store.all_states(conn)}
     out = []
-    for device in device_store.list_devices(conn):
-        state = states.get(device.kid, bundle_store.DeviceState(device.kid))
-        interval = silence.expected_interval_s(
-            conn, device.kid, device.expected_interval_s, config.devices.expected_interval_s
-        )
-        silent = is_silent(
-            state.last_seen, device.added_at, interval, config.devices.silent_after_intervals, now
-        )
+    for health in device_health(conn, config, now):
+        device, state, interval, silent = health.device, health.state, health.interval_s, health.silent
         if device.revoked:
             status = "revoked"
         elif silent:

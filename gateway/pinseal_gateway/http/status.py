@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pinseal_gateway import silence
@@ -24,34 +25,52 @@ def is_silent(last_seen: float | None, added_at: float, interval_s: int, interva
     return now - reference > interval_s * intervals
 
 
-def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | None = None) -> dict[str, Any]:
-    """A JSON-ready snapshot of the gateway's devices, counts and outbox."""
-    now = time.time() if now is None else now
+@dataclass(frozen=True)
+class DeviceHealth:
+    device: device_store.Device
+    state: bundle_store.DeviceState
+    interval_s: float
+    """The interval it is judged by (pinseal_gateway.silence.expected_interval_s)."""
+    silent: bool
+    """Not revoked, and no bundle for `silent_after_intervals` of those intervals."""
+
+
+def device_health(conn: sqlite3.Connection, config: GatewayConfig, now: float) -> list[DeviceHealth]:
+    """Each registered device with its state and whether it is silent: one rule for `/status`, the CLI, the
+    API and the dashboard (the API once judged by the registered interval while `/status` learned it)."""
     states = {s.kid: s for s in bundle_store.all_states(conn)}
-    devices = []
+    out = []
     for device in device_store.list_devices(conn):
         state = states.get(device.kid, bundle_store.DeviceState(device.kid))
         interval = silence.expected_interval_s(
             conn, device.kid, device.expected_interval_s, config.devices.expected_interval_s
         )
-        devices.append(
-            {
-                "kid": device.kid_hex,
-                "label": device.label,
-                "revoked": device.revoked,
-                "expected_interval_s": interval,
-                "last_seen": state.last_seen,
-                "high_seq": state.high_seq,
-                "contiguous_seq": state.contiguous_seq,
-                "bundles": state.bundles,
-                "readings": state.readings,
-                "gaps": state.gaps,
-                "silent": not device.revoked
-                and is_silent(
-                    state.last_seen, device.added_at, interval, config.devices.silent_after_intervals, now
-                ),
-            }
+        silent = not device.revoked and is_silent(
+            state.last_seen, device.added_at, interval, config.devices.silent_after_intervals, now
         )
+        out.append(DeviceHealth(device, state, interval, silent))
+    return out
+
+
+def build_status(conn: sqlite3.Connection, config: GatewayConfig, now: float | None = None) -> dict[str, Any]:
+    """A JSON-ready snapshot of the gateway's devices, counts and outbox."""
+    now = time.time() if now is None else now
+    devices = [
+        {
+            "kid": h.device.kid_hex,
+            "label": h.device.label,
+            "revoked": h.device.revoked,
+            "expected_interval_s": h.interval_s,
+            "last_seen": h.state.last_seen,
+            "high_seq": h.state.high_seq,
+            "contiguous_seq": h.state.contiguous_seq,
+            "bundles": h.state.bundles,
+            "readings": h.state.readings,
+            "gaps": h.state.gaps,
+            "silent": h.silent,
+        }
+        for h in device_health(conn, config, now)
+    ]
     totals = status_store.totals(conn)
     return {
         "time": now,
