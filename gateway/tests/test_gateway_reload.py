@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import gateway_process
 
 from pinseal_gateway import reload
 from pinseal_gateway.config import GatewayConfig, load_config
@@ -66,16 +64,6 @@ def test_the_command_line_log_level_wins(tmp_path, caplog):
     assert "--log-level on the command line wins" in caplog.text
 
 
-def wait_for(log_path: Path, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        content = log_path.read_text(errors="replace")
-        if text in content:
-            return content
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in the log within {timeout} s:\n{log_path.read_text()[-3000:]}")
-
-
 def test_sighup_to_a_running_gateway(env, tmp_path):
     """A real `pinseal-gateway run`: SIGHUP after an edit seals the next batch at the new interval at once,
     and a key that needs a restart says so."""
@@ -83,23 +71,17 @@ def test_sighup_to_a_running_gateway(env, tmp_path):
     raw["batch"] = {"interval_s": 3600.0}
     config_path = env.write_toml(tmp_path / "gateway.toml")
     log_path = tmp_path / "gateway.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pinseal_gateway.cli", "run", "--config", str(config_path)],
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    proc = gateway_process.start(config_path, log_path)
     peer = env.device_peer(env.devices[0])
     try:
-        wait_for(log_path, "receiving bundles")
+        gateway_process.wait_for(log_path, "receiving bundles")
         peer.send(env.devices[0].seal())
         peer.ack()  # stored; with a one-hour interval nothing is sealed
         raw["batch"] = {"interval_s": 0.2}
         raw["http"] = {"listen": "127.0.0.1:1"}
         env.write_toml(config_path)
         proc.send_signal(signal.SIGHUP)
-        text = wait_for(log_path, "sealed batch 0:", timeout=10)
+        text = gateway_process.wait_for(log_path, "sealed batch 0:", timeout=10)
         assert "config reload: batch.interval_s 3600.0 -> 0.2" in text
         assert "http.listen changed ('127.0.0.1:0' -> '127.0.0.1:1') but needs a restart" in text
         assert proc.poll() is None

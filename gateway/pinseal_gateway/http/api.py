@@ -235,11 +235,16 @@ async def bundles(request: web.Request) -> web.Response:
     return web.json_response({"bundles": [bundle_json(r) for r in rows]})
 
 
+def recent_limit(request: web.Request) -> int:
+    """`?limit=` of a recent-rows view, its only parameter (QueryError otherwise)."""
+    check_known(request.query, ("limit",))
+    return parse_limit(request.query, RECENT_DEFAULT, RECENT_MAX)
+
+
 async def batches(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     try:
-        check_known(request.query, ("limit",))
-        limit = parse_limit(request.query, RECENT_DEFAULT, RECENT_MAX)
+        limit = recent_limit(request)
     except QueryError as exc:
         return bad_request(exc)
     rows = await ctx.db.run(views.recent_batches, limit)
@@ -249,8 +254,7 @@ async def batches(request: web.Request) -> web.Response:
 async def rejections_view(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     try:
-        check_known(request.query, ("limit",))
-        limit = parse_limit(request.query, RECENT_DEFAULT, RECENT_MAX)
+        limit = recent_limit(request)
     except QueryError as exc:
         return bad_request(exc)
     return web.json_response(await ctx.db.run(rejections_json, limit))
