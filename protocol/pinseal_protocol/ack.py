@@ -55,8 +55,10 @@ def sign_ack_payload(gateway_key: cose.Signer, payload: bytes, kid: bytes | None
     return cose.sign1(payload, gateway_key, protected_header(kid))
 
 
-def verify_ack(data: bytes, gateway_key: Ed25519PublicKey, device: bytes) -> Ack:
-    """Check an ack as a device does: gateway signature, version, fields, and that it is for `device`."""
+def verified_fields(data: bytes, gateway_key: Ed25519PublicKey) -> tuple[bytes, dict[int, Any]]:
+    """Size, COSE shape, the gateway's kid and signature, then the version: (gateway kid, payload
+    fields). Shared by acks and signed rejections (`pinseal_protocol.rejection`), which differ only in
+    their payload keys."""
     data = bytes(data)
     if len(data) > MAX_SIZE:
         raise TooLarge(f"{len(data)} bytes > {MAX_SIZE}")
@@ -67,16 +69,41 @@ def verify_ack(data: bytes, gateway_key: Ed25519PublicKey, device: bytes) -> Ack
     cose.verify_sign1(message, gateway_key)
     fields = int_fields(dcbor.decode(message.payload))
     check_version(fields)
-    for key in range(K_DEVICE, K_TIME + 1):
+    return kid, fields
+
+
+def checked_device_and_hash(fields: dict[int, Any], device: bytes) -> tuple[bytes, bytes, int]:
+    """(device, bundle hash, time) of a verified payload, typed, and addressed to `device`."""
+    for key in (K_DEVICE, K_BUNDLE, K_TIME):
         if key not in fields:
             raise InvalidPayload(f"ack payload key {key} missing")
-    ack_device, seq, hash_, time = (fields[k] for k in (K_DEVICE, K_SEQ, K_BUNDLE, K_TIME))
+    ack_device, hash_, time = fields[K_DEVICE], fields[K_BUNDLE], fields[K_TIME]
     if not isinstance(ack_device, bytes) or len(ack_device) != 16:
         raise InvalidPayload("ack device must be a 16-byte key id")
     if not isinstance(hash_, bytes) or len(hash_) != 32:
         raise InvalidPayload("ack bundle must be a 32-byte SHA-256")
-    if not dcbor.is_uint(seq) or not dcbor.is_uint(time):
-        raise InvalidPayload("ack seq and time must be unsigned integers")
+    if not dcbor.is_uint(time):
+        raise InvalidPayload("ack time must be an unsigned integer")
     if ack_device != device:
         raise WrongTopic(f"ack is for device {ack_device.hex()}, not {device.hex()}")
-    return Ack(kid=kid, device=ack_device, seq=seq, bundle_hash=hash_, time=time, raw=data)
+    return ack_device, hash_, time
+
+
+def verify_ack(data: bytes, gateway_key: Ed25519PublicKey, device: bytes) -> Ack:
+    """Check an ack as a device does: gateway signature, version, fields, and that it is for `device`.
+
+    A signed rejection (no key 3) is not an ack: `InvalidPayload` here, which is what a device that
+    predates rejections makes of one. `pinseal_protocol.rejection.verify_reply` reads both."""
+    kid, fields = verified_fields(data, gateway_key)
+    return ack_from_fields(kid, fields, device, bytes(data))
+
+
+def ack_from_fields(kid: bytes, fields: dict[int, Any], device: bytes, raw: bytes) -> Ack:
+    """The Ack of verified payload fields (after `verified_fields`)."""
+    if K_SEQ not in fields:
+        raise InvalidPayload(f"ack payload key {K_SEQ} missing")
+    seq = fields[K_SEQ]
+    if not dcbor.is_uint(seq):
+        raise InvalidPayload("ack seq must be an unsigned integer")
+    ack_device, hash_, time = checked_device_and_hash(fields, device)
+    return Ack(kid=kid, device=ack_device, seq=seq, bundle_hash=hash_, time=time, raw=raw)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from vector_files import load_vectors
 
 from pinseal_devkit import test_keys
-from pinseal_protocol import ack, bundle, cose, keys
+from pinseal_protocol import ack, bundle, cose, keys, rejection
 from pinseal_protocol.errors import RejectedMessage
 
 VECTORS = load_vectors()
@@ -18,6 +18,11 @@ VALID_BUNDLES = [
 ]
 VALID_ACKS = [
     bytes.fromhex(v["ack"]) for v in VECTORS.values() if v["kind"] == "ack" and v["expect"] == "accept"
+]
+VALID_REJECTIONS = [
+    bytes.fromhex(v["rejection"])
+    for v in VECTORS.values()
+    if v["kind"] == "rejection" and v["expect"] == "accept"
 ]
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -36,11 +41,19 @@ def _receive_ack(data: bytes) -> ack.Ack | None:
         return None
 
 
+def _receive_reply(data: bytes) -> ack.Ack | rejection.RejectionNotice | None:
+    try:
+        return rejection.verify_reply(data, GATEWAY, test_keys.DEVICE_KID)
+    except RejectedMessage:
+        return None
+
+
 @SETTINGS
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes(data: bytes) -> None:
     assert _receive_bundle(data) is None
     assert _receive_ack(data) is None
+    assert _receive_reply(data) is None
     with contextlib.suppress(RejectedMessage):
         cose.decode_sign1(data)
 
@@ -56,7 +69,7 @@ def test_arbitrary_bytes_behind_a_sign1_prefix(tail: bytes) -> None:
 
 def _mutations() -> st.SearchStrategy[tuple[bytes, bytes]]:
     def mutate(draw: st.DrawFn) -> tuple[bytes, bytes]:
-        original = draw(st.sampled_from(VALID_BUNDLES + VALID_ACKS))
+        original = draw(st.sampled_from(VALID_BUNDLES + VALID_ACKS + VALID_REJECTIONS))
         data = bytearray(original)
         for _ in range(draw(st.integers(1, 3))):
             kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "replace"]))
@@ -84,8 +97,18 @@ def test_mutated_messages_never_accepted(pair: tuple[bytes, bytes]) -> None:
     original, mutated = pair
     got_bundle = _receive_bundle(mutated)
     got_ack = _receive_ack(mutated)
+    got_reply = _receive_reply(mutated)
     if mutated != original:
         assert got_bundle is None
         assert got_ack is None
+        assert got_reply is None
     else:
-        assert got_bundle is not None or got_ack is not None
+        assert got_bundle is not None or got_ack is not None or got_reply is not None
+
+
+@SETTINGS
+@given(st.sampled_from(VALID_REJECTIONS))
+def test_a_rejection_is_never_read_as_an_ack(data: bytes) -> None:
+    """A device that predates rejections must not drop a bundle on one (docs/protocol.md §5.1)."""
+    assert _receive_ack(data) is None
+    assert isinstance(_receive_reply(data), rejection.RejectionNotice)

@@ -10,13 +10,13 @@ from typing import Any
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from vector_check import receive_ack, receive_bundle
+from vector_check import receive_ack, receive_bundle, receive_reply
 from vector_files import VECTORS_DIR, load_vectors
 
 from pinseal_devkit import test_keys
 from pinseal_devkit.vectors import writer
 from pinseal_devkit.vectors.inputs import readings_from_json, readings_to_json, thp
-from pinseal_protocol import ack, bundle, keys
+from pinseal_protocol import ack, bundle, keys, rejection
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.errors import BY_REASON, RejectedMessage
 
@@ -28,7 +28,7 @@ REJECTED = {name: v for name, v in VECTORS.items() if v["expect"] != "accept"}
 def test_vectors_present() -> None:
     assert len(VECTORS) >= 50
     kinds = {v["kind"] for v in VECTORS.values()}
-    assert kinds == {"bundle", "ack"}
+    assert kinds == {"bundle", "ack", "rejection"}
     # Every reason a bundle or ack can carry on its own (not just in combination) has a vector.
     assert {v["expect"] for v in VECTORS.values()} == {"accept", *BY_REASON}
 
@@ -67,6 +67,18 @@ def test_make_vectors_regenerates_the_committed_tree_byte_for_byte(tmp_path: Pat
 def test_accepted_vector_fields(name: str) -> None:
     vector = ACCEPTED[name]
     expected = vector["input"]
+    if vector["kind"] == "rejection":
+        notice = receive_reply(vector)
+        assert isinstance(notice, rejection.RejectionNotice)
+        assert notice.device.hex() == expected["device"]
+        assert notice.bundle_hash.hex() == expected["bundle_hash"]
+        assert (notice.time, notice.reason, notice.next_seq) == (
+            expected["time"],
+            expected["reason"],
+            expected["next_seq"],
+        )
+        assert notice.kid.hex() == vector["key_id"]
+        return
     if vector["kind"] == "ack":
         got = receive_ack(vector)
         assert got.device.hex() == expected["device"]
@@ -94,7 +106,7 @@ def test_accepted_vector_fields(name: str) -> None:
 def test_rejected_vector_reason(name: str) -> None:
     vector = REJECTED[name]
     expected = BY_REASON[vector["expect"]]
-    receive = receive_bundle if vector["kind"] == "bundle" else receive_ack
+    receive = {"bundle": receive_bundle, "ack": receive_ack, "rejection": receive_reply}[vector["kind"]]
     with pytest.raises(RejectedMessage) as info:
         receive(vector)
     assert type(info.value) is expected, str(info.value)
@@ -104,10 +116,9 @@ def test_rejected_vector_reason(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(VECTORS))
 def test_vector_bookkeeping(name: str) -> None:
     vector = VECTORS[name]
-    message = bytes.fromhex(vector["bundle" if vector["kind"] == "bundle" else "ack"])
+    message = bytes.fromhex(vector[vector["kind"]])
     assert vector["size"] == len(message)
-    digest = hashlib.sha256(message).hexdigest()
-    assert digest == (vector["bundle_hash"] if vector["kind"] == "bundle" else vector["ack_hash"])
+    assert hashlib.sha256(message).hexdigest() == vector[vector["kind"] + "_hash"]
     public = keys.public_key_bytes(keys.load_private_key(bytes.fromhex(vector["seed"])))
     assert public.hex() == vector["public_key"]
     assert keys.key_id_hex(public) == vector["key_id"]
@@ -129,6 +140,16 @@ def test_reproducible_vectors_are_what_a_sender_makes(name: str) -> None:
             readings=readings_from_json(i["readings"]),
         )
         assert made.hex() == vector["bundle"]
+    elif vector["kind"] == "rejection":
+        made = rejection.sign_rejection(
+            seed,
+            device=bytes.fromhex(i["device"]),
+            bundle_hash=bytes.fromhex(i["bundle_hash"]),
+            time=i["time"],
+            reason=i["reason"],
+            next_seq=i["next_seq"],
+        )
+        assert made.hex() == vector["rejection"]
     else:
         made = ack.sign_ack(
             seed,
@@ -154,13 +175,17 @@ def _independent_verify(message: bytes, public_key_hex: str) -> Any:
 @pytest.mark.parametrize("name", sorted(n for n, v in ACCEPTED.items()))
 def test_accepted_vectors_verify_independently(name: str) -> None:
     vector = ACCEPTED[name]
-    message = bytes.fromhex(vector["bundle" if vector["kind"] == "bundle" else "ack"])
+    message = bytes.fromhex(vector[vector["kind"]])
     payload = _independent_verify(message, vector["public_key"])
     assert payload[1] == 1
     if vector["kind"] == "bundle":
         assert payload[3] == vector["input"]["seq"]
         first = payload[7][0]
         assert first[-3] == vector["input"]["readings"][0]["time"]
+        assert cbor2.dumps(payload, canonical=True).hex() == vector["payload"]
+    if vector["kind"] == "rejection":
+        assert 3 not in payload  # never a receipt to a device that predates rejections
+        assert (payload[6], payload[7]) == (vector["input"]["reason"], vector["input"]["next_seq"])
         assert cbor2.dumps(payload, canonical=True).hex() == vector["payload"]
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pinseal_protocol import ack, bundle, history, keys
+from pinseal_protocol import ack, bundle, history, keys, rejection
 from pinseal_protocol.errors import Revoked, UnknownDevice
 
 
@@ -36,3 +36,10 @@ def receive_bundle(vector: dict[str, Any]) -> bundle.Bundle:
 def receive_ack(vector: dict[str, Any]) -> ack.Ack:
     gateway = keys.load_public_key(bytes.fromhex(vector["public_key"]))
     return ack.verify_ack(bytes.fromhex(vector["ack"]), gateway, bytes.fromhex(vector["device_key_id"]))
+
+
+def receive_reply(vector: dict[str, Any]) -> ack.Ack | rejection.RejectionNotice:
+    """A message on the device's ack topic (ack or rejection vector), read as a device does."""
+    gateway = keys.load_public_key(bytes.fromhex(vector["public_key"]))
+    data = bytes.fromhex(vector[vector["kind"]])
+    return rejection.verify_reply(data, gateway, bytes.fromhex(vector["device_key_id"]))

@@ -9,6 +9,7 @@ THIRD_PARTY = VECTORS_DIR / "third_party"
 
 
 def load_vectors() -> dict[str, dict[str, Any]]:
-    """The bundle and ack vectors (mqtt_frames.json has a shape of its own: test_mqtt_frame_vectors.py)."""
-    paths = [*VECTORS_DIR.glob("bundle_*.json"), *VECTORS_DIR.glob("ack_*.json")]
+    """The bundle, ack and rejection vectors (mqtt_frames.json has a shape of its own:
+    test_mqtt_frame_vectors.py)."""
+    paths = [p for kind in ("bundle", "ack", "rejection") for p in VECTORS_DIR.glob(f"{kind}_*.json")]
     return {p.stem: json.loads(p.read_text()) for p in sorted(paths)}

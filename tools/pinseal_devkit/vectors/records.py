@@ -1,4 +1,4 @@
-"""The JSON record of one bundle or ack vector (the fields protocol/vectors/README.md describes)."""
+"""The JSON record of one bundle, ack or rejection vector (fields: protocol/vectors/README.md)."""
 
 import hashlib
 from dataclasses import dataclass, field
@@ -15,7 +15,7 @@ from pinseal_devkit.test_keys import (
 )
 from pinseal_devkit.vectors.craft import is_sign1, parts, seal
 from pinseal_devkit.vectors.inputs import readings_to_json
-from pinseal_protocol import ack, bundle
+from pinseal_protocol import ack, bundle, rejection
 
 
 @dataclass(frozen=True)
@@ -84,5 +84,32 @@ def ack_vector(case: Case) -> dict[str, Any]:
     }
     if case.context:
         vector["context"] = case.context
+    vector["expect"] = case.expect
+    return vector
+
+
+def rejection_vector(case: Case) -> dict[str, Any]:
+    """A rejection case as its JSON record (the ack's fields, with the rejection's `input`)."""
+    fields, data = case.fields, case.message
+    vector: dict[str, Any] = {
+        "description": case.description,
+        "kind": "rejection",
+        "seed": GATEWAY_SEED.hex(),
+        "public_key": GATEWAY_PUB.hex(),
+        "key_id": GATEWAY_KID.hex(),
+        "device_key_id": DEVICE_KID.hex(),
+        "input": {
+            "device": fields["device"].hex(),
+            "bundle_hash": fields["bundle_hash"].hex(),
+            "time": fields["time"],
+            "reason": fields["reason"],
+            "next_seq": fields["next_seq"],
+        },
+        "reproducible": data == rejection.sign_rejection(GATEWAY_KEY, **fields),
+        "payload": parts(data)[2].hex() if is_sign1(data) else "",
+        "rejection": data.hex(),
+        "rejection_hash": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
     vector["expect"] = case.expect
     return vector

@@ -11,29 +11,34 @@ from typing import Any
 
 from pinseal_devkit.vectors.ack_cases import ack_cases
 from pinseal_devkit.vectors.bundle_cases import bundle_cases
-from pinseal_devkit.vectors.records import ack_vector, bundle_vector
+from pinseal_devkit.vectors.records import ack_vector, bundle_vector, rejection_vector
+from pinseal_devkit.vectors.rejection_cases import rejection_cases
+
+MESSAGE_KINDS = ("bundle", "ack", "rejection")
+"""The kinds of message vector; each is in `<kind>_*.json` with its bytes under the key `<kind>`."""
 
 REFERENCE_BUNDLE = "bundle_one_reading_thp"
-"""The bundle the ack vectors acknowledge."""
+"""The bundle the ack and rejection vectors name."""
 
 
 def generate() -> dict[str, dict[str, Any]]:
-    """Every bundle and ack vector by file stem."""
+    """Every bundle, ack and rejection vector by file stem."""
     bundles = bundle_cases()
     reference = next(case.message for case in bundles if case.name == REFERENCE_BUNDLE)
     vectors = {case.name: bundle_vector(case) for case in bundles}
     vectors.update((case.name, ack_vector(case)) for case in ack_cases(reference))
+    vectors.update((case.name, rejection_vector(case)) for case in rejection_cases(reference))
     return vectors
 
 
 def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> list[Path]:
-    """Write `<name>.json` files into `outdir`, replacing stale bundle_*/ack_* files, then the batches
-    and the MQTT frames, so one command writes them all."""
+    """Write `<name>.json` files into `outdir`, replacing stale message vector files, then the
+    batches and the MQTT frames, so one command writes them all."""
     from pinseal_devkit.vectors import mqtt_frame_cases
 
     vectors = generate() if vectors is None else vectors
     outdir.mkdir(parents=True, exist_ok=True)
-    for stale in [*outdir.glob("bundle_*.json"), *outdir.glob("ack_*.json")]:
+    for stale in [p for kind in MESSAGE_KINDS for p in outdir.glob(f"{kind}_*.json")]:
         if stale.stem not in vectors:
             stale.unlink()
     paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
