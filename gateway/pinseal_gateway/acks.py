@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pinseal_protocol import cose, dcbor, keys, sodium
+from pinseal_protocol import cose, dcbor, keys, rejection, sodium
 from pinseal_protocol.bundle import protected_header
 
 
@@ -57,7 +57,19 @@ class AckSigner:
 
     def sign(self, device: bytes, seq: int, bundle_hash: bytes, time: int) -> bytes:
         """The ack bytes for `device`: `seq` its contiguous stored sequence, `time` the commit time."""
-        payload_bstr = _bstr(self.payload(device, seq, bundle_hash, time))
+        return self._sign_payload(self.payload(device, seq, bundle_hash, time))
+
+    def sign_rejection(
+        self, device: bytes, bundle_hash: bytes, time: int, reason: str, next_seq: int
+    ) -> bytes:
+        """A signed rejection (docs/protocol.md §5.1): rare, so its payload takes the generic encoder."""
+        payload = rejection.encode_payload(
+            device=device, bundle_hash=bundle_hash, time=time, reason=reason, next_seq=next_seq
+        )
+        return self._sign_payload(payload)
+
+    def _sign_payload(self, payload: bytes) -> bytes:
+        payload_bstr = _bstr(payload)
         signature = self._key.sign(self._sig_prefix + payload_bstr)
         return self._msg_prefix + payload_bstr + _bstr(signature)
 

@@ -39,8 +39,10 @@ class GroupReport:
         self._metrics = metrics
         self._rejection_log = RejectionLog()
 
-    def record(self, result: CommittedGroup, acks_sent: int) -> None:
+    def record(self, result: CommittedGroup, replies_sent: int) -> None:
+        """`replies_sent`: signed acks and signed rejections published for this group."""
         metrics = self._metrics
+        rejections_sent = 0
         now = time.time()
         accepted = readings = 0
         for outcome in result.outcomes:
@@ -50,6 +52,9 @@ class GroupReport:
                 if reason == "conflict":
                     metrics.conflicts.inc()
                 self._rejection_log.log(outcome.kid, reason, outcome.detail, now)
+                if outcome.ack is not None:
+                    metrics.rejections_sent.labels(reason).inc()
+                    rejections_sent += 1
                 continue
             if outcome.status == "duplicate":
                 metrics.duplicates.inc()
@@ -62,6 +67,7 @@ class GroupReport:
                 log.info("chain gap before a bundle of %s (stored, flagged)", outcome.kid.hex())
             if outcome.time_flag:
                 metrics.time_flags.labels(outcome.time_flag).inc()
+        acks_sent = replies_sent - rejections_sent
         if acks_sent:
             metrics.acks_sent.inc(acks_sent)
         metrics.bundles_accepted.inc(accepted)
@@ -71,6 +77,6 @@ class GroupReport:
             metrics.device_last_seen.labels(kid.hex()).set(seen)
         if acks_sent:
             for outcome in result.outcomes:
-                if outcome.ack is not None and outcome.kid is not None:
+                if outcome.ack is not None and outcome.kid is not None and outcome.status != "rejected":
                     metrics.last_ack[outcome.kid] = result.commit_time
                     metrics.device_last_ack.labels(outcome.kid.hex()).set(result.commit_time)

@@ -31,6 +31,12 @@ class Metrics:
             f"{PREFIX}time_flags", "Bundles stored with implausible times", ["flag"], registry=r
         )
         self.acks_sent = Counter(f"{PREFIX}acks_sent", "Signed acks published", registry=r)
+        self.rejections_sent = Counter(
+            f"{PREFIX}rejections_sent",
+            "Signed rejections published: a device told its bundle is refused for good (protocol §5.1)",
+            ["reason"],
+            registry=r,
+        )
         self.batch_latency_seconds = Histogram(
             f"{PREFIX}batch_latency_seconds",
             "From a bundle's arrival to its batch being sealed",

@@ -207,7 +207,8 @@ class Pipeline:
             self._finish(result)
 
     def _sign_acks(self, result: CommittedGroup) -> None:
-        """In the ack thread, after the commit: one signed ack per accepted or duplicate bundle."""
+        """In the ack thread, after the commit: one signed ack per accepted or duplicate bundle, one
+        signed rejection per bundle refused for good (docs/protocol.md §5.1), both on the ack topic."""
         sign = self._signer.sign
         commit_time = result.commit_time
         for outcome in result.outcomes:
@@ -215,6 +216,12 @@ class Pipeline:
                 assert outcome.kid is not None and outcome.bundle_hash is not None
                 assert outcome.ack_seq is not None
                 outcome.ack = sign(outcome.kid, outcome.ack_seq, outcome.bundle_hash, commit_time)
+            elif outcome.next_seq is not None:
+                assert outcome.kid is not None and outcome.bundle_hash is not None
+                assert outcome.reason is not None
+                outcome.ack = self._signer.sign_rejection(
+                    outcome.kid, outcome.bundle_hash, commit_time, outcome.reason, outcome.next_seq
+                )
 
     def _finish(self, result: CommittedGroup) -> None:
         """After the commit: each link publishes its acks and settles its messages; then metrics, logs."""

@@ -30,7 +30,7 @@ from pinseal_gateway.keys import create_gateway_key, write_secret
 from pinseal_gateway.store import devices as device_store
 from pinseal_gateway.store.db import Database
 from pinseal_protocol import ack as pack
-from pinseal_protocol import keys
+from pinseal_protocol import keys, rejection
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.senml import Reading, Record
 
@@ -97,15 +97,25 @@ class DevicePeer(MqttPeer):
     def __init__(self, port: int, device: SimDevice, gateway_public: bytes) -> None:
         self.device = device
         self.gateway_key = keys.load_public_key(gateway_public)
+        self.rejections: list[rejection.RejectionNotice] = []  # set aside by ack(), in arrival order
         super().__init__(port, device.kid_hex, device.password, subscribe=f"pinseal/v1/{device.kid_hex}/ack")
 
     def send(self, raw: bytes, *, wait: bool = True) -> None:
         self.publish(self.device.up_topic, raw, wait=wait)
 
-    def ack(self, timeout: float = 10.0) -> pack.Ack:
-        """The next ack on this device's topic, verified as a device verifies it."""
+    def reply(self, timeout: float = 10.0) -> pack.Ack | rejection.RejectionNotice:
+        """The next message on this device's ack topic, verified as a device verifies it."""
         _, payload = self.get(timeout)
-        return pack.verify_ack(payload, self.gateway_key, self.device.kid)
+        return rejection.verify_reply(payload, self.gateway_key, self.device.kid)
+
+    def ack(self, timeout: float = 10.0) -> pack.Ack:
+        """The next ack on this device's topic; signed rejections on the way go to `rejections`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self.reply(max(0.01, deadline - time.monotonic()))
+            if isinstance(reply, pack.Ack):
+                return reply
+            self.rejections.append(reply)
 
     def acks_for(self, hashes: set[bytes], timeout: float = 20.0) -> dict[bytes, pack.Ack]:
         """Collect verified acks until every hash in `hashes` has one."""

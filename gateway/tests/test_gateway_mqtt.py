@@ -17,7 +17,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pinseal_gateway.link import Message
 from pinseal_gateway.metrics import Metrics
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import mqtt_frames
+from pinseal_protocol import mqtt_frames, rejection
 
 
 def rows(env, sql, *args):
@@ -124,6 +124,46 @@ def test_every_rejection_reason_end_to_end(env, gateway, new_device):
     stored = {h for (h,) in rows(env, "SELECT hash FROM bundles")}
     assert pbundle.bundle_hash(conflicting) not in stored and pbundle.bundle_hash(replayed) not in stored
     assert rows(env, "SELECT seq FROM bundles WHERE kid = ? ORDER BY seq", a.kid) == [(0,), (5,), (6,)]
+
+
+def test_a_bundle_refused_for_good_is_answered_with_a_signed_rejection(env, gateway):
+    """conflict, replayed and wrong_topic (docs/protocol.md §5.1): the device's own login sends them,
+    and its ack topic gets the gateway's signed rejection naming the bundle and where the counter must
+    continue; a bad signature gets none (the sender is not shown to be the device)."""
+    a, b, _ = env.devices
+    peer = env.device_peer(a)
+    try:
+        first = a.seal()
+        high = a.seal(seq=9)
+        peer.send(first)
+        peer.send(high)
+        peer.acks_for({pbundle.bundle_hash(first), pbundle.bundle_hash(high)})
+        refused = {
+            "conflict": a.seal(seq=9, prev=pbundle.link_of(first), value=9999, advance=False),
+            "replayed": a.seal(seq=3, prev=pbundle.link_of(first), advance=False),
+            "wrong_topic": b.seal(),  # another key's bundle, on a's topic (a's own login may publish there)
+        }
+        peer.send(flip_last_byte(a.seal(advance=False)))  # bad_signature: no rejection for it
+        for raw in refused.values():
+            peer.send(raw)
+        while len(peer.rejections) < len(refused):
+            reply = peer.reply()  # only rejections can come now: nothing was sent that earns an ack
+            assert isinstance(reply, rejection.RejectionNotice), reply
+            peer.rejections.append(reply)
+        wait_for_sentinel(peer)  # and after it (in commit order) nothing for the bad signature
+    finally:
+        peer.close()
+    notices = {n.reason: n for n in peer.rejections}
+    assert sorted(notices) == sorted(refused), [n.reason for n in peer.rejections]
+    for reason, raw in refused.items():
+        notice = notices[reason]
+        assert isinstance(notice, rejection.RejectionNotice)
+        assert notice.bundle_hash == pbundle.bundle_hash(raw)
+        assert notice.next_seq == 10  # a holds readings up to seq 9: its counter must continue at 10
+        assert notice.kid == gateway.ctx.gateway_kid and notice.device == a.kid
+    for reason in refused:
+        assert metric(gateway, "rejections_sent_total", reason=reason) == 1
+    assert metric(gateway, "rejections_sent_total", reason="bad_signature") == 0
 
 
 def test_duplicate_is_reacked_not_stored_twice(env, gateway):

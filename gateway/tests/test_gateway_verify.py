@@ -25,7 +25,7 @@ from pinseal_gateway.store.db import Database
 from pinseal_gateway.verify import Checked, Limits, Rejection, check_message
 from pinseal_protocol import ack as pack
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import dcbor, fastbundle, history, keys
+from pinseal_protocol import dcbor, fastbundle, history, keys, rejection
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import BY_REASON, RejectedMessage
 from pinseal_protocol.senml import Reading, Record
@@ -61,6 +61,28 @@ def test_fast_ack_encoding_is_the_reference_encoding(device, seq, bundle_hash, w
     reference = pack.sign_ack(GATEWAY_KEY, device=device, seq=seq, bundle_hash=bundle_hash, time=when)
     assert fast == reference
     pack.verify_ack(fast, GATEWAY_KEY.public_key(), device)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    device=st.binary(min_size=16, max_size=16),
+    bundle_hash=st.binary(min_size=32, max_size=32),
+    when=st.integers(0, 2**64 - 1),
+    reason=st.sampled_from(sorted(rejection.NOTIFIED_REASONS)),
+    next_seq=st.integers(0, 2**64 - 1),
+)
+def test_gateway_rejections_are_the_reference_encoding(device, bundle_hash, when, reason, next_seq):
+    fields = {
+        "device": device,
+        "bundle_hash": bundle_hash,
+        "time": when,
+        "reason": reason,
+        "next_seq": next_seq,
+    }
+    signed = AckSigner(GATEWAY_KEY).sign_rejection(**fields)
+    assert signed == rejection.sign_rejection(GATEWAY_KEY, **fields)
+    notice = rejection.verify_reply(signed, GATEWAY_KEY.public_key(), device)
+    assert isinstance(notice, rejection.RejectionNotice) and notice.next_seq == next_seq
 
 
 def check(payload: bytes, topic: str = TOPIC) -> Checked | Rejection:
@@ -268,11 +290,15 @@ def test_store_matches_reference_history(case):
     assert sorted(transport.settled) == list(range(len(payloads)))
     assert {h: bool(g) for h, g in rows} == gaps
     assert [r for (r,) in rejections] == [v for v in verdicts if v not in ("accepted", "duplicate")]
-    assert len(transport.acks) == sum(v in ("accepted", "duplicate") for v in verdicts)
+    replies = [rejection.verify_reply(raw, GATEWAY_KEY.public_key(), DEVICE_KID) for _, raw in transport.acks]
+    acks = [reply for reply in replies if isinstance(reply, pack.Ack)]
+    assert len(acks) == sum(v in ("accepted", "duplicate") for v in verdicts)
+    # every conflict and replay is answered with a signed rejection (docs/protocol.md §5.1)
+    notices = [reply.reason for reply in replies if isinstance(reply, rejection.RejectionNotice)]
+    assert notices == [v for v in verdicts if v in rejection.NOTIFIED_REASONS]
     contiguous = history.contiguous_last_seq(stored)
     assert state[0] == contiguous and state[1] == max(b.last_seq for b in stored)
-    last_ack = pack.verify_ack(transport.acks[-1][1], GATEWAY_KEY.public_key(), DEVICE_KID)
-    assert last_ack.seq == contiguous
+    assert acks[-1].seq == contiguous
 
 
 def test_pipeline_rejects_but_settles_garbage():

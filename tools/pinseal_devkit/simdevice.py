@@ -27,9 +27,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pinseal_protocol import ack as pack
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import keys
+from pinseal_protocol import keys, rejection
 from pinseal_protocol.bundle import Status
 from pinseal_protocol.dcbor import DecimalFraction
 from pinseal_protocol.errors import RejectedMessage
@@ -276,9 +275,17 @@ class SimDevice:
             return
         assert self.gateway_public_key is not None, "a connected device needs the gateway's public key"
         try:
-            verified = pack.verify_ack(message.payload, self.gateway_public_key, self.kid)
+            verified = rejection.verify_reply(message.payload, self.gateway_public_key, self.kid)
         except RejectedMessage as exc:
             log.warning("device %s: ack rejected (%s): %s", self.kid_hex, exc.reason, exc)
+            return
+        if isinstance(verified, rejection.RejectionNotice):  # docs/protocol.md §5.1; kept: a test's evidence
+            log.warning(
+                "device %s: the gateway refused bundle %s (%s)",
+                self.kid_hex,
+                verified.bundle_hash.hex()[:16],
+                verified.reason,
+            )
             return
         try:
             self._check_cut("ack_verified")

@@ -217,6 +217,12 @@ class DeviceStates:
             state = self._states[kid] = load_state(conn, kid)
         return state
 
+    def peek(self, conn: sqlite3.Connection, kid: bytes) -> DeviceState:
+        """Like `get`, but a state not cached is read without being cached (a key id from a message
+        that was refused before any device check must not grow the cache)."""
+        state = self._states.get(kid)
+        return load_state(conn, kid) if state is None else state
+
     def put(self, state: DeviceState) -> None:
         self._states[state.kid] = state
 

@@ -12,6 +12,7 @@ written again with each message in its own savepoint, so that message alone beco
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import time
@@ -26,6 +27,7 @@ from pinseal_gateway.store.rejections import RejectionPolicy
 from pinseal_gateway.verify import EVIDENCE_LIMIT, Checked, Rejection, topic_kid
 from pinseal_protocol.errors import Conflict, Replayed
 from pinseal_protocol.history import StoredBundle, Verdict
+from pinseal_protocol.rejection import NOTIFIED_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class MessageOutcome:
     time_flag: str | None = None
     bundle_hash: bytes | None = None
     ack_seq: int | None = None  # the contiguous seq the ack carries, read right after the commit
-    ack: bytes | None = None
+    next_seq: int | None = None  # set on a rejection the device is told of (docs/protocol.md §5.1)
+    ack: bytes | None = None  # the signed ack, or the signed rejection
 
 
 @dataclass(slots=True)
@@ -94,6 +97,12 @@ class GroupCommitter:
                 assert outcome.kid is not None
                 # What the ack carries: the device's contiguous seq as this commit left it.
                 outcome.ack_seq = states.get(conn, outcome.kid).contiguous_seq
+            elif outcome.reason in NOTIFIED_REASONS and outcome.kid is not None:
+                # What the signed rejection carries: where the device's counter must continue.
+                high = states.peek(conn, outcome.kid).high_seq
+                outcome.next_seq = 0 if high is None else high + 1
+                if outcome.bundle_hash is None:  # refused before it parsed as a bundle: its bytes' hash
+                    outcome.bundle_hash = hashlib.sha256(outcome.message.payload).digest()
         return result
 
     def _write_isolated(
@@ -170,7 +179,11 @@ class GroupCommitter:
                 rejection_rows.append(
                     (kid, message.topic[:200], exc.reason, exc.detail, message.received_at, evidence)
                 )
-                result.outcomes.append(MessageOutcome(message, "rejected", exc.reason, exc.detail, kid))
+                result.outcomes.append(
+                    MessageOutcome(
+                        message, "rejected", exc.reason, exc.detail, kid, bundle_hash=bundle.bundle_hash
+                    )
+                )
                 continue
             if verdict is Verdict.DUPLICATE:
                 state = replace(state, last_seen=message.received_at)
