@@ -49,7 +49,7 @@ class App:
         # the seal in progress (about a second on a board); nothing waits for long.
         self._crypto = asyncio.Lock()
         self.progress_ms = time.ticks_ms()
-        self.stats = {"readings": 0, "bundles": 0, "acks": 0, "bad_acks": 0, "sent": 0}
+        self.stats = {"readings": 0, "bundles": 0, "acks": 0, "bad_acks": 0, "sent": 0, "rejected": 0}
 
     # -- sampling ------------------------------------------------------------------------------------------
     async def sample_once(self):
@@ -212,7 +212,7 @@ class App:
                 data = self._acks.pop(0)
                 try:
                     async with self._crypto:
-                        seq, bundle_hash, time_s = await ack.verify(
+                        seq, bundle_hash, time_s, reason = await ack.verify(
                             data, self.gateway_pk, self.kid, self.gateway_kid
                         )
                 except (WireError, ValueError) as e:
@@ -220,9 +220,19 @@ class App:
                     print("pinseal: ack refused:", e)
                     continue
                 data = None
+                self.clock.from_ack(time_s)
+                if reason is not None:
+                    # rare, so its code is loaded only when one comes (on a 100 KB board every resident
+                    # KB counts)
+                    from pinseal.rejected import on_rejection
+
+                    on_rejection(self, seq, bundle_hash, reason)
+                    continue
                 self.stats["acks"] += 1
                 print("pinseal: gateway ack verified, stored through seq", seq)
-                self.clock.from_ack(time_s)
+                # the gateway holds every seq up to seq: a board put back to an older flash image must not
+                # count them again (the outbox, which now refuses them, would stop the app)
+                self.counters.skip_to(seq + 1)
                 if self.outbox.ack(self._covered(seq, bundle_hash)):
                     self._acked.set()
 

@@ -107,6 +107,12 @@ class Counters:
         self._next = seq + 1
         return seq
 
+    def skip_to(self, seq):
+        """Continue at seq if it is ahead: the gateway's signed rejection says where it accepts again
+        (docs/protocol.md §5.1). Persisted by the next next_seq, which finds seq beyond the reservation."""
+        if self._next < seq < _U32 - self.block:
+            self._next = seq
+
     def peek(self):
         """The seq next_seq() will return, without taking it."""
         return self._next

@@ -69,7 +69,7 @@ async def _verify_rejects(data, reason=None):
 def test_parse_literal_ack_without_the_signature():
     msg = ack.parse(ACK)
     assert cose.pinseal_kid(msg) == GATEWAY_KID
-    assert ack.parse_payload(msg.payload, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S)
+    assert ack.parse_payload(msg.payload, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S, None)
 
 
 def test_payload_for_another_device_is_wrong_topic():
@@ -103,10 +103,10 @@ def test_payload_checks():
 
 def test_payload_ignores_unknown_keys():
     fields = _fields()
-    fields[6] = [1, 2]
+    fields[8] = [1, 2]
     fields[-1] = "future"
     fields["x"] = b"y"
-    assert ack.parse_payload(dumps(fields), DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S)
+    assert ack.parse_payload(dumps(fields), DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S, None)
 
 
 def test_parse_checks_the_pinseal_header_profile():
@@ -190,8 +190,8 @@ def test_fuzz_random_payload_bytes():
 
 
 async def test_verify_literal_ack():
-    assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S)
-    assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID, GATEWAY_KID) == (SEQ, BUNDLE_HASH, TIME_S)
+    assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S, None)
+    assert await ack.verify(ACK, GATEWAY_PUBLIC, DEVICE_KID, GATEWAY_KID) == (SEQ, BUNDLE_HASH, TIME_S, None)
     assert key_id(GATEWAY_PUBLIC) == GATEWAY_KID
 
 
@@ -225,7 +225,7 @@ async def test_verify_ack_signed_by_a_fresh_gateway_key():
     gateway = ed25519.SigningKey(bytes(range(100, 132)))
     kid = key_id(gateway.public_key)
     data = await cose.sign(gateway, cose.protected_kid(kid), dumps(_fields()))
-    assert await ack.verify(data, gateway.public_key, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S)
+    assert await ack.verify(data, gateway.public_key, DEVICE_KID) == (SEQ, BUNDLE_HASH, TIME_S, None)
 
 
 # ------------------------------------------------------------------------------- normative vectors
@@ -248,7 +248,7 @@ def test_vectors_acks_up_to_the_signature():
         assert v["expect"] in ("accept", "bad_signature"), (name, v["expect"])
         if v["expect"] == "accept":
             i = v["input"]
-            assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"]), name
+            assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"], None), name
 
 
 async def test_vectors_acks():
@@ -260,7 +260,7 @@ async def test_vectors_acks():
         if v["expect"] == "accept":
             i = v["input"]
             result = await ack.verify(data, public_key, device)
-            assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"]), name
+            assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"], None), name
             accepted += 1
         else:
             try:
@@ -271,3 +271,50 @@ async def test_vectors_acks():
             else:
                 raise AssertionError(name + " accepted")
     assert accepted > 0 and rejected > 0
+
+
+# ------------------------------------------------------------------ signed rejections (protocol §5.1)
+
+
+def _rejection_fields():
+    return {1: 1, 2: DEVICE_KID, 4: BUNDLE_HASH, 5: TIME_S, 6: "conflict", 7: 1016}
+
+
+def test_rejection_payload_reads_its_reason_and_next_seq():
+    got = ack.parse_payload(dumps(_rejection_fields()), DEVICE_KID)
+    assert got == (1016, BUNDLE_HASH, TIME_S, "conflict")
+
+
+def test_rejection_payload_checks():
+    for key, bad in ((3, 1015), (6, b"conflict"), (6, ""), (6, "x" * 33), (6, 7), (7, -1), (7, "1016")):
+        fields = _rejection_fields()
+        fields[key] = bad
+        _payload_rejects(dumps(fields), "invalid_payload")
+    fields = _rejection_fields()
+    del fields[7]
+    _payload_rejects(dumps(fields), "invalid_payload")
+    fields = _rejection_fields()
+    fields[2] = bytes(16)
+    _payload_rejects(dumps(fields), "wrong_topic")
+
+
+async def test_vectors_rejections():
+    accepted = rejected = 0
+    for name, v in vectors.load("rejection"):
+        data = bytes.fromhex(v["rejection"])
+        device = bytes.fromhex(v["device_key_id"])
+        public_key = bytes.fromhex(v["public_key"])
+        if v["expect"] == "accept":
+            i = v["input"]
+            result = await ack.verify(data, public_key, device)
+            assert result == (i["next_seq"], bytes.fromhex(i["bundle_hash"]), i["time"], i["reason"]), name
+            accepted += 1
+            continue
+        try:
+            await ack.verify(data, public_key, device)
+        except WireError as e:
+            assert e.reason == v["expect"], (name, e.reason, v["expect"])
+            rejected += 1
+        else:
+            raise AssertionError(name + " accepted")
+    assert accepted == 3 and rejected > 0

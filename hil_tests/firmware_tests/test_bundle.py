@@ -258,7 +258,7 @@ def _bstr_head(n):
 def test_vectors_key_ids():
     from pinseal.identity import key_id
 
-    for kind in ("bundle", "ack"):
+    for kind in ("bundle", "ack", "rejection"):
         for name, v in vectors.load(kind):
             assert key_id(bytes.fromhex(v["public_key"])).hex() == v["key_id"], name
 

@@ -59,6 +59,21 @@ def test_floor_from_the_outbox_wins_over_a_lower_counter():
     assert c.next_seq() >= 1004
 
 
+def test_skip_to_moves_only_forward_and_survives_a_reboot():
+    # where the gateway's signed rejection or ack says it accepts again (docs/protocol.md §5.1)
+    p = _path()
+    c = Counters.open(p, 4)
+    assert [c.next_seq() for _ in range(3)] == [0, 1, 2]
+    c.skip_to(1)  # behind: ignored
+    assert c.next_seq() == 3
+    c.skip_to(1000)
+    assert c.next_seq() == 1000
+    c = Counters.open(p, 4)
+    assert c.next_seq() > 1000  # the jump was persisted with the reading that used it
+    c.skip_to(0xFFFFFFFF)  # beyond what the counter can hold: ignored, not a crash later
+    assert c.next_seq() < 2000
+
+
 def test_torn_slot_write_at_every_offset_resumes_above_every_issued_seq():
     p = _path()
     c = Counters.open(p, 4)

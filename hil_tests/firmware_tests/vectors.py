@@ -7,7 +7,7 @@ VECTORS_DIR = "/vectors"
 
 
 def load(kind):
-    """(file name, vector) for every vector of one kind ("bundle" or "ack"), in file-name order."""
+    """(file name, vector) for every vector of one kind ("bundle", "ack" or "rejection"), in name order."""
     found = []
     for name in sorted(os.listdir(VECTORS_DIR)):
         if not name.endswith(".json"):

@@ -9,6 +9,7 @@ Board clocks run faster than the host's where a test needs many sampling interva
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -205,6 +206,75 @@ def test_power_cuts_at_random_points_lose_and_repeat_nothing(tmp_path: Path) -> 
         # app, then power-on (0) after each cut (readings of a cut boot are sealed by the next one)
         causes = {b.status.reset_cause for b in r.bundles()}
         assert 0 in causes and causes <= {0, 1}, causes
+
+
+def _assert_recovers_losing_nothing_it_counts_anew(r: Rig, high: int, mark: int) -> str:
+    """After a board lost its place in the count (the gateway holds up to `high`): new readings arrive, none
+    twice, none lost past `high`, and the app never stopped; returns the board's output since `mark`."""
+    recovered = wait_until(lambda: max(r.stored_seqs()) > high + 8, 120, 0.5)
+    log = r.board.text(mark)
+    assert recovered, f"nothing after seq {high} arrived; rejections {r.rejections()}; board:\n{log[-1500:]}"
+    seqs = r.stored_seqs()
+    assert len(seqs) == len(set(seqs))  # nothing stored twice: refused bytes are only kept as evidence
+    # Every reading counted past what the gateway held arrived. A board that ignores rejections gets
+    # readings through too, later, once its outbox fills and evicts the refused bundles with everything
+    # queued behind them (seen before the fix: 75..135 lost of 64..145).
+    after = sorted(s for s in seqs if s > high)
+    assert after == list(range(high + 1, after[-1] + 1)), after
+    assert "Traceback" not in log, log[-1500:]
+    return log
+
+
+def test_a_board_that_lost_its_counter_recovers_through_signed_rejections(tmp_path: Path) -> None:
+    """Issue 14: a board whose counter and outbox files are lost (key and config kept) counts again from 0,
+    with other bytes than the gateway holds for those sequence numbers. Each such bundle is refused for
+    good (conflict or replayed) and, resent forever, blocked every later one: the board was wedged. With
+    signed rejections (docs/protocol.md §5.1) it drops each refused bundle and moves its counter past what
+    the gateway holds."""
+    speed = 5.0
+    with rig(tmp_path, speed=speed, bundling={"readings": 2, "max_wait_s": 30}) as r:
+        r.wait_readings(8)
+        flash = tmp_path / "flash"
+        r.board.power_cut()
+        (flash / "counter.bin").unlink()
+        shutil.rmtree(flash / "outbox")
+        high = max(r.stored_seqs())
+        mark = r.board.mark()
+        r.board.power_on()
+        r.board.clock(speed=speed)
+        log = _assert_recovers_losing_nothing_it_counts_anew(r, high, mark)
+        reasons = dict(r.rejections())
+        assert reasons and reasons.keys() <= {"conflict", "replayed"}, reasons
+        assert "pinseal: gateway rejected readings 0..1" in log
+
+
+def test_a_board_put_back_to_an_older_flash_image_skips_what_the_gateway_acks(tmp_path: Path) -> None:
+    """A board put back to an older flash image (a backup restored) still holds bundles the gateway stored
+    since; it resends them, and their acks name sequence numbers beyond the board's counter. The counter
+    must jump past them: before the fix the outbox refused the next reading (ValueError: seq not above
+    every recorded seq), the app stopped, and the reboot lost the readings up to the next counter block."""
+    speed = 5.0
+    with rig(tmp_path, speed=speed, bundling={"readings": 2, "max_wait_s": 30}) as r:
+        r.wait_readings(2)
+        broker = r.stack.procs.pop("mosquitto")  # so the image surely holds a bundle not yet acked
+        broker.terminate()
+        broker.wait()
+        r.board.wait_for_output(b"pinseal: sealed readings", timeout_s=60, after=r.board.mark())
+        flash, image = tmp_path / "flash", tmp_path / "flash-image"
+        r.board.power_cut()
+        shutil.copytree(flash, image)
+        r.stack.start_broker_only()
+        r.board.power_on()
+        r.board.clock(speed=speed)
+        r.wait_readings(len(set(r.stored_seqs())) + 12)  # the gateway now holds readings the image never had
+        r.board.power_cut()
+        shutil.rmtree(flash)
+        shutil.copytree(image, flash)
+        high = max(r.stored_seqs())
+        mark = r.board.mark()
+        r.board.power_on()
+        r.board.clock(speed=speed)
+        _assert_recovers_losing_nothing_it_counts_anew(r, high, mark)
 
 
 def test_time_source_ntp_then_gateway_ack_time(tmp_path: Path) -> None:

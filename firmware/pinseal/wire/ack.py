@@ -1,6 +1,7 @@
 # The gateway's ack (docs/protocol.md §5): the only message a device receives, and the one that lets
-# it delete readings from its outbox. Nothing in it is believed before the gateway's signature has
-# verified, and it must name this device (so an ack for one device cannot be replayed to another).
+# it delete readings from its outbox; or, on the same topic, its signed rejection (§5.1) of a bundle no
+# resend can cure. Nothing in either is believed before the gateway's signature has verified, and it
+# must name this device (so a message for one device cannot be replayed to another).
 from micropython import const
 
 from pinseal.wire import WireError, cose
@@ -28,10 +29,11 @@ def parse(ack_bytes):
 
 
 def parse_payload(payload, device_key_id):
-    """Checks an ack payload; returns (seq, bundle_hash, time_s).
+    """Checks an ack or rejection payload; returns (seq, bundle_hash, time_s, reason).
 
-    Keys that are not integers, and integer keys beyond 5, are ignored (docs/protocol.md §7). An ack
-    for another device is rejected as "wrong_topic", the reason the host codec gives it.
+    An ack has reason None and seq its key 3. A rejection has key 6 (reason, text) and no key 3; its
+    seq is key 7, where the counter must continue. Other keys are ignored (docs/protocol.md §7). A
+    message for another device is rejected as "wrong_topic", the reason the host codec gives it.
     """
     fields = loads(payload)
     if type(fields) is not dict:
@@ -42,7 +44,12 @@ def parse_payload(payload, device_key_id):
     if type(version) is not int or version != VERSION:
         raise WireError("unsupported_version", "ack version %r" % (version,))
     device = fields.get(2)
+    reason = fields.get(6)
     seq = fields.get(3)
+    if reason is not None:
+        if seq is not None or type(reason) is not str or not 0 < len(reason) <= 32:
+            raise _invalid("rejection with a seq, or a reason not text of 1 to 32 characters")
+        seq = fields.get(7)
     bundle_hash = fields.get(4)
     time_s = fields.get(5)
     if type(device) is not bytes or len(device) != _KEY_ID_SIZE:
@@ -55,11 +62,11 @@ def parse_payload(payload, device_key_id):
         raise _invalid("time is not an unsigned integer")
     if device != device_key_id:
         raise WireError("wrong_topic", "ack is for another device")
-    return seq, bundle_hash, time_s
+    return seq, bundle_hash, time_s, reason
 
 
 async def verify(ack_bytes, gateway_public_key, device_key_id, gateway_key_id=None):
-    """Parses and verifies an ack from the network; returns (seq, bundle_hash, time_s).
+    """Parses and verifies an ack or rejection from the network; returns parse_payload's tuple.
 
     Raises WireError (a ValueError) for anything that is not a well-formed ack signed by this device's
     gateway for this device: "unknown_device" when it is signed by another key, "bad_signature" when
