@@ -524,7 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     _enroll_args(p)
     _deploy_args(p)
     p.add_argument("--deploy", action="store_true", help="deploy the firmware first")
-    p.add_argument("--new-key", action="store_true", help="with --force: the device makes a new key")
+    p.add_argument(
+        "--new-key",
+        action="store_true",
+        help="with --force: the device makes a new key (a new identity: the old key's unsent readings go)",
+    )
     p.set_defaults(fn=cmd_enroll)
 
     p = sub.add_parser("status", help="firmware, files, certificate, config and registry state (JSON)")

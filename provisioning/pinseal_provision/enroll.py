@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CERT_PATH = "/cert.cbor"
 CONFIG_PATH = "/config.json"
 KEY_FILES = ("/key.seed", "/key.pub")
+OUTBOX_DIR = "/outbox"  # the firmware's flash outbox (firmware/pinseal/outbox.py)
 # Ed25519 key generation and a seal in pure MicroPython: seconds on a board, more in the VM under load.
 KEYGEN_TIMEOUT_S = 180.0
 SELF_TEST_TIMEOUT_S = 180.0
@@ -85,10 +86,20 @@ class EnrollReport:
     board: str = ""
     registered: str = ""  # "new" or "existing"
     self_test: str = "not run"
+    discarded_outbox_files: int = 0  # with --new-key: the old key's outbox, which no gateway would accept
     steps: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _discard_outbox(board: Board) -> int:
+    """Remove the outbox's files; returns how many. A board that never ran the app has no outbox."""
+    try:
+        files = board.list_files(OUTBOX_DIR)
+    except DeviceError:
+        return 0
+    return len(board.remove(files))
 
 
 def device_info(board: Board) -> dict[str, Any]:
@@ -185,6 +196,12 @@ def enroll(board: Board, opts: EnrollOptions, say: Callable[[str], None] = log.i
             raise BadInput("--new-key replaces the device's identity; it needs --force too")
         board.remove([CERT_PATH, CONFIG_PATH, *KEY_FILES])  # deleted on the device, never read
         step("old key, certificate and config removed on the device")
+        report.discarded_outbox_files = _discard_outbox(board)
+        if report.discarded_outbox_files:
+            step(
+                f"the old key's outbox removed ({report.discarded_outbox_files} files): its bundles "
+                "would be refused under the new key, and resent forever they blocked every new reading"
+            )
         info = device_info(board)
     if not info.get("has_key") or not info.get("public_key"):
         step("creating the device key on the device")

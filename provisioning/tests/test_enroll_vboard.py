@@ -169,6 +169,23 @@ def test_reenroll_refused_without_force_and_resumed_with_it(
     assert gateway.cli("devices", "list").count(first.key_id) == 1
 
 
+def test_a_new_key_discards_the_old_keys_outbox(
+    board: VirtualBoard, enroll_options: EnrollOptions, tmp_path: Path
+) -> None:
+    """Bundles sealed by the old key can never be accepted under the new one (the gateway refuses them as
+    wrong_topic): left in the outbox, they were resent forever and blocked every new reading."""
+    first = provision(board.serial_path, enroll_options)
+    outbox = tmp_path / "flash" / "outbox"  # the virtual board's flash is this folder
+    outbox.mkdir(exist_ok=True)
+    (outbox / "1.seg").write_bytes(b"bundles sealed by the old key")
+    enroll_options.force = enroll_options.new_key = True
+    with Board(board.serial_path) as b:
+        again = enroll.enroll(b, enroll_options)
+    assert again.key_id != first.key_id and again.registered == "new"
+    assert not (outbox / "1.seg").exists()
+    assert again.discarded_outbox_files == 1
+
+
 def test_enroll_resumes_after_a_cut_between_registration_and_config(
     board: VirtualBoard, enroll_options: EnrollOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
