@@ -251,25 +251,32 @@ def test_vectors_acks_up_to_the_signature():
             assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"], None), name
 
 
-async def test_vectors_acks():
+async def _verify_vectors(kind, expected):
+    """Every vector of `kind` through ack.verify: accepted ones give expected(input), the others their
+    reason; returns (accepted, rejected)."""
     accepted = rejected = 0
-    for name, v in vectors.load("ack"):
-        data = bytes.fromhex(v["ack"])
+    for name, v in vectors.load(kind):
+        data = bytes.fromhex(v[kind])
         device = bytes.fromhex(v["device_key_id"])
         public_key = bytes.fromhex(v["public_key"])
         if v["expect"] == "accept":
-            i = v["input"]
-            result = await ack.verify(data, public_key, device)
-            assert result == (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"], None), name
+            assert await ack.verify(data, public_key, device) == expected(v["input"]), name
             accepted += 1
+            continue
+        try:
+            await ack.verify(data, public_key, device)
+        except WireError as e:
+            assert e.reason == v["expect"], (name, e.reason, v["expect"])
+            rejected += 1
         else:
-            try:
-                await ack.verify(data, public_key, device)
-            except WireError as e:
-                assert e.reason == v["expect"], (name, e.reason, v["expect"])
-                rejected += 1
-            else:
-                raise AssertionError(name + " accepted")
+            raise AssertionError(name + " accepted")
+    return accepted, rejected
+
+
+async def test_vectors_acks():
+    accepted, rejected = await _verify_vectors(
+        "ack", lambda i: (i["seq"], bytes.fromhex(i["bundle_hash"]), i["time"], None)
+    )
     assert accepted > 0 and rejected > 0
 
 
@@ -299,22 +306,7 @@ def test_rejection_payload_checks():
 
 
 async def test_vectors_rejections():
-    accepted = rejected = 0
-    for name, v in vectors.load("rejection"):
-        data = bytes.fromhex(v["rejection"])
-        device = bytes.fromhex(v["device_key_id"])
-        public_key = bytes.fromhex(v["public_key"])
-        if v["expect"] == "accept":
-            i = v["input"]
-            result = await ack.verify(data, public_key, device)
-            assert result == (i["next_seq"], bytes.fromhex(i["bundle_hash"]), i["time"], i["reason"]), name
-            accepted += 1
-            continue
-        try:
-            await ack.verify(data, public_key, device)
-        except WireError as e:
-            assert e.reason == v["expect"], (name, e.reason, v["expect"])
-            rejected += 1
-        else:
-            raise AssertionError(name + " accepted")
+    accepted, rejected = await _verify_vectors(
+        "rejection", lambda i: (i["next_seq"], bytes.fromhex(i["bundle_hash"]), i["time"], i["reason"])
+    )
     assert accepted == 3 and rejected > 0

@@ -62,54 +62,48 @@ def bundle_vector(case: Case) -> dict[str, Any]:
 
 def ack_vector(case: Case) -> dict[str, Any]:
     """An ack case as its JSON record; `reproducible` if a correct gateway makes exactly these bytes."""
-    fields, data = case.fields, case.message
+    fields = case.fields
+    inputs = {
+        "device": fields["device"].hex(),
+        "seq": fields["seq"],
+        "bundle_hash": fields["bundle_hash"].hex(),
+        "time": fields["time"],
+    }
+    return _gateway_message_vector("ack", case, inputs, ack.sign_ack(GATEWAY_KEY, **fields))
+
+
+def rejection_vector(case: Case) -> dict[str, Any]:
+    """A rejection case as its JSON record (docs/protocol.md §5.1)."""
+    fields = case.fields
+    inputs = {
+        "device": fields["device"].hex(),
+        "bundle_hash": fields["bundle_hash"].hex(),
+        "time": fields["time"],
+        "reason": fields["reason"],
+        "next_seq": fields["next_seq"],
+    }
+    return _gateway_message_vector("rejection", case, inputs, rejection.sign_rejection(GATEWAY_KEY, **fields))
+
+
+def _gateway_message_vector(kind: str, case: Case, inputs: dict[str, Any], made: bytes) -> dict[str, Any]:
+    """The record of a message the gateway signs for a device; `made`: what a correct gateway makes
+    from `inputs`, so `reproducible` says whether the case's bytes are exactly that."""
+    data = case.message
     vector: dict[str, Any] = {
         "description": case.description,
-        "kind": "ack",
+        "kind": kind,
         "seed": GATEWAY_SEED.hex(),
         "public_key": GATEWAY_PUB.hex(),
         "key_id": GATEWAY_KID.hex(),
         "device_key_id": DEVICE_KID.hex(),
-        "input": {
-            "device": fields["device"].hex(),
-            "seq": fields["seq"],
-            "bundle_hash": fields["bundle_hash"].hex(),
-            "time": fields["time"],
-        },
-        "reproducible": data == ack.sign_ack(GATEWAY_KEY, **fields),
+        "input": inputs,
+        "reproducible": data == made,
         "payload": parts(data)[2].hex() if is_sign1(data) else "",
-        "ack": data.hex(),
-        "ack_hash": hashlib.sha256(data).hexdigest(),
+        kind: data.hex(),
+        f"{kind}_hash": hashlib.sha256(data).hexdigest(),
         "size": len(data),
     }
     if case.context:
         vector["context"] = case.context
-    vector["expect"] = case.expect
-    return vector
-
-
-def rejection_vector(case: Case) -> dict[str, Any]:
-    """A rejection case as its JSON record (the ack's fields, with the rejection's `input`)."""
-    fields, data = case.fields, case.message
-    vector: dict[str, Any] = {
-        "description": case.description,
-        "kind": "rejection",
-        "seed": GATEWAY_SEED.hex(),
-        "public_key": GATEWAY_PUB.hex(),
-        "key_id": GATEWAY_KID.hex(),
-        "device_key_id": DEVICE_KID.hex(),
-        "input": {
-            "device": fields["device"].hex(),
-            "bundle_hash": fields["bundle_hash"].hex(),
-            "time": fields["time"],
-            "reason": fields["reason"],
-            "next_seq": fields["next_seq"],
-        },
-        "reproducible": data == rejection.sign_rejection(GATEWAY_KEY, **fields),
-        "payload": parts(data)[2].hex() if is_sign1(data) else "",
-        "rejection": data.hex(),
-        "rejection_hash": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-    }
     vector["expect"] = case.expect
     return vector
