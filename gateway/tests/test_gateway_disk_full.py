@@ -2,12 +2,13 @@
 
 No simulated write failure: the gateway's data directory is a small tmpfs mounted in a private mount
 namespace (`unshare -m`), the real `pinseal-gateway run` process works in it, and a filler file (written
-and removed through `nsenter`) makes SQLite itself answer "database or disk is full". Real Mosquitto,
-real network ingest over HTTP on loopback.
+and removed through the gateway's /proc/PID/root) makes SQLite itself answer "database or disk is full".
+Real Mosquitto, real network ingest over HTTP on loopback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import signal
@@ -41,7 +42,7 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> 
 
 def tmpfs_unavailable(probe: Path) -> str | None:
     """Why a tmpfs cannot be mounted in a private mount namespace here (None when it can)."""
-    for tool in ("unshare", "nsenter", "mount"):
+    for tool in ("unshare", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     probe.mkdir()
@@ -57,9 +58,27 @@ def tmpfs_unavailable(probe: Path) -> str | None:
     return None
 
 
-def in_namespace(pid: int, script: str) -> None:
-    """Run `script` in the gateway's mount namespace (where its tmpfs is)."""
-    subprocess.run(["nsenter", "-t", str(pid), "-m", "--", "sh", "-c", script], timeout=30, check=True)
+def as_the_gateway_sees(pid: int, path: Path) -> Path:
+    """`path` in the gateway's mount namespace (where its tmpfs is), through /proc/PID/root.
+
+    Not `nsenter -m`: joining a mount namespace needs a single-threaded caller and a process run by
+    qemu-user never is (make hil-arm64 runs this test there; setns fails with EINVAL)."""
+    return Path(f"/proc/{pid}/root") / path.relative_to("/")
+
+
+def fill(pid: int, data: Path) -> None:
+    """Fill the gateway's tmpfs to the last byte with a filler file."""
+    chunk = bytes(4096)
+    with as_the_gateway_sees(pid, data / "filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(chunk)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+
+
+def unfill(pid: int, data: Path) -> None:
+    as_the_gateway_sees(pid, data / "filler").unlink()
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -98,7 +117,7 @@ def ingest_count(db: Path) -> int:
 
 def start_on_tmpfs(env: object, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """`pinseal-gateway run` with its data directory (registry, key, MQTT password) moved onto a small
-    tmpfs mounted in a mount namespace of its own: only the gateway (and `nsenter`) sees it."""
+    tmpfs mounted in a mount namespace of its own: only the gateway (and /proc/PID/root) sees it."""
     data = env.config.data_dir  # type: ignore[attr-defined]
     seed = data.parent / "seed"
     data.rename(seed)
@@ -170,7 +189,7 @@ def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> No
 
         # 2. The disk fills up. The batcher's next seal (interval 3 s) and the uplink's bookkeeping fail,
         #    and so does every new group the store tries to commit.
-        in_namespace(gateway.pid, f"dd if=/dev/zero of={data}/filler bs=4096 2>/dev/null; true")
+        fill(gateway.pid, data)
         assert status(http_port)["counts"]["unbatched"] == 5  # type: ignore[index]
         ingest = subprocess.Popen(
             [*ingest_cli, "run", "--db", ingest_db, "--listen", f"127.0.0.1:{ingest_port}"],
@@ -196,7 +215,7 @@ def test_disk_full_pauses_writers_keeps_running_and_resumes(env, tmp_path) -> No
         assert log_during.count("Traceback") <= 3, "a traceback per retry"
 
         # 3. Space returns: everything resumes by itself, nothing lost, nothing twice.
-        in_namespace(gateway.pid, f"rm -f {data}/filler")
+        unfill(gateway.pid, data)
         peer.acks_for({pbundle.bundle_hash(r) for r in during}, timeout=30)
         for part in ("store", "batcher", "uplink"):
             wait_until(
@@ -247,7 +266,7 @@ def test_sigterm_while_paused_on_a_full_disk_exits_0_within_the_grace_period(env
         for raw_bundle in stored:
             peer.send(raw_bundle)
         peer.acks_for({pbundle.bundle_hash(r) for r in stored})
-        in_namespace(gateway.pid, f"dd if=/dev/zero of={data}/filler bs=4096 2>/dev/null; true")
+        fill(gateway.pid, data)
         for raw_bundle in [device.seal() for _ in range(5)]:
             peer.send(raw_bundle)
         wait_until(lambda: metric(http_port, 'storage_full{part="store"}') == 1, 15, "the store to pause")
