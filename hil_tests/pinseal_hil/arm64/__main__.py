@@ -1,0 +1,160 @@
+"""`make hil-arm64`: the gateway installed on a Raspberry Pi's CPU, and its gateway, protocol and ingest
+tests run there, against the tree's own (arm64) Mosquitto.
+
+    python -m pinseal_hil.arm64 [--tree DIR] [--results DIR] [-- PYTEST ARGS]
+
+The tree (debian_tree.py) and its venv are kept between runs and rebuilt when their recipe changes (the
+Debian packages; constraints.txt, pyproject.toml and setup.py for the venv); the sources are copied afresh
+each run. The venv holds an editable install of the checkout's copy, as `make setup` makes on the host, so
+the tests find the repository's vectors and packaging files; the install test among them
+(test_gateway_install) installs a real wheel into a fresh venv on arm64 as an owner would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pinseal_build.locations import BUILD_DIR, CHECKOUT
+from pinseal_hil.arm64 import debian_tree, namespace
+
+TESTS = ("gateway/tests", "protocol/tests", "ingest/tests")
+# Inside the tree: the sources, their venv, the results.
+SRC, VENV, RESULTS = "/opt/pinseal/src", "/opt/pinseal/venv", "/opt/pinseal/results"
+VENV_INPUTS = ("constraints.txt", "pyproject.toml", "setup.py")
+VENV_STAMP = ".pinseal-venv"
+# The gateway's and the ingest's extras (what a Raspberry Pi gateway installs) and the test runners:
+# pytest-xdist spreads the tests over every core, since qemu-user runs each process on one.
+INSTALL = f"-e {SRC}[gateway,ingest] pytest pytest-timeout pytest-xdist hypothesis"
+# The development packages the tests import (pinseal_devkit: simulated devices, vectors; pinseal_hil).
+DEV_PACKAGE_DIRS = ("tools", "hil_tests")
+# Not copied: the checkout's own environments and output (at its top only: node_modules/uplot/dist is the
+# dashboard's plotting library) and caches anywhere.
+TOP_LEVEL_ONLY = {".git", ".venv", "build", "dist"}
+CACHES = shutil.ignore_patterns("*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
+
+
+def not_sources(folder: str, names: list[str]) -> set[str]:
+    ignored = set(CACHES(folder, names))
+    if Path(folder) == CHECKOUT:
+        ignored |= TOP_LEVEL_ONLY.intersection(names)
+    return ignored
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pinseal_hil.arm64", description=__doc__.split("\n")[0])
+    parser.add_argument("--tree", type=Path, default=BUILD_DIR / "arm64" / debian_tree.SUITE)
+    parser.add_argument("--results", type=Path, default=BUILD_DIR / "test-results")
+    parser.add_argument("pytest_args", nargs="*", help="instead of the gateway, protocol and ingest tests")
+    args = parser.parse_args(argv)
+    try:
+        namespace.check_host()
+    except namespace.NamespaceError as err:
+        print(f"hil-arm64: {err}", file=sys.stderr)
+        return 2
+    root: Path = args.tree.resolve()
+    args.results.mkdir(parents=True, exist_ok=True)
+    log = args.results / "hil-arm64.log"
+    log.write_text("")
+    phases: list[tuple[str, float]] = []
+
+    def phase(name: str, started: float) -> None:
+        phases.append((name, time.monotonic() - started))
+
+    try:
+        started = time.monotonic()
+        debian_tree.ensure(root, log)
+        phase("tree", started)
+        started = time.monotonic()
+        copy_sources(root)
+        ensure_venv(root, log)
+        phase("install", started)
+    except RuntimeError as err:
+        print(f"hil-arm64: {err}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    status = run_tests(root, args.pytest_args or list(TESTS), args.results)
+    phase("tests", started)
+    summary = ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in phases)
+    print(f"hil-arm64: {'passed' if status == 0 else f'FAILED ({status})'}; {summary}; log {log}")
+    return status
+
+
+def copy_sources(root: Path) -> None:
+    """The checkout's sources (no venv, build output or caches) at SRC, replacing the last run's copy."""
+    target = root / SRC.lstrip("/")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(CHECKOUT, target, ignore=not_sources, symlinks=True)
+
+
+def ensure_venv(root: Path, log: Path) -> None:
+    """The venv at VENV, made with the tree's python3 and pip from PyPI, unless its inputs are unchanged."""
+    venv = root / VENV.lstrip("/")
+    digest = hashlib.sha256(INSTALL.encode())
+    for name in VENV_INPUTS:
+        digest.update((CHECKOUT / name).read_bytes())
+    stamp = venv / VENV_STAMP
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        # the editable install points at SRC, which copy_sources refreshed; only the dev paths are rewritten
+        in_tree(root, link_dev_packages(), log, "the development packages on the venv's path")
+        return
+    if venv.exists():
+        shutil.rmtree(venv)
+    script = (
+        f"python3 -m venv {VENV} && {VENV}/bin/python -m pip install --quiet --upgrade pip==25.3 && "
+        f"{VENV}/bin/python -m pip install --quiet -c {SRC}/constraints.txt {INSTALL} && "
+        f"{link_dev_packages()}"
+    )
+    in_tree(root, script, log, "the venv: pinseal[gateway,ingest] and pytest (arm64 wheels from PyPI)")
+    stamp.write_text(digest.hexdigest())
+
+
+def link_dev_packages() -> str:
+    folders = " ".join(f"{SRC}/{name}" for name in DEV_PACKAGE_DIRS)
+    return f"{VENV}/bin/python {SRC}/scripts/link-dev-packages.py {folders}"
+
+
+def run_tests(root: Path, selection: list[str], results: Path) -> int:
+    """pytest inside the tree; its output goes to this console, its JUnit XML to results/."""
+    junit = f"{RESULTS}/junit-arm64.xml"
+    pytest = shlex.join(
+        [
+            f"{VENV}/bin/python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "auto",
+            "--durations=15",
+            *selection,
+        ]
+    )
+    script = (
+        f"mkdir -p {RESULTS} && cd {SRC} && "
+        f'echo "hil-arm64: $(uname -m), $({VENV}/bin/python -V), $(/usr/sbin/mosquitto -h | head -1)" && '
+        f"exec {pytest} --junitxml={junit}"
+    )
+    print(f"hil-arm64: {' '.join(selection)} on arm64", flush=True)
+    cmd = debian_tree.in_tree_command(root, ["/bin/sh", "-c", script])
+    status = subprocess.run(cmd, check=False).returncode
+    produced = root / junit.lstrip("/")
+    if produced.is_file():
+        shutil.copyfile(produced, results / "junit-arm64.xml")
+    return status
+
+
+def in_tree(root: Path, script: str, log: Path, what: str) -> None:
+    debian_tree.run_logged(debian_tree.in_tree_command(root, ["/bin/sh", "-c", script]), log, what)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
