@@ -1,1 +1,1 @@
-"""make hil-arm64: the gateway on arm64 (Debian tree, qemu-user in a private namespace); see docs/testing.md."""
+"""make hil-arm64: the gateway on arm64 (Debian tree, qemu-user in a private namespace): docs/testing.md"""
