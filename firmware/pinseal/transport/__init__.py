@@ -2,6 +2,7 @@
 #
 #   mqtt_packets  MQTT 3.1.1 packets: pure encode/decode, strict and bounded
 #   mqtt          the asyncio MQTT client and MQTTTransport (topics per docs/protocol.md §6)
+#   serial_frames serial link frames (docs/protocol.md §10): COBS + CRC-32, pure encode/read, bounded
 #   (later: ble, serial, behind the same interface)
 #
 # The interface every backend implements (the app codes against this, never against a backend):
