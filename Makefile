@@ -28,7 +28,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
 .PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 setup: system-packages $(VENV)/.installed node_modules/.installed ## install everything (idempotent)
 

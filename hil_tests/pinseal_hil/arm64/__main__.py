@@ -48,10 +48,24 @@ def not_sources(folder: str, names: list[str]) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pinseal_hil.arm64", description=__doc__.split("\n")[0])
-    parser.add_argument("--tree", type=Path, default=BUILD_DIR / "arm64" / debian_tree.SUITE)
-    parser.add_argument("--results", type=Path, default=BUILD_DIR / "test-results")
-    parser.add_argument("pytest_args", nargs="*", help="instead of the gateway, protocol and ingest tests")
+    parser = argparse.ArgumentParser(
+        prog="python -m pinseal_hil.arm64",
+        description="Install the gateway in an arm64 Debian tree (a Raspberry Pi's CPU, under qemu-user) and "
+        "run its gateway, protocol and ingest tests there. Runs as root; needs debootstrap and "
+        "qemu-user-static (make hil-arm64 installs them).",
+        epilog="example: python -m pinseal_hil.arm64 -- gateway/tests/test_gateway_install.py -k install",
+    )
+    tree = BUILD_DIR / "arm64" / debian_tree.SUITE
+    parser.add_argument("--tree", type=Path, default=tree, help=f"where the tree is kept (default {tree})")
+    results = BUILD_DIR / "test-results"
+    parser.add_argument(
+        "--results", type=Path, default=results, help=f"JUnit XML and the log go here (default {results})"
+    )
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        help="pytest arguments after --, instead of the gateway, protocol and ingest tests",
+    )
     args = parser.parse_args(argv)
     try:
         namespace.check_host()
