@@ -29,9 +29,10 @@ TESTS = ("gateway/tests", "protocol/tests", "ingest/tests")
 SRC, VENV, RESULTS = "/opt/pinseal/src", "/opt/pinseal/venv", "/opt/pinseal/results"
 VENV_INPUTS = ("constraints.txt", "pyproject.toml", "setup.py")
 VENV_STAMP = ".pinseal-venv"
-# The gateway's and the ingest's extras (what a Raspberry Pi gateway installs) and the test runners:
-# pytest-xdist spreads the tests over every core, since qemu-user runs each process on one.
-INSTALL = f"-e {SRC}[gateway,ingest] pytest pytest-timeout pytest-xdist hypothesis"
+# The gateway's and the ingest's extras (what a Raspberry Pi gateway installs) and what the tests need:
+# pytest and its plugins (pytest-xdist spreads the tests over every core, since qemu-user runs each
+# process on one), hypothesis, and cobs, the reference the serial frame tests hold the codec to.
+INSTALL = f"-e {SRC}[gateway,ingest] pytest pytest-timeout pytest-xdist hypothesis cobs"
 # The development packages the tests import (pinseal_devkit: simulated devices, vectors; pinseal_hil).
 DEV_PACKAGE_DIRS = ("tools", "hil_tests")
 # Not copied: the checkout's own environments and output (at its top only: node_modules/uplot/dist is the
