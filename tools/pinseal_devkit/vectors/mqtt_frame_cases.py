@@ -14,12 +14,12 @@ Payloads stay under the device decoder's 4,096-byte bound.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pinseal_devkit.vectors import single_file
 from pinseal_protocol import mqtt_frames as mf
 
 FILE_NAME = "mqtt_frames.json"
@@ -148,18 +148,11 @@ def mqtt_frame_vectors() -> dict[str, Any]:
 
 def write(outdir: Path) -> Path:
     """OUTDIR/mqtt_frames.json, formatted like the other vectors."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / FILE_NAME
-    path.write_text(json.dumps(mqtt_frame_vectors(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return single_file.write_into(outdir, FILE_NAME, mqtt_frame_vectors())
 
 
 def main(argv: Sequence[str] = tuple(sys.argv[1:]), echo: Callable[[str], Any] = print) -> int:
-    if len(argv) != 1:
-        echo("usage: python -m pinseal_devkit.vectors.mqtt_frame_cases OUTDIR")
-        return 2
-    echo(f"wrote {write(Path(argv[0]))}")
-    return 0
+    return single_file.cli("pinseal_devkit.vectors.mqtt_frame_cases", write, argv, echo)
 
 
 if __name__ == "__main__":

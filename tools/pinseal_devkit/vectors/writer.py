@@ -3,12 +3,12 @@
 Stale files (a case renamed or removed) are deleted, so the folder always holds exactly the tables.
 """
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pinseal_devkit.vectors import single_file
 from pinseal_devkit.vectors.ack_cases import ack_cases
 from pinseal_devkit.vectors.bundle_cases import bundle_cases
 from pinseal_devkit.vectors.records import ack_vector, bundle_vector, rejection_vector
@@ -41,7 +41,7 @@ def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> lis
     for stale in [p for kind in MESSAGE_KINDS for p in outdir.glob(f"{kind}_*.json")]:
         if stale.stem not in vectors:
             stale.unlink()
-    paths = [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
+    paths = [single_file.write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
     framing = [mqtt_frame_cases.write(outdir), serial_frame_cases.write(outdir)]
     return [*paths, *write_batches(outdir / "batch"), *framing]
 
@@ -55,12 +55,7 @@ def write_batches(outdir: Path) -> list[Path]:
     for stale in outdir.glob("batch_*.json"):
         if stale.stem not in vectors:
             stale.unlink()
-    return [_write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
-
-
-def _write_json(path: Path, vector: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return [single_file.write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
 
 
 def main(argv: Sequence[str] = tuple(sys.argv[1:]), echo: Callable[[str], Any] = print) -> int:
