@@ -1,5 +1,6 @@
 """The arm64 harness's host-side decisions (`make hil-arm64` itself runs the tree, in `make test-long`):
-which Debian mirror the tree comes from, and when a kept tree must be rebuilt."""
+which Debian mirror the tree comes from, when a kept tree must be rebuilt, and that a second run
+leaves a tree in use alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 
 import pytest
 
+from pinseal_devkit import runlock
+from pinseal_hil.arm64 import __main__ as hil_arm64
 from pinseal_hil.arm64 import debian_tree
 
 
@@ -51,3 +54,15 @@ def test_a_tree_is_reused_only_while_its_recipe_holds(tmp_path) -> None:
     assert not debian_tree.is_current(tmp_path, "http://other.example/debian")
     (tmp_path / debian_tree.STAMP).write_text("{half written")
     assert not debian_tree.is_current(tmp_path, mirror)
+
+
+def test_a_second_run_on_a_tree_in_use_is_refused_and_touches_nothing(tmp_path, capsys) -> None:
+    tree = tmp_path / "arm64" / "bookworm"
+    held = runlock.lock_state_folder(tree.parent, "make hil-arm64")
+    try:
+        assert hil_arm64.main(["--tree", str(tree), "--results", str(tmp_path / "results")]) == 2
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert "in use by another make hil-arm64" in err and "--tree" in err
+    assert not tree.exists() and not (tmp_path / "results").exists()

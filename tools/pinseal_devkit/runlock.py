@@ -1,4 +1,4 @@
-"""One `make run` per state folder.
+"""One `make run` per state folder (and one `make hil-arm64` per arm64 tree, which uses it too).
 
 Two runs on the same folder start boards from the same flash images, so the same device keys and counters
 publish twice: the gateway then sees conflicting bundles from each device, and both copies of every board
@@ -32,8 +32,12 @@ def holder(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def lock_state_folder(workdir: Path) -> IO[str]:
-    """Take the folder's lock or raise FolderBusy naming the holder; keep the returned file open."""
+def lock_state_folder(
+    workdir: Path, command: str = "make run", elsewhere: str = "give this one its own folder with --workdir"
+) -> IO[str]:
+    """Take the folder's lock or raise FolderBusy naming the holder; keep the returned file open.
+
+    `command` is what the holder is called in the message, `elsewhere` how to run a second one anyway."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LOCK_NAME
     handle = open(path, "a+")  # noqa: SIM115 - held open for the run's life: the lock lives with it
@@ -44,12 +48,12 @@ def lock_state_folder(workdir: Path) -> IO[str]:
         who = holder(path)
         since = time.strftime("%H:%M:%S", time.localtime(who["started"])) if "started" in who else "?"
         raise FolderBusy(
-            f"{workdir} is in use by another make run (pid {who.get('pid', '?')}, started {since}, "
+            f"{workdir} is in use by another {command} (pid {who.get('pid', '?')}, started {since}, "
             f"command {who.get('command', '?')}): stop that one first (Ctrl-C in its terminal, or "
-            f"kill {who.get('pid', '<pid>')}), or give this one its own folder with --workdir"
+            f"kill {who.get('pid', '<pid>')}), or {elsewhere}"
         ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "started": time.time(), "command": "make run"}))
+    handle.write(json.dumps({"pid": os.getpid(), "started": time.time(), "command": command}))
     handle.flush()
     return handle

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from pinseal_build.locations import BUILD_DIR, CHECKOUT
+from pinseal_devkit import runlock
 from pinseal_hil.arm64 import debian_tree, namespace
 
 TESTS = ("gateway/tests", "protocol/tests", "ingest/tests")
@@ -68,14 +69,27 @@ def main(argv: list[str] | None = None) -> int:
         help="pytest arguments after --, instead of the gateway, protocol and ingest tests",
     )
     args = parser.parse_args(argv)
-    try:
-        namespace.check_host()
-    except namespace.NamespaceError as err:
+    root: Path = args.tree.resolve()
+    try:  # a second run would delete the first one's sources and venv under it
+        lock = runlock.lock_state_folder(
+            root.parent, "make hil-arm64", "give this one its own tree with --tree"
+        )
+    except runlock.FolderBusy as err:
         print(f"hil-arm64: {err}", file=sys.stderr)
         return 2
-    root: Path = args.tree.resolve()
-    args.results.mkdir(parents=True, exist_ok=True)
-    log = args.results / "hil-arm64.log"
+    with lock:
+        try:
+            namespace.check_host()
+        except namespace.NamespaceError as err:
+            print(f"hil-arm64: {err}", file=sys.stderr)
+            return 2
+        return run(root, args.results, args.pytest_args or list(TESTS))
+
+
+def run(root: Path, results: Path, selection: list[str]) -> int:
+    """Tree, install, tests; the exit status of the tests (1 if the tree or the install failed)."""
+    results.mkdir(parents=True, exist_ok=True)
+    log = results / "hil-arm64.log"
     log.write_text("")
     phases: list[tuple[str, float]] = []
 
@@ -94,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hil-arm64: {err}", file=sys.stderr)
         return 1
     started = time.monotonic()
-    status = run_tests(root, args.pytest_args or list(TESTS), args.results)
+    status = run_tests(root, selection, results)
     phase("tests", started)
     summary = ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in phases)
     print(f"hil-arm64: {'passed' if status == 0 else f'FAILED ({status})'}; {summary}; log {log}")
@@ -159,11 +173,13 @@ def run_tests(root: Path, selection: list[str], results: Path) -> int:
         f"exec {pytest} --junitxml={junit}"
     )
     print(f"hil-arm64: {' '.join(selection)} on arm64", flush=True)
+    produced, kept = root / junit.lstrip("/"), results / "junit-arm64.xml"
+    for stale in (produced, kept):  # a run that ends before pytest writes must not pass off the last one's
+        stale.unlink(missing_ok=True)
     cmd = debian_tree.in_tree_command(root, ["/bin/sh", "-c", script])
     status = subprocess.run(cmd, check=False).returncode
-    produced = root / junit.lstrip("/")
     if produced.is_file():
-        shutil.copyfile(produced, results / "junit-arm64.xml")
+        shutil.copyfile(produced, kept)
     return status
 
 
