@@ -15,7 +15,6 @@ from pinseal.timekeeper import TimeKeeper
 from pinseal.wire import WireError, ack, bundle, senml
 
 _ACK_QUEUE = const(4)
-_RESEND_MS = const(15000)
 
 
 class App:
@@ -195,7 +194,7 @@ class App:
             self.stats["sent"] += 1
             self._acked.clear()
             try:
-                await asyncio.wait_for_ms(self._acked.wait(), _RESEND_MS)
+                await asyncio.wait_for_ms(self._acked.wait(), self.transport.resend_ms)
             except asyncio.TimeoutError:
                 pass  # no ack: send the same bytes again
 

@@ -6,7 +6,7 @@ import json
 PROFILE_PATH = "/board.json"
 # What the firmware reads of a profile. The rest (USB ids, image names, Wokwi parts, notes) is for the host
 # tools: parsed whole, a profile holds ~4 KB of heap, which a 100 KB board cannot spare for the whole run.
-_USED = ("id", "sensors", "i2c", "battery", "power", "ram")
+_USED = ("id", "sensors", "i2c", "uart", "battery", "power", "ram")
 
 
 def load(path=PROFILE_PATH):

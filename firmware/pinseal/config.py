@@ -18,6 +18,11 @@ DEFAULTS = {
         "keepalive_s": 60,
         "backoff_max_s": 60,
     },
+    # the UART of the serial link: -1 takes the board profile's "uart" (docs/transports.md)
+    "serial": {"uart": -1, "tx": -1, "rx": -1, "baudrate": 115200},
+    # transports in order of preference: the first that links within link_timeout_s carries the outbox, the
+    # more preferred ones are tried again every retry_s
+    "link": {"transports": ["mqtt"], "link_timeout_s": 30, "retry_s": 300},
     "gateway": {"public_key": None},  # hex of the gateway's Ed25519 public key: acks are checked with it
     "sampling": {"interval_s": 60},
     "bundling": {"readings": 16, "max_wait_s": 900},
@@ -33,7 +38,12 @@ class ConfigError(ValueError):
     pass
 
 
-def _check_type(section, key, value, default):
+_TRANSPORTS = ("mqtt", "serial")
+
+
+def _check_type(section, key, value, default, used=True):
+    if default is None and not used:
+        return
     if default is None:
         if value is None:
             raise ConfigError("config: %s.%s is required" % (section, key))
@@ -50,6 +60,8 @@ def merge(raw):
     if not isinstance(raw, dict):
         raise ConfigError("config: the file must hold a JSON object")
     out = {}
+    link = raw.get("link", {})
+    transports = link.get("transports", DEFAULTS["link"]["transports"]) if isinstance(link, dict) else None
     for section, keys in DEFAULTS.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
@@ -57,7 +69,9 @@ def merge(raw):
         merged = {}
         for key, default in keys.items():
             value = given.get(key, default)
-            _check_type(section, key, value, default)
+            # a transport's required keys are required only when it is used
+            used = section != "mqtt" or not isinstance(transports, list) or "mqtt" in transports
+            _check_type(section, key, value, default, used)
             merged[key] = int(value) if type(default) is int and type(value) is float else value
         for key in given:
             if key not in keys:
@@ -73,6 +87,14 @@ def merge(raw):
         out["gateway"]["public_key"] = bytes.fromhex(pk)
     except ValueError:
         raise ConfigError("config: gateway.public_key must be 64 hex digits")
+    names = out["link"]["transports"]
+    if not names or any(n not in _TRANSPORTS for n in names) or len(set(names)) != len(names):
+        raise ConfigError("config: link.transports must list some of %s, each once" % (_TRANSPORTS,))
+    for key in ("link_timeout_s", "retry_s"):
+        if out["link"][key] < 1:
+            raise ConfigError("config: link.%s must be >= 1" % key)
+    if out["serial"]["baudrate"] < 300:
+        raise ConfigError("config: serial.baudrate must be >= 300")
     n = out["bundling"]["readings"]
     if not 1 <= n <= 32:
         raise ConfigError("config: bundling.readings must be 1..32")

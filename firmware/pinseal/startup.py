@@ -29,6 +29,28 @@ def size_comb(profile):
     ed25519.use_comb(4 if ed25519.__file__.startswith("/rom") else subs)
 
 
+async def make_transport(cfg, profile, kid_hex):
+    """The configured transports (docs/transports.md): one alone, or several behind the link chooser.
+    Only the modules of the transports configured are loaded."""
+    links = []
+    for name in cfg["link"]["transports"]:
+        if name == "mqtt":
+            from pinseal.transport.mqtt import MqttTransport
+
+            links.append((name, MqttTransport(cfg["mqtt"], kid_hex)))
+        else:
+            from pinseal.transport.serial import SerialTransport
+
+            links.append((name, SerialTransport(cfg["serial"], profile.get("uart"))))
+        await asyncio.sleep_ms(0)
+    if len(links) == 1:
+        return links[0][1]
+    from pinseal.transport.links import Links
+
+    link = cfg["link"]
+    return Links(links, link["link_timeout_s"] * 1000, link["retry_s"] * 1000)
+
+
 async def create_app(cfg, profile, transport=None):
     """The App, its key loaded (or made, on a first boot without one) in steps.
 
@@ -60,10 +82,7 @@ async def create_app(cfg, profile, transport=None):
     await asyncio.sleep_ms(0)
     sampler = Sampler(profile)
     if transport is None:
-        from pinseal.transport.mqtt import MqttTransport
-
-        await asyncio.sleep_ms(0)
-        transport = MqttTransport(cfg["mqtt"], kids[0].hex())
+        transport = await make_transport(cfg, profile, kids[0].hex())
     await asyncio.sleep_ms(0)
     from pinseal.app import App
 

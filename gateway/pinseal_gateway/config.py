@@ -142,6 +142,21 @@ class HomeAssistantSection:
 
 
 @dataclass(frozen=True)
+class SerialSection:
+    """Boards wired to the gateway (docs/transports.md, "Serial"): the ports read for §10 frames.
+
+    `ports`: device paths (/dev/ttyACM0, /dev/serial/by-id/...) or pyserial URLs (rfc2217://host:port);
+    `usb_ids`: "vid:pid" pairs (hex) of USB-UART bridges whose ports are read as they appear. Nothing
+    is read unless one of them names a port: a gateway never opens serial ports it was not given.
+    """
+
+    ports: tuple[str, ...] = ()
+    usb_ids: tuple[str, ...] = ()
+    baudrate: int = 115200
+    reopen_s: float = 2.0  # a port unplugged or not there yet is tried again this often
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -152,6 +167,7 @@ class GatewayConfig:
     uplink: UplinkSection = field(default_factory=UplinkSection)
     http: HttpSection = field(default_factory=HttpSection)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    serial: SerialSection = field(default_factory=SerialSection)
 
     @property
     def data_dir(self) -> Path:
@@ -228,6 +244,10 @@ def _section(name: str, current: Any, values: dict[str, Any], base_dir: Path | N
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
             value = path
+        elif isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings, not {value!r}")
+            value = tuple(value)
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}.{key} must be true or false, not {value!r}")
@@ -278,6 +298,7 @@ def validate(config: GatewayConfig) -> None:
     if config.uplink.kind not in ("http", "mqtt", "none"):
         raise ConfigError(f"uplink.kind must be 'http', 'mqtt' or 'none', not {config.uplink.kind!r}")
     _validate_homeassistant(config.homeassistant)
+    _validate_serial(config.serial)
     try:
         port = config.http.port
     except ValueError as exc:
@@ -299,6 +320,26 @@ def _validate_topic_prefix(key: str, value: str) -> None:
     """A prefix is a plain topic path: no wildcards, no empty levels (a leading or trailing slash)."""
     if not value or any(c in value for c in "#+\0") or "" in value.split("/"):
         raise ConfigError(f"{key} must be a topic path without wildcards or empty levels, not {value!r}")
+
+
+def _validate_serial(serial: SerialSection) -> None:
+    if serial.baudrate < 300:
+        raise ConfigError(f"serial.baudrate must be at least 300, not {serial.baudrate}")
+    if serial.reopen_s <= 0:
+        raise ConfigError(f"serial.reopen_s must be positive, not {serial.reopen_s}")
+    for port in serial.ports:
+        if not port.strip():
+            raise ConfigError("serial.ports must not hold an empty name")
+    for usb_id in serial.usb_ids:
+        vid, _, pid = usb_id.partition(":")
+        try:
+            ok = len(vid) == 4 and len(pid) == 4 and int(vid, 16) >= 0 and int(pid, 16) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"serial.usb_ids holds {usb_id!r}: each must be 'vid:pid' in hex, e.g. '10c4:ea60'"
+            )
 
 
 def _validate_homeassistant(ha: HomeAssistantSection) -> None:

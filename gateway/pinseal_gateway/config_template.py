@@ -24,9 +24,14 @@ SECTION_NOTES: dict[str, str] = {
     "uplink": "where batches go",
     "http": "the local HTTP API: /metrics, /status, /proofs/<bundle-hash>",
     "homeassistant": "Home Assistant MQTT discovery (docs/gateway.md, 'Home Assistant')",
+    "serial": "boards wired to this machine (docs/transports.md, 'Serial'); none read unless listed",
 }
 
 KEY_NOTES: dict[str, str] = {
+    "serial.ports": 'device paths or pyserial URLs, e.g. ["/dev/ttyUSB0", "rfc2217://mast:4000"]',
+    "serial.usb_ids": "'vid:pid' of USB-UART bridges read as they appear, e.g. [\"10c4:ea60\"]",
+    "serial.baudrate": "the boards' UART speed (firmware serial.baudrate)",
+    "serial.reopen_s": "seconds between attempts to open a port that is unplugged or not there yet",
     "gateway.data_dir": "SQLite database, gateway key, MQTT password (folder 0700, files 0600)",
     "gateway.key_file": "relative to data_dir; the gateway's Ed25519 seed, 0600, never overwritten",
     "gateway.log_level": "DEBUG, INFO, WARNING or ERROR; `run --log-level` overrides it [reload]",

@@ -30,6 +30,7 @@ from pinseal_gateway.homeassistant.run import run_homeassistant
 from pinseal_gateway.http.auth import read_password_file
 from pinseal_gateway.http.server import start_http
 from pinseal_gateway.intake.mqtt import MqttIngest
+from pinseal_gateway.intake.serial import SerialIngest
 from pinseal_gateway.keys import KeyFileError, gateway_kid, load_gateway_key, read_secret
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.pipeline import Pipeline
@@ -115,6 +116,7 @@ async def run_gateway(
     pipeline = Pipeline(ctx)
     ctx.broker_link = BrokerLink(config.mqtt.host, config.mqtt.port)
     ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics, ctx.broker_link)
+    serial_ingest = SerialIngest(config.serial, pipeline, ctx.metrics)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
     failed: list[str] = []
@@ -125,6 +127,10 @@ async def run_gateway(
         ingest.start()
         if ingest.task is not None:
             tasks[ingest.task] = "mqtt-ingest"
+        if serial_ingest.enabled:
+            serial_ingest.start()
+            if serial_ingest.task is not None:
+                tasks[serial_ingest.task] = "serial-usb-scan"
         for name, fn in _background_tasks(config).items():
             tasks[asyncio.create_task(fn(ctx, stop), name=name)] = name
         for task, name in tasks.items():
@@ -143,6 +149,7 @@ async def run_gateway(
         if pipeline_task is not None:
             await _finish_within([pipeline_task], deadline, loop)
         await ingest.stop()
+        await serial_ingest.stop()
         await _finish_within([t for t in tasks if t is not pipeline_task], deadline, loop)
         await runner.cleanup()
         db.close()

@@ -80,6 +80,18 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf")),
             registry=r,
         )
+        self.serial_bundles = Counter(
+            f"{PREFIX}serial_bundles", "Bundles read off serial ports and submitted", registry=r
+        )
+        self.serial_frames_dropped = Counter(
+            f"{PREFIX}serial_frames_dropped",
+            "Serial frames dropped, by reason (line damage, undecodable, busy): the device resends",
+            ["reason"],
+            registry=r,
+        )
+        self.serial_ports_open = Gauge(
+            f"{PREFIX}serial_port_open", "1 while a configured serial port is open", ["port"], registry=r
+        )
         self.queue_depth = Gauge(f"{PREFIX}queue_depth", "Messages received, not yet processed", registry=r)
         self.storage_full = Gauge(
             f"{PREFIX}storage_full",

@@ -62,7 +62,7 @@ def test_streams_whole_and_chunked():
 
 
 def test_encode_refuses_what_no_reader_takes():
-    for kind, payload in ((3, b""), (sf.KIND_BUNDLE, bytes(sf.MAX_PAYLOAD + 1))):
+    for kind, payload in ((4, b""), (sf.KIND_BUNDLE, bytes(sf.MAX_PAYLOAD + 1))):
         try:
             sf.encode(kind, payload)
         except ValueError:

@@ -32,6 +32,7 @@ VBOARD_DIR = REPO / "hil_tests" / "vboard"
 SENSORS_PLUGIN = VBOARD_DIR / "sensors.mjs"
 ROMFS_PLUGIN = VBOARD_DIR / "romfs.mjs"
 NET_PLUGIN = VBOARD_DIR / "net.mjs"
+UART_PLUGIN = VBOARD_DIR / "uart.mjs"
 # What a board prints once its REPL waits for input.
 FRIENDLY_PROMPT = b">>> "
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
@@ -151,6 +152,7 @@ class VirtualBoard:
         self._replies: dict[int, dict[str, Any]] = {}
         self._req = itertools.count(1)
         self.pty: SerialPty | None = None
+        self.uart_pty: SerialPty | None = None  # the profile's UART: the serial link's line, not the REPL
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout_s: float = 30.0) -> VirtualBoard:
@@ -172,6 +174,7 @@ class VirtualBoard:
                 mpy_opt=mpy.opt_level(profile),
             )
         self.pty = SerialPty(lambda data: self.host.send_serial(self.id, data))
+        self.uart_pty = SerialPty(lambda data: self.host.send_uart(self.id, data))
         self.host.register(self.id, self._on_event)
         self.host.send(
             op="start",
@@ -196,6 +199,7 @@ class VirtualBoard:
             )
         if NET_PLUGIN.exists():
             plugins.append(f"{NET_PLUGIN}={self.options.net}" if self.options.net else str(NET_PLUGIN))
+        plugins.append(str(UART_PLUGIN))
         return plugins + list(self.options.extra_plugins)
 
     @property
@@ -203,6 +207,13 @@ class VirtualBoard:
         if self.pty is None:
             raise BoardError("the board has not been started")
         return self.pty.path
+
+    @property
+    def uart_path(self) -> str:
+        """The pty of the board's wired UART (profile "uart"): where a gateway's serial intake reads."""
+        if self.uart_pty is None:
+            raise BoardError("the board has not been started")
+        return self.uart_pty.path
 
     def power_cut(self, tear: bool = False) -> None:
         """Pull the power. tear: the flash write in progress lands only in part (if one comes within 2 s)."""
@@ -228,8 +239,9 @@ class VirtualBoard:
                 self.host.send(op="stop", id=self.id)
             self.wait_for(lambda: self.state == "off", 10, "the board to stop", raise_on_timeout=False)
         self.host.unregister(self.id)
-        if self.pty is not None:
-            self.pty.close()
+        for pty in (self.pty, self.uart_pty):
+            if pty is not None:
+                pty.close()
         if self._own_host:
             self.host.close()
         self.state = "gone"
@@ -336,6 +348,9 @@ class VirtualBoard:
                 self.output += data
                 if self.pty is not None:
                     self.pty.write(data)
+            elif kind == "uart":
+                if self.uart_pty is not None:
+                    self.uart_pty.write(base64.b64decode(event["b64"]))
             elif kind == "state":
                 self.state = event["state"]
                 if self.state == "booting":
@@ -352,6 +367,7 @@ class VirtualBoard:
             {
                 "board": self.options.board,
                 "serial": self.pty.path if self.pty else None,
+                "uart": self.uart_pty.path if self.uart_pty else None,
                 "flash": str(self.flash_dir),
             }
         )

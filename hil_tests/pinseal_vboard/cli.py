@@ -1,6 +1,7 @@
 """pinseal-vboard: one virtual board on a pseudo-terminal, for mpremote, the provisioning tool or a person.
 
-It prints `serial: /dev/pts/N` (unbuffered) once the board's serial line is live, then relays the board's
+It prints `serial: /dev/pts/N` (the REPL) and `uart: /dev/pts/M` (the wired UART, for a gateway's serial
+intake) once the lines are live, unbuffered, then relays the board's
 harness log to stderr until it is stopped. SIGTERM/SIGINT stop it cleanly; SIGKILL stops the VM at once, as
 pulling the power does (the Node process dies with this one).
 """
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         board.stop()
         return 1
     print(f"serial: {board.serial_path}", flush=True)
+    print(f"uart: {board.uart_path}", flush=True)
     print(f"flash: {board.flash_dir}", file=sys.stderr, flush=True)
     printed_logs = 0
     printed_out = 0

@@ -74,6 +74,10 @@ class BoardHost:
     def send_serial(self, board_id: str, data: bytes) -> None:
         self.send(op="serial", id=board_id, b64=base64.b64encode(data).decode())
 
+    def send_uart(self, board_id: str, data: bytes) -> None:
+        """Bytes arriving on the board's wired UART (its second serial line)."""
+        self.send(op="uart", id=board_id, b64=base64.b64encode(data).decode())
+
     def _read_events(self) -> None:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 VERSION = 1
 KIND_BUNDLE = 1  # device -> gateway: a sealed bundle (COSE_Sign1), as published on .../up
 KIND_ACK = 2  # gateway -> device: an ack or a signed rejection, as published on .../ack
-KINDS = (KIND_BUNDLE, KIND_ACK)
+KIND_HELLO = 3  # gateway -> device, empty: "a gateway reads this line" (sent every HELLO_INTERVAL_S)
+KINDS = (KIND_BUNDLE, KIND_ACK, KIND_HELLO)
+HELLO_INTERVAL_S = 2  # the gateway's hello period; a device counts the line down after 5 without one
 MAX_PAYLOAD = 4096  # the same bound as the device's MQTT decoder
 DELIMITER = 0
 _HEAD = 2  # version, kind

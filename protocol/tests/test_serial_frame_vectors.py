@@ -65,6 +65,6 @@ def test_stream(vector) -> None:
 
 def test_encode_refuses_what_no_reader_takes() -> None:
     with pytest.raises(ValueError, match="unknown frame kind"):
-        sf.encode(3, b"")
+        sf.encode(4, b"")
     with pytest.raises(ValueError, match="over 4096"):
         sf.encode(sf.KIND_BUNDLE, bytes(sf.MAX_PAYLOAD + 1))

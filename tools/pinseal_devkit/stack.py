@@ -55,6 +55,8 @@ class Stack:
     """Extra environment of `pinseal-gateway run` (the suite's fault points, pinseal_gateway.faults)."""
     ingest_max_body: int | None = None
     """`pinseal-ingest run --max-body`; None: the ingest's default."""
+    serial_ports: list[str] = field(default_factory=list)
+    """The gateway's [serial] ports (virtual boards' UART ptys): written into its config at start."""
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -98,6 +100,9 @@ class Stack:
                     f'listen = "127.0.0.1:{self.http_port}"',
                     "[homeassistant]",
                     "enabled = true",
+                    "[serial]",
+                    f"ports = {json.dumps(self.serial_ports)}",
+                    "reopen_s = 0.5",
                     "",
                 ]
             )
@@ -160,6 +165,7 @@ class Stack:
     def start_gateway(self) -> None:
         """Start the gateway and wait until it is subscribed: a device's first bundles must not go to a
         broker with no subscriber yet (they would be dropped, as MQTT drops them, and never acked)."""
+        self.write_gateway_config()  # serial ports known only once the boards run
         cmd = [tool("pinseal-gateway"), "run", "--config", str(self.gateway_config)]
         self._spawn("gateway", cmd, self.http_port, self.gateway_env)
         if not wait_until(self._gateway_subscribed, 20, 0.05):

@@ -23,6 +23,8 @@
 #                          asyncio.wait_for_ms to bound it). This is NOT the gateway's ack: the outbox
 #                          keeps the bundle until on_ack delivers a verified ack that covers it.
 #                          One message is in flight at a time; concurrent sends queue.
+#   t.resend_ms            how long the app waits for the gateway's ack before sending the same bundle again:
+#                          the link's round trip with room to spare (MQTT 15 s through a broker, a wire 3 s).
 #   t.last_error           the exception that ended the last connection attempt or session (None if
 #                          none yet): for logs and status, e.g. a refused password or a rejected cert.
 #   await t.stop()         ends the link task and closes the connection; send() waits until start().
@@ -35,6 +37,7 @@ class Transport:
 
     on_ack = None
     last_error = None
+    resend_ms = 15000
 
     @property
     def connected(self):

@@ -18,6 +18,7 @@ from binascii import crc32
 VERSION = 1
 KIND_BUNDLE = 1
 KIND_ACK = 2
+KIND_HELLO = 3
 MAX_PAYLOAD = 4096
 _MAX_BODY = MAX_PAYLOAD + 6
 MAX_FRAME = _MAX_BODY + (_MAX_BODY + 253) // 254 + 1
@@ -68,7 +69,7 @@ def cobs_decode(data):
 
 
 def encode(kind, payload):
-    if kind != KIND_BUNDLE and kind != KIND_ACK:
+    if not KIND_BUNDLE <= kind <= KIND_HELLO:
         raise ValueError("unknown frame kind")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload too large")
@@ -87,7 +88,7 @@ def decode(encoded):
     if body[0] != VERSION:
         raise FrameError("version")
     kind = body[1]
-    if kind != KIND_BUNDLE and kind != KIND_ACK:
+    if not KIND_BUNDLE <= kind <= KIND_HELLO:
         raise FrameError("kind")
     if len(body) - 6 > MAX_PAYLOAD:
         raise FrameError("oversize")

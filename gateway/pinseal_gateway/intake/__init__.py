@@ -1,1 +1,1 @@
-"""Transports that feed the pipeline: MQTT today (`ingest.mqtt`); BLE and serial later, same interface."""
+"""Transports that feed the pipeline, each a `Link`: `mqtt` (the broker) and `serial` (wired boards)."""

@@ -1,6 +1,7 @@
 # machine for the virtual board: the subset of MicroPython's machine module the firmware and the official
 # tools use, over the JS modules vboard_mcu (mcu.mjs) and vboard_clock (clock.mjs). I2C and ADC come from
-# the sensors plugin's shims when it is installed. Behaviour follows the ESP32 and RP2 ports.
+# the sensors plugin's shims when it is installed, UART from the uart plugin's. Behaviour follows the ESP32
+# and RP2 ports.
 import time
 import vboard_clock
 import vboard_mcu
@@ -17,6 +18,10 @@ except ImportError:
     pass
 try:
     from _vb_adc import ADC  # noqa: F401
+except ImportError:
+    pass
+try:
+    from _vb_uart import UART  # noqa: F401
 except ImportError:
     pass
 

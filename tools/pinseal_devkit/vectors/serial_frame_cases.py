@@ -44,6 +44,7 @@ FRAMES: tuple[tuple[int, bytes], ...] = (
     (sf.KIND_BUNDLE, bytes.fromhex("d28443a10127a1044c") + bytes((i * 37 + 11) % 256 for i in range(180))),
     (sf.KIND_ACK, bytes.fromhex("d28443a10127a0") + bytes((i * 91 + 3) % 256 for i in range(150))),
     (sf.KIND_BUNDLE, b""),
+    (sf.KIND_HELLO, b""),
     (sf.KIND_ACK, b"\x00" * 20),
     (sf.KIND_BUNDLE, bytes(range(1, 251))),  # a body of 256 bytes, none of them 0 but in the CRC's
     (sf.KIND_BUNDLE, bytes((i % 255) + 1 for i in range(sf.MAX_PAYLOAD))),
@@ -79,7 +80,7 @@ STREAMS: tuple[tuple[str, bytes, list[dict[str, Any]]], ...] = (
     ),
     ("frame version 2", _raw(2, sf.KIND_BUNDLE, b"\x01") + GOOD, [{"dropped": sf.DROP_VERSION}, GOOD_EVENT]),
     ("frame version 0", _raw(0, sf.KIND_BUNDLE, b"\x01") + GOOD, [{"dropped": sf.DROP_VERSION}, GOOD_EVENT]),
-    ("kind 3, unknown", _raw(1, 3, b"\x01") + GOOD, [{"dropped": sf.DROP_KIND}, GOOD_EVENT]),
+    ("kind 4, unknown", _raw(1, 4, b"\x01") + GOOD, [{"dropped": sf.DROP_KIND}, GOOD_EVENT]),
     ("kind 0, unknown", _raw(1, 0, b"") + GOOD, [{"dropped": sf.DROP_KIND}, GOOD_EVENT]),
     (
         "a payload one byte over the largest",
