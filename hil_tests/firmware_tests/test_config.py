@@ -41,3 +41,25 @@ def test_types_ranges_and_typos_are_refused():
 
 def test_not_an_object():
     assert "JSON object" in _error([1, 2])
+
+
+def test_links_are_named_in_order_and_checked():
+    cfg = config.merge(GOOD)
+    assert cfg["link"]["transports"] == ["mqtt"] and cfg["serial"]["uart"] == -1
+    both = config.merge(dict(GOOD, link={"transports": ["serial", "mqtt"], "retry_s": 60}))
+    assert both["link"]["transports"] == ["serial", "mqtt"] and both["link"]["retry_s"] == 60
+    assert "link.transports" in _error(dict(GOOD, link={"transports": ["carrier-pigeon"]}))
+    assert "link.transports" in _error(dict(GOOD, link={"transports": ["mqtt", "mqtt"]}))
+    assert "link.transports" in _error(dict(GOOD, link={"transports": []}))
+    assert "link.transports" in _error(dict(GOOD, link={"transports": [{"x": 1}]}))
+    assert "link.transports must be list" in _error(dict(GOOD, link={"transports": "mqtt"}))
+    assert "link.retry_s" in _error(dict(GOOD, link={"retry_s": 0}))
+    assert "serial.baudrate" in _error(dict(GOOD, serial={"baudrate": 0}))
+
+
+def test_a_serial_only_board_needs_no_broker():
+    cfg = config.merge({"gateway": GOOD["gateway"], "link": {"transports": ["serial"]}})
+    assert cfg["mqtt"]["host"] is None
+    # a broker listed among the links needs its host and password again
+    error = _error({"gateway": GOOD["gateway"], "link": {"transports": ["serial", "mqtt"]}})
+    assert "mqtt." in error and "is required" in error, error

@@ -8,6 +8,7 @@ board and the gateway, in both directions, by a relay the test owns.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pinseal_devkit.devices import start_device
+from pinseal_devkit.devices import VBOARD_SSID, start_device
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_vboard import BoardHost, VirtualBoard
 
@@ -127,11 +128,14 @@ class NoisyWire:
 
 
 @contextmanager
-def serial_rig(tmp_path: Path, wire: Any = None, **config: Any) -> Iterator[SerialRig]:
+def serial_rig(
+    tmp_path: Path, wire: Any = None, device: dict[str, Any] | None = None, **config: Any
+) -> Iterator[SerialRig]:
+    """device: start_device's board options; config: config.json sections (serial only unless given)."""
     stack = Stack(tmp_path / "stack", batch_interval_s=1)
     stack.prepare()
     host = BoardHost()
-    board, info = start_device(host, stack, tmp_path / "flash", **{**SERIAL_ONLY, **config})
+    board, info = start_device(host, stack, tmp_path / "flash", **(device or {}), **{**SERIAL_ONLY, **config})
     relay = None
     try:
         if wire is not None:
@@ -166,10 +170,39 @@ def test_a_damaged_line_costs_resends_never_a_reading_or_a_forged_frame(tmp_path
         wire=lambda path: NoisyWire(path, seed=15, damage=0.0005),
         bundling={"readings": 2, "max_wait_s": 5},
     ) as r:
-        seqs = r.wait_readings(24, timeout_s=150)
+        seqs = r.wait_readings(16, timeout_s=150)
         assert len(seqs) == len(set(seqs)), "a reading was stored twice"
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in what was stored"
         dropped = r.metric("pinseal_gateway_serial_frames_dropped_total")
         assert dropped > 0, "the noise never reached a frame: the test proves nothing"
         with sqlite3.connect(r.stack.workdir / "gateway" / "gateway.sqlite") as db:
             assert db.execute("SELECT count(*) FROM rejections").fetchone()[0] == 0
+
+
+def test_the_preferred_link_carries_the_outbox_when_it_links_and_serial_when_it_does_not(
+    tmp_path: Path,
+) -> None:
+    """transports ["mqtt", "serial"]: the broker refuses at first, so serial carries the outbox; once the
+    broker answers, the next retry moves it back to MQTT. Every reading is stored once, whichever link
+    carried it, and the counts of both links add up."""
+    net = tmp_path / "net.json"
+    net.write_text(json.dumps({"refuse": True}))
+    with serial_rig(
+        tmp_path,
+        device={"net": net},
+        link={"transports": ["mqtt", "serial"], "link_timeout_s": 3, "retry_s": 8},
+        wifi={"ssid": VBOARD_SSID},
+        bundling={"readings": 2, "max_wait_s": 5},
+    ) as r:
+        r.board.wait_for_output(b"pinseal: link none -> serial", timeout_s=30)
+        r.wait_readings(6)
+        over_serial = r.metric("pinseal_gateway_serial_bundles_total")
+        assert over_serial >= 3
+        mark = r.board.mark()
+        r.board.control("net", {"refuse": False})
+        r.board.wait_for_output(b"pinseal: link serial -> mqtt", timeout_s=30, after=mark)
+        n = len(r.stored_seqs())
+        seqs = r.wait_readings(n + 8)
+        assert len(seqs) == len(set(seqs)) and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        # after the switch the bundles came through the broker, not the line
+        assert r.metric("pinseal_gateway_serial_bundles_total") <= over_serial + 2

@@ -76,12 +76,14 @@ def start_device(
     mpy: bool = False,
     ram_bytes: int | None = None,
     ram_ceiling_bytes: int | None = None,
+    net: Path | None = None,
     **config_overrides: dict[str, Any],
 ) -> tuple[VirtualBoard, dict[str, Any]]:
     """A board with the firmware, enrolled and registered, its config written, reset into the application.
 
     The broker reads the registry when it starts: start (or restart) it after registering. romfs=False: the
-    package goes on the filesystem, as .mpy files with mpy=True (a stock image, `deploy --no-romfs`).
+    package goes on the filesystem, as .mpy files with mpy=True (a stock image, `deploy --no-romfs`). net: the
+    network plugin's settings file (e.g. the broker refusing connections from the start).
     """
     options = BoardOptions(
         board=board,
@@ -90,6 +92,7 @@ def start_device(
         firmware_as_mpy=mpy,
         ram_bytes=ram_bytes,
         ram_ceiling_bytes=ram_ceiling_bytes,
+        net=net,
     )
     vb = VirtualBoard(options, host=host).start()
     vb.wait_for_output(b">>> ")
