@@ -25,7 +25,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -106,7 +106,7 @@ fmt: setup ## format and auto-fix host code (ruff format, ruff check --fix)
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-firmware bench-gateway bench-backlog bench-fleet ## every benchmark; results in build/bench/ and docs/benchmarks.md
+bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
 	$(PY) -m pinseal_bench.firmware --out build/bench/firmware.json --doc docs/benchmarks.md
@@ -119,6 +119,9 @@ bench-backlog: setup ## how fast a backlog of 1,000,000 readings drains to the n
 
 bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot time
 	$(PY) -m pinseal_bench.fleet --out build/bench/fleet.json --doc docs/benchmarks.md
+
+bench-transports: setup ## MQTT and serial side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
+	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo

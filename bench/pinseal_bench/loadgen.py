@@ -43,6 +43,8 @@ class Results:
     first_ack_at: float | None = None
     last_ack_at: float | None = None
     connect_failures: int = 0
+    disconnects: int = 0
+    resent: int = 0
 
     def ack_rate(self) -> float:
         if self.first_ack_at is None or self.last_ack_at is None or self.acked < 2:
@@ -177,6 +179,27 @@ class _DeviceClient:
                 self.gen.results.connect_failures += 1
                 return
             self.subscribed.set()
+            # after a reconnect: what was in flight went with the old session (clean session, as the
+            # firmware's): sent again, as the device's outbox does
+            for bundle_hash in self.in_flight:
+                out.append(self.packets[self.hashes.index(bundle_hash)])
+                self.gen.results.resent += 1
+
+    def drop(self, host: str, port: int) -> None:
+        """The connection lost (no DISCONNECT: the broker sees the socket die) and opened again at once."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.gen.loop.remove_reader(sock)
+            with contextlib.suppress(OSError, ValueError):
+                self.gen.loop.remove_writer(sock)
+            sock.close()
+        self.splitter = mqtt_frames.FrameSplitter()
+        self.wbuf = bytearray()
+        self.writing = False
+        self.subscribed.clear()
+        self.gen.results.disconnects += 1
+        self.open(host, port)
 
     # -- bundles -----------------------------------------------------------------------------------
 

@@ -222,3 +222,34 @@ def test_serial_config_is_checked() -> None:
     ):
         with pytest.raises(ConfigError, match=needle):
             from_mapping({"serial": bad})
+
+
+def test_a_port_hands_on_what_arrived_without_waiting_for_its_read_timeout(monkeypatch, tmp_path) -> None:
+    """Found by `make bench-transports`: the reader asked pyserial for 4,096 bytes, which waits out the read
+    timeout unless that many come, so every ack's round trip took the timeout (serial ran at 40 bundles/s,
+    776 after the fix). With a timeout of a minute, a few bytes must still come through at once."""
+    import os
+    import queue
+    import tty
+
+    from pinseal_gateway.intake import serial_port
+
+    monkeypatch.setattr(serial_port, "READ_TIMEOUT_S", 60.0)
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    got: queue.Queue[bytes] = queue.Queue()
+    port = serial_port.SerialPort(os.ttyname(slave), 115200, 0.2, got.put, lambda is_open, why: None)
+    port.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not port.is_open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.write(master, b"\x01\x02\x03")
+        received = b""
+        while len(received) < 3:
+            received += got.get(timeout=20)
+        assert received == b"\x01\x02\x03"
+    finally:
+        port.stop()
+        os.close(master)
+        os.close(slave)

@@ -66,6 +66,10 @@ class SerialPort:
         self._stop.set()
         with contextlib.suppress(queue.Full):
             self._out.put_nowait(b"")  # wakes the writer
+        port = self._port
+        if port is not None and hasattr(port, "cancel_read"):
+            with contextlib.suppress(Exception):
+                port.cancel_read()  # wakes the reader: the port is closed only once it has let go
         self._reader.join(5)
         self._writer.join(5)
         self._close()
@@ -127,7 +131,9 @@ class SerialPort:
         """Read until the port fails or the intake stops; returns why it ended."""
         while not self._stop.is_set():
             try:
-                data = port.read(READ_MAX)
+                # what is waiting, or else the first byte to come (within the timeout): read(READ_MAX)
+                # would wait out the timeout for bytes that never come, a 100 ms stall per ack
+                data = port.read(min(max(port.in_waiting, 1), READ_MAX))
             except (serial.SerialException, OSError) as exc:
                 return str(exc) or type(exc).__name__
             if data:
