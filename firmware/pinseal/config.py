@@ -38,7 +38,7 @@ class ConfigError(ValueError):
     pass
 
 
-_TRANSPORTS = ("mqtt", "serial")
+_TRANSPORTS = ("mqtt", "ble", "serial")
 
 
 def _check_type(section, key, value, default, used=True):

@@ -29,7 +29,7 @@ def size_comb(profile):
     ed25519.use_comb(4 if ed25519.__file__.startswith("/rom") else subs)
 
 
-async def make_transport(cfg, profile, kid_hex):
+async def make_transport(cfg, profile, kid, outbox):
     """The configured transports (docs/transports.md): one alone, or several behind the link chooser.
     Only the modules of the transports configured are loaded."""
     links = []
@@ -37,7 +37,14 @@ async def make_transport(cfg, profile, kid_hex):
         if name == "mqtt":
             from pinseal.transport.mqtt import MqttTransport
 
-            links.append((name, MqttTransport(cfg["mqtt"], kid_hex)))
+            links.append((name, MqttTransport(cfg["mqtt"], kid.hex())))
+        elif name == "ble":
+            from pinseal.transport.ble import BleTransport
+            from pinseal.version import FIRMWARE
+
+            count = outbox.bundle_count
+            t = BleTransport(kid, profile.get("id", "unknown"), FIRMWARE, lambda: count() > 0, count)
+            links.append((name, t))
         else:
             from pinseal.transport.serial import SerialTransport
 
@@ -82,7 +89,7 @@ async def create_app(cfg, profile, transport=None):
     await asyncio.sleep_ms(0)
     sampler = Sampler(profile)
     if transport is None:
-        transport = await make_transport(cfg, profile, kids[0].hex())
+        transport = await make_transport(cfg, profile, kids[0], outbox)
     await asyncio.sleep_ms(0)
     from pinseal.app import App
 

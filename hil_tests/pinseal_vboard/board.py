@@ -33,6 +33,7 @@ SENSORS_PLUGIN = VBOARD_DIR / "sensors.mjs"
 ROMFS_PLUGIN = VBOARD_DIR / "romfs.mjs"
 NET_PLUGIN = VBOARD_DIR / "net.mjs"
 UART_PLUGIN = VBOARD_DIR / "uart.mjs"
+RADIO_PLUGIN = VBOARD_DIR / "radio.mjs"
 # What a board prints once its REPL waits for input.
 FRIENDLY_PROMPT = b">>> "
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
@@ -153,6 +154,9 @@ class VirtualBoard:
         self._req = itertools.count(1)
         self.pty: SerialPty | None = None
         self.uart_pty: SerialPty | None = None  # the profile's UART: the serial link's line, not the REPL
+        self.on_radio: Any = None
+        """Called (in the host's reader thread) with each request the firmware makes of its BLE stack
+        (pinseal_vboard.radio plays them on an emulated adapter); None: the radio is out of range of all."""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout_s: float = 30.0) -> VirtualBoard:
@@ -199,7 +203,7 @@ class VirtualBoard:
             )
         if NET_PLUGIN.exists():
             plugins.append(f"{NET_PLUGIN}={self.options.net}" if self.options.net else str(NET_PLUGIN))
-        plugins.append(str(UART_PLUGIN))
+        plugins += [str(UART_PLUGIN), str(RADIO_PLUGIN)]
         return plugins + list(self.options.extra_plugins)
 
     @property
@@ -282,6 +286,10 @@ class VirtualBoard:
         }
         self.host.send(op="clock", id=self.id, **args)
 
+    def radio_event(self, **event: Any) -> None:
+        """Something happened over the air (a central connected, wrote, exchanged the MTU, went away)."""
+        self.host.send(op="ble", id=self.id, ev=event)
+
     def write(self, data: bytes) -> None:
         """Type on the serial line (without a pty client)."""
         self.host.send_serial(self.id, data)
@@ -351,6 +359,9 @@ class VirtualBoard:
             elif kind == "uart":
                 if self.uart_pty is not None:
                     self.uart_pty.write(base64.b64decode(event["b64"]))
+            elif kind == "ble":
+                if self.on_radio is not None:
+                    self.on_radio(event["msg"])
             elif kind == "state":
                 self.state = event["state"]
                 if self.state == "booting":

@@ -7,6 +7,7 @@
 //   {"op":"start","id":ID,"board":PROFILE_JSON,"flash":DIR,"plugins":[SPEC...],"hang_s":N,"rtc":"unset"|"host"}
 //   {"op":"serial","id":ID,"b64":DATA}             bytes typed on the serial line
 //   {"op":"uart","id":ID,"b64":DATA}               bytes arriving on the profile's UART (the second line)
+//   {"op":"ble","id":ID,"ev":{...}}                 what happened over the air (radio.mjs, pinseal_vboard.radio)
 //   {"op":"power","id":ID,"on":false,"tear":BOOL}  cut the power (tear: the flash write in progress is torn)
 //   {"op":"power","id":ID,"on":true}               power on (cold boot)
 //   {"op":"reset","id":ID}                         the reset button
@@ -14,7 +15,7 @@
 //   {"op":"control","id":ID,"req":N,"plugin":NAME,"msg":{...}}
 //   {"op":"stats","id":ID,"req":N}                 the RAM model's live/peak bytes of this boot
 //   {"op":"stop","id":ID}
-// Events: {"ev":"serial","id","b64"} {"ev":"uart","id","b64"} {"ev":"state","id","state","cause"} {"ev":"log","id","text"}
+// Events: {"ev":"serial","id","b64"} {"ev":"uart","id","b64"} {"ev":"ble","id","msg"} {"ev":"state","id","state","cause"} {"ev":"log","id","text"}
 //         {"ev":"reply","id","req","result"|"error"} {"ev":"error","text"}
 // The host exits when stdin closes (its owner died), taking every board with it: a power cut for all.
 import { createHash } from "node:crypto";
@@ -108,6 +109,7 @@ class Board {
     if (worker !== this.worker) return;
     if (m.t === "out") emit({ ev: "serial", id: this.id, b64: Buffer.from(m.data).toString("base64") });
     else if (m.t === "uart") emit({ ev: "uart", id: this.id, b64: Buffer.from(m.data).toString("base64") });
+    else if (m.t === "ble") emit({ ev: "ble", id: this.id, msg: m.msg });
     else if (m.t === "log") this.log(m.text);
     else if (m.t === "booted") this.setState("running", this.cause);
     else if (m.t === "pong") this.lastPong = Date.now();
@@ -204,6 +206,8 @@ async function handle(cmd) {
     // Input to a board that is off, resetting or asleep is lost, as on a UART nobody listens to.
   } else if (cmd.op === "uart") {
     if (board.worker && board.state === "running") board.worker.postMessage({ t: "uart_in", data: Buffer.from(cmd.b64, "base64") });
+  } else if (cmd.op === "ble") {
+    if (board.worker && board.state === "running") board.worker.postMessage({ t: "ble_in", ev: cmd.ev });
   } else if (cmd.op === "power") {
     if (cmd.on) {
       if (board.state === "off") board.powerOn();

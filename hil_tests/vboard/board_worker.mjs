@@ -16,7 +16,7 @@ const MAX_SOURCE_BYTES = 32 * 1024;
 const EMULATION_BYTES = 64 * 1024;
 // The modules a board has built in that the emulation provides in MicroPython: loaded before the board's RAM is
 // measured, so what they take is the emulation's (the baseline), not the firmware's.
-const BUILTIN_SHIMS = ["asyncio", "machine", "network", "ntptime", "tls", "ssl", "_vb_streams", "binascii", "json"];
+const BUILTIN_SHIMS = ["asyncio", "machine", "network", "ntptime", "tls", "ssl", "_vb_streams", "binascii", "json", "bluetooth"];
 
 const cfg = workerData;
 const pending = [];
