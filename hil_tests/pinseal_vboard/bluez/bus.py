@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -244,5 +245,44 @@ async def readdress_adapter(bus_address: str, index: int, address: str) -> None:
             )
             if reply.message_type == MessageType.ERROR:
                 raise RuntimeError(f"BlueZoo {member}({body}) failed: {reply.error_name} {reply.body}")
+    finally:
+        bus.disconnect()
+
+
+async def drop_connections(bus_address: str, index: int, rng: random.Random | None = None) -> list[str]:
+    """Disconnect adapter `hciN`'s open connections from its side (a central whose link broke), the
+    one `rng` picks or all of them; the devices' paths. The peer sees its link end as it would."""
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+        if reply.message_type == MessageType.ERROR:
+            raise RuntimeError(f"GetManagedObjects failed: {reply.error_name} {reply.body}")
+        prefix = adapter_path(index) + "/dev_"
+        connected = sorted(
+            path
+            for path, interfaces in reply.body[0].items()
+            if path.startswith(prefix)
+            and "/" not in path[len(prefix) :]
+            and interfaces.get("org.bluez.Device1", {}).get("Connected") is not None
+            and interfaces["org.bluez.Device1"]["Connected"].value
+        )
+        chosen = [rng.choice(connected)] if rng is not None and connected else connected
+        for path in chosen:
+            await bus.call(
+                Message(
+                    destination="org.bluez", path=path, interface="org.bluez.Device1", member="Disconnect"
+                )
+            )
+        return chosen
     finally:
         bus.disconnect()

@@ -255,8 +255,8 @@ class Peripheral:
         self.connections = 0
         """How many connections were made to this peripheral (a test asserts 0 for refused devices)."""
 
-    async def start(self) -> None:
-        """Connect to the bus, export the objects, register the application; advertise."""
+    async def start(self, *, advertise: bool = True) -> None:
+        """Connect to the bus, export the objects, register the application; advertise unless told not to."""
         bus = MessageBus(bus_address=self.bus_address, bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
         self._bus = await bus.connect()
         self._bus.export(self._service_path, self._service)
@@ -346,6 +346,8 @@ class Peripheral:
             obj._close_notify()
         self._bus.disconnect()
         self._bus = None
+        self._advertising = False
+        self.central = None
 
     # -- internals ---------------------------------------------------------------------------------
 
