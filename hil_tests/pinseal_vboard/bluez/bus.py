@@ -16,6 +16,7 @@ socket's folder, whatever the block raised.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -27,12 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 SCAN_INTERVAL_S = 1
 """How often BlueZoo reports the advertising adapters to a discovering one (its default, 10 s, is a
 human's pace; a test's devices should be found in about a second)."""
 START_TIMEOUT_S = 15.0
 STOP_GRACE_S = 5.0
+CALL_TIMEOUT_S = 10.0
 
 # A system-bus-like configuration that lets every local user own any name and call anything: the bus is
 # private to the test (a socket in its own temporary folder), so there is nobody to keep out.
@@ -215,6 +218,39 @@ class BluezBus:
         self.stop()
 
 
+async def _bluez_calls(bus_address: str, calls: list[tuple[str, str, str, str, list[Any]]]) -> list[Any]:
+    """Method calls to org.bluez (path, interface, member, signature, body) on one connection; their
+    reply bodies. A D-Bus error is a RuntimeError naming the call."""
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        replies = []
+        for path, interface, member, signature, body in calls:
+            reply = await asyncio.wait_for(
+                bus.call(
+                    Message(
+                        destination="org.bluez",
+                        path=path,
+                        interface=interface,
+                        member=member,
+                        signature=signature,
+                        body=body,
+                    )
+                ),
+                CALL_TIMEOUT_S,
+            )
+            if reply.message_type == MessageType.ERROR:
+                raise RuntimeError(
+                    f"{interface}.{member}{tuple(body)} on {path}: {reply.error_name} {reply.body}"
+                )
+            replies.append(reply.body)
+        return replies
+    finally:
+        bus.disconnect()
+
+
 async def readdress_adapter(bus_address: str, index: int, address: str) -> None:
     """Replace BlueZoo's adapter `hciN` by one with a new address (BlueZoo's own Manager1 API).
 
@@ -224,65 +260,39 @@ async def readdress_adapter(bus_address: str, index: int, address: str) -> None:
     private address does, sidesteps that; so the bench's devices do, and the gateway must (and does)
     know a device by its key id, never by its address.
     """
-    from dbus_fast import BusType, Message, MessageType
-    from dbus_fast.aio import MessageBus
+    manager = ("/org/bluezoo", "org.bluezoo.Manager1")
+    await _bluez_calls(
+        bus_address,
+        [(*manager, "RemoveAdapter", "y", [index]), (*manager, "AddAdapter", "ys", [index, address])],
+    )
 
-    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        for member, signature, body in (
-            ("RemoveAdapter", "y", [index]),
-            ("AddAdapter", "ys", [index, address]),
-        ):
-            reply = await bus.call(
-                Message(
-                    destination="org.bluez",
-                    path="/org/bluezoo",
-                    interface="org.bluezoo.Manager1",
-                    member=member,
-                    signature=signature,
-                    body=body,
-                )
-            )
-            if reply.message_type == MessageType.ERROR:
-                raise RuntimeError(f"BlueZoo {member}({body}) failed: {reply.error_name} {reply.body}")
-    finally:
-        bus.disconnect()
+
+async def devices_of(bus_address: str, index: int) -> dict[str, bool]:
+    """Device path -> connected, of every device adapter `hciN` knows: the devices it discovered, or, on
+    a peripheral's adapter, the centrals that connected to it."""
+    (body,) = await _bluez_calls(
+        bus_address, [("/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", "", [])]
+    )
+    prefix = adapter_path(index) + "/dev_"
+    return {
+        path: bool(interfaces["org.bluez.Device1"]["Connected"].value)
+        for path, interfaces in body[0].items()
+        if path.startswith(prefix) and "/" not in path[len(prefix) :] and "org.bluez.Device1" in interfaces
+    }
 
 
 async def drop_connections(bus_address: str, index: int, rng: random.Random | None = None) -> list[str]:
-    """Disconnect adapter `hciN`'s open connections from its side (a central whose link broke), the
-    one `rng` picks or all of them; the devices' paths. The peer sees its link end as it would."""
-    from dbus_fast import BusType, Message, MessageType
-    from dbus_fast.aio import MessageBus
+    """Disconnect adapter `hciN`'s open connections from its side (a central whose link broke): the one
+    `rng` picks, or all of them; their paths. The peer sees its link end as it would."""
+    connected = sorted(path for path, on in (await devices_of(bus_address, index)).items() if on)
+    chosen = [rng.choice(connected)] if rng is not None and connected else connected
+    if chosen:
+        await _bluez_calls(
+            bus_address, [(path, "org.bluez.Device1", "Disconnect", "", []) for path in chosen]
+        )
+    return chosen
 
-    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path="/",
-                interface="org.freedesktop.DBus.ObjectManager",
-                member="GetManagedObjects",
-            )
-        )
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"GetManagedObjects failed: {reply.error_name} {reply.body}")
-        prefix = adapter_path(index) + "/dev_"
-        connected = sorted(
-            path
-            for path, interfaces in reply.body[0].items()
-            if path.startswith(prefix)
-            and "/" not in path[len(prefix) :]
-            and interfaces.get("org.bluez.Device1", {}).get("Connected") is not None
-            and interfaces["org.bluez.Device1"]["Connected"].value
-        )
-        chosen = [rng.choice(connected)] if rng is not None and connected else connected
-        for path in chosen:
-            await bus.call(
-                Message(
-                    destination="org.bluez", path=path, interface="org.bluez.Device1", member="Disconnect"
-                )
-            )
-        return chosen
-    finally:
-        bus.disconnect()
+
+async def stop_discovery(bus_address: str, index: int) -> None:
+    """Stop discovery on `hciN` behind its user's back: BlueZ gone quiet, as a scanner watchdog must catch."""
+    await _bluez_calls(bus_address, [(adapter_path(index), "org.bluez.Adapter1", "StopDiscovery", "", [])])

@@ -212,6 +212,12 @@ class BleIntake:
             )
             self._sessions[prefix] = session
             self.metrics.ble_sessions.set(len(self._sessions))
+            log.debug(
+                "BLE slots: %d of %d in use (%s connecting)",
+                len(self._sessions),
+                self.config.max_connections,
+                session.name,
+            )
             task = asyncio.create_task(self._serve(session, candidate), name=f"ble-session-{prefix.hex()}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -222,6 +228,12 @@ class BleIntake:
             result = await session.run()
         finally:
             del self._sessions[prefix]
+            log.debug(
+                "BLE slots: %d of %d in use (%s ended)",
+                len(self._sessions),
+                self.config.max_connections,
+                session.name,
+            )
             if session.kid is not None and self._by_kid.get(session.kid) is session:
                 del self._by_kid[session.kid]
             self.metrics.ble_sessions.set(len(self._sessions))
