@@ -208,7 +208,13 @@ class BleIntake:
                 continue
             del self._candidates[prefix]
             session = Session(
-                candidate.device, prefix, self.config, self.metrics, self._check_kid, self._submit
+                candidate.device,
+                prefix,
+                self.config,
+                self.metrics,
+                self._check_kid,
+                self._confirmed,
+                self._submit,
             )
             self._sessions[prefix] = session
             self.metrics.ble_sessions.set(len(self._sessions))
@@ -272,14 +278,18 @@ class BleIntake:
         # Retry the same address unless the device was seen anew meanwhile (it may have a new address).
         self._candidates.setdefault(prefix, candidate)
 
+    def _confirmed(self, session: Session) -> None:
+        """The session's key id is confirmed: its device's acks go there now, kept ones first (an ack whose
+        session ended before it came spares the device sending that bundle again)."""
+        assert session.kid is not None
+        self._by_kid[session.kid] = session
+        for ack in self._kept_acks.pop(session.kid, ()):
+            session.post("ack", ack)
+
     async def _submit(self, session: Session, bundle: bytes) -> None:
         """A reassembled bundle to the pipeline, on the confirmed device's up topic, once there is room."""
         kid = session.kid
         assert kid is not None
-        if self._by_kid.get(kid) is not session:
-            self._by_kid[kid] = session
-            for ack in self._kept_acks.pop(kid, ()):
-                session.post("ack", ack)
         while not self.inbox.has_room():
             self._room.clear()
             await self._room.wait()

@@ -73,9 +73,9 @@ Event = tuple[str, object]
 class Session:
     """A connection to one advertised device, run once by `run`.
 
-    The intake supplies `check_kid` (the registry check), `submit` (hands a reassembled bundle to the
-    pipeline, returns the message's sequence number in this session) and takes acks for the session's
-    key id through `post` once `kid` is set.
+    The intake supplies `check_kid` (the registry check), `confirmed` (called once the key id is
+    confirmed: from then on the intake posts the device's acks here, those kept from an earlier session
+    first) and `submit` (hands a reassembled bundle to the pipeline, waiting for room).
     """
 
     def __init__(
@@ -85,6 +85,7 @@ class Session:
         config: BleSection,
         metrics: Metrics,
         check_kid: Callable[[bytes, bytes], str | None],
+        confirmed: Callable[[Session], None],
         submit: Callable[[Session, bytes], Awaitable[None]],
     ) -> None:
         self.device = device
@@ -92,6 +93,7 @@ class Session:
         self.config = config
         self.metrics = metrics
         self.check_kid = check_kid
+        self.confirmed = confirmed
         self.submit = submit
         self.kid: bytes | None = None
         self.events: asyncio.Queue[Event] = asyncio.Queue()
@@ -139,6 +141,7 @@ class Session:
         if why is not None:
             raise Refused(why)
         self.kid = info.kid
+        self.confirmed(self)
         log.info(
             "BLE %s connected: device %s, firmware %s on %s, %d bundles waiting",
             self.name,
