@@ -16,7 +16,7 @@ from pinseal_gateway.config import BleSection, ConfigError, from_mapping
 from pinseal_gateway.intake.ble import intake as intake_module
 from pinseal_gateway.intake.ble.backoff import Backoff
 from pinseal_gateway.intake.ble.intake import BleIntake
-from pinseal_gateway.intake.ble.session import Session
+from pinseal_gateway.intake.ble.session import Outcome, Session, SessionResult
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.registry import Registry, RegistryEntry
 from pinseal_protocol import keys
@@ -160,3 +160,25 @@ def test_acks_wait_for_the_devices_next_session() -> None:
     intake._confirmed(session)
     got = [session.events.get_nowait() for _ in range(session.events.qsize())]
     assert got == [("ack", b"ack-%d" % i) for i in range(2, 10)]
+
+
+def test_a_failed_device_is_retried_at_its_address_until_it_is_not_heard_of() -> None:
+    good = Ed25519PrivateKey.generate()
+    prefix = kid_of(good)[:8]
+    config = BleSection(enabled=True, scan_watchdog_s=5.0)
+    intake = BleIntake(config, Inbox(), Follower({kid_of(good): (good, False)}), Metrics())  # type: ignore[arg-type]
+    intake._on_report(*report("00:00:00:00:00:01", prefix))
+    candidate = intake._candidates.pop(prefix)
+    session = Session(
+        candidate.device, prefix, config, Metrics(), intake._check_kid, intake._confirmed, intake._submit
+    )
+    intake._after(session, candidate, SessionResult(Outcome.FAILED, None, 0, "link lost"))
+    retry = intake._candidates[prefix]
+    assert retry.retry and retry.device.address == "00:00:00:00:00:01"
+    assert not intake.backoff.due(prefix, candidate.seen_at + 0.1)
+    intake._dispatch(candidate.seen_at + 5.5)  # backoff over, but not reported for scan_watchdog_s
+    assert prefix not in intake._candidates and not intake._sessions
+    intake._after(session, candidate, SessionResult(Outcome.DRAINED, kid_of(good), 3))
+    assert prefix not in intake._candidates, (
+        "a drained device is not called back: it advertises when it has more"
+    )

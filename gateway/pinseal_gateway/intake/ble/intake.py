@@ -8,7 +8,10 @@ Reports from the scanner are judged before anything else (docs/gateway.md "BLE")
 - Devices are known by their key id prefix, never by their address: an LE device may change its address
   (a resolvable private address), and the newest report of a prefix is the one connected to.
 - A device is connected to when a slot is free (`max_connections`), no session of it is open, and its
-  backoff (after failed sessions, doubling from 0.5 s to `backoff_max_s`) has run out.
+  backoff (after a session that failed or went idle, doubling from 0.5 s to `backoff_max_s`) has run
+  out. After such a session the device is tried again at the address it was reached at, unless it is
+  seen anew meanwhile; such a retry is dropped once the device has not been reported for
+  `scan_watchdog_s`, so a device that left does not hold a slot now and then for ever.
 - BlueZ reports a device's own connection changes as property changes, which bleak passes on like
   advertisements: a report of the address a session just ended on, within `SETTLE_S`, is not taken for
   the device advertising again.
@@ -27,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -56,6 +59,8 @@ STOP_TIMEOUT_S = 5.0
 class Candidate:
     device: BLEDevice
     seen_at: float
+    retry: bool = False
+    """Kept after a session that did not drain the device, not reported since."""
 
 
 class BleIntake:
@@ -201,6 +206,9 @@ class BleIntake:
         for prefix, candidate in sorted(self._candidates.items(), key=lambda item: item[1].seen_at):
             if len(self._sessions) >= self.config.max_connections:
                 return
+            if candidate.retry and now - candidate.seen_at > self.config.scan_watchdog_s:
+                del self._candidates[prefix]  # not heard of for so long: gone (it comes back when seen)
+                continue
             if prefix in self._sessions or not self.backoff.due(prefix, now):
                 continue
             if self._registry_says(prefix) is not None:  # revoked since it was seen
@@ -262,11 +270,7 @@ class BleIntake:
             self._refuse(session.device, prefix, "refused", result.detail)
             self.backoff.failed(prefix, now)
             return
-        delay = (
-            self.backoff.failed(prefix, now)
-            if result.outcome is Outcome.FAILED or not result.bundles
-            else 0.0
-        )
+        delay = self.backoff.failed(prefix, now)
         log.info(
             "BLE %s: %s after %d bundles%s; next try in %.1f s",
             session.name,
@@ -276,7 +280,7 @@ class BleIntake:
             delay,
         )
         # Retry the same address unless the device was seen anew meanwhile (it may have a new address).
-        self._candidates.setdefault(prefix, candidate)
+        self._candidates.setdefault(prefix, replace(candidate, retry=True))
 
     def _confirmed(self, session: Session) -> None:
         """The session's key id is confirmed: its device's acks go there now, kept ones first (an ack whose
