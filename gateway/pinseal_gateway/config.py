@@ -7,6 +7,7 @@ Validation happens once, here, so the rest of the gateway can trust its numbers;
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -157,6 +158,24 @@ class SerialSection:
 
 
 @dataclass(frozen=True)
+class BleSection:
+    """The BLE intake (docs/gateway.md "BLE"): boards without Wi-Fi, through BlueZ. Off unless enabled."""
+
+    enabled: bool = False
+    adapter: str = "hci0"
+    max_connections: int = 2  # connection slots: devices served at once (BlueZ adapters manage a few)
+    connect_timeout_s: float = 20.0  # connect and GATT resolution, as Home Assistant allows
+    idle_timeout_s: float = 10.0  # no chunk for this long while nothing is in flight: disconnect
+    scan_watchdog_s: float = 90.0  # no advertisement for this long while devices are expected: restart
+    backoff_max_s: float = 120.0  # per-device backoff after failed sessions, doubling up to this
+    use_start_notify: bool = False  # bleak's StartNotify instead of AcquireNotify (bleak #1343)
+
+
+ADAPTER_NAME = re.compile(r"hci[0-9]{1,3}")
+MAX_BLE_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -168,6 +187,7 @@ class GatewayConfig:
     http: HttpSection = field(default_factory=HttpSection)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
     serial: SerialSection = field(default_factory=SerialSection)
+    ble: BleSection = field(default_factory=BleSection)
 
     @property
     def data_dir(self) -> Path:
@@ -299,6 +319,7 @@ def validate(config: GatewayConfig) -> None:
         raise ConfigError(f"uplink.kind must be 'http', 'mqtt' or 'none', not {config.uplink.kind!r}")
     _validate_homeassistant(config.homeassistant)
     _validate_serial(config.serial)
+    _validate_ble(config.ble)
     try:
         port = config.http.port
     except ValueError as exc:
@@ -355,3 +376,16 @@ def _validate_homeassistant(ha: HomeAssistantSection) -> None:
         name = getattr(ha, key)
         if not name or any(c in name for c in ":\n"):
             raise ConfigError(f"homeassistant.{key} must be a non-empty MQTT username, not {name!r}")
+
+
+def _validate_ble(ble: BleSection) -> None:
+    if not ADAPTER_NAME.fullmatch(ble.adapter):
+        raise ConfigError(f"ble.adapter must name a BlueZ adapter such as 'hci0', not {ble.adapter!r}")
+    if not 1 <= ble.max_connections <= MAX_BLE_CONNECTIONS:
+        raise ConfigError(
+            f"ble.max_connections must be 1 to {MAX_BLE_CONNECTIONS}, not {ble.max_connections}"
+        )
+    for key in ("connect_timeout_s", "idle_timeout_s", "scan_watchdog_s", "backoff_max_s"):
+        value = getattr(ble, key)
+        if value <= 0:
+            raise ConfigError(f"ble.{key} must be positive, not {value}")

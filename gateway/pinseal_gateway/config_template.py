@@ -25,6 +25,7 @@ SECTION_NOTES: dict[str, str] = {
     "http": "the local HTTP API: /metrics, /status, /proofs/<bundle-hash>",
     "homeassistant": "Home Assistant MQTT discovery (docs/gateway.md, 'Home Assistant')",
     "serial": "boards wired to this machine (docs/transports.md, 'Serial'); none read unless listed",
+    "ble": "BLE intake for boards without Wi-Fi, through BlueZ (docs/gateway.md, 'BLE')",
 }
 
 KEY_NOTES: dict[str, str] = {
@@ -77,6 +78,14 @@ KEY_NOTES: dict[str, str] = {
     "homeassistant.ha_username": "Home Assistant's read-only login on this gateway's broker",
     "homeassistant.ha_password_file": "relative to data_dir, 0600; enter it in Home Assistant",
     "homeassistant.publish_every_s": "how often new verified readings are published",
+    "ble.enabled": "scan for pinseal devices over BLE and take their bundles",
+    "ble.adapter": "the BlueZ adapter to scan and connect with",
+    "ble.max_connections": "connection slots: devices served at once (1 to 8)",
+    "ble.connect_timeout_s": "connect and resolve services within this",
+    "ble.idle_timeout_s": "disconnect after this long without a chunk",
+    "ble.scan_watchdog_s": "restart discovery after this long without an advertisement",
+    "ble.backoff_max_s": "a failing device is retried after 0.5 s, doubling up to this",
+    "ble.use_start_notify": "StartNotify instead of AcquireNotify (may lose notifications)",
 }
 
 HEADER = """\

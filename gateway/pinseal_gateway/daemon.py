@@ -20,7 +20,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinseal_gateway import batcher, reload, silence, uplink
 from pinseal_gateway.broker_link import BrokerLink
@@ -36,6 +36,9 @@ from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.pipeline import Pipeline
 from pinseal_gateway.store import bundles as bundle_store
 from pinseal_gateway.store.db import Database
+
+if TYPE_CHECKING:
+    from pinseal_gateway.intake.ble.intake import BleIntake
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,17 @@ def _read_mqtt_password(config: GatewayConfig) -> str | None:
         )
         return None
     return read_secret(path).decode("utf-8").strip()
+
+
+def _ble_intake(config: GatewayConfig, pipeline: Pipeline, ctx: GatewayContext) -> BleIntake | None:
+    """The BLE intake when `[ble] enabled` (bleak is imported only then: a gateway without BLE needs no
+    D-Bus); it shares the pipeline, and so the registry, with the MQTT intake."""
+    if not config.ble.enabled:
+        return None
+    from pinseal_gateway.intake.ble.intake import BleIntake
+
+    log.info("BLE intake on %s (max %d connections)", config.ble.adapter, config.ble.max_connections)
+    return BleIntake(config.ble, pipeline, pipeline.registry, ctx.metrics)
 
 
 def _init_gauges(ctx: GatewayContext) -> None:
@@ -117,6 +131,7 @@ async def run_gateway(
     ctx.broker_link = BrokerLink(config.mqtt.host, config.mqtt.port)
     ingest = MqttIngest(config.mqtt, password, pipeline, ctx.metrics, ctx.broker_link)
     serial_ingest = SerialIngest(config.serial, pipeline, ctx.metrics)
+    ble = _ble_intake(config, pipeline, ctx)
     runner, http_port = await start_http(ctx)
     tasks: dict[asyncio.Task[Any], str] = {}
     failed: list[str] = []
@@ -131,6 +146,10 @@ async def run_gateway(
             serial_ingest.start()
             if serial_ingest.task is not None:
                 tasks[serial_ingest.task] = "serial-usb-scan"
+        if ble is not None:
+            ble.start()
+            if ble.task is not None:
+                tasks[ble.task] = "ble-intake"
         for name, fn in _background_tasks(config).items():
             tasks[asyncio.create_task(fn(ctx, stop), name=name)] = name
         for task, name in tasks.items():
@@ -146,10 +165,14 @@ async def run_gateway(
         stop.set()
         deadline = loop.time() + SHUTDOWN_GRACE_S
         ingest.pause()
+        if ble is not None:
+            ble.pause()
         if pipeline_task is not None:
             await _finish_within([pipeline_task], deadline, loop)
         await ingest.stop()
         await serial_ingest.stop()
+        if ble is not None:
+            await ble.stop()
         await _finish_within([t for t in tasks if t is not pipeline_task], deadline, loop)
         await runner.cleanup()
         db.close()

@@ -1,8 +1,8 @@
 """The seam between intakes and the pipeline: what an intake submits and what it must answer to.
 
 The pipeline owns this interface and never holds an intake: each `Message` carries the `Link` it came
-in on, so acks and settlements go back the way their message came. MQTT is the only intake today
-(`intake.mqtt`); another transport plugs in beside it by implementing `Link` and feeding an `Inbox`.
+in on, so acks and settlements go back the way their message came. The intakes (`intake.mqtt`,
+`intake.ble`) plug in side by side, each implementing `Link` and feeding an `Inbox`.
 """
 
 from __future__ import annotations

@@ -109,6 +109,32 @@ class Metrics:
             f"{PREFIX}mqtt_subscribed", "1 while subscribed to the devices' up topics, else 0", registry=r
         )
 
+        # The BLE intake (intake/ble): what the scanner, the sessions and the per-device rules did.
+        self.ble_connections = Counter(
+            f"{PREFIX}ble_connections",
+            "BLE sessions by how they ended: drained, idle, failed, refused (key id not confirmed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.ble_sessions = Gauge(f"{PREFIX}ble_sessions", "BLE connections open now", registry=r)
+        self.ble_bundles_received = Counter(
+            f"{PREFIX}ble_bundles_received", "Bundles reassembled from BLE notifications", registry=r
+        )
+        self.ble_resend_requests = Counter(
+            f"{PREFIX}ble_resend_requests", "Resend requests written for missing BLE chunks", registry=r
+        )
+        self.ble_watchdog_restarts = Counter(
+            f"{PREFIX}ble_watchdog_restarts",
+            "Discovery restarts after BlueZ reported no advertisement for ble.scan_watchdog_s",
+            registry=r,
+        )
+        self.ble_refused_devices = Counter(
+            f"{PREFIX}ble_refused_devices",
+            "Advertising devices never connected to, counted once each, by reason (unregistered, revoked)",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The text exposition format for `/metrics`."""
         return generate_latest(self.registry)

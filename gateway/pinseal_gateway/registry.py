@@ -43,6 +43,7 @@ class Registry:
         self._entries = dict(entries or {})
         # Raw key bytes for libsodium on the fast path, encoded once per registry load.
         self._raw = {kid: entry.public_key.public_bytes_raw() for kid, entry in self._entries.items()}
+        self._prefixes: dict[int, dict[bytes, dict[bytes, bool]]] = {}
 
     @classmethod
     def from_raw(cls, raw: RawRegistry) -> Registry:
@@ -67,6 +68,16 @@ class Registry:
         """Like `resolve`, the raw 32-byte public key (for `pinseal_protocol.sodium`)."""
         self.resolve(kid)
         return self._raw[kid]
+
+    def with_prefix(self, prefix: bytes) -> dict[bytes, bool]:
+        """kid -> revoked, of every registered key id whose first `len(prefix)` bytes are `prefix` (the BLE
+        intake's look-up of an advertised key id prefix; indexed once per snapshot and prefix length)."""
+        index = self._prefixes.get(len(prefix))
+        if index is None:
+            index = self._prefixes[len(prefix)] = {}
+            for kid, entry in self._entries.items():
+                index.setdefault(kid[: len(prefix)], {})[kid] = entry.revoked
+        return index.get(prefix, {})
 
     def to_raw(self) -> dict[bytes, tuple[bytes, bool]]:
         """kid -> (raw public key, revoked): the registry as sent to a verify worker process."""

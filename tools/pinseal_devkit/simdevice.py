@@ -271,14 +271,19 @@ class SimDevice:
             raise PowerCut(point)
 
     def _on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.receive_reply(message.payload)
+
+    def receive_reply(self, payload: bytes) -> bool:
+        """An ack or signed rejection as received on any link (MQTT's ack topic, BLE's down writes):
+        verified first; a verified ack drops what it covers from the outbox. True if it was an ack."""
         if self.dead:
-            return
+            return False
         assert self.gateway_public_key is not None, "a connected device needs the gateway's public key"
         try:
-            verified = rejection.verify_reply(message.payload, self.gateway_public_key, self.kid)
+            verified = rejection.verify_reply(payload, self.gateway_public_key, self.kid)
         except RejectedMessage as exc:
             log.warning("device %s: ack rejected (%s): %s", self.kid_hex, exc.reason, exc)
-            return
+            return False
         if isinstance(verified, rejection.RejectionNotice):  # docs/protocol.md §5.1; kept: a test's evidence
             log.warning(
                 "device %s: the gateway refused bundle %s (%s)",
@@ -286,11 +291,11 @@ class SimDevice:
                 verified.bundle_hash.hex()[:16],
                 verified.reason,
             )
-            return
+            return False
         try:
             self._check_cut("ack_verified")
         except PowerCut:
-            return  # the ack is lost with the RAM: the bundle is resent after the reboot and re-acked
+            return False  # the ack is lost with the RAM: the bundle is resent after the reboot and re-acked
         now = time.monotonic()
         with self._lock:
             done = [
@@ -302,6 +307,7 @@ class SimDevice:
                     self.ack_latencies.append(now - entry.first_sent)
                 self._forget(entry)
         self.acks.put(AckEvent(self.kid_hex, verified.seq, verified.bundle_hash, verified.time))
+        return True
 
     def seal_next(self, now_s: int | None = None) -> bytes:
         """Take `per_bundle` readings and seal them, chained to the previous bundle, into the outbox."""

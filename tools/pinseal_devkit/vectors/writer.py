@@ -33,8 +33,8 @@ def generate() -> dict[str, dict[str, Any]]:
 
 def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """Write `<name>.json` files into `outdir`, replacing stale message vector files, then the
-    batches and the MQTT and serial frames, so one command writes them all."""
-    from pinseal_devkit.vectors import mqtt_frame_cases, serial_frame_cases
+    batches, the MQTT and serial frames and the BLE link, so one command writes them all."""
+    from pinseal_devkit.vectors import ble_link_cases, mqtt_frame_cases, serial_frame_cases
 
     vectors = generate() if vectors is None else vectors
     outdir.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def write(outdir: Path, vectors: dict[str, dict[str, Any]] | None = None) -> lis
         if stale.stem not in vectors:
             stale.unlink()
     paths = [single_file.write_json(outdir / f"{name}.json", vector) for name, vector in vectors.items()]
-    framing = [mqtt_frame_cases.write(outdir), serial_frame_cases.write(outdir)]
+    framing = [mqtt_frame_cases.write(outdir), serial_frame_cases.write(outdir), ble_link_cases.write(outdir)]
     return [*paths, *write_batches(outdir / "batch"), *framing]
 
 
