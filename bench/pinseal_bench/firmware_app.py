@@ -36,6 +36,8 @@ from typing import Any
 from pinseal_devkit.devices import start_device
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, load_profile
+from pinseal_vboard.bluez.bus import BluezBus
+from pinseal_vboard.radio import RadioBridge
 from pinseal_vboard.vm import REPO, VMOptions, run_script
 
 BENCH_DIR = REPO / "bench" / "firmware"
@@ -82,6 +84,7 @@ class RunSpec:
         None  # the RAM model's limit (None: the profile's), e.g. more to see an unfitting peak
     )
     ram_ceiling_bytes: int | None = None  # the RAM model's hard ceiling (None: 4 x RAM)
+    transport: str = "mqtt"  # "ble": the board's only link is BLE, through BlueZoo to the gateway's bleak
 
 
 # A step whose stored rate is below this fraction of the offered rate saturated the board.
@@ -143,6 +146,13 @@ def run_app(spec: RunSpec, root: Path) -> dict[str, Any]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     stack = Stack(root / "stack", batch_interval_s=1)
+    bus = radio = None
+    link: dict[str, Any] = {}
+    if spec.transport == "ble":
+        bus = BluezBus(2, log_path=root / "bluezoo.log").start()
+        stack.extra_config = {"ble": {"enabled": True, "idle_timeout_s": 5.0, "backoff_max_s": 2.0}}
+        stack.gateway_env = dict(bus.environ)
+        link = {"link": {"transports": ["ble"]}, "wifi": {"ssid": ""}}
     stack.prepare()
     host = BoardHost()
     vb = None
@@ -158,7 +168,10 @@ def run_app(spec: RunSpec, root: Path) -> dict[str, Any]:
             ram_ceiling_bytes=spec.ram_ceiling_bytes,
             sampling={"interval_s": 1},
             bundling={"readings": spec.readings_per_bundle, "max_wait_s": MAX_WAIT_S},
+            **link,
         )
+        if bus is not None:
+            radio = RadioBridge(vb, bus.address, 1)
         kid = bytes.fromhex(info["key_id"])
         db_path = stack.workdir / "gateway" / "gateway.sqlite"
         stack.start()
@@ -217,12 +230,17 @@ def run_app(spec: RunSpec, root: Path) -> dict[str, Any]:
             "board_resets": vb.boots - boots,
             "memory_errors": output.count("MemoryError"),
             "rejections": _rejections(db_path),
+            "transport": spec.transport,
         }
     finally:
+        if radio is not None:
+            radio.close()
         if vb is not None:
             vb.stop()
         host.close()
         stack.stop()
+        if bus is not None:
+            bus.stop()
 
 
 def outbox_amplification(readings: int = 1024) -> dict[str, Any]:

@@ -90,6 +90,9 @@ async def create_app(cfg, profile, transport=None):
     sampler = Sampler(profile)
     if transport is None:
         transport = await make_transport(cfg, profile, kids[0], outbox)
+    # read once, above: ~400 B of dicts the running app would hold for nothing on a 100 KB board
+    cfg.pop("serial", None)
+    cfg.pop("link", None)
     await asyncio.sleep_ms(0)
     from pinseal.app import App
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 from typing import Any
 
 from dbus_fast.errors import DBusError
 
 from pinseal_protocol import ble_link
-from pinseal_vboard.board import VirtualBoard
+from pinseal_vboard.bluez.bus import readdress_adapter
 from pinseal_vboard.bluez.peripheral import Advertisement, Characteristic, Handlers, Peripheral
+from pinseal_vboard.board import VirtualBoard
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,20 @@ def _uuid(little_endian: bytes) -> Any:
 
 
 class RadioBridge:
-    """Puts `board`'s radio on adapter `adapter` of the BlueZ bus at `bus_address`."""
+    """Puts `board`'s radio on adapter `adapter` of the BlueZ bus at `bus_address`.
 
-    def __init__(self, board: VirtualBoard, bus_address: str, adapter: int) -> None:
+    `lose`: the share of the board's notifications the air loses or delays past the next one (seeded by
+    `seed`), for tests of the link's gap recovery."""
+
+    def __init__(
+        self, board: VirtualBoard, bus_address: str, adapter: int, lose: float = 0.0, seed: int = 0
+    ) -> None:
         self.board = board
+        self.lose = lose
+        self._rng = random.Random(seed)
+        self._held: tuple[str, bytes] | None = None
+        self.notifications_lost = 0
+        self.notifications_reordered = 0
         self.bus_address = bus_address
         self.adapter = adapter
         self.peripheral: Peripheral | None = None
@@ -92,8 +104,12 @@ class RadioBridge:
         self._conn = 0
         self._central: str | None = None
         self._advert: Advertisement | None = None
+        self._addresses = 0
+        self._advertise_on = False
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=f"vboard-radio {board.id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name=f"vboard-radio {board.id}", daemon=True
+        )
         self._thread.start()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._worker = asyncio.run_coroutine_threadsafe(self._work(), self.loop)
@@ -101,12 +117,18 @@ class RadioBridge:
 
     def close(self) -> None:
         self.board.on_radio = None
-        fut = asyncio.run_coroutine_threadsafe(self._teardown(), self.loop)
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
         with contextlib.suppress(Exception):
             fut.result(10)
-        self._worker.cancel()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        await self._teardown()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # -- from the board (host reader thread) ----------------------------------------------------------
 
@@ -141,17 +163,43 @@ class RadioBridge:
                 self._chars.append(Characteristic(char["uuid"], _bluez_flags(char["flags"])))
         elif op == "value":
             self._values[msg["handle"]] = bytes.fromhex(msg["hex"])
-            self._sizes[msg["handle"]] = max(self._sizes.get(msg["handle"], 20), len(self._values[msg["handle"]]))
+            self._sizes[msg["handle"]] = max(
+                self._sizes.get(msg["handle"], 20), len(self._values[msg["handle"]])
+            )
         elif op == "buffer":
             self._sizes[msg["handle"]] = msg["size"]
         elif op == "advertise":
             await self._advertise(msg)
         elif op == "notify":
-            if self.peripheral is not None:
-                self.peripheral.notify(self._uuid_of[msg["handle"]], bytes.fromhex(msg["hex"]))
-        elif op == "disconnect":
-            if self.peripheral is not None:
-                await self.peripheral.disconnect()
+            self._notify(self._uuid_of[msg["handle"]], bytes.fromhex(msg["hex"]))
+        elif op == "disconnect" and self._central is not None:
+            # the board hangs up: the link ends from its side (its stack then reports the disconnect, as
+            # NimBLE does after gap_disconnect); BlueZoo ends a peripheral's link when its radio goes
+            await self._disconnected(self._central)
+        elif op == "relink":
+            await self._relink()
+        elif op == "drop" and self._central is not None:
+            await self._disconnected(self._central)
+
+    def _notify(self, uuid: str, data: bytes) -> None:
+        if self.peripheral is None:
+            return
+        if self.lose and self._rng.random() < self.lose:
+            if self._rng.random() < 0.5:
+                self.notifications_lost += 1
+                return
+            if self._held is None:  # delayed: it goes out after the next one
+                self._held = (uuid, data)
+                self.notifications_reordered += 1
+                return
+        self.peripheral.notify(uuid, data)
+        held, self._held = self._held, None
+        if held is not None:
+            self.peripheral.notify(*held)
+
+    def drop(self) -> None:
+        """The link lost from the board's side (out of range, its radio reset): from any thread."""
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, {"op": "drop"})
 
     async def _advertise(self, msg: dict[str, Any]) -> None:
         if not msg["on"]:
@@ -194,7 +242,9 @@ class RadioBridge:
         handle = self._handle_of.get(uuid, -1)
         if len(value) > self._sizes.get(handle, 20):
             # NimBLE refuses a write longer than the attribute's buffer (gatts_set_buffer)
-            raise DBusError("org.bluez.Error.InvalidValueLength", f"{len(value)} bytes > the attribute's buffer")
+            raise DBusError(
+                "org.bluez.Error.InvalidValueLength", f"{len(value)} bytes > the attribute's buffer"
+            )
         self._values[handle] = value
         self.board.radio_event(ev="write", conn=self._conn, handle=handle, hex=value.hex())
 
@@ -208,6 +258,21 @@ class RadioBridge:
             return
         self._central = None
         self.board.radio_event(ev="disconnect", conn=self._conn, addr=_address_of(central))
+        # The next connection comes from a new address, as an LE device with a resolvable private address
+        # makes one: BlueZoo keeps a connection's GATT objects under the old address for ever (see
+        # readdress_adapter). The firmware's next advertise request starts the application again.
+        self._queue.put_nowait({"op": "relink"})
+
+    async def _relink(self) -> None:
+        if self.peripheral is not None:
+            with contextlib.suppress(Exception):
+                await self.peripheral.stop()
+            self.peripheral = None
+        self._addresses += 1
+        n = self._addresses
+        await readdress_adapter(
+            self.bus_address, self.adapter, f"00:AC:{self.adapter:02X}:00:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}"
+        )
 
 
 def _address_of(device_path: str) -> str:

@@ -65,3 +65,28 @@ def test_whole_application_as_mpy_peaks_within_85_kb(tmp_path: Path) -> None:
     loaded = set(run["firmware_modules_loaded"])
     assert "pinseal.app" in loaded and "pinseal.crypto.ed25519" in loaded, loaded  # the readout works
     assert not loaded & SETUP_ONLY_MODULES, loaded & SETUP_ONLY_MODULES
+
+
+@pytest.mark.timeout(300)
+def test_with_ble_as_its_link_the_application_still_peaks_within_85_kb(tmp_path: Path) -> None:
+    """Issue 15: BLE instead of MQTT (the transport, its codec, the stack's IRQs and the chunked sends)
+    on the same stock image and heap, against the gateway's bleak intake through BlueZoo."""
+    spec = bench_app.RunSpec(
+        "heap_mpy_ble",
+        BOARD,
+        romfs=False,
+        mpy=True,
+        readings_per_bundle=16,
+        speeds=(10.0,),
+        step_s=15.0,
+        ram_ceiling_bytes=board_ram() + CEILING_RESERVE_BYTES,
+        first_bundle_timeout_s=90.0,
+        transport="ble",
+    )
+    run = bench_app.run_app(spec, tmp_path / "heap-ble")
+    assert run["memory_errors"] == 0 and run["board_resets"] == 0, run
+    assert run["ram_over_count"] == 0 and run["ram_rescues"] == 0, run
+    assert run["bundles_stored"] >= 4, run
+    assert run["peak_heap_bytes"] <= PEAK_LIMIT_BYTES, run
+    loaded = set(run["firmware_modules_loaded"])
+    assert "pinseal.transport.ble" in loaded and "pinseal.transport.mqtt" not in loaded, loaded

@@ -42,6 +42,7 @@ MAX_INFO = 256
 DOWN_ACK = 1  # an ack or a signed rejection: the bytes MQTT's ack topic would carry
 DOWN_RESEND = 2  # transfer id | the chunk indices the gateway misses
 DOWN_RECEIVED = 3  # transfer id: the gateway has the whole bundle (the link accepted it, like a PUBACK)
+DOWN_SEND = 4  # empty: the gateway has subscribed; send (a board's stack reports no subscriptions)
 
 AD_FLAGS = 0x01
 AD_UUID128_COMPLETE = 0x07
@@ -249,7 +250,13 @@ class ReceivedDown:
     transfer: int
 
 
-Down = AckDown | ResendDown | ReceivedDown
+@dataclass(frozen=True)
+class SendDown:
+    """Kind 4: the gateway has subscribed to the bundles: the device may send. MicroPython's stacks
+    report no CCCD writes to the firmware, so a board learns it can notify only from this write."""
+
+
+Down = AckDown | ResendDown | ReceivedDown | SendDown
 
 
 def encode_down(message: Down) -> bytes:
@@ -258,6 +265,8 @@ def encode_down(message: Down) -> bytes:
         if not 0 < len(message.message) < MAX_ATTRIBUTE:
             raise BleLinkError(f"an ack of {len(message.message)} bytes does not fit one attribute")
         return bytes((DOWN_ACK,)) + message.message
+    if isinstance(message, SendDown):
+        return bytes((DOWN_SEND,))
     if not 0 <= message.transfer <= 0xFF:
         raise BleLinkError(f"transfer id {message.transfer} is not one byte")
     if isinstance(message, ResendDown):
@@ -290,6 +299,10 @@ def decode_down(raw: bytes) -> Down:
         if len(raw) != 2:
             raise BleLinkError(f"a received write is 2 bytes, not {len(raw)}")
         return ReceivedDown(raw[1])
+    if kind == DOWN_SEND:
+        if len(raw) != 1:
+            raise BleLinkError(f"a send write is 1 byte, not {len(raw)}")
+        return SendDown()
     raise BleLinkError(f"unknown down kind {kind}")
 
 

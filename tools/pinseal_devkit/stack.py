@@ -57,6 +57,8 @@ class Stack:
     """`pinseal-ingest run --max-body`; None: the ingest's default."""
     serial_ports: list[str] = field(default_factory=list)
     """The gateway's [serial] ports (virtual boards' UART ptys): written into its config at start."""
+    extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """More gateway.toml sections, e.g. {"ble": {"enabled": True}}, written at start."""
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -103,6 +105,7 @@ class Stack:
                     "[serial]",
                     f"ports = {json.dumps(self.serial_ports)}",
                     "reopen_s = 0.5",
+                    *_toml_sections(self.extra_config),
                     "",
                 ]
             )
@@ -247,6 +250,14 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _toml_sections(sections: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return lines
 
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> bool:

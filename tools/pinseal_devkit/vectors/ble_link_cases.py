@@ -54,7 +54,8 @@ BAD_DOWN: tuple[tuple[str, bytes], ...] = (
     ("a resend request with a repeated index", bytes((bl.DOWN_RESEND, 7, 1, 1))),
     ("a resend request of 33 indices", bytes((bl.DOWN_RESEND, 7, *range(33)))),
     ("a received write with a trailing byte", bytes((bl.DOWN_RECEIVED, 7, 0))),
-    ("kind 4, unknown", bytes((4, 7))),
+    ("kind 5, unknown", bytes((5, 7))),
+    ("a send write with a body", bytes((4, 0))),
 )
 
 ADS: tuple[tuple[str, bytes, bytes], ...] = (
@@ -153,6 +154,7 @@ def ble_link_vectors() -> dict[str, Any]:
             },
             {"case": "resend 3 and 9 of transfer 7", "hex": bl.encode_down(bl.ResendDown(7, (3, 9))).hex()},
             {"case": "received transfer 255", "hex": bl.encode_down(bl.ReceivedDown(255)).hex()},
+            {"case": "send", "hex": bl.encode_down(bl.SendDown()).hex()},
         ],
         "down_errors": [{"case": what, "hex": raw.hex()} for what, raw in BAD_DOWN],
         "reassembly": [

@@ -158,6 +158,7 @@ class Session:
             ),
             GATT_TIMEOUT_S,
         )
+        await self._write(bl.encode_down(bl.SendDown()))  # a board's stack does not tell it we subscribed
         await self._receive()
 
     async def _read_info(self) -> bl.Info:
