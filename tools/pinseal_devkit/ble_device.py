@@ -107,7 +107,6 @@ class BleDevice:
             Handlers(
                 on_read=self._on_read,
                 on_write=self._on_write,
-                on_subscribe=self._on_subscribe,
                 on_connect=self._on_connect,
                 on_disconnect=self._on_disconnect,
             ),
@@ -152,10 +151,6 @@ class BleDevice:
     def _on_connect(self, central: str) -> None:
         self.stats.connections += 1
 
-    def _on_subscribe(self, uuid: str) -> None:
-        if uuid == bl.BUNDLES_UUID and (self._sender is None or self._sender.done()):
-            self._sender = asyncio.ensure_future(self._send_outbox())
-
     def _on_write(self, uuid: str, value: bytes) -> None:
         try:
             message = bl.decode_down(value)
@@ -173,6 +168,10 @@ class BleDevice:
             self.stats.resend_requests += 1
             if current is not None and message.transfer == current[0]:
                 self._send([current[1][i] for i in message.indices if i < len(current[1])])
+        elif isinstance(message, bl.SendDown):
+            # the gateway subscribed: start, as the firmware does (its stack reports no subscriptions)
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.ensure_future(self._send_outbox())
         elif current is not None and message.transfer == current[0]:
             self._received.set()
 
