@@ -120,7 +120,7 @@ bench-backlog: setup ## how fast a backlog of 1,000,000 readings drains to the n
 bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot time
 	$(PY) -m pinseal_bench.fleet --out build/bench/fleet.json --doc docs/benchmarks.md
 
-bench-transports: setup ## MQTT and serial side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
+bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
 	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)

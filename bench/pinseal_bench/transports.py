@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import sys
@@ -30,12 +31,15 @@ from typing import Any
 from pinseal_bench.gateway import CpuMeter, register
 from pinseal_bench.loadgen import LoadGenerator
 from pinseal_bench.report import publish, stamp
+from pinseal_devkit.ble_device import BleDevice, Faults
 from pinseal_devkit.simdevice import SimDevice
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_devkit.wired_device import WiredDevice
+from pinseal_protocol import ble_link as bl
 from pinseal_protocol import bundle as pbundle
-from pinseal_protocol import mqtt_frames
+from pinseal_protocol import keys, mqtt_frames
 from pinseal_protocol import serial_frames as sf
+from pinseal_vboard.bluez.bus import BluezBus
 
 SECTION = "transports"
 COMMAND = "make bench-transports"
@@ -152,12 +156,113 @@ def run_serial(wires: list[WiredDevice], meter: CpuMeter, drops: int, seed: int)
     }
 
 
+def ble_link_bytes(bundle: bytes, mtu: int) -> int:
+    """A bundle's bytes on the air as ATT notifications: each chunk's 3-byte header and the ATT header
+    (opcode and handle) of its notification."""
+    n = len(bl.chunks(0, bundle, mtu))
+    return len(bundle) + n * (bl.CHUNK_HEADER + bl.ATT_HEADER)
+
+
+def gateway_metric(stack: Stack, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{stack.gateway_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def run_ble(
+    stack: Stack,
+    bus: BluezBus,
+    devices: list[SimDevice],
+    bundles: int,
+    first_adapter: int,
+    disconnect: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Each device seals its bundles into its outbox and serves it as a BLE peripheral until acked."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    gateway_key = keys.load_public_key(stack.gateway_public_key)
+    radios = []
+    for i, sim in enumerate(devices):
+        sim.gateway_public_key = gateway_key
+        faults = Faults(disconnect=disconnect, seed=seed + i)
+        radios.append(BleDevice(sim, bus.address, first_adapter + i, faults=faults))
+    try:
+        for radio in radios:
+            run(radio.start())
+        n = bundles
+        meter = CpuMeter({"gateway": stack.procs["gateway"].pid})
+        sessions0 = gateway_metric(stack, "pinseal_gateway_ble_connections_total")
+        meter.start()
+        start = time.perf_counter()
+        for radio in radios:
+            run(radio.seal(n))
+        drained = wait_until(lambda: all(run(_depth(r)) == 0 for r in radios), 600, 0.2)
+        wall = time.perf_counter() - start
+        total = n * len(radios)
+        cpu = meter.stop(total)
+        sessions = gateway_metric(stack, "pinseal_gateway_ble_connections_total") - sessions0
+        sealed = stored_bundles(stack, devices)
+        link = sum(ble_link_bytes(raw, bl.DEFAULT_MTU) for raw in sealed)
+        at_247 = sum(ble_link_bytes(raw, 247) for raw in sealed)
+        size = sum(len(raw) for raw in sealed)
+        stats = [r.stats for r in radios]
+        return {
+            "bundles": total,
+            "all_acked": drained,
+            "bundles_per_s": round(total / wall, 1),
+            "cpu_ms_per_bundle": cpu["ms_per_bundle"]["gateway"],
+            "connections": int(sessions),
+            "cpu_ms_per_connection": round(cpu["ms_per_bundle"]["gateway"] * total / max(sessions, 1), 2),
+            "mtu": bl.DEFAULT_MTU,
+            "link_bytes_per_reading_ratio": round(link / size, 3),
+            "link_bytes_per_reading_ratio_at_mtu_247": round(at_247 / size, 3),
+            "disconnects": sum(st.disconnects for st in stats),
+            "resend_requests": sum(st.resend_requests for st in stats),
+            "lost": total - len(sealed),
+            "duplicated": accounting(stack.workdir / "gateway" / "gateway.sqlite", devices)["duplicated"],
+        }
+    finally:
+        for radio in radios:
+            with contextlib.suppress(Exception):
+                run(radio.stop(), 15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+async def _depth(radio: BleDevice) -> int:
+    return radio.outbox_depth
+
+
+def stored_bundles(stack: Stack, devices: list[SimDevice]) -> list[bytes]:
+    """What the gateway stored of these devices (live-sealed: the store is the only list of them)."""
+    with sqlite3.connect(stack.workdir / "gateway" / "gateway.sqlite") as db:
+        return [
+            bytes(raw)
+            for d in devices
+            for (raw,) in db.execute("SELECT raw FROM bundles WHERE kid = ? ORDER BY seq", (d.kid,))
+        ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pinseal_bench.transports", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--devices", type=int, default=8, help="devices per link (default 8)")
     parser.add_argument("--bundles", type=int, default=150, help="bundles per device per run (default 150)")
+    parser.add_argument("--ble-devices", type=int, default=3, help="BLE devices per run (default 3)")
+    parser.add_argument("--ble-bundles", type=int, default=60, help="bundles per BLE device (default 60)")
     parser.add_argument("--drops", type=int, default=20, help="seeded disconnects in the disconnect runs")
     parser.add_argument("--out", type=Path, default=Path("build/bench/transports.json"))
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
@@ -166,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": COMMAND,
         "devices_per_link": args.devices,
         "bundles_per_device": args.bundles,
+        "ble_devices": args.ble_devices,
+        "ble_bundles": args.ble_bundles,
     }
     with tempfile.TemporaryDirectory(prefix="pinseal-bench-transports-") as tmp:
         stack = Stack(Path(tmp) / "stack", batch_interval_s=5)
@@ -174,7 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             name: presigned(args.devices, args.bundles)
             for name in ("mqtt", "mqtt_drops", "serial", "serial_drops")
         }
-        register(stack, [d for ds in runs.values() for d in ds])
+        ble_runs = {
+            name: [SimDevice(per_bundle=READINGS_PER_BUNDLE) for _ in range(args.ble_devices)]
+            for name in ("ble", "ble_drops")
+        }
+        register(stack, [d for ds in [*runs.values(), *ble_runs.values()] for d in ds])
+        bus = BluezBus(1 + 2 * args.ble_devices, log_path=Path(tmp) / "bluezoo.log").start()
+        stack.extra_config = {"ble": {"enabled": True, "max_connections": 2, "idle_timeout_s": 3.0}}
+        stack.gateway_env = dict(bus.environ)
         wires: dict[str, list[WiredDevice]] = {}
         gateway_public = stack.gateway_public_key
         for name in ("serial", "serial_drops"):
@@ -191,25 +305,32 @@ def main(argv: list[str] | None = None) -> int:
             meter = CpuMeter({"gateway": stack.procs["gateway"].pid})
             serial = run_serial(wires["serial"], meter, 0, 3)
             serial_drops = run_serial(wires["serial_drops"], meter, args.drops, 4)
+            ble = run_ble(stack, bus, ble_runs["ble"], args.ble_bundles, 1, 0.0, 5)
+            ble_drops = run_ble(
+                stack, bus, ble_runs["ble_drops"], args.ble_bundles, 1 + args.ble_devices, 0.01, 6
+            )
             time.sleep(1.0)  # the last commits
             result["mqtt"] = {**mqtt, **accounting(db_path, runs["mqtt"] + runs["mqtt_drops"])}
             result["mqtt"]["with_disconnects"] = mqtt_drops
             result["serial"] = {**serial, **accounting(db_path, runs["serial"] + runs["serial_drops"])}
             result["serial"]["with_disconnects"] = serial_drops
-            result["ble"] = {
-                "status": "not built yet (issue 15): the BLE link has no gateway intake to measure"
-            }
+            result["ble"] = {**ble, "lost": ble["lost"] + ble_drops["lost"]}
+            result["ble"]["duplicated"] = ble["duplicated"] + ble_drops["duplicated"]
+            result["ble"]["with_disconnects"] = ble_drops
         finally:
             for ws in wires.values():
                 for w in ws:
                     w.close()
             stack.stop()
+            bus.stop()
     gates = {
         "lost_and_duplicated_zero": all(
-            result[k]["lost"] == 0 and result[k]["duplicated"] == 0 for k in ("mqtt", "serial")
+            result[k]["lost"] == 0 and result[k]["duplicated"] == 0 for k in ("mqtt", "serial", "ble")
         ),
+        # at the MTU the run used: BLE's is 23 under BlueZoo, which exchanges none (its figure at 247 is
+        # reported beside it, not put in its place)
         "link_bytes_within_1.25x": all(
-            result[k]["link_bytes_per_reading_ratio"] <= 1.25 for k in ("mqtt", "serial")
+            result[k]["link_bytes_per_reading_ratio"] <= 1.25 for k in ("mqtt", "serial", "ble")
         ),
     }
     result["gates"] = gates
@@ -219,31 +340,64 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(r: dict[str, Any]) -> str:
-    m, s = r["mqtt"], r["serial"]
-    md, sd = m["with_disconnects"], s["with_disconnects"]
+    m, s, b = r["mqtt"], r["serial"], r["ble"]
+    md, sd, bd = m["with_disconnects"], s["with_disconnects"], b["with_disconnects"]
     mach = r["machine"]
+    ble_ratio = (
+        f"{b['link_bytes_per_reading_ratio']} (at MTU 247: {b['link_bytes_per_reading_ratio_at_mtu_247']})"
+    )
+    rows = [
+        ("", "MQTT", "serial", "BLE"),
+        ("---", "---", "---", "---"),
+        ("bundles/s (clean run)", m["bundles_per_s"], s["bundles_per_s"], b["bundles_per_s"]),
+        ("gateway CPU-ms per bundle", m["cpu_ms_per_bundle"], s["cpu_ms_per_bundle"], b["cpu_ms_per_bundle"]),
+        ("broker CPU-ms per bundle", m["broker_cpu_ms_per_bundle"], "none", "none"),
+        (
+            "gateway CPU-ms per BLE connection",
+            "",
+            "",
+            f"{b['cpu_ms_per_connection']} ({b['connections']} connections)",
+        ),
+        (
+            "link bytes / bundle bytes (up)",
+            m["link_bytes_per_reading_ratio"],
+            s["link_bytes_per_reading_ratio"],
+            ble_ratio,
+        ),
+        (
+            "lost / duplicated (both runs)",
+            f"{m['lost']} / {m['duplicated']}",
+            f"{s['lost']} / {s['duplicated']}",
+            f"{b['lost']} / {b['duplicated']}",
+        ),
+        (
+            "disconnects in the second run",
+            f"{md['disconnects']} connections dropped",
+            f"{sd['replugs']} cables pulled",
+            f"{bd['disconnects']} links dropped by devices",
+        ),
+        ("bundles/s with disconnects", md["bundles_per_s"], sd["bundles_per_s"], bd["bundles_per_s"]),
+    ]
+    table = "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
     return f"""<!-- bench:{SECTION}:start -->
-## Links: MQTT and serial side by side (`{COMMAND}`)
+## Links: MQTT, serial and BLE side by side (`{COMMAND}`)
 
-{r["devices_per_link"]} host-simulated devices a link, {r["bundles_per_device"]} pre-signed bundles of
-{READINGS_PER_BUNDLE} readings each, stop and wait as the firmware does, one gateway, measured
-{r["measured_at"]} on {mach["cpu"]} ({mach["cores"]} cores), Python {mach["python"]}. Each link ran
-clean and then under seeded disconnects; BLE: {r["ble"]["status"]}.
+Host-simulated devices speaking each link's own framing against one gateway, stop and wait as the firmware
+does, bundles of {READINGS_PER_BUNDLE} readings: MQTT and serial {r["devices_per_link"]} devices x
+{r["bundles_per_device"]} bundles, BLE {r["ble_devices"]} devices x {r["ble_bundles"]} bundles (BlueZoo,
+the gateway's bleak on hci0, two connection slots, ATT MTU {b["mtu"]}: BlueZoo exchanges none). Each link
+ran clean and then under seeded disconnects. Measured {r["measured_at"]} on {mach["cpu"]}
+({mach["cores"]} cores), Python {mach["python"]}.
 
-| | MQTT | serial |
-|---|---|---|
-| bundles/s (clean run) | {m["bundles_per_s"]} | {s["bundles_per_s"]} |
-| gateway CPU-ms per bundle | {m["cpu_ms_per_bundle"]} | {s["cpu_ms_per_bundle"]} |
-| broker CPU-ms per bundle | {m["broker_cpu_ms_per_bundle"]} | none |
-| link bytes / bundle bytes (up) | {m["link_bytes_per_reading_ratio"]} | {s["link_bytes_per_reading_ratio"]} |
-| lost / duplicated (both runs) | {m["lost"]} / {m["duplicated"]} | {s["lost"]} / {s["duplicated"]} |
-| disconnects in the second run | {md["disconnects"]} connections dropped | {sd["replugs"]} cables pulled |
-| bundles sent again in it | {md["resent"]} | {sd["resent"]} |
-| bundles/s with disconnects | {md["bundles_per_s"]} | {sd["bundles_per_s"]} |
+{table}
 
-One real line at 115,200 baud carries {s["bundles_per_s_at_115200_baud_per_line"]} such bundles/s (frame
-bytes at 10 bits a byte); the serial figures above are the gateway's intake over ptys, which have no baud
-rate. Gates: {", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in r["gates"].items())}.
+One real serial line at 115,200 baud carries {s["bundles_per_s_at_115200_baud_per_line"]} such bundles/s
+(frame bytes at 10 bits a byte); the serial figures above are the gateway's intake over ptys, which have no
+baud rate. BLE's link bytes count each notification's chunk header and ATT header: at the default MTU of 23
+that is 6 bytes in 23, over the 1.25 gate; a central that exchanges the MTU (BlueZ offers 517, the firmware
+asks for 247) brings it to the figure in brackets. Virtual boards are measured apart: one board seals
+~14 one-reading bundles/s, so it cannot load a link (`make bench-firmware`). Gates:
+{", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in r["gates"].items())}.
 <!-- bench:{SECTION}:end -->"""
 
 

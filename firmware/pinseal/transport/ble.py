@@ -32,6 +32,7 @@ _FLAG_NOTIFY = const(0x0010)
 _ADV_INTERVAL_US = const(250000)
 _DOWN_BUFFER = const(300)  # an ack (~160 B) with its kind byte, with room: the stack's long-write buffer
 _DEFAULT_MTU = const(23)
+_PREFERRED_MTU = const(247)  # what the board offers when a central exchanges MTUs: 241 bytes a chunk
 _IDLE_MS = const(2000)  # connected with nothing to send this long: hang up
 _RECEIVED_MS = const(5000)  # no "received" for a whole transfer this long: send it again, as a new one
 _LINK_MS = const(200)
@@ -79,6 +80,7 @@ class BleTransport(Transport):
     def _open(self):
         ble = self._ble = bluetooth.BLE()
         ble.active(True)
+        ble.config(mtu=_PREFERRED_MTU)
         ble.irq(self._irq)
         service = (
             bluetooth.UUID(bl.SERVICE_UUID),
