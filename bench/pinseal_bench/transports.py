@@ -163,18 +163,6 @@ def ble_link_bytes(bundle: bytes, mtu: int) -> int:
     return len(bundle) + n * (bl.CHUNK_HEADER + bl.ATT_HEADER)
 
 
-def gateway_metric(stack: Stack, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{stack.gateway_url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
 def run_ble(
     stack: Stack,
     bus: BluezBus,
@@ -203,7 +191,7 @@ def run_ble(
             run(radio.start())
         n = bundles
         meter = CpuMeter({"gateway": stack.procs["gateway"].pid})
-        sessions0 = gateway_metric(stack, "pinseal_gateway_ble_connections_total")
+        sessions0 = stack.gateway_metric("pinseal_gateway_ble_connections_total")
         meter.start()
         start = time.perf_counter()
         for radio in radios:
@@ -212,7 +200,7 @@ def run_ble(
         wall = time.perf_counter() - start
         total = n * len(radios)
         cpu = meter.stop(total)
-        sessions = gateway_metric(stack, "pinseal_gateway_ble_connections_total") - sessions0
+        sessions = stack.gateway_metric("pinseal_gateway_ble_connections_total") - sessions0
         sealed = stored_bundles(stack, devices)
         link = sum(ble_link_bytes(raw, bl.DEFAULT_MTU) for raw in sealed)
         at_247 = sum(ble_link_bytes(raw, 247) for raw in sealed)

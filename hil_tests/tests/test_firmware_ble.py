@@ -55,16 +55,7 @@ class BleRig:
         return [s for first, last in rows for s in range(first, last + 1)]
 
     def metric(self, name: str) -> float:
-        """The sum of a gateway metric's samples, from its /metrics page."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.stack.gateway_url}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        return self.stack.gateway_metric(name)
 
     def wait_readings(self, n: int, i: int = 0, timeout_s: float = 120) -> list[int]:
         if not wait_until(lambda: len(set(self.stored_seqs(i))) >= n, timeout_s, 0.3):

@@ -38,9 +38,9 @@ def board_ram() -> int:
     return int(load_profile(BOARD)["ram"]["free_heap_bytes"])
 
 
-def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None) -> dict[str, Any]:
+def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None, transport: str = "mqtt") -> dict[str, Any]:
     spec = bench_app.RunSpec(
-        "heap_mpy",
+        f"heap_mpy_{transport}",
         BOARD,
         romfs=False,
         mpy=True,
@@ -48,9 +48,10 @@ def run_stock_image_app(tmp_path: Path, ceiling_bytes: int | None) -> dict[str, 
         speeds=(10.0,),
         step_s=15.0,
         ram_ceiling_bytes=ceiling_bytes,
-        first_bundle_timeout_s=60.0,
+        first_bundle_timeout_s=90.0,
+        transport=transport,
     )
-    return bench_app.run_app(spec, tmp_path / "heap")
+    return bench_app.run_app(spec, tmp_path / f"heap-{transport}")
 
 
 @pytest.mark.timeout(300)
@@ -71,19 +72,7 @@ def test_whole_application_as_mpy_peaks_within_85_kb(tmp_path: Path) -> None:
 def test_with_ble_as_its_link_the_application_still_peaks_within_85_kb(tmp_path: Path) -> None:
     """Issue 15: BLE instead of MQTT (the transport, its codec, the stack's IRQs and the chunked sends)
     on the same stock image and heap, against the gateway's bleak intake through BlueZoo."""
-    spec = bench_app.RunSpec(
-        "heap_mpy_ble",
-        BOARD,
-        romfs=False,
-        mpy=True,
-        readings_per_bundle=16,
-        speeds=(10.0,),
-        step_s=15.0,
-        ram_ceiling_bytes=board_ram() + CEILING_RESERVE_BYTES,
-        first_bundle_timeout_s=90.0,
-        transport="ble",
-    )
-    run = bench_app.run_app(spec, tmp_path / "heap-ble")
+    run = run_stock_image_app(tmp_path, board_ram() + CEILING_RESERVE_BYTES, transport="ble")
     assert run["memory_errors"] == 0 and run["board_resets"] == 0, run
     assert run["ram_over_count"] == 0 and run["ram_rescues"] == 0, run
     assert run["bundles_stored"] >= 4, run

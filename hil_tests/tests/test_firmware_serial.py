@@ -53,16 +53,7 @@ class SerialRig:
         return self.stored_seqs()
 
     def metric(self, name: str) -> float:
-        """The sum of a gateway metric's samples, read from its /metrics page."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.stack.gateway_url}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        return self.stack.gateway_metric(name)
 
 
 class NoisyWire:

@@ -174,6 +174,16 @@ class Stack:
         if not wait_until(self._gateway_subscribed, 20, 0.05):
             raise RuntimeError(f"gateway did not subscribe to the broker; see {self.logs / 'gateway.log'}")
 
+    def gateway_metric(self, name: str) -> float:
+        """The sum of a gateway metric's samples (all labels), read from its /metrics page."""
+        with urllib.request.urlopen(f"{self.gateway_url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((name + "{", name + " "))
+        )
+
     def _gateway_subscribed(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.gateway_url}/metrics", timeout=2) as response:

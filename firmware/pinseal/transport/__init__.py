@@ -32,6 +32,17 @@
 # This file holds only the base class, so importing it loads no backend (RAM is counted in kilobytes).
 
 
+async def end_task(task):
+    """Cancel a transport's background task (None: nothing) and wait until it has ended, whatever it raised:
+    a stop must never be stopped by the task it stops."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
+
+
 class Transport:
     """The base every backend extends; see the module comment for the contract."""
 

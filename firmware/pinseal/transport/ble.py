@@ -19,7 +19,7 @@ import time
 import bluetooth
 from micropython import const
 
-from pinseal.transport import Transport
+from pinseal.transport import Transport, end_task
 from pinseal.transport import ble_link as bl
 
 _IRQ_CENTRAL_CONNECT = const(1)
@@ -103,12 +103,7 @@ class BleTransport(Transport):
     async def stop(self):
         task = self._task
         self._task = None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+        await end_task(task)
         if self._ble is not None:
             self._hang_up()
             self._advertise(False)

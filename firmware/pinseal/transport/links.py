@@ -14,7 +14,7 @@ import time
 
 from micropython import const
 
-from pinseal.transport import Transport
+from pinseal.transport import Transport, end_task
 
 _CHECK_MS = const(200)
 
@@ -55,12 +55,7 @@ class Links(Transport):
     async def stop(self):
         task = self._task
         self._task = None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+        await end_task(task)
         for _name, t in self.links:
             await t.stop()
         self.current = -1

@@ -27,7 +27,7 @@ from binascii import hexlify
 
 from micropython import const
 
-from pinseal.transport import Transport
+from pinseal.transport import Transport, end_task
 from pinseal.transport import mqtt_packets as mp
 
 PORT = const(1883)
@@ -174,12 +174,7 @@ class MQTTClient(Transport):
                 await asyncio.wait_for_ms(self._write(mp.DISCONNECT_PACKET), 1000)
             except Exception:
                 pass
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+        await end_task(task)
         self._end_session()
 
     async def send(self, bundle_bytes, topic=None):

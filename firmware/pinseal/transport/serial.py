@@ -16,7 +16,7 @@ import time
 
 from micropython import const
 
-from pinseal.transport import Transport
+from pinseal.transport import Transport, end_task
 from pinseal.transport import serial_frames as sf
 
 _POLL_MS = const(20)
@@ -77,12 +77,7 @@ class SerialTransport(Transport):
         task = self._task
         self._task = None
         self._heard_ms = None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+        await end_task(task)
 
     async def _read_loop(self):
         uart = self._uart
