@@ -157,6 +157,8 @@ class BleTransport(Transport):
                 self._ble.gap_advertise(None)
             self._advertising = on
         except OSError as e:
+            if not isinstance(self.last_error, OSError) or self.last_error.args != e.args:
+                print("pinseal: BLE advertising refused by the stack:", e)  # once a cause, not every 200 ms
             self.last_error = e
 
     def _hang_up(self):
