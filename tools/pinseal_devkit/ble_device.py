@@ -119,6 +119,11 @@ class BleDevice:
     def outbox_depth(self) -> int:
         return len(self.sim.unacked)
 
+    @property
+    def idle(self) -> bool:
+        """Not connected and not changing address: what it advertises now stays so until it seals."""
+        return self.peripheral.central is None and self._relinking is None
+
     async def start(self) -> None:
         """On a fresh address; advertising once the outbox holds a bundle."""
         await self._new_address()

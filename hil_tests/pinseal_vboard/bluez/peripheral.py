@@ -279,7 +279,8 @@ class Peripheral:
         await self._adapter_call(
             "org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [self.app_path, {}]
         )
-        await self.advertise(True)
+        if advertise:
+            await self.advertise(True)
 
     async def advertise(self, on: bool, advertisement: Advertisement | None = None) -> None:
         """Start or stop advertising (optionally with new content); idempotent."""

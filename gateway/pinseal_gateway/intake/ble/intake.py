@@ -9,9 +9,9 @@ Reports from the scanner are judged before anything else (docs/gateway.md "BLE")
   (a resolvable private address), and the newest report of a prefix is the one connected to.
 - A device is connected to when a slot is free (`max_connections`), no session of it is open, and its
   backoff (after a session that failed or went idle, doubling from 0.5 s to `backoff_max_s`) has run
-  out. After such a session the device is tried again at the address it was reached at, unless it is
-  seen anew meanwhile; such a retry is dropped once the device has not been reported for
-  `scan_watchdog_s`, so a device that left does not hold a slot now and then for ever.
+  out. After such a session the device is tried again at the address it was reached at, until it has
+  not been reported for `scan_watchdog_s` (a device that left does not hold a slot now and then for
+  ever).
 - BlueZ reports a device's own connection changes as property changes, which bleak passes on like
   advertisements: a report of the address a session just ended on, within `SETTLE_S`, is not taken for
   the device advertising again.
@@ -30,13 +30,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from pinseal_gateway.config import BleSection
 from pinseal_gateway.intake.ble.backoff import Backoff
+from pinseal_gateway.intake.ble.candidates import Candidate, Candidates
 from pinseal_gateway.intake.ble.scanner import Scanner
 from pinseal_gateway.intake.ble.session import Outcome, Session, SessionResult
 from pinseal_gateway.link import Inbox, Message
@@ -55,14 +55,6 @@ KEPT_ACKS = 8
 STOP_TIMEOUT_S = 5.0
 
 
-@dataclass
-class Candidate:
-    device: BLEDevice
-    seen_at: float
-    retry: bool = False
-    """Kept after a session that did not drain the device, not reported since."""
-
-
 class BleIntake:
     """Scans, connects, and feeds `inbox` with the bundles of registered BLE devices."""
 
@@ -77,7 +69,7 @@ class BleIntake:
         self.scanner = Scanner(
             config.adapter, self._on_report, config.scan_watchdog_s, self._expected, metrics
         )
-        self._candidates: dict[bytes, Candidate] = {}
+        self.candidates = Candidates(config.scan_watchdog_s)
         self._sessions: dict[bytes, Session] = {}  # by prefix
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_kid: dict[bytes, Session] = {}
@@ -160,7 +152,7 @@ class BleIntake:
         session = self._sessions.get(prefix)
         if session is not None and session.device.address == device.address:
             return
-        self._candidates[prefix] = Candidate(device, now)
+        self.candidates.reported(prefix, device, now)
 
     def _registry_says(self, prefix: bytes) -> str | None:
         """None if a registered, unrevoked key id has this prefix; else "unregistered" or "revoked"."""
@@ -203,18 +195,15 @@ class BleIntake:
     def _dispatch(self, now: float) -> None:
         if self._closing:
             return
-        for prefix, candidate in sorted(self._candidates.items(), key=lambda item: item[1].seen_at):
+        for prefix in self.candidates.waiting(now):
             if len(self._sessions) >= self.config.max_connections:
                 return
-            if candidate.retry and now - candidate.seen_at > self.config.scan_watchdog_s:
-                del self._candidates[prefix]  # not heard of for so long: gone (it comes back when seen)
-                continue
             if prefix in self._sessions or not self.backoff.due(prefix, now):
                 continue
             if self._registry_says(prefix) is not None:  # revoked since it was seen
-                del self._candidates[prefix]
+                self.candidates.drop(prefix)
                 continue
-            del self._candidates[prefix]
+            candidate = self.candidates.take(prefix)
             session = Session(
                 candidate.device,
                 prefix,
@@ -264,6 +253,7 @@ class BleIntake:
         if result.bundles:
             self.backoff.succeeded(prefix)
         if result.outcome is Outcome.DRAINED:
+            self.candidates.drained(prefix)
             log.info("BLE %s: %d bundles, outbox empty; disconnected", session.name, result.bundles)
             return
         if result.outcome is Outcome.REFUSED:
@@ -280,7 +270,7 @@ class BleIntake:
             delay,
         )
         # Retry the same address unless the device was seen anew meanwhile (it may have a new address).
-        self._candidates.setdefault(prefix, replace(candidate, retry=True))
+        self.candidates.retry(prefix, candidate)
 
     def _confirmed(self, session: Session) -> None:
         """The session's key id is confirmed: its device's acks go there now, kept ones first (an ack whose
