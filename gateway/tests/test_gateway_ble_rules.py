@@ -201,3 +201,14 @@ def test_a_failed_device_is_retried_at_its_address_until_it_is_not_heard_of() ->
     assert prefix not in intake.candidates, (
         "a drained device is not called back: it advertises when it has more"
     )
+
+
+def test_the_refusal_log_stays_bounded_under_ever_new_prefixes(caplog) -> None:
+    """A radio advertising a new random prefix each time costs one log line each, and bounded memory."""
+    intake = BleIntake(BleSection(enabled=True), Inbox(), Follower({}), Metrics())  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING)
+    for i in range(intake_module.REFUSALS_REMEMBERED + 100):
+        intake._on_report(*report("00:00:00:00:00:01", i.to_bytes(8, "big")))
+    assert len(intake._refused) == intake_module.REFUSALS_REMEMBERED
+    assert len(caplog.records) == intake_module.REFUSALS_REMEMBERED + 100
+    assert intake.candidates.waiting(0.0) == []

@@ -53,6 +53,8 @@ SETTLE_S = 1.0
 KEPT_ACKS = 8
 """Acks kept for a device whose session ended before they came, delivered at its next session."""
 STOP_TIMEOUT_S = 5.0
+REFUSALS_REMEMBERED = 4096
+"""Refused devices (by prefix, or address when the prefix is malformed) logged once each, this many."""
 
 
 class BleIntake:
@@ -75,7 +77,7 @@ class BleIntake:
         self._by_kid: dict[bytes, Session] = {}
         self._kept_acks: dict[bytes, deque[bytes]] = {}
         self._ended: dict[bytes, tuple[str, float]] = {}  # prefix -> (address, when) of its last session
-        self._refused: set[tuple[bytes, str]] = set()
+        self._refused: dict[tuple[bytes, str], None] = {}  # insertion-ordered: the oldest is forgotten first
         self._seen_registered = False
         self._quiet_since = time.monotonic()
         self._room = asyncio.Event()
@@ -163,11 +165,19 @@ class BleIntake:
             return "revoked"
         return None
 
-    def _refuse(self, device: BLEDevice, prefix: bytes | None, reason: str, detail: str) -> None:
-        key = (prefix or device.address.encode(), reason)
+    def _first_time(self, key: tuple[bytes, str]) -> bool:
+        """Whether `key` is new to the refusal log (which forgets its oldest beyond `REFUSALS_REMEMBERED`:
+        a radio advertising ever new prefixes or addresses must not grow it without bound)."""
         if key in self._refused:
+            return False
+        self._refused[key] = None
+        if len(self._refused) > REFUSALS_REMEMBERED:
+            del self._refused[next(iter(self._refused))]
+        return True
+
+    def _refuse(self, device: BLEDevice, prefix: bytes | None, reason: str, detail: str) -> None:
+        if not self._first_time((prefix or device.address.encode(), reason)):
             return
-        self._refused.add(key)
         self.metrics.ble_refused_devices.labels(reason).inc()
         log.warning(
             "BLE: not connecting to %s advertising key id prefix %s: %s%s",
@@ -257,8 +267,15 @@ class BleIntake:
             log.info("BLE %s: %d bundles, outbox empty; disconnected", session.name, result.bundles)
             return
         if result.outcome is Outcome.REFUSED:
-            self._refuse(session.device, prefix, "refused", result.detail)
-            self.backoff.failed(prefix, now)
+            delay = self.backoff.failed(prefix, now)
+            if self._first_time((prefix, "info")):
+                log.warning(
+                    "BLE %s: disconnected after the info read, bundles not taken: %s; next try in %.1f s "
+                    "(logged once for this prefix)",
+                    session.name,
+                    result.detail,
+                    delay,
+                )
             return
         delay = self.backoff.failed(prefix, now)
         log.info(
