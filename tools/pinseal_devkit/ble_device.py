@@ -93,8 +93,6 @@ class BleDevice:
         self._relinking: asyncio.Task[None] | None = None
         self._addresses = 0
         self._stopped = False
-        advertised = bl.parse_advertising(bl.advertisement(), bl.scan_response(sim.kid))
-        assert advertised.kid_prefix is not None
         self.peripheral = Peripheral(
             adapter,
             bl.SERVICE_UUID,
@@ -103,7 +101,8 @@ class BleDevice:
                 Characteristic(bl.BUNDLES_UUID, ("notify",)),
                 Characteristic(bl.DOWN_UUID, ("write",)),
             ],
-            Advertisement((bl.SERVICE_UUID,), {bl.SERVICE_UUID: advertised.kid_prefix}),
+            # the payloads §11 specifies, as a board's stack would hand them to its radio
+            Advertisement.from_payloads(bl.advertisement(), bl.scan_response(sim.kid)),
             Handlers(
                 on_read=self._on_read,
                 on_write=self._on_write,

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -38,6 +39,7 @@ from dbus_fast.annotations import (
 from dbus_fast.errors import DBusError
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
+from pinseal_protocol.ble_link import ad_structures
 from pinseal_vboard.bluez.bus import adapter_path
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,34 @@ class Advertisement:
 
     service_uuids: tuple[str, ...]
     service_data: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_payloads(cls, adv: bytes, scan_rsp: bytes = b"") -> "Advertisement":
+        """The advertisement a device's raw advertising and scan response payloads describe (what a board's
+        stack hands its radio, e.g. MicroPython's `gap_advertise(adv_data, resp_data)`): service UUID
+        lists (16- and 128-bit) and service data. Flags and names are BlueZ's to set; manufacturer data
+        is refused (BlueZoo mistypes it, see above)."""
+        uuids: list[str] = []
+        data: dict[str, bytes] = {}
+        for ad_type, value in ad_structures(adv) + ad_structures(scan_rsp):
+            if ad_type in (0x02, 0x03):
+                uuids += [_uuid16(value[i : i + 2]) for i in range(0, len(value) - 1, 2)]
+            elif ad_type in (0x06, 0x07):
+                uuids += [
+                    str(uuid.UUID(bytes=value[i : i + 16][::-1])) for i in range(0, len(value) - 15, 16)
+                ]
+            elif ad_type == 0x16 and len(value) >= 2:
+                data[_uuid16(value[:2])] = value[2:]
+            elif ad_type == 0x21 and len(value) >= 16:
+                data[str(uuid.UUID(bytes=value[:16][::-1]))] = value[16:]
+            elif ad_type == 0xFF:
+                raise ValueError("manufacturer data breaks BlueZoo's GetManagedObjects: use service data")
+        return cls(tuple(uuids), data)
+
+
+def _uuid16(value: bytes) -> str:
+    """A 16-bit UUID (little-endian in AD structures) in the Bluetooth base UUID, as BlueZ writes it."""
+    return f"0000{int.from_bytes(value, 'little'):04x}-0000-1000-8000-00805f9b34fb"
 
 
 @dataclass
