@@ -212,3 +212,30 @@ def test_the_refusal_log_stays_bounded_under_ever_new_prefixes(caplog) -> None:
     assert len(intake._refused) == intake_module.REFUSALS_REMEMBERED
     assert len(caplog.records) == intake_module.REFUSALS_REMEMBERED + 100
     assert intake.candidates.waiting(0.0) == []
+
+
+def test_devices_that_appeared_during_a_discovery_restart_are_reported() -> None:
+    """The instant a restart has no scanner listening: BlueZ's devices before and after are compared."""
+    from pinseal_gateway.intake.ble.scanner import appeared, as_report
+
+    def props(address: str, *, connected: bool = False, uuids: tuple[str, ...] = (SERVICE_UUID,)) -> dict:
+        return {
+            "Address": address,
+            "UUIDs": list(uuids),
+            "ServiceData": {SERVICE_UUID: b"\x01" * 8},
+            "Connected": connected,
+            "RSSI": -50,
+        }
+
+    before = {"/org/bluez/hci0/dev_A": props("00:00:00:00:00:0A")}
+    after = {
+        **before,
+        "/org/bluez/hci0/dev_B": props("00:00:00:00:00:0B"),
+        "/org/bluez/hci0/dev_C": props("00:00:00:00:00:0C", connected=True),
+        "/org/bluez/hci0/dev_D": props("00:00:00:00:00:0D", uuids=("0000180f-0000-1000-8000-00805f9b34fb",)),
+    }
+    new = appeared(before, after)
+    assert [path for path, _ in new] == ["/org/bluez/hci0/dev_B"]
+    device, adv = as_report(*new[0])
+    assert device.address == "00:00:00:00:00:0B" and device.details["path"] == "/org/bluez/hci0/dev_B"
+    assert adv.service_data == {SERVICE_UUID: b"\x01" * 8} and adv.rssi == -50
