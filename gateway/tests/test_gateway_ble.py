@@ -132,11 +132,13 @@ def metric(gateway, name: str, **labels: str) -> float:
 
 
 def test_readings_survive_disconnects_on_both_sides(
-    make_gateway_env, start_gateway, tmp_path, monkeypatch
+    make_gateway_env, start_gateway, tmp_path, monkeypatch, caplog
 ) -> None:
     """(a) 320 readings from two devices, sealed in two waves; each device drops its link at seeded random
     points (while sending, after an ack) and the gateway's side drops links at seeded times too. Nothing
     is lost, nothing stored twice, every outbox ends empty."""
+    caplog.set_level(logging.INFO, logger=INTAKE_LOG)
+    caplog.set_level(logging.INFO, logger="pinseal.ble_device")
     with ble_stack(make_gateway_env, tmp_path, monkeypatch, 2) as stack:
         devices = [stack.device(faults=Faults(disconnect=0.006, seed=seed)) for seed in (11, 12)]
         gateway = start_gateway(stack.env.config)

@@ -383,14 +383,17 @@ class Peripheral:
     # -- internals ---------------------------------------------------------------------------------
 
     def _seen_device(self, options: dict[str, Any]) -> None:
-        """BlueZ names the central in every call's options: the first call of a connection opens it."""
+        """BlueZ names the central in every call's options (a connection's first call may come first)."""
         device = options.get("device")
         path = device.value if isinstance(device, Variant) else None
         if path is not None and path != self.central:
-            self.central = path
-            self.connections += 1
-            if self.handlers.on_connect is not None:
-                self._spawn(_maybe_await(self.handlers.on_connect(path)))
+            self._connected(path)
+
+    def _connected(self, path: str) -> None:
+        self.central = path
+        self.connections += 1
+        if self.handlers.on_connect is not None:
+            self._spawn(_maybe_await(self.handlers.on_connect(path)))
 
     async def _lost(self, central: str) -> None:
         if self.central != central:
@@ -402,14 +405,24 @@ class Peripheral:
             await _maybe_await(self.handlers.on_disconnect(central))
 
     def _on_signal(self, msg: Message) -> None:
-        """Device1.Connected false for our central: the central went away (or disconnected us)."""
+        """Device1.Connected of a central on this adapter: a connection opens or ends, whether or not the
+        central made a GATT call in it (one that connects and goes must still be seen to go)."""
         if msg.message_type != MessageType.SIGNAL or msg.member != "PropertiesChanged":
             return
-        if msg.path != self.central or not msg.body or msg.body[0] != "org.bluez.Device1":
+        path = msg.path or ""
+        if (
+            not path.startswith(f"{self.adapter_path}/dev_")
+            or not msg.body
+            or msg.body[0] != "org.bluez.Device1"
+        ):
             return
         connected = msg.body[1].get("Connected")
-        if connected is not None and connected.value is False:
-            self._spawn(self._lost(msg.path))
+        if connected is None:
+            return
+        if connected.value and self.central is None:
+            self._connected(path)
+        elif not connected.value and path == self.central:
+            self._spawn(self._lost(path))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         """Run an event handler beside the D-Bus dispatch (kept referenced until it ends)."""
