@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
+import signal
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -22,9 +24,11 @@ from pinseal_devkit.ble_device import BleDevice, Faults
 from pinseal_devkit.simdevice import SimDevice
 from pinseal_gateway import broker
 from pinseal_gateway.store import devices as device_store
+from pinseal_protocol import ble_link as bl
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys, rejection
 from pinseal_vboard.bluez.bus import devices_of, drop_connections, stop_discovery
+from pinseal_vboard.bluez.peripheral import Advertisement
 
 BLE_FAST = {
     "enabled": True,
@@ -128,11 +132,13 @@ def metric(gateway, name: str, **labels: str) -> float:
 
 
 def test_readings_survive_disconnects_on_both_sides(
-    make_gateway_env, start_gateway, tmp_path, monkeypatch
+    make_gateway_env, start_gateway, tmp_path, monkeypatch, caplog
 ) -> None:
     """(a) 320 readings from two devices, sealed in two waves; each device drops its link at seeded random
     points (while sending, after an ack) and the gateway's side drops links at seeded times too. Nothing
     is lost, nothing stored twice, every outbox ends empty."""
+    caplog.set_level(logging.INFO, logger=INTAKE_LOG)
+    caplog.set_level(logging.INFO, logger="pinseal.ble_device")
     with ble_stack(make_gateway_env, tmp_path, monkeypatch, 2) as stack:
         devices = [stack.device(faults=Faults(disconnect=0.006, seed=seed)) for seed in (11, 12)]
         gateway = start_gateway(stack.env.config)
@@ -234,11 +240,16 @@ def test_revoked_and_unregistered_devices_are_never_connected(
         assert {kid for (kid,) in rows(stack.db_path, "SELECT DISTINCT kid FROM readings")} == {good.sim.kid}
 
 
+@pytest.mark.parametrize("how", ["discovery stopped", "BlueZ frozen"])
 def test_watchdog_restarts_discovery_when_bluez_goes_quiet(
-    make_gateway_env, start_gateway, tmp_path, monkeypatch, caplog
+    make_gateway_env, start_gateway, tmp_path, monkeypatch, caplog, how: str
 ) -> None:
-    """(e) BlueZ stops discovering behind the gateway's back while a device waits with new bundles: the
-    watchdog logs it, restarts discovery, and the bundles arrive, each once."""
+    """(e) BlueZ goes quiet: its discovery stopped behind the gateway's back while a device waits with new
+    bundles, or the whole BlueZ(oo) process stopped (SIGSTOP: every D-Bus call to it hangs) past the
+    watchdog's period, then resumed. The watchdog logs it and restarts discovery (its calls bounded in
+    time), and the bundles arrive, each once. (BlueZoo reports a device once: a report that falls in
+    the instant a restart has no scanner listening is lost to the bench, where real BlueZ would report
+    the device again, so the frozen case seals after discovery is back.)"""
     caplog.set_level(logging.INFO, logger=INTAKE_LOG)
     with ble_stack(make_gateway_env, tmp_path, monkeypatch, 1) as stack:
         device = stack.device()
@@ -246,14 +257,60 @@ def test_watchdog_restarts_discovery_when_bluez_goes_quiet(
         try:
             stack.seal(device, 3)
             stack.drained(device)
-            stack.bench.run(stop_discovery(stack.bench.address, 0))
-            stack.seal(device, 4)
+            wait_until("the device off the link", lambda: stack.bench.call(lambda: device.idle))
+            if how == "discovery stopped":
+                stack.bench.run(stop_discovery(stack.bench.address, 0))
+                stack.seal(device, 4)  # advertised, but nobody discovers it until the watchdog acts
+            else:
+                restarts = metric(gateway, "ble_watchdog_restarts")
+                os.kill(stack.bench.bus.bluezoo_pid, signal.SIGSTOP)
+                try:  # the watchdog fires, and its calls to a BlueZ that does not answer are bounded
+                    wait_until(
+                        "the watchdog fired", lambda: metric(gateway, "ble_watchdog_restarts") > restarts
+                    )
+                finally:
+                    os.kill(stack.bench.bus.bluezoo_pid, signal.SIGCONT)
+                started = caplog.text.count("BLE discovery on hci0")
+                wait_until("discovery back", lambda: caplog.text.count("BLE discovery on hci0") > started)
+                stack.seal(device, 4)
             stack.drained(device)
         finally:
             gateway.stop()
         assert_exact(stack.db_path, stack.produced)
+        assert len(stack.produced.readings) == 35
         assert metric(gateway, "ble_watchdog_restarts") >= 1
         assert "BLE watchdog: no advertisement on hci0" in caplog.text
+
+
+def test_a_device_whose_info_names_another_key_is_refused(
+    make_gateway_env, start_gateway, tmp_path, monkeypatch, caplog
+) -> None:
+    """An impostor advertising a registered device's key id prefix: connected to (the prefix matches),
+    but its info's key id is not that device's, so it is disconnected before subscribing and nothing it
+    holds is taken; the real device is served."""
+    caplog.set_level(logging.INFO, logger=INTAKE_LOG)
+    with ble_stack(make_gateway_env, tmp_path, monkeypatch, 2, backoff_max_s=1.0) as stack:
+        real = stack.device()
+        impostor = stack.device(register=False)
+        real_prefix = real.sim.kid[: bl.PREFIX_BYTES]
+        stack.bench.run(impostor.peripheral.advertise(False))
+        impostor.peripheral.advertisement = Advertisement((bl.SERVICE_UUID,), {bl.SERVICE_UUID: real_prefix})
+        stack.seal(impostor, 2)
+        gateway = start_gateway(stack.env.config)
+        try:
+            wait_until(
+                "the impostor refused", lambda: metric(gateway, "ble_connections", outcome="refused") >= 1
+            )
+            stack.seal(real, 2)
+            stack.drained(real)
+        finally:
+            gateway.stop()
+        assert impostor.outbox_depth == 2 and impostor.stats.transfers == 0
+        assert {kid for (kid,) in rows(stack.db_path, "SELECT DISTINCT kid FROM readings")} == {real.sim.kid}
+        assert (
+            f"the info's key id {impostor.sim.kid.hex()} does not start with the advertised prefix"
+            in caplog.text
+        )
 
 
 def test_a_bundle_delivered_over_mqtt_and_ble_is_stored_once(

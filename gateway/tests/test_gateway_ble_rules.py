@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pinseal_gateway.config import BleSection, ConfigError, from_mapping
 from pinseal_gateway.intake.ble import intake as intake_module
 from pinseal_gateway.intake.ble.backoff import Backoff
+from pinseal_gateway.intake.ble.candidates import Candidates
 from pinseal_gateway.intake.ble.intake import BleIntake
 from pinseal_gateway.intake.ble.session import Outcome, Session, SessionResult
 from pinseal_gateway.metrics import Metrics
@@ -106,7 +107,7 @@ def test_reports_are_judged_by_the_registry_and_refusals_logged_once(caplog) -> 
         intake._on_report(*report("00:00:00:00:00:04", b"\x01\x02"))  # a prefix of the wrong size
         intake._on_report(*report("00:00:00:00:00:05", None))  # the service, no key id: not ours
     intake._on_report(*report("00:00:00:00:00:01", kid_of(good)[:8]))
-    assert list(intake._candidates) == [kid_of(good)[:8]]
+    assert intake.candidates.waiting(0.0) == [kid_of(good)[:8]]
     refusals = [r.getMessage() for r in caplog.records if "not connecting to" in r.getMessage()]
     assert len(refusals) == 3, refusals
     get = metrics.registry.get_sample_value
@@ -115,21 +116,40 @@ def test_reports_are_judged_by_the_registry_and_refusals_logged_once(caplog) -> 
     assert get("pinseal_gateway_ble_refused_devices_total", {"reason": "malformed"}) == 1
 
 
-def test_a_device_is_known_by_its_prefix_and_its_newest_address(monkeypatch) -> None:
+def test_a_prefixs_addresses_are_tried_in_the_order_they_were_reported() -> None:
     good = Ed25519PrivateKey.generate()
     prefix = kid_of(good)[:8]
     intake = BleIntake(BleSection(enabled=True), Inbox(), Follower({kid_of(good): (good, False)}), Metrics())  # type: ignore[arg-type]
     intake._on_report(*report("00:00:00:00:00:01", prefix))
     intake._on_report(*report("00:00:00:00:00:09", prefix))
-    assert intake._candidates[prefix].device.address == "00:00:00:00:00:09"
+    intake._on_report(*report("00:00:00:00:00:01", prefix))  # reported again: keeps its place
+    assert intake.candidates.addresses(prefix) == ["00:00:00:00:00:01", "00:00:00:00:00:09"]
+    first = intake.candidates.take(prefix)
+    assert first.device.address == "00:00:00:00:00:01"
+    # ...:01 was refused and comes back at a new address: it queues behind ...:09, which is not starved
+    intake._on_report(*report("00:00:00:00:00:02", prefix))
+    assert intake.candidates.take(prefix).device.address == "00:00:00:00:00:09"
+    assert intake.candidates.take(prefix).device.address == "00:00:00:00:00:02"
+    assert prefix not in intake.candidates
     # a session just ended on ...:09: BlueZ's report of that disconnection is no advertisement
-    now = intake_module.time.monotonic()
-    del intake._candidates[prefix]
-    intake._ended[prefix] = ("00:00:00:00:00:09", now)
+    intake._ended[prefix] = ("00:00:00:00:00:09", intake_module.time.monotonic())
     intake._on_report(*report("00:00:00:00:00:09", prefix))
-    assert prefix not in intake._candidates
+    assert prefix not in intake.candidates
     intake._on_report(*report("00:00:00:00:00:0A", prefix))  # the device advertising at a new address
-    assert intake._candidates[prefix].device.address == "00:00:00:00:00:0A"
+    assert intake.candidates.addresses(prefix) == ["00:00:00:00:00:0A"]
+
+
+def test_a_prefix_keeps_its_few_latest_addresses_and_fresh_ones_before_retries() -> None:
+    candidates = Candidates(ttl_s=5.0)
+    prefix = b"\x01" * 8
+    for i in range(10):
+        candidates.reported(prefix, BLEDevice(f"00:00:00:00:00:{i:02X}", None, {}), float(i))
+    assert candidates.addresses(prefix) == [f"00:00:00:00:00:{i:02X}" for i in (6, 7, 8, 9)]
+    failed = candidates.take(prefix)
+    candidates.retry(prefix, failed)
+    assert candidates.addresses(prefix)[-1] == failed.device.address
+    candidates.drained(prefix)
+    assert failed.device.address not in candidates.addresses(prefix)
 
 
 def test_the_registry_finds_key_ids_by_prefix() -> None:
@@ -168,17 +188,54 @@ def test_a_failed_device_is_retried_at_its_address_until_it_is_not_heard_of() ->
     config = BleSection(enabled=True, scan_watchdog_s=5.0)
     intake = BleIntake(config, Inbox(), Follower({kid_of(good): (good, False)}), Metrics())  # type: ignore[arg-type]
     intake._on_report(*report("00:00:00:00:00:01", prefix))
-    candidate = intake._candidates.pop(prefix)
+    candidate = intake.candidates.take(prefix)
     session = Session(
         candidate.device, prefix, config, Metrics(), intake._check_kid, intake._confirmed, intake._submit
     )
     intake._after(session, candidate, SessionResult(Outcome.FAILED, None, 0, "link lost"))
-    retry = intake._candidates[prefix]
-    assert retry.retry and retry.device.address == "00:00:00:00:00:01"
-    assert not intake.backoff.due(prefix, candidate.seen_at + 0.1)
-    intake._dispatch(candidate.seen_at + 5.5)  # backoff over, but not reported for scan_watchdog_s
-    assert prefix not in intake._candidates and not intake._sessions
+    assert intake.candidates.addresses(prefix) == ["00:00:00:00:00:01"]
+    assert not intake.backoff.due(prefix, candidate.last_seen + 0.1)
+    intake._dispatch(candidate.last_seen + 5.5)  # backoff over, but not reported for scan_watchdog_s
+    assert prefix not in intake.candidates and not intake._sessions
     intake._after(session, candidate, SessionResult(Outcome.DRAINED, kid_of(good), 3))
-    assert prefix not in intake._candidates, (
+    assert prefix not in intake.candidates, (
         "a drained device is not called back: it advertises when it has more"
     )
+
+
+def test_the_refusal_log_stays_bounded_under_ever_new_prefixes(caplog) -> None:
+    """A radio advertising a new random prefix each time costs one log line each, and bounded memory."""
+    intake = BleIntake(BleSection(enabled=True), Inbox(), Follower({}), Metrics())  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING)
+    for i in range(intake_module.REFUSALS_REMEMBERED + 100):
+        intake._on_report(*report("00:00:00:00:00:01", i.to_bytes(8, "big")))
+    assert len(intake._refused) == intake_module.REFUSALS_REMEMBERED
+    assert len(caplog.records) == intake_module.REFUSALS_REMEMBERED + 100
+    assert intake.candidates.waiting(0.0) == []
+
+
+def test_devices_that_appeared_during_a_discovery_restart_are_reported() -> None:
+    """The instant a restart has no scanner listening: BlueZ's devices before and after are compared."""
+    from pinseal_gateway.intake.ble.scanner import appeared, as_report
+
+    def props(address: str, *, connected: bool = False, uuids: tuple[str, ...] = (SERVICE_UUID,)) -> dict:
+        return {
+            "Address": address,
+            "UUIDs": list(uuids),
+            "ServiceData": {SERVICE_UUID: b"\x01" * 8},
+            "Connected": connected,
+            "RSSI": -50,
+        }
+
+    before = {"/org/bluez/hci0/dev_A": props("00:00:00:00:00:0A")}
+    after = {
+        **before,
+        "/org/bluez/hci0/dev_B": props("00:00:00:00:00:0B"),
+        "/org/bluez/hci0/dev_C": props("00:00:00:00:00:0C", connected=True),
+        "/org/bluez/hci0/dev_D": props("00:00:00:00:00:0D", uuids=("0000180f-0000-1000-8000-00805f9b34fb",)),
+    }
+    new = appeared(before, after)
+    assert [path for path, _ in new] == ["/org/bluez/hci0/dev_B"]
+    device, adv = as_report(*new[0])
+    assert device.address == "00:00:00:00:00:0B" and device.details["path"] == "/org/bluez/hci0/dev_B"
+    assert adv.service_data == {SERVICE_UUID: b"\x01" * 8} and adv.rssi == -50

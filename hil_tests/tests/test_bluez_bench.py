@@ -112,3 +112,17 @@ def test_a_missing_bluezoo_is_a_clear_error(monkeypatch, tmp_path: Path) -> None
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
     with pytest.raises(BenchMissing, match=r"dbus-daemon|BlueZoo"):
         BluezBus(2).start()
+
+
+def test_an_advertisement_from_raw_payloads() -> None:
+    """What a board's stack hands its radio becomes the LEAdvertisement1 properties BlueZ takes."""
+    from pinseal_protocol import ble_link as bl
+
+    kid = bytes(range(16))
+    adv = Advertisement.from_payloads(bl.advertisement(), bl.scan_response(kid))
+    assert adv == Advertisement((bl.SERVICE_UUID,), {bl.SERVICE_UUID: kid[:8]})
+    battery = Advertisement.from_payloads(bytes.fromhex("0201060303 0f18") + bytes.fromhex("04160f1864"))
+    assert battery.service_uuids == ("0000180f-0000-1000-8000-00805f9b34fb",)
+    assert battery.service_data == {"0000180f-0000-1000-8000-00805f9b34fb": b"\x64"}
+    with pytest.raises(ValueError, match="manufacturer data"):
+        Advertisement.from_payloads(bytes.fromhex("05ff4c000215"))

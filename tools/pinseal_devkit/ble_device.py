@@ -29,6 +29,7 @@ from pinseal_vboard.bluez.peripheral import Advertisement, Characteristic, Handl
 
 log = logging.getLogger("pinseal.ble_device")
 
+RELINK_ATTEMPTS = 5
 RESEND_AFTER_S = 2.0
 """No "received" or no ack this long after sending a bundle: send it again (as the firmware's resend)."""
 
@@ -93,8 +94,6 @@ class BleDevice:
         self._relinking: asyncio.Task[None] | None = None
         self._addresses = 0
         self._stopped = False
-        advertised = bl.parse_advertising(bl.advertisement(), bl.scan_response(sim.kid))
-        assert advertised.kid_prefix is not None
         self.peripheral = Peripheral(
             adapter,
             bl.SERVICE_UUID,
@@ -103,7 +102,8 @@ class BleDevice:
                 Characteristic(bl.BUNDLES_UUID, ("notify",)),
                 Characteristic(bl.DOWN_UUID, ("write",)),
             ],
-            Advertisement((bl.SERVICE_UUID,), {bl.SERVICE_UUID: advertised.kid_prefix}),
+            # the payloads §11 specifies, as a board's stack would hand them to its radio
+            Advertisement.from_payloads(bl.advertisement(), bl.scan_response(sim.kid)),
             Handlers(
                 on_read=self._on_read,
                 on_write=self._on_write,
@@ -117,6 +117,11 @@ class BleDevice:
     @property
     def outbox_depth(self) -> int:
         return len(self.sim.unacked)
+
+    @property
+    def idle(self) -> bool:
+        """Not connected and not changing address: what it advertises now stays so until it seals."""
+        return self.peripheral.central is None and self._relinking is None
 
     async def start(self) -> None:
         """On a fresh address; advertising once the outbox holds a bundle."""
@@ -254,14 +259,26 @@ class BleDevice:
         self._relinking = asyncio.ensure_future(self._restart_radio())
 
     async def _restart_radio(self) -> None:
+        """Off the link, a new address, and back (advertising if bundles wait). A bench call that fails is
+        tried again: a device that stays off the air would look like a gateway that lost it."""
         try:
             if self._sender is not None and self._sender is not asyncio.current_task():
                 self._sender.cancel()
             self._current = None
-            await self.peripheral.stop()
-            await self._new_address()
-            if not self._stopped:
-                await self.peripheral.start(advertise=self.outbox_depth > 0)
+            for attempt in range(1, RELINK_ATTEMPTS + 1):
+                try:
+                    await self.peripheral.stop()
+                    await self._new_address()
+                    if not self._stopped:
+                        await self.peripheral.start(advertise=False)
+                        # decided only now: a bundle sealed during the restart found it under way
+                        # and left advertising to it (no await from here to the end of the restart)
+                        if self.outbox_depth > 0:
+                            await self.peripheral.advertise(True)
+                    return
+                except Exception as exc:  # a D-Bus error or timeout from the bench
+                    log.warning("device %s: radio restart %d failed: %s", self.sim.kid_hex, attempt, exc)
+                    await asyncio.sleep(0.2)
         finally:
             self._relinking = None
 

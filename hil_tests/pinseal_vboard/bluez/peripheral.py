@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -38,6 +39,7 @@ from dbus_fast.annotations import (
 from dbus_fast.errors import DBusError
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
+from pinseal_protocol.ble_link import ad_structures
 from pinseal_vboard.bluez.bus import adapter_path
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,34 @@ class Advertisement:
 
     service_uuids: tuple[str, ...]
     service_data: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_payloads(cls, adv: bytes, scan_rsp: bytes = b"") -> "Advertisement":
+        """The advertisement a device's raw advertising and scan response payloads describe (what a board's
+        stack hands its radio, e.g. MicroPython's `gap_advertise(adv_data, resp_data)`): service UUID
+        lists (16- and 128-bit) and service data. Flags and names are BlueZ's to set; manufacturer data
+        is refused (BlueZoo mistypes it, see above)."""
+        uuids: list[str] = []
+        data: dict[str, bytes] = {}
+        for ad_type, value in ad_structures(adv) + ad_structures(scan_rsp):
+            if ad_type in (0x02, 0x03):
+                uuids += [_uuid16(value[i : i + 2]) for i in range(0, len(value) - 1, 2)]
+            elif ad_type in (0x06, 0x07):
+                uuids += [
+                    str(uuid.UUID(bytes=value[i : i + 16][::-1])) for i in range(0, len(value) - 15, 16)
+                ]
+            elif ad_type == 0x16 and len(value) >= 2:
+                data[_uuid16(value[:2])] = value[2:]
+            elif ad_type == 0x21 and len(value) >= 16:
+                data[str(uuid.UUID(bytes=value[:16][::-1]))] = value[16:]
+            elif ad_type == 0xFF:
+                raise ValueError("manufacturer data breaks BlueZoo's GetManagedObjects: use service data")
+        return cls(tuple(uuids), data)
+
+
+def _uuid16(value: bytes) -> str:
+    """A 16-bit UUID (little-endian in AD structures) in the Bluetooth base UUID, as BlueZ writes it."""
+    return f"0000{int.from_bytes(value, 'little'):04x}-0000-1000-8000-00805f9b34fb"
 
 
 @dataclass
@@ -279,7 +309,8 @@ class Peripheral:
         await self._adapter_call(
             "org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [self.app_path, {}]
         )
-        await self.advertise(True)
+        if advertise:
+            await self.advertise(True)
 
     async def advertise(self, on: bool, advertisement: Advertisement | None = None) -> None:
         """Start or stop advertising (optionally with new content); idempotent."""
@@ -352,14 +383,17 @@ class Peripheral:
     # -- internals ---------------------------------------------------------------------------------
 
     def _seen_device(self, options: dict[str, Any]) -> None:
-        """BlueZ names the central in every call's options: the first call of a connection opens it."""
+        """BlueZ names the central in every call's options (a connection's first call may come first)."""
         device = options.get("device")
         path = device.value if isinstance(device, Variant) else None
         if path is not None and path != self.central:
-            self.central = path
-            self.connections += 1
-            if self.handlers.on_connect is not None:
-                self._spawn(_maybe_await(self.handlers.on_connect(path)))
+            self._connected(path)
+
+    def _connected(self, path: str) -> None:
+        self.central = path
+        self.connections += 1
+        if self.handlers.on_connect is not None:
+            self._spawn(_maybe_await(self.handlers.on_connect(path)))
 
     async def _lost(self, central: str) -> None:
         if self.central != central:
@@ -371,14 +405,24 @@ class Peripheral:
             await _maybe_await(self.handlers.on_disconnect(central))
 
     def _on_signal(self, msg: Message) -> None:
-        """Device1.Connected false for our central: the central went away (or disconnected us)."""
+        """Device1.Connected of a central on this adapter: a connection opens or ends, whether or not the
+        central made a GATT call in it (one that connects and goes must still be seen to go)."""
         if msg.message_type != MessageType.SIGNAL or msg.member != "PropertiesChanged":
             return
-        if msg.path != self.central or not msg.body or msg.body[0] != "org.bluez.Device1":
+        path = msg.path or ""
+        if (
+            not path.startswith(f"{self.adapter_path}/dev_")
+            or not msg.body
+            or msg.body[0] != "org.bluez.Device1"
+        ):
             return
         connected = msg.body[1].get("Connected")
-        if connected is not None and connected.value is False:
-            self._spawn(self._lost(msg.path))
+        if connected is None:
+            return
+        if connected.value and self.central is None:
+            self._connected(path)
+        elif not connected.value and path == self.central:
+            self._spawn(self._lost(path))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         """Run an event handler beside the D-Bus dispatch (kept referenced until it ends)."""

@@ -9,9 +9,9 @@ Reports from the scanner are judged before anything else (docs/gateway.md "BLE")
   (a resolvable private address), and the newest report of a prefix is the one connected to.
 - A device is connected to when a slot is free (`max_connections`), no session of it is open, and its
   backoff (after a session that failed or went idle, doubling from 0.5 s to `backoff_max_s`) has run
-  out. After such a session the device is tried again at the address it was reached at, unless it is
-  seen anew meanwhile; such a retry is dropped once the device has not been reported for
-  `scan_watchdog_s`, so a device that left does not hold a slot now and then for ever.
+  out. After such a session the device is tried again at the address it was reached at, until it has
+  not been reported for `scan_watchdog_s` (a device that left does not hold a slot now and then for
+  ever).
 - BlueZ reports a device's own connection changes as property changes, which bleak passes on like
   advertisements: a report of the address a session just ended on, within `SETTLE_S`, is not taken for
   the device advertising again.
@@ -30,13 +30,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from pinseal_gateway.config import BleSection
 from pinseal_gateway.intake.ble.backoff import Backoff
+from pinseal_gateway.intake.ble.candidates import Candidate, Candidates
 from pinseal_gateway.intake.ble.scanner import Scanner
 from pinseal_gateway.intake.ble.session import Outcome, Session, SessionResult
 from pinseal_gateway.link import Inbox, Message
@@ -53,14 +53,8 @@ SETTLE_S = 1.0
 KEPT_ACKS = 8
 """Acks kept for a device whose session ended before they came, delivered at its next session."""
 STOP_TIMEOUT_S = 5.0
-
-
-@dataclass
-class Candidate:
-    device: BLEDevice
-    seen_at: float
-    retry: bool = False
-    """Kept after a session that did not drain the device, not reported since."""
+REFUSALS_REMEMBERED = 4096
+"""Refused devices (by prefix, or address when the prefix is malformed) logged once each, this many."""
 
 
 class BleIntake:
@@ -77,13 +71,13 @@ class BleIntake:
         self.scanner = Scanner(
             config.adapter, self._on_report, config.scan_watchdog_s, self._expected, metrics
         )
-        self._candidates: dict[bytes, Candidate] = {}
+        self.candidates = Candidates(config.scan_watchdog_s)
         self._sessions: dict[bytes, Session] = {}  # by prefix
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_kid: dict[bytes, Session] = {}
         self._kept_acks: dict[bytes, deque[bytes]] = {}
         self._ended: dict[bytes, tuple[str, float]] = {}  # prefix -> (address, when) of its last session
-        self._refused: set[tuple[bytes, str]] = set()
+        self._refused: dict[tuple[bytes, str], None] = {}  # insertion-ordered: the oldest is forgotten first
         self._seen_registered = False
         self._quiet_since = time.monotonic()
         self._room = asyncio.Event()
@@ -160,7 +154,7 @@ class BleIntake:
         session = self._sessions.get(prefix)
         if session is not None and session.device.address == device.address:
             return
-        self._candidates[prefix] = Candidate(device, now)
+        self.candidates.reported(prefix, device, now)
 
     def _registry_says(self, prefix: bytes) -> str | None:
         """None if a registered, unrevoked key id has this prefix; else "unregistered" or "revoked"."""
@@ -171,11 +165,19 @@ class BleIntake:
             return "revoked"
         return None
 
-    def _refuse(self, device: BLEDevice, prefix: bytes | None, reason: str, detail: str) -> None:
-        key = (prefix or device.address.encode(), reason)
+    def _first_time(self, key: tuple[bytes, str]) -> bool:
+        """Whether `key` is new to the refusal log (which forgets its oldest beyond `REFUSALS_REMEMBERED`:
+        a radio advertising ever new prefixes or addresses must not grow it without bound)."""
         if key in self._refused:
+            return False
+        self._refused[key] = None
+        if len(self._refused) > REFUSALS_REMEMBERED:
+            del self._refused[next(iter(self._refused))]
+        return True
+
+    def _refuse(self, device: BLEDevice, prefix: bytes | None, reason: str, detail: str) -> None:
+        if not self._first_time((prefix or device.address.encode(), reason)):
             return
-        self._refused.add(key)
         self.metrics.ble_refused_devices.labels(reason).inc()
         log.warning(
             "BLE: not connecting to %s advertising key id prefix %s: %s%s",
@@ -203,18 +205,15 @@ class BleIntake:
     def _dispatch(self, now: float) -> None:
         if self._closing:
             return
-        for prefix, candidate in sorted(self._candidates.items(), key=lambda item: item[1].seen_at):
+        for prefix in self.candidates.waiting(now):
             if len(self._sessions) >= self.config.max_connections:
                 return
-            if candidate.retry and now - candidate.seen_at > self.config.scan_watchdog_s:
-                del self._candidates[prefix]  # not heard of for so long: gone (it comes back when seen)
-                continue
             if prefix in self._sessions or not self.backoff.due(prefix, now):
                 continue
             if self._registry_says(prefix) is not None:  # revoked since it was seen
-                del self._candidates[prefix]
+                self.candidates.drop(prefix)
                 continue
-            del self._candidates[prefix]
+            candidate = self.candidates.take(prefix)
             session = Session(
                 candidate.device,
                 prefix,
@@ -264,11 +263,19 @@ class BleIntake:
         if result.bundles:
             self.backoff.succeeded(prefix)
         if result.outcome is Outcome.DRAINED:
+            self.candidates.drained(prefix)
             log.info("BLE %s: %d bundles, outbox empty; disconnected", session.name, result.bundles)
             return
         if result.outcome is Outcome.REFUSED:
-            self._refuse(session.device, prefix, "refused", result.detail)
-            self.backoff.failed(prefix, now)
+            delay = self.backoff.failed(prefix, now)
+            if self._first_time((prefix, "info")):
+                log.warning(
+                    "BLE %s: disconnected after the info read, bundles not taken: %s; next try in %.1f s "
+                    "(logged once for this prefix)",
+                    session.name,
+                    result.detail,
+                    delay,
+                )
             return
         delay = self.backoff.failed(prefix, now)
         log.info(
@@ -280,7 +287,7 @@ class BleIntake:
             delay,
         )
         # Retry the same address unless the device was seen anew meanwhile (it may have a new address).
-        self._candidates.setdefault(prefix, replace(candidate, retry=True))
+        self.candidates.retry(prefix, candidate)
 
     def _confirmed(self, session: Session) -> None:
         """The session's key id is confirmed: its device's acks go there now, kept ones first (an ack whose

@@ -6,6 +6,11 @@ advertisement has come for `scan_watchdog_s` while devices are expected (the int
 seen registered devices and no session is open), discovery is stopped and started again, with one log
 line and the `ble_watchdog_restarts` metric. Every D-Bus call is bounded in time, so a BlueZ that does not
 answer at all costs a log line and a later retry, never a stuck gateway.
+
+A restart has an instant with no scanner listening (bleak drops its callback before it stops discovery).
+A device BlueZ adds in that instant would be reported only when its properties change again, so the
+restart compares BlueZ's devices on the adapter before and after (`GetManagedObjects`, BlueZ's public
+API) and reports those that appeared meanwhile with the pinseal service, as if just seen.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from dbus_fast import BusType, Message, MessageType, unpack_variants
+from dbus_fast.aio import MessageBus
 
 from pinseal_gateway.metrics import Metrics
 from pinseal_protocol.ble_link import SERVICE_UUID
@@ -29,6 +37,31 @@ DBUS_CALL_TIMEOUT_S = 10.0
 """Starting or stopping discovery: BlueZ answers in milliseconds, or it is stuck."""
 
 Report = Callable[[BLEDevice, AdvertisementData], None]
+DeviceProps = dict[str, Any]
+"""A BlueZ Device1 object's properties, unpacked (what bleak keeps per device)."""
+
+
+def appeared(before: dict[str, DeviceProps], after: dict[str, DeviceProps]) -> list[tuple[str, DeviceProps]]:
+    """Devices in `after` and not in `before` that offer the pinseal service and are not connected."""
+    return [
+        (path, props)
+        for path, props in sorted(after.items())
+        if path not in before and SERVICE_UUID in props.get("UUIDs", []) and not props.get("Connected")
+    ]
+
+
+def as_report(path: str, props: DeviceProps) -> tuple[BLEDevice, AdvertisementData]:
+    """A BlueZ device's properties as bleak's BlueZ scanner would have reported them."""
+    adv = AdvertisementData(
+        local_name=props.get("Name"),
+        manufacturer_data={k: bytes(v) for k, v in props.get("ManufacturerData", {}).items()},
+        service_data={k: bytes(v) for k, v in props.get("ServiceData", {}).items()},
+        service_uuids=list(props.get("UUIDs", [])),
+        tx_power=props.get("TxPower"),
+        rssi=props.get("RSSI", -127),
+        platform_data=(path, props),
+    )
+    return BLEDevice(props["Address"], props.get("Name"), {"path": path, "props": props}), adv
 
 
 class Scanner:
@@ -103,8 +136,48 @@ class Scanner:
             self.adapter,
             self.watchdog_s,
         )
+        before = await self._known_devices()
         await self._stop_scanner()
         await self._start()
+        if before is None or self._scanner is None:
+            return
+        after = await self._known_devices()
+        for path, props in appeared(before, after or {}):
+            log.info(
+                "BLE: %s appeared while discovery restarted; taking it as reported", props.get("Address")
+            )
+            self._report(*as_report(path, props))
+
+    async def _known_devices(self) -> dict[str, DeviceProps] | None:
+        """The adapter's Device1 objects in BlueZ now (None when BlueZ does not answer in time)."""
+        prefix = f"/org/bluez/{self.adapter}/dev_"
+        bus: MessageBus | None = None
+        try:
+            async with asyncio.timeout(DBUS_CALL_TIMEOUT_S):
+                bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+                reply = await bus.call(
+                    Message(
+                        destination="org.bluez",
+                        path="/",
+                        interface="org.freedesktop.DBus.ObjectManager",
+                        member="GetManagedObjects",
+                    )
+                )
+        except Exception as exc:  # no bus, no BlueZ, or one that does not answer
+            log.debug("BLE: BlueZ's devices could not be listed: %s", exc or type(exc).__name__)
+            return None
+        finally:
+            if bus is not None:
+                bus.disconnect()
+        if reply.message_type == MessageType.ERROR:
+            return None
+        return {
+            path: unpack_variants(interfaces["org.bluez.Device1"])
+            for path, interfaces in reply.body[0].items()
+            if path.startswith(prefix)
+            and "/" not in path[len(prefix) :]
+            and "org.bluez.Device1" in interfaces
+        }
 
     async def _stop_scanner(self) -> None:
         scanner, self._scanner = self._scanner, None
