@@ -75,21 +75,22 @@ def _stream(order: Sequence[int], transfer: int = 5, extra: Sequence[bytes] = ()
     return [pieces[i] for i in order] + list(extra)
 
 
+def event(fed: bl.Fed) -> dict[str, Any]:
+    """One reassembler step in the file's terms: the bundle (hex), the indices to ask for, why ignored."""
+    out: dict[str, Any] = {}
+    if fed.bundle is not None:
+        out["bundle"] = fed.bundle.hex()
+    if fed.gaps:
+        out["resend"] = fed.gaps
+    if fed.ignored:
+        out["ignored"] = fed.ignored
+    return out
+
+
 def _events(raw_chunks: Sequence[bytes]) -> list[dict[str, Any]]:
     """What a reassembler fed these notifications in order must do, one event per notification."""
     r = bl.Reassembler()
-    out: list[dict[str, Any]] = []
-    for raw in raw_chunks:
-        fed = r.feed(bl.parse_chunk(raw))
-        event: dict[str, Any] = {}
-        if fed.bundle is not None:
-            event["bundle"] = fed.bundle.hex()
-        if fed.gaps:
-            event["resend"] = fed.gaps
-        if fed.ignored:
-            event["ignored"] = fed.ignored
-        out.append(event)
-    return out
+    return [event(r.feed(bl.parse_chunk(raw))) for raw in raw_chunks]
 
 
 N = len(bl.chunks(5, BUNDLE))
