@@ -25,7 +25,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -58,9 +58,10 @@ test: setup ## every test: host, protocol vectors, firmware inside the MicroPyth
 	$(PYTEST) -q --junitxml=$(RESULTS)/junit.xml
 	$(MAKE) --no-print-directory compile-firmware typecheck-firmware lint
 
-test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cases, >= 200 power cuts), then hil-arm64; not in CI's budget
+test-long: setup ## long soak, fleet and hardening runs (>= 10,000 malformed cases, >= 200 power cuts), then test-ble-kernel and hil-arm64; not in CI's budget
 	@mkdir -p $(RESULTS)
-	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml
+	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-long.xml --ignore=hil_tests/tests/test_ble_kernel.py
+	$(MAKE) --no-print-directory test-ble-kernel
 	$(MAKE) --no-print-directory hil-arm64
 
 test-protocol: setup ## fast: the host codec against the protocol vectors
@@ -87,6 +88,11 @@ test-build: setup ## the build tools and packaging: a wheel installed in a fresh
 
 # A Raspberry Pi's CPU: debootstrap (arm64, from this machine's Debian mirror) and qemu-user-static, run in
 # a private user namespace with its own binfmt_misc (pinseal_hil/arm64). The tree is kept in build/arm64.
+test-ble-kernel: setup ## the gateway's BLE intake on the real kernel Bluetooth stack and bluetoothd in a QEMU guest, the firmware on the host (slow: TCG)
+	@scripts/ensure-debian-packages.sh qemu-system-x86 busybox-static bluez
+	@mkdir -p $(RESULTS)
+	$(PYTEST) -q -m long --override-ini='addopts=-ra --strict-markers' --junitxml=$(RESULTS)/junit-ble-kernel.xml hil_tests/tests/test_ble_kernel.py
+
 hil-arm64: setup ## the gateway installed on arm64 (Debian tree + qemu-user) and its gateway, protocol and ingest tests there
 	@scripts/ensure-debian-packages.sh debootstrap qemu-user-static
 	$(PY) -m pinseal_hil.arm64 --results $(RESULTS)

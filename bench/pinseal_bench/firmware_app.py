@@ -37,7 +37,7 @@ from pinseal_devkit.devices import start_device
 from pinseal_devkit.stack import Stack, wait_until
 from pinseal_vboard import BoardHost, BoardOptions, VirtualBoard, load_profile
 from pinseal_vboard.bluez.bus import BluezBus
-from pinseal_vboard.radio import RadioBridge
+from pinseal_vboard.radio_bluez import BluezRadio
 from pinseal_vboard.vm import REPO, VMOptions, run_script
 
 BENCH_DIR = REPO / "bench" / "firmware"
@@ -171,7 +171,7 @@ def run_app(spec: RunSpec, root: Path) -> dict[str, Any]:
             **link,
         )
         if bus is not None:
-            radio = RadioBridge(vb, bus.address, 1)
+            radio = BluezRadio(vb, bus.address, 1)
         kid = bytes.fromhex(info["key_id"])
         db_path = stack.workdir / "gateway" / "gateway.sqlite"
         stack.start()

