@@ -65,10 +65,15 @@ class ScanResponseController(Controller):
             del self.send_hci_packet
 
     def _scan_response_of(self, address: hci.Address) -> bytes | None:
+        """What the advertiser at `address` set as its scan response: a legacy advertiser, or an advertising
+        set (a host uses those when the controller offers extended advertising, legacy PDUs or not)."""
         for other in self.link.controllers if self.link is not None else ():
-            adv = getattr(other, "le_legacy_advertiser", None)
-            if other is not self and adv is not None and adv.enabled and adv.address == address:
-                return bytes(adv.scan_response_data)
+            if other is self:
+                continue
+            advertisers = [getattr(other, "le_legacy_advertiser", None), *other.advertising_sets.values()]
+            for adv in advertisers:
+                if adv is not None and adv.enabled and adv.address == address:
+                    return bytes(adv.scan_response_data)
         return None
 
 
@@ -104,7 +109,7 @@ class BumbleRadio(Radio):
     async def start(self) -> None:
         """Open the transport to the other controller and power the board's host on (on the radio's loop)."""
         self._transport = await open_transport(self.hci_transport)
-        link = LocalLink()
+        self.link = link = LocalLink()
         ScanResponseController(
             "air", host_source=self._transport.source, host_sink=self._transport.sink, link=link
         )
