@@ -112,12 +112,16 @@ def contiguous_once(seqs: list[int]) -> bool:
 
 
 def test_a_thousand_readings_through_links_broken_from_either_side(tmp_path: Path) -> None:
-    """1,000 readings (16 a bundle, the board's clock at 20x: as fast as it seals) while the link is broken
+    """1,000 readings (16 a bundle, the board's clock at 14x: about as fast as it seals) while the link is broken
     at seeded random moments, from the board's side (out of range, its radio reset) or the gateway's: each
     stored once."""
     rng = random.Random(15)
-    with ble_rig(tmp_path, bundling={"readings": 16, "max_wait_s": 30}) as r:
-        r.boards[0].clock(speed=20)
+    # an outbox that holds the whole run: on a loaded machine the backlog grows while links are down, and
+    # the default 32 KB outbox would evict its oldest readings (counted, by design) - not what is tested
+    with ble_rig(
+        tmp_path, bundling={"readings": 16, "max_wait_s": 30}, outbox={"capacity_bytes": 262144}
+    ) as r:
+        r.boards[0].clock(speed=14)  # about what it seals: the readings do not pile up unsealed
         deadline = time.monotonic() + 360  # ~60 s here; a loaded CI machine takes longer
         drops = 0
         while len(set(r.stored_seqs())) < 1000 and time.monotonic() < deadline:
@@ -128,7 +132,7 @@ def test_a_thousand_readings_through_links_broken_from_either_side(tmp_path: Pat
                 asyncio.run(drop_connections(r.bus.address, 0))
             drops += 1
         seqs = r.wait_readings(1000, timeout_s=60)
-        assert contiguous_once(seqs)
+        assert contiguous_once(seqs), f"missing {sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))[:20]}"
         assert drops >= 10 and r.bridges[0].errors == []
 
 
