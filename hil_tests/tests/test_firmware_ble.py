@@ -113,8 +113,8 @@ def contiguous_once(seqs: list[int]) -> bool:
 
 def test_a_thousand_readings_through_links_broken_from_either_side(tmp_path: Path) -> None:
     """1,000 readings (16 a bundle, the board's clock at 14x: about as fast as it seals) while the link is
-    broken at seeded random moments, from the board's side (out of range, its radio reset) or the gateway's: each
-    stored once."""
+    broken at seeded random moments, from the board's side (out of range, its radio reset) or the
+    gateway's: each stored once."""
     rng = random.Random(15)
     # an outbox that holds the whole run: on a loaded machine the backlog grows while links are down, and
     # the default 32 KB outbox would evict its oldest readings (counted, by design) - not what is tested
