@@ -98,7 +98,7 @@ class BleTransport(Transport):
         depth = self.depth()
         if depth != self._info_depth:
             self._info_depth = depth
-            self._ble.gatts_write(self._h_info, bl.info(self.kid, self.firmware, self.board_id, depth))
+            self._ble.gatts_write(self._h_info, bl.info(self.kid, self.firmware, self.board_id, depth))  # type: ignore
 
     async def stop(self):
         task = self._task
@@ -123,7 +123,7 @@ class BleTransport(Transport):
                 self._ready = False
         elif event == _IRQ_GATTS_WRITE:
             if data[0] == self._conn and data[1] == self._h_down:
-                self._down(self._ble.gatts_read(self._h_down))
+                self._down(self._ble.gatts_read(self._h_down))  # type: ignore
         elif event == _IRQ_MTU_EXCHANGED:
             if data[0] == self._conn:
                 self._mtu = data[1]
@@ -152,9 +152,9 @@ class BleTransport(Transport):
         try:
             if on:
                 adv, resp = bl.advertisement(), bl.scan_response(self.kid)
-                self._ble.gap_advertise(_ADV_INTERVAL_US, adv_data=adv, resp_data=resp, connectable=True)
+                self._ble.gap_advertise(_ADV_INTERVAL_US, adv, resp_data=resp, connectable=True)  # type: ignore
             else:
-                self._ble.gap_advertise(None)
+                self._ble.gap_advertise(None)  # type: ignore  # None stops advertising (the stubs say int)
             self._advertising = on
         except OSError as e:
             if not isinstance(self.last_error, OSError) or self.last_error.args != e.args:
@@ -165,7 +165,7 @@ class BleTransport(Transport):
         conn = self._conn
         if conn is not None:
             try:
-                self._ble.gap_disconnect(conn)
+                self._ble.gap_disconnect(conn)  # type: ignore
             except OSError:
                 pass
 
@@ -215,7 +215,7 @@ class BleTransport(Transport):
             if asked is not None:
                 self._resend = None
                 if asked[0] == transfer:
-                    for index in asked[1]:
+                    for index in asked[1]:  # type: ignore
                         if index * bl.chunk_size(mtu) < len(bundle):
                             if not self._notify(conn, bl.chunk(transfer, bundle, mtu, index)):
                                 return False
@@ -231,7 +231,8 @@ class BleTransport(Transport):
 
     def _notify(self, conn, data):
         try:
-            self._ble.gatts_notify(conn, self._h_bundles, data)
+            # positional: the ports take no keywords here (the stubs have data keyword-only)
+            self._ble.gatts_notify(conn, self._h_bundles, data)  # type: ignore
             return True
         except OSError as e:  # the connection went away under us (or the stack is out of buffers)
             self.last_error = e

@@ -81,6 +81,8 @@ class SerialTransport(Transport):
 
     async def _read_loop(self):
         uart = self._uart
+        if uart is None:
+            return
         reader = self._reader
         while True:
             n = uart.any()
@@ -106,8 +108,11 @@ class SerialTransport(Transport):
                 await asyncio.sleep_ms(200)
             frame = sf.encode(sf.KIND_BUNDLE, bundle_bytes)
             piece_ms = _PIECE * 10000 // self.baudrate + 1  # 10 bits a byte on the wire
+            uart = self._uart
+            if uart is None:
+                raise OSError(19)  # ENODEV: start() found no UART
             mv = memoryview(frame)
             for off in range(0, len(frame), _PIECE):
-                self._uart.write(mv[off : off + _PIECE])
+                uart.write(mv[off : off + _PIECE])
                 await asyncio.sleep_ms(piece_ms)
             frame = mv = None
