@@ -65,7 +65,7 @@ def test_readings_reach_a_gateway_on_the_kernel_bluetooth_stack_exactly_once(use
     venv = Path(__import__("sys").executable).parent
     in_guest = REPO / "hil_tests" / "pinseal_hil" / "ble_kernel" / "in_guest.py"
     (run / "guest.sh").write_text(
-        f"exec {venv / 'python'} {in_guest} {run} {stack.gateway_config} {broker_dir} {stack.mqtt_port}\n"
+        f"exec {venv / 'python'} {in_guest} {run} {stack.gateway_config} {broker_dir}\n"
     )
     (run / "guest.sh").chmod(0o755)
     radio = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from pinseal_devkit.devices import VBOARD_SSID, start_device
 from pinseal_devkit.stack import Stack, wait_until
+from pinseal_devkit.wired_device import LineDamage
 from pinseal_vboard import BoardHost, VirtualBoard
 
 pytestmark = [pytest.mark.vm, pytest.mark.broker]
@@ -61,9 +61,7 @@ class NoisyWire:
     bytes in both directions (a flipped bit, a lost byte, a burst of noise): what a long cable does."""
 
     def __init__(self, board_path: str, seed: int, damage: float) -> None:
-        self.rnd = random.Random(seed)
-        self.damage = damage
-        self.damaged = 0
+        self.damage = LineDamage(damage, seed)  # one model of a damaged line, shared with the wired devices
         self._board = os.open(board_path, os.O_RDWR | os.O_NOCTTY)
         import tty
 
@@ -80,20 +78,6 @@ class NoisyWire:
         for t in self._threads:
             t.start()
 
-    def _mangle(self, data: bytes) -> bytes:
-        out = bytearray()
-        for b in data:
-            if self.rnd.random() < self.damage:
-                self.damaged += 1
-                kind = self.rnd.randrange(3)
-                if kind == 0:
-                    out.append(b ^ (1 << self.rnd.randrange(8)))
-                elif kind == 2:
-                    out += bytes(self.rnd.randrange(256) for _ in range(self.rnd.randrange(1, 8)))
-                continue  # kind 1: the byte is lost
-            out.append(b)
-        return bytes(out)
-
     def _pump(self, src: int, dst: int) -> None:
         import select
 
@@ -106,7 +90,7 @@ class NoisyWire:
             except OSError:
                 return
             try:
-                os.write(dst, self._mangle(data))
+                os.write(dst, self.damage(data))
             except OSError:
                 return
 

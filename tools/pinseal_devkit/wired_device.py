@@ -188,10 +188,6 @@ class WiredDevice:
         with contextlib.suppress(OSError):  # unplugged: the bytes go nowhere, as on a pulled cable
             os.write(self._master, self.damage_up(frame))
 
-    def write_raw(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._master, data)
-
     def drain(self, timeout_s: float, resend_after_s: float = 1.0) -> bool:
         """Stop and wait until the outbox is empty; False if `timeout_s` ran out first."""
         deadline = time.monotonic() + timeout_s

@@ -49,6 +49,7 @@ class SerialIngest:
         self.ports: dict[str, SerialPort] = {}
         self._readers: dict[str, sf.FrameReader] = {}
         self._port_of_kid: dict[bytes, str] = {}
+        self._drops: dict[str, int] = {}  # per reason, for the log's pacing (not the metric's private state)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scan_task: asyncio.Task[None] | None = None
 
@@ -145,9 +146,8 @@ class SerialIngest:
         self.inbox.submit_nowait(Message(topic, payload, time.time(), None, self))
 
     def _dropped(self, url: str, reason: str) -> None:
-        counter = self.metrics.serial_frames_dropped.labels(reason)
-        counter.inc()
-        n = int(counter._value.get())
+        self.metrics.serial_frames_dropped.labels(reason).inc()
+        n = self._drops[reason] = self._drops.get(reason, 0) + 1
         if n == 1 or n % 100 == 0:  # the first, then every hundredth: noise on a line must not flood the log
             log.warning("serial: %s: dropped a frame (%s); %d so far for this reason", url, reason, n)
 

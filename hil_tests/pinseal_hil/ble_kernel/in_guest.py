@@ -3,7 +3,7 @@ D-Bus, bluetoothd, the HCI relay, Mosquitto and `pinseal-gateway run`, then wait
 a stop (a file in the run folder), stop the gateway cleanly (its database is read by the host afterwards)
 and return. Each step says what it does on the console, which the host keeps as the guest's log.
 
-  python in_guest.py RUN_DIR GATEWAY_CONFIG BROKER_DIR MQTT_PORT
+  python in_guest.py RUN_DIR GATEWAY_CONFIG BROKER_DIR
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _on_tmpfs(config: Path) -> tuple[Path, Path]:
     return moved, data_dir
 
 
-def main(run_dir: Path, gateway_config: Path, broker_dir: Path, mqtt_port: int) -> int:
+def main(run_dir: Path, gateway_config: Path, broker_dir: Path) -> int:
     env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     logs = run_dir / "guest-logs"
     logs.mkdir(exist_ok=True)
@@ -111,4 +111,4 @@ def main(run_dir: Path, gateway_config: Path, broker_dir: Path, mqtt_port: int) 
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])))
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
