@@ -51,6 +51,13 @@ async def main():
         await asyncio.sleep_ms(50)
     print("mtu", events[1])
     print("notify100", errno_of(lambda: ble.gatts_notify(1, h, bytes(100))))
+    for _ in range(100):
+        if len(events) > 2:
+            break
+        await asyncio.sleep_ms(50)
+    print("mtu517", events[2])
+    print("notify513", errno_of(lambda: ble.gatts_notify(1, h, bytes(513))))
+    print("notify512", errno_of(lambda: ble.gatts_notify(1, h, bytes(512))))
 asyncio.run(main())
 """
 
@@ -66,6 +73,9 @@ def test_the_shim_refuses_what_a_stack_refuses(tmp_path: Path) -> None:
             board.wait_for_output(b"notify20", timeout_s=30)
             time.sleep(0.2)
             board.radio_event(ev="mtu", conn=1, mtu=185)
+            board.wait_for_output(b"notify100", timeout_s=30)
+            time.sleep(0.2)
+            board.radio_event(ev="mtu", conn=1, mtu=517)  # what BlueZ offers
 
         central = threading.Thread(target=air, daemon=True)
         central.start()
@@ -81,3 +91,5 @@ def test_the_shim_refuses_what_a_stack_refuses(tmp_path: Path) -> None:
     assert lines["notify21"] == "22" and lines["notify20"] == "0"  # ATT MTU 23 - 3
     assert lines["mtu"] == "(21, 1, 185)"  # _IRQ_MTU_EXCHANGED
     assert lines["notify100"] == "0"
+    # at MTU 517 a notification could be 514 bytes, but no attribute value is over 512 (ATT's bound)
+    assert lines["mtu517"] == "(21, 1, 517)" and lines["notify513"] == "22" and lines["notify512"] == "0"

@@ -41,8 +41,9 @@ def info(kid, firmware, board, depth):
 
 
 def chunk_size(mtu):
-    """Bundle bytes a notification carries at this ATT MTU."""
-    return mtu - 3 - _CHUNK_HEADER
+    """Bundle bytes a notification carries at this ATT MTU: a notification's value is at most ATT's
+    512-byte attribute, whatever MTU a central offered (BlueZ offers 517)."""
+    return min(mtu - 3, 512) - _CHUNK_HEADER
 
 
 def chunk_count(n, mtu):

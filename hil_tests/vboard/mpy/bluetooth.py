@@ -4,12 +4,13 @@
 #
 # It keeps a real stack's limits, so firmware that passes here does not fail on a board for them:
 # advertising and scan-response payloads over 31 bytes (legacy advertising) raise OSError(EINVAL); a
-# notification longer than the connection's ATT MTU - 3 raises OSError(EINVAL); the MTU is 23 until an
-# exchange (_IRQ_MTU_EXCHANGED); an attribute holds 20 bytes unless gatts_set_buffer() sized it (a longer
-# write from the central is refused, as NimBLE refuses it); calls on a connection that is gone raise
-# OSError(ENOTCONN); calls on an inactive radio raise OSError(EPERM). The central role (scan, connect,
-# GATT client), L2CAP, pairing and indications are not modelled: they raise OSError(EOPNOTSUPP), never
-# pretend to work.
+# notification longer than the connection's ATT MTU - 3 (or than ATT's 512-byte attribute) raises
+# OSError(EINVAL); the MTU is 23 until an exchange (_IRQ_MTU_EXCHANGED), and an exchange settles on the
+# lower of the two offers (config(mtu=...)); an attribute holds 20 bytes unless gatts_set_buffer() sized
+# it (a longer write from the central is refused, as NimBLE refuses it); calls on a connection that is
+# gone raise OSError(ENOTCONN); calls on an inactive radio raise OSError(EPERM). The central role (scan,
+# connect, GATT client), L2CAP, pairing and indications are not modelled: they raise OSError(EOPNOTSUPP),
+# never pretend to work.
 #
 # IRQs are delivered by an asyncio task (the stack schedules them on a board; here the events come from
 # the host), with the tuples the ports pass: (conn_handle, addr_type, addr) for connect and disconnect,
@@ -255,8 +256,8 @@ class _BLE:
         if value_handle not in self._values:
             raise OSError(_EINVAL)
         data = self._values[value_handle] if data is None else bytes(data)
-        if len(data) > mtu - 3:
-            raise OSError(_EINVAL)  # longer than one ATT notification carries
+        if len(data) > min(mtu - 3, 512):
+            raise OSError(_EINVAL)  # longer than one ATT notification (or any attribute value) carries
         _send(op="notify", conn=conn_handle, handle=value_handle, hex=data.hex())
 
     def gatts_indicate(self, *args):

@@ -2,11 +2,12 @@
 
     python -m pinseal_devkit.vectors.ble_link_cases OUTDIR   (also written by `make vectors`)
 
-The host codec is `pinseal_protocol.ble_link`; the firmware's MicroPython codec (to come, with the board's
-`bluetooth` transport) is to be held to this same file. protocol/tests/test_ble_link_vectors.py checks it
-against the host module. The cases are written out by hand below (the advertisement, the info map and
-each way it can be wrong, chunking at the default and a larger MTU, the down writes, and reassembly
-streams with drops, duplicates, reorders and an old transfer) and only their bytes are computed.
+The host codec is `pinseal_protocol.ble_link`; the firmware's (`pinseal.transport.ble_link`) is held to
+this same file in the MicroPython VM (hil_tests/firmware_tests/test_ble_link.py), and
+protocol/tests/test_ble_link_vectors.py checks it against the host module. The cases are written out by
+hand below (the advertisement, the info map and each way it can be wrong, chunking at the default, a
+larger and the largest MTU, the down writes, and reassembly streams with drops, duplicates, reorders and
+an old transfer) and only their bytes are computed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ KID = bytes.fromhex("21fe31dfa154a261626bf854046fd227")  # RFC 8032 TEST 1's key
 INFO = bl.Info(KID, "0.9.0", "esp32_devkitc", 3)
 # A bundle-like payload: a COSE tag 18 head, then bytes that differ in every chunk.
 BUNDLE = bytes.fromhex("d28443a10127a1044c") + bytes((i * 37 + 11) % 256 for i in range(291))
+# Longer than two chunks at the largest MTU: a chunk is capped by ATT's 512-byte attribute, not MTU - 3.
+LONG_BUNDLE = bytes.fromhex("d28443a10127a1044c") + bytes((i * 53 + 7) % 256 for i in range(1100))
 
 UUID_LE = bl.scan_response(KID)[2:18]  # the service UUID as AD structures carry it (little-endian)
 
@@ -142,10 +145,10 @@ def ble_link_vectors() -> dict[str, Any]:
             {
                 "transfer": 5,
                 "mtu": mtu,
-                "bundle": BUNDLE.hex(),
-                "chunks": [c.hex() for c in bl.chunks(5, BUNDLE, mtu)],
+                "bundle": bundle.hex(),
+                "chunks": [c.hex() for c in bl.chunks(5, bundle, mtu)],
             }
-            for mtu in (bl.DEFAULT_MTU, 185)
+            for mtu, bundle in ((bl.DEFAULT_MTU, BUNDLE), (185, BUNDLE), (517, LONG_BUNDLE))
         ],
         "chunk_errors": [{"case": what, "hex": raw.hex()} for what, raw in BAD_CHUNKS],
         "down": [
