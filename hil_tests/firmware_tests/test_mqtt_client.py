@@ -171,6 +171,22 @@ async def test_receives_qos1_acks_on_its_ack_topic_duplicates_included():
     await _in_task(run())
 
 
+async def test_a_message_longer_than_the_resident_buffer_arrives_whole():
+    p = _params()
+
+    async def run():
+        t = await _started(p)
+        got = []
+        t.on_ack = got.append
+        _host("publish_long")  # 1,507 bytes (over the 256 kept for reading, within 2,176), then an ack
+        await _until(lambda: len(got) >= 2, 5000, "the long message and the ack")
+        assert got == [bytes.fromhex(p["long_ack_hex"]), bytes.fromhex(p["ack_hex"])], [len(g) for g in got]
+        assert t.dropped == 0 and t.sessions == 1 and t.failures == 0, (t.dropped, t.failures)
+        await t.stop()
+
+    await _in_task(run())
+
+
 async def test_oversized_messages_are_dropped_and_acknowledged_and_the_link_stays():
     p = _params()
 

@@ -249,6 +249,7 @@ def _firmware_test_names() -> list[str]:
 
 
 ACK = bytes.fromhex("d28443a10127a0") + secrets.token_bytes(40)  # opaque to the transport: it only carries it
+LONG_ACK = bytes.fromhex("d28443a10127a0") + secrets.token_bytes(1500)  # e.g. a rejection with a long reason
 
 
 def _params(b: Broker, device: dict[str, str], wrong_ca_pem: str, payload: str) -> dict[str, object]:
@@ -261,6 +262,7 @@ def _params(b: Broker, device: dict[str, str], wrong_ca_pem: str, payload: str) 
         "ca_pem": b.pki.ca_pem.read_text(),
         "wrong_ca_pem": wrong_ca_pem,
         "ack_hex": ACK.hex(),
+        "long_ack_hex": LONG_ACK.hex(),
         "payload": payload,
         "ssid": SSID,
         "wifi_password": WIFI_PASSWORD,
@@ -288,6 +290,10 @@ def test_mqtt_client_in_board_mode(
         gateway.publish(ack_topic, b"\x00" * 5000)
         gateway.publish(ack_topic, ACK)
 
+    def publish_long() -> None:  # longer than the client keeps for reading, within what it reads
+        gateway.publish(ack_topic, LONG_ACK)
+        gateway.publish(ack_topic, ACK)
+
     def publish_other_ack() -> None:
         gateway.publish(f"pinseal/v1/{device['other_kid']}/ack", ACK)
 
@@ -300,6 +306,7 @@ def test_mqtt_client_in_board_mode(
     actions = {
         "publish_ack": publish_ack,
         "publish_big": publish_big,
+        "publish_long": publish_long,
         "publish_other_ack": publish_other_ack,
         "restart_broker": restart_broker,
     }
