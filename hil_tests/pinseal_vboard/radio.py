@@ -25,6 +25,7 @@ from pinseal_vboard.board import VirtualBoard
 log = logging.getLogger(__name__)
 
 DEFAULT_ATTRIBUTE_BYTES = 20  # what an attribute holds until gatts_write or gatts_set_buffer sizes it
+DEFAULT_MTU = 23  # LE's ATT MTU until an exchange
 
 
 class WriteTooLong(ValueError):
@@ -50,6 +51,8 @@ class Radio:
         self._uuid_of: dict[int, str] = {}
         self._conn = 0
         self._central: object = None
+        self.offered_mtu = DEFAULT_MTU
+        """The ATT MTU the firmware offers (`config(mtu=...)`): an exchange settles on the lower offer."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name=f"vboard-radio {board.id}", daemon=True
@@ -99,6 +102,9 @@ class Radio:
     async def _air_teardown(self) -> None:
         """Leave the air: stop advertising, drop any link, release what the backend holds."""
 
+    async def _air_offer_mtu(self, mtu: int) -> None:
+        """The firmware offers this ATT MTU for the links to come."""
+
     # -- from the board (host reader thread, then the radio's loop) --------------------------------------
 
     def _from_board(self, msg: dict[str, Any]) -> None:
@@ -141,6 +147,9 @@ class Radio:
             await self._air_advertise(
                 msg["on"], bytes.fromhex(msg.get("adv", "")), bytes.fromhex(msg.get("resp", ""))
             )
+        elif op == "mtu":
+            self.offered_mtu = msg["mtu"]
+            await self._air_offer_mtu(msg["mtu"])
         elif op == "notify":
             self._notify(self._uuid_of[msg["handle"]], bytes.fromhex(msg["hex"]))
         elif op in ("disconnect", "drop") and self._central is not None:

@@ -71,6 +71,8 @@ def main(run_dir: Path, gateway_config: Path, broker_dir: Path) -> int:
     # the board's controller must be on the line before the kernel's first HCI command, or the
     # controller's setup times out and bluetoothd never sees hci0: the host says when it is
     wait_for("the host's radio", lambda: (run_dir / "radio-ready").exists(), 120)
+    # every HCI packet of the guest's controller, for reading a failed run with `btmon -r`
+    spawn("btmon", ["btmon", "-w", str(logs / "hci.btsnoop")])
     spawn("vhci-relay", [sys.executable, str(HERE / "vhci_relay.py")])
     wait_for("hci0", lambda: Path("/sys/class/bluetooth/hci0").exists(), 30)
     spawn("bluetoothd", [BLUETOOTHD, "-n"])
