@@ -20,6 +20,8 @@ from pinseal_vboard.bluez.peripheral import Advertisement, Characteristic, Handl
 from pinseal_vboard.board import VirtualBoard
 from pinseal_vboard.radio import Radio, WriteTooLong
 
+BLUEZ_MTU = 517  # what BlueZ offers in the exchange it starts on every LE link
+
 _FLAG_NAMES = ((0x0002, "read"), (0x0008, "write"), (0x0004, "write-without-response"), (0x0010, "notify"))
 
 
@@ -28,13 +30,24 @@ def _bluez_flags(flags: int) -> tuple[str, ...]:
 
 
 class BluezRadio(Radio):
-    """`board`'s radio on adapter `adapter` of the BlueZoo bus at `bus_address`."""
+    """`board`'s radio on adapter `adapter` of the BlueZoo bus at `bus_address`.
+
+    BlueZ on a radio exchanges the ATT MTU as it connects (it offers 517); BlueZoo exchanges none, so the
+    radio plays that exchange: the link's MTU is the lower of 517 and what the firmware offered, reported to
+    the firmware as a board's stack does. exchange_mtu=False: a central that never exchanges (MTU 23)."""
 
     def __init__(
-        self, board: VirtualBoard, bus_address: str, adapter: int, lose: float = 0.0, seed: int = 0
+        self,
+        board: VirtualBoard,
+        bus_address: str,
+        adapter: int,
+        lose: float = 0.0,
+        seed: int = 0,
+        exchange_mtu: bool = True,
     ) -> None:
         self.bus_address = bus_address
         self.adapter = adapter
+        self.exchange_mtu = exchange_mtu
         self.peripheral: Peripheral | None = None
         self._addresses = 0
         super().__init__(board, lose, seed)
@@ -95,6 +108,9 @@ class BluezRadio(Radio):
 
     async def _central_came(self, central: str) -> None:
         self._connected(central, _address_of(central))
+        if self.exchange_mtu and self.peripheral is not None:
+            self.peripheral.mtu = min(BLUEZ_MTU, self.offered_mtu)
+            self.mtu_exchanged(self.peripheral.mtu)
 
     async def _central_went(self, central: str) -> None:
         if self._disconnected(central):

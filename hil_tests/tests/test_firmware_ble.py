@@ -70,11 +70,17 @@ class BleRig:
 
 @contextmanager
 def ble_rig(
-    tmp_path: Path, boards: int = 1, lose: float = 0.0, revoked: int = 0, **config: Any
+    tmp_path: Path,
+    boards: int = 1,
+    lose: float = 0.0,
+    revoked: int = 0,
+    exchange_mtu: bool = True,
+    **config: Any,
 ) -> Iterator[BleRig]:
     """`boards` boards on adapters hci1.., the gateway on hci0; the last `revoked` of them revoked before
-    the gateway starts; `lose`: the share of notifications the air loses or reorders (seeded). A machine
-    without dbus-daemon or BlueZoo fails here with what to install (BenchMissing), never skips."""
+    the gateway starts; `lose`: the share of notifications the air loses or reorders (seeded);
+    exchange_mtu=False: links stay at MTU 23, as with a central that never exchanges. A machine without
+    dbus-daemon or BlueZoo fails here with what to install (BenchMissing), never skips."""
     bus = BluezBus(boards + 1, log_path=tmp_path / "bluezoo.log").start()
     stack = Stack(tmp_path / "stack", batch_interval_s=1)
     stack.extra_config = {"ble": GATEWAY_BLE}
@@ -89,7 +95,9 @@ def ble_rig(
             vb, info = start_device(host, stack, tmp_path / f"flash{i}", **{**BLE_ONLY, **config})
             made.append(vb)
             kids.append(info["key_id"])
-            bridges.append(BluezRadio(vb, bus.address, i + 1, lose=lose, seed=15 + i))
+            bridges.append(
+                BluezRadio(vb, bus.address, i + 1, lose=lose, seed=15 + i, exchange_mtu=exchange_mtu)
+            )
         for kid in kids[boards - revoked :]:
             stack.gateway_cli("devices", "revoke", kid)
         stack.start()
@@ -138,8 +146,9 @@ def test_a_thousand_readings_through_links_broken_from_either_side(tmp_path: Pat
 
 def test_lost_and_reordered_notifications_cost_resend_requests_not_readings(tmp_path: Path) -> None:
     """A seeded 5 % of the board's notifications lost or delayed past the next: the gateway asks for the
-    missing chunks, the board resends them, every reading is stored once."""
-    with ble_rig(tmp_path, lose=0.05, bundling={"readings": 4, "max_wait_s": 10}) as r:
+    missing chunks, the board resends them, every reading is stored once. At MTU 23 (no exchange), where a
+    bundle takes dozens of notifications."""
+    with ble_rig(tmp_path, lose=0.05, exchange_mtu=False, bundling={"readings": 4, "max_wait_s": 10}) as r:
         seqs = r.wait_readings(24)
         assert contiguous_once(seqs)
         bridge = r.bridges[0]

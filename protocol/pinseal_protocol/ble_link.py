@@ -29,6 +29,7 @@ DOWN_UUID = "1c260003-5b3a-4f3c-aa36-eaf5a3bf2ada"  # write with response: ack, 
 KID_BYTES = 16  # docs/protocol.md §1
 PREFIX_BYTES = 8  # the part of the key id a device advertises
 DEFAULT_MTU = 23  # LE's ATT MTU before any exchange
+BOARD_MTU = 247  # what a pinseal board offers when a central exchanges MTUs (BlueZ offers 517)
 ATT_HEADER = 3  # a notification's opcode and handle
 CHUNK_HEADER = 3  # transfer id, chunk index, last chunk index
 MAX_ATTRIBUTE = 512  # the largest attribute value ATT allows (Core spec Vol 3 Part F 3.2.9)

@@ -50,6 +50,8 @@ class Faults:
 @dataclass
 class Stats:
     notifications: int = 0
+    notified_bytes: int = 0
+    """Bytes on the air for the notifications sent: each value and its ATT header (resends included)."""
     dropped: int = 0
     reordered: int = 0
     disconnects: int = 0
@@ -112,6 +114,7 @@ class BleDevice:
             ),
             bus_address=bus_address,
             name=f"dev{sim.kid_hex[:8]}",
+            mtu=mtu,
         )
 
     @property
@@ -238,6 +241,7 @@ class BleDevice:
         if not self.peripheral.notify(bl.BUNDLES_UUID, piece):
             return False
         self.stats.notifications += 1
+        self.stats.notified_bytes += len(piece) + bl.ATT_HEADER
         return True
 
     def _chance(self, p: float) -> bool:

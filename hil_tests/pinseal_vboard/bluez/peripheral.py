@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 BLUEZ = "org.bluez"
 DEFAULT_MTU = 23
-"""The ATT MTU the peripheral reports for its notify socket: LE's default (BlueZoo negotiates none)."""
+"""LE's ATT MTU before an exchange: what the notify socket carries unless the peripheral says otherwise
+(BlueZoo exchanges none; BlueZ on a radio offers 517 as it connects, see `mtu`)."""
 CALL_TIMEOUT_S = 10.0
 
 # D-Bus signatures for dbus-fast's method and property annotations (this module is evaluated eagerly, without
@@ -199,7 +200,7 @@ class _CharacteristicObject(ServiceInterface):
         # The receiver gets its own duplicate of `theirs` when the reply is sent; ours is closed with the
         # subscription (not now: the reply is written after this returns).
         self._their_socket = theirs
-        return [theirs.fileno(), DEFAULT_MTU]
+        return [theirs.fileno(), self.peripheral.mtu]
 
     @dbus_method()
     def StartNotify(self) -> None:
@@ -259,8 +260,12 @@ class Peripheral:
         *,
         bus_address: str,
         name: str = "pinseal",
+        mtu: int = DEFAULT_MTU,
     ) -> None:
         self.adapter = adapter
+        self.mtu = mtu
+        """The link's ATT MTU, handed to the central with its notify socket (BlueZ hands the exchanged
+        one): a notification may be up to this long. The owner sets it when it models an exchange."""
         self.adapter_path = adapter_path(adapter)
         self.service_uuid = service_uuid
         self.handlers = handlers
