@@ -112,7 +112,8 @@ class Metrics:
         # The BLE intake (intake/ble): what the scanner, the sessions and the per-device rules did.
         self.ble_connections = Counter(
             f"{PREFIX}ble_connections",
-            "BLE sessions by how they ended: drained, idle, failed, refused (key id not confirmed)",
+            "BLE sessions by how they ended: drained, hung_up (by the device, between transfers), idle, "
+            "failed, refused (key id not confirmed)",
             ["outcome"],
             registry=r,
         )

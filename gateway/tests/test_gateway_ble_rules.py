@@ -5,6 +5,7 @@ behaviour over BlueZoo is test_gateway_ble.py's."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -14,12 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_gateway.config import BleSection, ConfigError, from_mapping
 from pinseal_gateway.intake.ble import intake as intake_module
+from pinseal_gateway.intake.ble import session as session_module
 from pinseal_gateway.intake.ble.backoff import Backoff
 from pinseal_gateway.intake.ble.candidates import Candidates
 from pinseal_gateway.intake.ble.intake import BleIntake
 from pinseal_gateway.intake.ble.session import Outcome, Session, SessionResult
 from pinseal_gateway.metrics import Metrics
 from pinseal_gateway.registry import Registry, RegistryEntry
+from pinseal_protocol import ble_link as bl
 from pinseal_protocol import keys
 from pinseal_protocol.ble_link import SERVICE_UUID
 
@@ -201,6 +204,34 @@ def test_a_failed_device_is_retried_at_its_address_until_it_is_not_heard_of() ->
     assert prefix not in intake.candidates, (
         "a drained device is not called back: it advertises when it has more"
     )
+
+
+@pytest.mark.parametrize(
+    ("bundles", "mid_transfer", "outcome"),
+    [(2, False, Outcome.HUNG_UP), (2, True, Outcome.FAILED), (0, False, Outcome.FAILED)],
+    ids=["between transfers", "mid-transfer", "before any bundle"],
+)
+def test_a_device_hanging_up_between_transfers_is_a_clean_end(
+    bundles: int, mid_transfer: bool, outcome: Outcome
+) -> None:
+    """A board hangs up once it has sent everything: that is no failure to back off from; a link lost in
+    the middle of a transfer, or before the first bundle, is."""
+    good = Ed25519PrivateKey.generate()
+    prefix = kid_of(good)[:8]
+    config = BleSection(enabled=True)
+    intake = BleIntake(config, Inbox(), Follower({kid_of(good): (good, False)}), Metrics())  # type: ignore[arg-type]
+    intake._on_report(*report("00:00:00:00:00:01", prefix))
+    candidate = intake.candidates.take(prefix)
+    session = Session(
+        candidate.device, prefix, config, Metrics(), intake._check_kid, intake._confirmed, intake._submit
+    )
+    session.bundles = bundles
+    if mid_transfer:
+        session._reassembler.feed(bl.parse_chunk(bytes((1, 0, 2)) + b"first of three"))
+    session.post("lost")
+    with pytest.raises(session_module._Ended) as ended:
+        asyncio.run(session._receive())
+    assert ended.value.outcome is outcome
 
 
 def test_the_refusal_log_stays_bounded_under_ever_new_prefixes(caplog) -> None:

@@ -266,6 +266,11 @@ class BleIntake:
             self.candidates.drained(prefix)
             log.info("BLE %s: %d bundles, outbox empty; disconnected", session.name, result.bundles)
             return
+        if result.outcome is Outcome.HUNG_UP:
+            # a board hangs up once it has nothing left to send, and advertises again when it has
+            self.candidates.drained(prefix)
+            log.info("BLE %s: %d bundles; the device hung up between transfers", session.name, result.bundles)
+            return
         if result.outcome is Outcome.REFUSED:
             delay = self.backoff.failed(prefix, now)
             if self._first_time((prefix, "info")):

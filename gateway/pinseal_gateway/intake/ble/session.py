@@ -49,6 +49,7 @@ CONNECT_ATTEMPTS = 2
 
 class Outcome(enum.Enum):
     DRAINED = "drained"  # the device said its outbox is empty: a clean end
+    HUNG_UP = "hung_up"  # the device ended the link between transfers (a board does once it has sent all)
     IDLE = "idle"  # no chunk for idle_timeout_s
     FAILED = "failed"  # connecting, a GATT operation or the link failed
     REFUSED = "refused"  # the info's key id is not one we may take bundles from
@@ -198,6 +199,8 @@ class Session:
                 self._in_flight -= 1
                 last_chunk = time.monotonic()
             elif kind == "lost":
+                if self.bundles and not self._reassembler.in_progress and not self._in_flight:
+                    raise _Ended(Outcome.HUNG_UP)
                 raise _Ended(Outcome.FAILED, "the device disconnected")
 
     async def _chunk(self, raw: bytes) -> None:
