@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             serial_drops = run_serial(wires["serial_drops"], meter, args.drops, 4)
             ble = run_ble(stack, bus, ble_runs["ble"], args.ble_bundles, 1, 0.0, 5)
             ble_drops = run_ble(
-                stack, bus, ble_runs["ble_drops"], args.ble_bundles, 1 + args.ble_devices, 0.01, 6
+                stack, bus, ble_runs["ble_drops"], args.ble_bundles, 1 + args.ble_devices, 0.05, 6
             )
             time.sleep(1.0)  # the last commits
             result["mqtt"] = {**mqtt, **accounting(db_path, runs["mqtt"] + runs["mqtt_drops"])}
