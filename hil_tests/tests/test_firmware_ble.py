@@ -149,6 +149,7 @@ def test_lost_and_reordered_notifications_cost_resend_requests_not_readings(tmp_
     missing chunks, the board resends them, every reading is stored once. At MTU 23 (no exchange), where a
     bundle takes dozens of notifications."""
     with ble_rig(tmp_path, lose=0.05, exchange_mtu=False, bundling={"readings": 4, "max_wait_s": 10}) as r:
+        r.boards[0].clock(speed=4)  # 4 readings a second: a bundle a second, not one in four
         seqs = r.wait_readings(24)
         assert contiguous_once(seqs)
         bridge = r.bridges[0]
@@ -159,6 +160,8 @@ def test_lost_and_reordered_notifications_cost_resend_requests_not_readings(tmp_
 
 def test_several_boards_at_once_and_a_revoked_one_never_connected(tmp_path: Path) -> None:
     with ble_rig(tmp_path, boards=3, revoked=1, bundling={"readings": 4, "max_wait_s": 10}) as r:
+        for board in r.boards:
+            board.clock(speed=4)
         for i in (0, 1):
             assert contiguous_once(r.wait_readings(12, i=i))
         revoked = r.bridges[2]
