@@ -36,26 +36,20 @@ print("central", errno_of(lambda: ble.gap_scan(1000)), errno_of(lambda: ble.gatt
 print("indicate", errno_of(lambda: ble.gatts_indicate(1, h)))
 events = []
 ble.irq(lambda event, data: events.append((event, data[0], data[1] if event == 21 else None)))
+async def event(n):  # the n-th IRQ (from 1), once the air has sent it
+    for _ in range(100):
+        if len(events) >= n:
+            break
+        await asyncio.sleep_ms(50)
+    return events[n - 1]
 async def main():
     print("waiting for a central")
-    for _ in range(100):
-        if events:
-            break
-        await asyncio.sleep_ms(50)
-    print("connected", events[0][:2])
+    print("connected", (await event(1))[:2])
     print("notify21", errno_of(lambda: ble.gatts_notify(1, h, bytes(21))))
     print("notify20", errno_of(lambda: ble.gatts_notify(1, h, bytes(20))))
-    for _ in range(100):
-        if len(events) > 1:
-            break
-        await asyncio.sleep_ms(50)
-    print("mtu", events[1])
+    print("mtu", await event(2))
     print("notify100", errno_of(lambda: ble.gatts_notify(1, h, bytes(100))))
-    for _ in range(100):
-        if len(events) > 2:
-            break
-        await asyncio.sleep_ms(50)
-    print("mtu517", events[2])
+    print("mtu517", await event(3))
     print("notify513", errno_of(lambda: ble.gatts_notify(1, h, bytes(513))))
     print("notify512", errno_of(lambda: ble.gatts_notify(1, h, bytes(512))))
 asyncio.run(main())
