@@ -25,7 +25,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -128,6 +128,13 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 
 bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
 	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
+
+# MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
+# snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
+# snapshots). IMAGES narrows the set, JOBS sets make's -j.
+firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
+	@scripts/ensure-debian-packages.sh gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake
+	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
