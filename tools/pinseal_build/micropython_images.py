@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -92,6 +93,9 @@ def toolchain() -> dict[str, str]:
         "binutils-arm-none-eabi (deb)": _deb_version("binutils-arm-none-eabi"),
         "cmake": _first_line(["cmake", "--version"]),
         "host gcc": _first_line(["gcc", "--version"]),
+        "qemu-system-arm (runs the QEMU image; not a build input)": _first_line(
+            ["qemu-system-arm", "--version"]
+        ),
         "python": sys.version.split()[0],
     }
 
@@ -234,6 +238,53 @@ def write_manifest(
     return {**manifest, "build_seconds": round(seconds, 1)}
 
 
+def write_bootrom(pins: dict, snapshots: Path) -> dict:
+    """The RP2040 B1 bootrom rp2040js boots from: not in its npm package, so it is committed here.
+
+    Taken from the rp2040js repository's demo/bootrom.ts (32-bit words of the binary built from
+    raspberrypi/pico-bootrom's B1 source) and written as the 16 KB little-endian image, with both licences.
+    """
+    pin = pins["bootrom"]
+    git_dir = sources.snapshot_dir(snapshots, pin["repo"])
+    text = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "show", f"{pin['commit']}:{pin['path']}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    body = text[text.index("new Uint32Array([") : text.index("]);")]
+    words = [int(w, 16) for w in re.findall(r"0x[0-9a-fA-F]+", body)]
+    data = b"".join(w.to_bytes(4, "little") for w in words)
+    if len(data) != 16384:
+        raise ValueError(f"the bootrom is {len(data)} bytes, expected 16384")
+    dest = IMAGES_DIR / "rp2040-bootrom"
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "bootrom_b1.bin").write_bytes(data)
+    licences = {"LICENSE.rp2040js": (pin["repo"], pin["commit"], "LICENSE")}
+    licences["LICENSE.pico-bootrom"] = (pin["licence_repo"], pin["licence_commit"], "LICENSE.TXT")
+    for name, (repo, commit, path) in licences.items():
+        git = sources.snapshot_dir(snapshots, repo)
+        out = subprocess.run(
+            ["git", f"--git-dir={git}", "show", f"{commit}:{path}"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
+        (dest / name).write_bytes(out)
+    manifest = {
+        "image": "rp2040-bootrom",
+        "files": [{"file": "bootrom_b1.bin", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}],
+        "source": {"repo": pin["repo"], "commit": pin["commit"], "path": pin["path"]},
+        "built_from": pin["built_from"],
+        "licences": {name: f"{repo}@{commit[:10]}:{path}" for name, (repo, commit, path) in licences.items()},
+        "build_command": "make firmware-images",
+        "why": "rp2040js needs the RP2040's mask ROM to boot a UF2 image; its npm package does not ship it",
+    }
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=IMAGES, default=list(IMAGES), help="images to build")
@@ -256,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "make firmware-images" + (f" IMAGES='{' '.join(args.only)}'" if wanted != set(IMAGES) else "")
     user_mods = args.user_c_modules
     common = {"user_c_modules": user_mods.relative_to(CHECKOUT).as_posix() if user_mods else None}
+    bootrom = write_bootrom(pins, args.snapshots)
+    _report({**bootrom, "build_seconds": 0.0})
     build_mpy_cross(mp_dir, args.jobs, env)
     if "qemu-mps2-an385" in wanted:
         start = time.monotonic()
