@@ -11,8 +11,9 @@ BOARD       ?= esp32_devkitc
 # JUnit XML and the hardening suite's summary (hardening-summary.txt), for CI to keep and print.
 RESULTS     := build/test-results
 # Debian packages the tests and `make run` need on the host (chromium: the dashboard's browser test;
-# systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo).
-DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon
+# systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo;
+# qemu-system-arm: the committed MicroPython image's boot tests).
+DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon qemu-system-arm
 # The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
 # wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.
 DEV_PACKAGE_DIRS := hil_tests tools bench
