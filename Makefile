@@ -132,9 +132,8 @@ bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms 
 
 # MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
 # snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
-# snapshots). IMAGES narrows the set, JOBS sets make's -j.
+# snapshots). The script installs the cross toolchain where missing. IMAGES narrows the set, JOBS sets -j.
 firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
-	@scripts/ensure-debian-packages.sh gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake
 	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)

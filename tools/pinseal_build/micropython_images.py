@@ -47,7 +47,14 @@ HEAP_PROFILE = CHECKOUT / "boards" / "esp32_devkitc" / "board.json"
 DEFAULT_USER_C_MODULES = CHECKOUT / "firmware" / "native"
 STEP_TIMEOUT_S = 1800
 # Debian packages the builds need (scripts/ensure-debian-packages.sh installs the missing ones).
-DEB_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm", "cmake")
+# libstdc++-arm-none-eabi-newlib: the pico-sdk compiles one C++ file (new/delete) into every RP2 image.
+DEB_PACKAGES = (
+    "gcc-arm-none-eabi",
+    "libnewlib-arm-none-eabi",
+    "libstdc++-arm-none-eabi-newlib",
+    "qemu-system-arm",
+    "cmake",
+)
 # GC bookkeeping (allocation table and finaliser bits) takes ~2.3% of MICROPY_HEAP_SIZE: the heap is sized so
 # that gc.mem_free() right after boot is about the profile's free heap, what a board reports to the firmware.
 GC_OVERHEAD = 1.024
@@ -90,6 +97,7 @@ def toolchain() -> dict[str, str]:
         "arm-none-eabi-gcc": _first_line(["arm-none-eabi-gcc", "--version"]),
         "gcc-arm-none-eabi (deb)": _deb_version("gcc-arm-none-eabi"),
         "libnewlib-arm-none-eabi (deb)": _deb_version("libnewlib-arm-none-eabi"),
+        "libstdc++-arm-none-eabi-newlib (deb)": _deb_version("libstdc++-arm-none-eabi-newlib"),
         "binutils-arm-none-eabi (deb)": _deb_version("binutils-arm-none-eabi"),
         "cmake": _first_line(["cmake", "--version"]),
         "host gcc": _first_line(["gcc", "--version"]),
@@ -299,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a MicroPython user C module folder (default {DEFAULT_USER_C_MODULES} if present)",
     )
     args = parser.parse_args(argv)
+    subprocess.run(
+        [str(CHECKOUT / "scripts" / "ensure-debian-packages.sh"), *DEB_PACKAGES], check=True, timeout=900
+    )
     wanted = set(args.only)
     pins = sources.load_pins()
     dirs = sources.extract_all(pins, args.snapshots, SOURCES_DIR, wanted)
