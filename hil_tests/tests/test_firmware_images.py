@@ -49,18 +49,37 @@ def test_sources_are_the_pins(manifest_path: Path) -> None:
     assert manifest["toolchain"]["arm-none-eabi-gcc"] != "absent"
 
 
-def test_qemu_image_was_built_from_the_current_board_files() -> None:
-    manifest = json.loads((IMAGES / "qemu-mps2-an385" / "manifest.json").read_text())
-    current = {
+def digest(folder: Path) -> dict[str, str]:
+    """As pinseal_build.micropython_images.inputs_digest: SHA-256 per file, named from the checkout."""
+    return {
         p.relative_to(REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((REPO / "micropython" / "builds" / "qemu-mps2-an385").rglob("*"))
+        for p in sorted(folder.rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts
     }
+
+
+def test_qemu_image_was_built_from_the_current_board_files() -> None:
+    manifest = json.loads((IMAGES / "qemu-mps2-an385" / "manifest.json").read_text())
+    current = digest(REPO / "micropython" / "builds" / "qemu-mps2-an385")
     assert manifest["inputs"] == current, (
         "micropython/builds/qemu-mps2-an385 changed: run make firmware-images"
     )
     profile = json.loads((REPO / "boards" / "esp32_devkitc" / "board.json").read_text())
     assert manifest["micropython_heap_size"] >= profile["ram"]["free_heap_bytes"]
+
+
+@pytest.mark.parametrize("image", ["qemu-mps2-an385", "rp2-pico"])
+def test_user_c_modules_are_current(image: str) -> None:
+    """An image built with a user C module (firmware/native by default) records the module's files; a
+    change to them without a rebuild leaves the committed binary running old native code."""
+    manifest = json.loads((IMAGES / image / "manifest.json").read_text())
+    folder = manifest.get("user_c_modules")
+    if folder is None:
+        assert "user_c_modules_inputs" not in manifest
+        return
+    assert manifest["user_c_modules_inputs"] == digest(REPO / folder), (
+        f"{folder} changed: make firmware-images"
+    )
 
 
 def test_bootrom_provenance() -> None:

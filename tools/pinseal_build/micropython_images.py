@@ -1,7 +1,7 @@
 """Build pinseal's MicroPython images from pinned sources, with a manifest (`make firmware-images`).
 
     python -m pinseal_build.micropython_images [--only qemu-mps2-an385 rp2-pico] [-j N]
-        [--snapshots DIR] [--user-c-modules DIR] [--no-install]
+        [--snapshots DIR] [--user-c-modules DIR] [--out DIR]
 
 Why committed images: CI has no network and no snapshots, yet the QEMU and rp2040js tests need real
 MicroPython builds. So the build runs where the sources are (bare git snapshots, micropython_sources), and its
@@ -70,12 +70,17 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _name(path: Path) -> str:
+    """A path as the manifest records it: relative to the checkout when inside it."""
+    path = path.resolve()
+    return path.relative_to(CHECKOUT).as_posix() if path.is_relative_to(CHECKOUT) else str(path)
+
+
 def inputs_digest(folder: Path) -> dict[str, str]:
-    """SHA-256 of every build input of ours (board files, patches), so a stale image is detectable."""
+    """SHA-256 of every build input of ours (board files, patches, user C modules), so a stale image is
+    detectable by a test that only reads files."""
     return {
-        p.relative_to(CHECKOUT).as_posix(): sha256(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
+        _name(p): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
     }
 
 
@@ -201,19 +206,20 @@ def build_rp2(
         f"-j{jobs}",
         "BOARD=RPI_PICO",
         f"BUILD={out.resolve()}",
-        f"CMAKE_ARGS=-Dpicotool_DIR={picotool_config.resolve()}",
     ]
     if user_c_modules:
         cmd.append(f"USER_C_MODULES={(user_c_modules / 'micropython.cmake').resolve()}")
-    run(cmd, env)
+    # CMAKE_ARGS goes in the environment: on make's command line it would override the port Makefile's own
+    # `CMAKE_ARGS += -DMICROPY_BOARD=... -DUSER_C_MODULES=...`, and the user C modules would silently vanish.
+    run(cmd, {**env, "CMAKE_ARGS": f"-Dpicotool_DIR={picotool_config.resolve()}"})
     return [out / "firmware.uf2"]
 
 
 def write_manifest(
-    name: str, files: list[Path], pins: dict, command: str, extra: dict, seconds: float
+    out: Path, name: str, files: list[Path], pins: dict, command: str, extra: dict, seconds: float
 ) -> dict:
-    """Copy the built files into micropython/images/<name>/ and describe them in manifest.json."""
-    dest = IMAGES_DIR / name
+    """Copy the built files into <out>/<name>/ (micropython/images/ unless --out) with manifest.json."""
+    dest = out / name
     dest.mkdir(parents=True, exist_ok=True)
     described = []
     for src in files:
@@ -246,7 +252,7 @@ def write_manifest(
     return {**manifest, "build_seconds": round(seconds, 1)}
 
 
-def write_bootrom(pins: dict, snapshots: Path) -> dict:
+def write_bootrom(pins: dict, snapshots: Path, out: Path = IMAGES_DIR) -> dict:
     """The RP2040 B1 bootrom rp2040js boots from: not in its npm package, so it is committed here.
 
     Taken from the rp2040js repository's demo/bootrom.ts (32-bit words of the binary built from
@@ -266,7 +272,7 @@ def write_bootrom(pins: dict, snapshots: Path) -> dict:
     data = b"".join(w.to_bytes(4, "little") for w in words)
     if len(data) != 16384:
         raise ValueError(f"the bootrom is {len(data)} bytes, expected 16384")
-    dest = IMAGES_DIR / "rp2040-bootrom"
+    dest = out / "rp2040-bootrom"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "bootrom_b1.bin").write_bytes(data)
     licences = {"LICENSE.rp2040js": (pin["repo"], pin["commit"], "LICENSE")}
@@ -306,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_USER_C_MODULES if DEFAULT_USER_C_MODULES.is_dir() else None,
         help=f"a MicroPython user C module folder (default {DEFAULT_USER_C_MODULES} if present)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=IMAGES_DIR,
+        help=f"where the images and manifests go (default {IMAGES_DIR}, the committed ones)",
+    )
     args = parser.parse_args(argv)
     subprocess.run(
         [str(CHECKOUT / "scripts" / "ensure-debian-packages.sh"), *DEB_PACKAGES], check=True, timeout=900
@@ -317,8 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     env = build_env(pins)
     command = "make firmware-images" + (f" IMAGES='{' '.join(args.only)}'" if wanted != set(IMAGES) else "")
     user_mods = args.user_c_modules
-    common = {"user_c_modules": user_mods.relative_to(CHECKOUT).as_posix() if user_mods else None}
-    bootrom = write_bootrom(pins, args.snapshots)
+    if user_mods and not (user_mods / "micropython.cmake").is_file() and "rp2-pico" in wanted:
+        parser.error(
+            f"{user_mods}: the RP2 build needs micropython.cmake there (a MicroPython user C module)"
+        )
+    if user_mods and not list(user_mods.glob("*/micropython.mk")) and "qemu-mps2-an385" in wanted:
+        parser.error(f"{user_mods}: the QEMU build needs <module>/micropython.mk there")
+    common: dict = {"user_c_modules": _name(user_mods) if user_mods else None}
+    if user_mods:
+        common["user_c_modules_inputs"] = inputs_digest(user_mods)
+    bootrom = write_bootrom(pins, args.snapshots, args.out)
     _report({**bootrom, "build_seconds": 0.0})
     build_mpy_cross(mp_dir, args.jobs, env)
     if "qemu-mps2-an385" in wanted:
@@ -331,14 +351,14 @@ def main(argv: list[str] | None = None) -> int:
             "heap_profile": HEAP_PROFILE.relative_to(CHECKOUT).as_posix(),
             "inputs": inputs_digest(BUILDS_DIR / "qemu-mps2-an385"),
         }
-        m = write_manifest("qemu-mps2-an385", files, pins, command, extra, time.monotonic() - start)
+        m = write_manifest(args.out, "qemu-mps2-an385", files, pins, command, extra, time.monotonic() - start)
         _report(m)
     if "rp2-pico" in wanted:
         start = time.monotonic()
         config = build_picotool(dirs["picotool"], mp_dir, args.jobs, env)
         files = build_rp2(mp_dir, config, args.jobs, env, user_mods)
         extra = {**common, "board": "RPI_PICO (RP2040)"}
-        m = write_manifest("rp2-pico", files, pins, command, extra, time.monotonic() - start)
+        m = write_manifest(args.out, "rp2-pico", files, pins, command, extra, time.monotonic() - start)
         _report(m)
     return 0
 
