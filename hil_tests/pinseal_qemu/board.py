@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class QemuBoard:
         self.icount = icount
         self.proc: subprocess.Popen[bytes] | None = None
         self.serial_path: str | None = None
+        self.log = b""
 
     def command(self) -> list[str]:
         """The qemu-system-arm command line (-icount shift=0 makes ticks_us() count instructions / 1000)."""
@@ -91,6 +93,7 @@ class QemuBoard:
                 match = PTY_LINE.search(seen)
                 if match:
                     self.serial_path = match.group(1).decode()
+                    self._drain(seen)
                     return self.serial_path
             if self.proc.poll() is not None:
                 raise QemuError(
@@ -101,6 +104,21 @@ class QemuBoard:
         raise QemuError(
             f"qemu-system-arm printed no pty within {timeout_s} s: {seen.decode(errors='replace')}"
         )
+
+    def _drain(self, seen: bytes) -> None:
+        """Keep reading QEMU's own output (warnings, errors) so a full pipe can never stall it; the last
+        4 KB stay in `log` for a failing test to show."""
+        self.log = seen[-4096:]
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), True)
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for chunk in iter(lambda: proc.stdout.read1(4096), b""):
+                self.log = (self.log + chunk)[-4096:]
+
+        threading.Thread(target=pump, name="qemu-output", daemon=True).start()
 
     def kill(self) -> None:
         """Pull the power: SIGKILL, nothing flushed but what the board already wrote to its flash file."""

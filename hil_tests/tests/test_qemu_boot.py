@@ -87,6 +87,17 @@ def test_flash_survives_sigkill_and_restart(flash: Path) -> None:
     assert int(blocks) == 2097152 // 4096  # the esp32_devkitc profile's 2 MiB filesystem
 
 
+def test_semihost_writes_only_the_flash(board: QemuBoard) -> None:
+    """_semihost's positioned I/O accepts the flash's descriptor only (a guard against mistakes: code on
+    the board could still issue semihosting calls itself)."""
+    assert board.serial_path is not None
+    out = mpremote_exec(
+        board.serial_path,
+        "import _semihost\ntry:\n    _semihost.pwrite(1, b'x', 0)\nexcept OSError as e:\n    print(e.errno)",
+    )
+    assert out == "9"  # EBADF
+
+
 def test_heap_is_the_esp32_profile(board: QemuBoard) -> None:
     profile = json.loads((REPO / "boards" / "esp32_devkitc" / "board.json").read_text())
     expected = profile["ram"]["free_heap_bytes"]

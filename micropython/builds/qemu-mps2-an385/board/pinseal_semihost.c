@@ -112,11 +112,22 @@ static mp_obj_t semihost_flash_open(mp_obj_t path_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(semihost_flash_open_obj, semihost_flash_open);
 
+// Only the flash's descriptor: a stray fd (the urandom one, or QEMU's console) must not become a file to
+// write. This guards against mistakes, not against hostile code: any code on the board can issue semihosting
+// calls itself (asm_thumb), with the host user's file access. The emulated board runs trusted code only.
+static int32_t flash_fd_arg(mp_obj_t fd_in) {
+    int32_t fd = mp_obj_get_int(fd_in);
+    if (fd < 0 || fd != flash_fd) {
+        mp_raise_OSError(MP_EBADF);
+    }
+    return fd;
+}
+
 // _semihost.pread(fd, buf, pos)
 static mp_obj_t semihost_pread(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in) {
     mp_buffer_info_t bufinfo;
     mp_get_buffer_raise(buf_in, &bufinfo, MP_BUFFER_WRITE);
-    if (host_pread(mp_obj_get_int(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
+    if (host_pread(flash_fd_arg(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
         mp_raise_OSError(MP_EIO);
     }
     return mp_const_none;
@@ -127,7 +138,7 @@ static MP_DEFINE_CONST_FUN_OBJ_3(semihost_pread_obj, semihost_pread);
 static mp_obj_t semihost_pwrite(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in) {
     mp_buffer_info_t bufinfo;
     mp_get_buffer_raise(buf_in, &bufinfo, MP_BUFFER_READ);
-    if (host_pwrite(mp_obj_get_int(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
+    if (host_pwrite(flash_fd_arg(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
         mp_raise_OSError(MP_EIO);
     }
     return mp_const_none;
