@@ -11,8 +11,9 @@ BOARD       ?= esp32_devkitc
 # JUnit XML and the hardening suite's summary (hardening-summary.txt), for CI to keep and print.
 RESULTS     := build/test-results
 # Debian packages the tests and `make run` need on the host (chromium: the dashboard's browser test;
-# systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo).
-DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon
+# systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo;
+# qemu-system-arm: the committed MicroPython image's boot tests).
+DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon qemu-system-arm
 # The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
 # wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.
 DEV_PACKAGE_DIRS := hil_tests tools bench
@@ -25,7 +26,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -128,6 +129,12 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 
 bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
 	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
+
+# MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
+# snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
+# snapshots). The script installs the cross toolchain where missing. IMAGES narrows the set, JOBS sets -j.
+firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
+	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
