@@ -5,7 +5,7 @@
 // time by tools/pinseal_build/fetch_ed25519_ref.py (see ../README.md); its ed25519.c is not used, because its
 // crypto_sign/crypto_sign_open copy the whole message into a caller's buffer. Here signing and verifying
 // hash the message where it lies (a streaming SHA-512 over the ref block function), so a call allocates
-// nothing on the heap but its result: the stack holds the rest (about 10 KB at the deepest, in verify).
+// nothing on the heap but its result; the stack holds the rest (see README.md for how much).
 //
 // Semantics are those of the firmware's pure-Python pinseal.crypto.ed25519, so that both paths give the
 // same answers on the same vectors:
@@ -249,6 +249,97 @@ static mp_obj_t mod_sign(size_t n_args, const mp_obj_t *args) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR(mod_sign_obj, 1, mod_sign);
 
+// ---------------------------------------------------------------------------------------------- verify
+// ref's ge25519_double_scalarmult_vartime computes [k](-A) + [S]B in one pass but keeps 16 points on the
+// stack (8.9 KB on a Cortex-M0+): more than all of the RP2 port's 8 KB C stack, under MicroPython's own
+// frames. Verification instead takes [S]B from ref's fixed-base multiplication (1.8 KB) and [k](-A) by
+// double-and-add in extended coordinates with the ref field operations, about 2 KB at the deepest; it
+// handles public data only, so it may take variable time.
+// 2d, d = -121665/121666, little-endian.
+static const uint8_t curve_2d[32] = {
+    0x59, 0xf1, 0xb2, 0x26, 0x94, 0x9b, 0xd6, 0xeb, 0x56, 0xb1, 0x83, 0x82, 0x9a, 0x14, 0xe0, 0x00,
+    0x30, 0xd1, 0xf3, 0xee, 0xf2, 0x80, 0x8e, 0x19, 0xe7, 0xfc, 0xdf, 0x56, 0xdc, 0xd9, 0x06, 0x24,
+};
+
+// r = p + q on -x^2 + y^2 = 1 + d x^2 y^2 (add-2008-hwcd-3: complete for Ed25519); r may alias p or q.
+static void point_add(ge25519 *r, const ge25519 *p, const ge25519 *q) {
+    fe25519 a, b, c, d, t;
+    fe25519_sub(&a, &p->y, &p->x);
+    fe25519_sub(&t, &q->y, &q->x);
+    fe25519_mul(&a, &a, &t);
+    fe25519_add(&b, &p->y, &p->x);
+    fe25519_add(&t, &q->y, &q->x);
+    fe25519_mul(&b, &b, &t);
+    fe25519_unpack(&t, curve_2d);
+    fe25519_mul(&c, &p->t, &q->t);
+    fe25519_mul(&c, &c, &t);
+    fe25519_mul(&d, &p->z, &q->z);
+    fe25519_add(&d, &d, &d);
+    fe25519_sub(&t, &b, &a);  // E
+    fe25519_add(&b, &b, &a);  // H
+    fe25519_sub(&a, &d, &c);  // F
+    fe25519_add(&d, &d, &c);  // G
+    fe25519_mul(&r->x, &t, &a);
+    fe25519_mul(&r->y, &d, &b);
+    fe25519_mul(&r->t, &t, &b);
+    fe25519_mul(&r->z, &a, &d);
+}
+
+// p = 2p (dbl-2008-hwcd with a = -1).
+static void point_double(ge25519 *p) {
+    fe25519 a, b, c, e, h;
+    fe25519_square(&a, &p->x);
+    fe25519_square(&b, &p->y);
+    fe25519_square(&c, &p->z);
+    fe25519_add(&c, &c, &c);  // C = 2 Z^2
+    fe25519_add(&e, &p->x, &p->y);
+    fe25519_square(&e, &e);
+    fe25519_add(&h, &a, &b);
+    fe25519_sub(&e, &e, &h);  // E = (X + Y)^2 - A - B
+    fe25519_neg(&h, &h);  // H = D - B = -A - B
+    fe25519_sub(&b, &b, &a);  // G = D + B = B - A
+    fe25519_sub(&c, &b, &c);  // F = G - C
+    fe25519_mul(&p->x, &e, &c);
+    fe25519_mul(&p->y, &b, &h);
+    fe25519_mul(&p->t, &e, &h);
+    fe25519_mul(&p->z, &c, &b);
+}
+
+// encoded = the encoding of [s]B + [k]P (k: 32 bytes little-endian, reduced mod L).
+static MP_NOINLINE void double_mult(uint8_t encoded[32], const ge25519 *P, const uint8_t k[32],
+    const sc25519 *s) {
+    ge25519 acc, sB;
+    fe25519_setzero(&acc.x);
+    fe25519_setone(&acc.y);
+    fe25519_setone(&acc.z);
+    fe25519_setzero(&acc.t);
+    for (int bit = 252; bit >= 0; bit--) {
+        point_double(&acc);
+        if ((k[bit >> 3] >> (bit & 7)) & 1) {
+            point_add(&acc, &acc, P);
+        }
+    }
+    ge25519_scalarmult_base(&sB, s);
+    point_add(&acc, &acc, &sB);
+    ge25519_pack(encoded, &acc);
+}
+
+// k = SHA-512(R || A || M) mod L, as 32 bytes. Its own frame: the hash's stack and the points' never
+// coexist.
+static MP_NOINLINE void challenge(uint8_t k[32], const uint8_t *sig, const uint8_t *pk, const uint8_t *msg,
+    size_t msg_len) {
+    uint8_t digest[HASH_BYTES];
+    sha512_ctx c;
+    sc25519 reduced;
+    sha512_init(&c);
+    sha512_update(&c, sig, 32);
+    sha512_update(&c, pk, PUBLIC_BYTES);
+    sha512_update(&c, msg, msg_len);
+    sha512_final(&c, digest);
+    sc25519_from64bytes(&reduced, digest);
+    sc25519_to32bytes(k, &reduced);
+}
+
 // verify(public_key, message, signature) -> True iff the signature is valid (RFC 8032 section 5.1.7).
 static mp_obj_t mod_verify(mp_obj_t pk_obj, mp_obj_t msg_obj, mp_obj_t sig_obj) {
     const uint8_t *pk = buffer_of(pk_obj, PUBLIC_BYTES, "public key");
@@ -265,27 +356,20 @@ static mp_obj_t mod_verify(mp_obj_t pk_obj, mp_obj_t msg_obj, mp_obj_t sig_obj) 
     if (!below(y, field_p)) {
         return mp_const_false;  // y >= p: not a canonical encoding of A
     }
-    ge25519 negA, check;
+    ge25519 negA;
     if (ge25519_unpackneg_vartime(&negA, pk) != 0) {
         return mp_const_false;  // not on the curve
     }
     if ((pk[31] & 0x80) && fe25519_iszero(&negA.x)) {
         return mp_const_false;  // x = 0 with the sign bit set: no such encoding (section 5.1.3 step 4)
     }
-    uint8_t digest[HASH_BYTES];
-    sha512_ctx c;
-    sha512_init(&c);
-    sha512_update(&c, sig, 32);
-    sha512_update(&c, pk, PUBLIC_BYTES);
-    sha512_update(&c, msg.buf, msg.len);
-    sha512_final(&c, digest);
-    sc25519 k, s;
-    sc25519_from64bytes(&k, digest);
+    uint8_t k[32];
+    challenge(k, sig, pk, msg.buf, msg.len);
+    sc25519 s;
     sc25519_from32bytes(&s, sig + 32);
-    // [k](-A) + [S]B, which must encode to R exactly.
-    ge25519_double_scalarmult_vartime(&check, &negA, &k, &ge25519_base, &s);
+    // [S]B + [k](-A), which must encode to R exactly
     uint8_t encoded[32];
-    ge25519_pack(encoded, &check);
+    double_mult(encoded, &negA, k, &s);
     return mp_obj_new_bool(memcmp(encoded, sig, 32) == 0);
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(mod_verify_obj, mod_verify);
