@@ -2,10 +2,10 @@
 
 The arithmetic is D. J. Bernstein et al.'s public-domain SUPERCOP `crypto_sign/ed25519/ref` code, as shipped
 in the `ed25519==1.5` source distribution on PyPI (its `src/ed25519-supercop-ref/`). It is third-party code,
-so it is never copied into this repository: this script downloads the sdist with pip (or takes one already
-downloaded, for a machine without PyPI), refuses it unless its SHA-256 is the pinned one, and extracts only
-the C files the module compiles into `build/native/supercop-ref/`. The .mk/.cmake glue takes that folder from
-`PINSEAL_ED25519_REF_DIR` (default: this one).
+so it is never copied into this repository: this script downloads the sdist with pip once (kept in
+build/native/; or takes one given, for a machine without PyPI), refuses it unless its SHA-256 is the pinned
+one, and extracts only the C files the module compiles into `build/native/supercop-ref/`. The .mk/.cmake glue
+takes that folder from `PINSEAL_ED25519_REF_DIR` (default: this one).
 
     python -m pinseal_build.fetch_ed25519_ref [--sdist ed25519-1.5.tar.gz] [--dest DIR]
 """
@@ -44,6 +44,7 @@ REF_FILES = (
     "crypto_uint32.h",
 )
 DEFAULT_DEST = BUILD_DIR / "native" / "supercop-ref"
+CACHED_SDIST = BUILD_DIR / "native" / SDIST_NAME
 PIP_TIMEOUT_S = 300
 
 
@@ -100,14 +101,20 @@ def extract(sdist: Path, dest: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sdist", type=Path, help=f"a downloaded {SDIST_NAME} (default: pip download it)")
+    parser.add_argument(
+        "--sdist",
+        type=Path,
+        help=f"a downloaded {SDIST_NAME} (default: {CACHED_SDIST}, pip-downloaded if absent)",
+    )
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="where the C files go")
     args = parser.parse_args(argv)
-    if args.sdist:
-        written = extract(args.sdist, args.dest)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            written = extract(download_sdist(Path(tmp)), args.dest)
+    sdist = args.sdist or CACHED_SDIST
+    if not sdist.is_file():
+        # downloaded once and kept (build/ is never committed): later builds need no network
+        CACHED_SDIST.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHED_SDIST.parent) as tmp:
+            download_sdist(Path(tmp)).replace(CACHED_SDIST)
+    written = extract(sdist, args.dest)
     print(f"fetch_ed25519_ref: {len(written)} files of {SDIST_NAME} (sha256 ok) in {args.dest}")
     return 0
 
