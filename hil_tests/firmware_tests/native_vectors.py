@@ -122,6 +122,29 @@ def api_agrees():
     return wrong
 
 
+def random_agreement(n):
+    """n keys and messages from a SHA-512 chain: native and pure sign alike, and agree on verifying each
+    signature and a copy with one bit flipped (in R, S or the message), which exercises the verifier's
+    scalar recoding on challenges no vector chose."""
+    wrong = []
+    state = b"pinseal native vs pure"
+    for i in range(n):
+        state = raw.sha512(state)
+        seed, msg = state[:32], state[32 : 32 + (state[63] % 32)]
+        pk = pure.SigningKey(seed)
+        sig = native.SigningKey(seed).sign(msg)
+        if sig != pk.sign(msg):
+            wrong.append("sign %d" % i)
+        bad = bytearray(sig)
+        bad[state[62] % 64] ^= 1 << (state[61] % 8)
+        for s, m in ((sig, msg), (bytes(bad), msg), (sig, msg + b"!")):
+            if native.verify(pk.public_key, m, s) != pure.verify(pk.public_key, m, s):
+                wrong.append("verify %d" % i)
+        if not native.verify(pk.public_key, msg, sig):
+            wrong.append("valid %d" % i)
+    return {"cases": n, "wrong": wrong}
+
+
 def timing(mod, reps):
     name, sk, pk, msg, sig = RFC8032[2]
     key = mod.SigningKey(h(sk))
@@ -153,6 +176,7 @@ def main():
     for name, mod in PATHS:
         out["rfc8032_" + name] = rfc8032(mod)
         out["wycheproof_" + name], verdicts[name] = wycheproof(mod, doc)
+    out["random"] = random_agreement(100)
     out["paths_disagree"] = [
         i for i, (a, b) in enumerate(zip(verdicts["native"], verdicts["pure"])) if a != b
     ]

@@ -84,6 +84,10 @@ def test_both_paths_give_the_same_verdict_on_every_wycheproof_case(report: dict[
     assert report["paths_disagree"] == []
 
 
+def test_both_paths_agree_on_100_seeded_keys_messages_and_forgeries(report: dict[str, Any]) -> None:
+    assert report["random"]["cases"] == 100 and report["random"]["wrong"] == [], report["random"]
+
+
 def test_native_sha512_matches_the_pure_one(report: dict[str, Any]) -> None:
     assert report["sha512_wrong"] == []
 

@@ -263,27 +263,39 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR(mod_sign_obj, 1, mod_sign);
 // ---------------------------------------------------------------------------------------------- verify
 // ref's ge25519_double_scalarmult_vartime computes [k](-A) + [S]B in one pass but keeps 16 points on the
 // stack (8.9 KB on a Cortex-M0+): more than all of the RP2 port's 8 KB C stack, under MicroPython's own
-// frames. Verification instead takes [S]B from ref's fixed-base multiplication (1.8 KB) and [k](-A) by
-// double-and-add in extended coordinates with the ref field operations, about 2 KB at the deepest; it
-// handles public data only, so it may take variable time.
+// frames. Verification instead takes [S]B from ref's fixed-base multiplication (1.8 KB) and [k](-A) by a
+// width-3 NAF (a table of P and 3P) in extended coordinates with the ref field operations, about 2.5 KB at
+// the deepest; it handles public data only, so it may take variable time.
 // 2d, d = -121665/121666, little-endian.
 static const uint8_t curve_2d[32] = {
     0x59, 0xf1, 0xb2, 0x26, 0x94, 0x9b, 0xd6, 0xeb, 0x56, 0xb1, 0x83, 0x82, 0x9a, 0x14, 0xe0, 0x00,
     0x30, 0xd1, 0xf3, 0xee, 0xf2, 0x80, 0x8e, 0x19, 0xe7, 0xfc, 0xdf, 0x56, 0xdc, 0xd9, 0x06, 0x24,
 };
 
-// r = p + q on -x^2 + y^2 = 1 + d x^2 y^2 (add-2008-hwcd-3: complete for Ed25519); r may alias p or q.
-static void point_add(ge25519 *r, const ge25519 *p, const ge25519 *q) {
+// r = p + q, or p - q if neg, on -x^2 + y^2 = 1 + d x^2 y^2 (add-2008-hwcd-3: complete for Ed25519; -q is
+// (-X, Y, Z, -T)); r may alias p or q. p's T must be valid.
+static void point_add(ge25519 *r, const ge25519 *p, const ge25519 *q, bool neg) {
     fe25519 a, b, c, d, t;
     fe25519_sub(&a, &p->y, &p->x);
-    fe25519_sub(&t, &q->y, &q->x);
+    if (neg) {
+        fe25519_add(&t, &q->y, &q->x);
+    } else {
+        fe25519_sub(&t, &q->y, &q->x);
+    }
     fe25519_mul(&a, &a, &t);
     fe25519_add(&b, &p->y, &p->x);
-    fe25519_add(&t, &q->y, &q->x);
+    if (neg) {
+        fe25519_sub(&t, &q->y, &q->x);
+    } else {
+        fe25519_add(&t, &q->y, &q->x);
+    }
     fe25519_mul(&b, &b, &t);
     fe25519_unpack(&t, curve_2d);
     fe25519_mul(&c, &p->t, &q->t);
     fe25519_mul(&c, &c, &t);
+    if (neg) {
+        fe25519_neg(&c, &c);
+    }
     fe25519_mul(&d, &p->z, &q->z);
     fe25519_add(&d, &d, &d);
     fe25519_sub(&t, &b, &a);  // E
@@ -296,8 +308,9 @@ static void point_add(ge25519 *r, const ge25519 *p, const ge25519 *q) {
     fe25519_mul(&r->z, &a, &d);
 }
 
-// p = 2p (dbl-2008-hwcd with a = -1).
-static void point_double(ge25519 *p) {
+// p = 2p (dbl-2008-hwcd with a = -1). T is computed only if want_t, i.e. an addition comes next: a
+// doubling never reads it (one field multiplication saved per doubling).
+static void point_double(ge25519 *p, bool want_t) {
     fe25519 a, b, c, e, h;
     fe25519_square(&a, &p->x);
     fe25519_square(&b, &p->y);
@@ -312,26 +325,66 @@ static void point_double(ge25519 *p) {
     fe25519_sub(&c, &b, &c);  // F = G - C
     fe25519_mul(&p->x, &e, &c);
     fe25519_mul(&p->y, &b, &h);
-    fe25519_mul(&p->t, &e, &h);
+    if (want_t) {
+        fe25519_mul(&p->t, &e, &h);
+    }
     fe25519_mul(&p->z, &c, &b);
+}
+
+// naf = the width-3 non-adjacent form of k (little-endian, < 2^253): digits in {0, +-1, +-3}, at most one
+// nonzero in any three in a row, so [k]P takes ~64 additions of +-P or +-3P instead of ~127 of P.
+static void wnaf3(int8_t naf[256], const uint8_t k[32]) {
+    memset(naf, 0, 256);
+    int carry = 0;
+    int pos = 0;
+    while (pos < 256) {
+        int window = carry;
+        for (int j = 0; j < 3 && pos + j < 256; j++) {
+            window += ((k[(pos + j) >> 3] >> ((pos + j) & 7)) & 1) << j;
+        }
+        if ((window & 1) == 0) {
+            pos++;  // this digit is 0; a carry moves on with it
+            continue;
+        }
+        if (window < 4) {
+            naf[pos] = (int8_t)window;
+            carry = 0;
+        } else {
+            naf[pos] = (int8_t)(window - 8);
+            carry = 1;
+        }
+        pos += 3;
+    }
 }
 
 // encoded = the encoding of [s]B + [k]P (k: 32 bytes little-endian, reduced mod L).
 static MP_NOINLINE void double_mult(uint8_t encoded[32], const ge25519 *P, const uint8_t k[32],
     const sc25519 *s) {
+    ge25519 odd[2];  // P, 3P
     ge25519 acc, sB;
+    int8_t naf[256];
+    odd[0] = *P;
+    odd[1] = *P;
+    point_double(&odd[1], true);
+    point_add(&odd[1], &odd[1], P, false);
+    wnaf3(naf, k);
     fe25519_setzero(&acc.x);
     fe25519_setone(&acc.y);
     fe25519_setone(&acc.z);
     fe25519_setzero(&acc.t);
-    for (int bit = 252; bit >= 0; bit--) {
-        point_double(&acc);
-        if ((k[bit >> 3] >> (bit & 7)) & 1) {
-            point_add(&acc, &acc, P);
+    int i = 255;
+    while (i >= 0 && naf[i] == 0) {
+        i--;
+    }
+    for (; i >= 0; i--) {
+        int8_t digit = naf[i];
+        point_double(&acc, digit != 0 || i == 0);  // T for the addition below, or for the one after the loop
+        if (digit) {
+            point_add(&acc, &acc, &odd[(digit < 0 ? -digit : digit) >> 1], digit < 0);
         }
     }
     ge25519_scalarmult_base(&sB, s);
-    point_add(&acc, &acc, &sB);
+    point_add(&acc, &acc, &sB, false);
     ge25519_pack(encoded, &acc);
 }
 
