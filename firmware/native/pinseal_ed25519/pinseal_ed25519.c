@@ -357,32 +357,38 @@ static void wnaf3(int8_t naf[256], const uint8_t k[32]) {
     }
 }
 
-// encoded = the encoding of [s]B + [k]P (k: 32 bytes little-endian, reduced mod L).
-static MP_NOINLINE void double_mult(uint8_t encoded[32], const ge25519 *P, const uint8_t k[32],
-    const sc25519 *s) {
+// acc = [k]P (k: 32 bytes little-endian, < 2^253), with a valid T. In a frame of its own: its table and
+// digits (1.3 KB) are gone before ref's fixed-base multiplication runs.
+static MP_NOINLINE void variable_base_mult(ge25519 *acc, const ge25519 *P, const uint8_t k[32]) {
     ge25519 odd[2];  // P, 3P
-    ge25519 acc, sB;
     int8_t naf[256];
     odd[0] = *P;
     odd[1] = *P;
     point_double(&odd[1], true);
     point_add(&odd[1], &odd[1], P, false);
     wnaf3(naf, k);
-    fe25519_setzero(&acc.x);
-    fe25519_setone(&acc.y);
-    fe25519_setone(&acc.z);
-    fe25519_setzero(&acc.t);
+    fe25519_setzero(&acc->x);
+    fe25519_setone(&acc->y);
+    fe25519_setone(&acc->z);
+    fe25519_setzero(&acc->t);
     int i = 255;
     while (i >= 0 && naf[i] == 0) {
         i--;
     }
     for (; i >= 0; i--) {
         int8_t digit = naf[i];
-        point_double(&acc, digit != 0 || i == 0);  // T for the addition below, or for the one after the loop
+        point_double(acc, digit != 0 || i == 0);  // T for the addition below, or for the caller's
         if (digit) {
-            point_add(&acc, &acc, &odd[(digit < 0 ? -digit : digit) >> 1], digit < 0);
+            point_add(acc, acc, &odd[(digit < 0 ? -digit : digit) >> 1], digit < 0);
         }
     }
+}
+
+// encoded = the encoding of [s]B + [k]P (k: 32 bytes little-endian, reduced mod L).
+static MP_NOINLINE void double_mult(uint8_t encoded[32], const ge25519 *P, const uint8_t k[32],
+    const sc25519 *s) {
+    ge25519 acc, sB;
+    variable_base_mult(&acc, P, k);
     ge25519_scalarmult_base(&sB, s);
     point_add(&acc, &acc, &sB, false);
     ge25519_pack(encoded, &acc);
