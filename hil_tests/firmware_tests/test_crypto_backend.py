@@ -38,3 +38,78 @@ async def test_fallback_signs_and_verifies_through_the_selector():
     assert await key.sign_async(b"", b"\x72") == sig
     assert await backend.verify_async(key.public_key, b"\x72", sig)
     assert not backend.verify(key.public_key, b"\x73", sig)
+
+
+class _FakeNative:
+    """_pinseal_ed25519's API over the pure signer, with the C module's argument checks: CI cannot build an
+    image with the real module, so the selector's native branch and the ed25519_native wrapper are
+    exercised here with this stand-in (the C module itself: hil_tests/tests/test_native_ed25519.py)."""
+
+    calls = 0
+
+    @staticmethod
+    def public_key(seed):
+        if len(seed) != 32:
+            raise ValueError("seed must be 32 bytes")
+        return _pure().SigningKey(seed).public_key
+
+    @staticmethod
+    def sign(key, *parts):
+        if len(key) not in (32, 64):
+            raise ValueError("key must be a 32-byte seed or 64 bytes seed || public key")
+        _FakeNative.calls += 1
+        return _pure().SigningKey(bytes(key[:32])).sign(*parts)
+
+    @staticmethod
+    def verify(public_key, msg, sig):
+        if len(public_key) != 32 or len(sig) != 64:
+            raise ValueError("bad length")
+        return _pure().verify(public_key, msg, sig)
+
+
+def _pure():
+    from pinseal.crypto import ed25519
+
+    return ed25519
+
+
+async def test_selector_takes_a_native_module_when_the_image_has_one():
+    saved = {
+        name: sys.modules.pop(name, None)
+        for name in ("pinseal.crypto.backend", "pinseal.crypto.ed25519_native")
+    }
+    sys.modules["_pinseal_ed25519"] = _FakeNative  # type: ignore
+    try:
+        # a fresh import (not the package's cached attribute), as at a native image's boot
+        __import__("pinseal.crypto.backend")
+        selected = sys.modules["pinseal.crypto.backend"]
+        ed25519_native = sys.modules["pinseal.crypto.ed25519_native"]
+
+        assert selected.NATIVE is True
+        assert selected.impl is ed25519_native and selected.SigningKey is ed25519_native.SigningKey
+        seed = bytes(range(32))
+        pure_key = _pure().SigningKey(seed)
+        key = await selected.SigningKey.from_seed_async(seed)
+        assert key.public_key == pure_key.public_key
+        before = _FakeNative.calls
+        sig = await key.sign_async(b"head", b"payload")
+        assert _FakeNative.calls == before + 1  # one native call, no slicing
+        assert sig == pure_key.sign(b"headpayload") == key.sign(b"head", b"payload")
+        assert await selected.verify_async(key.public_key, b"headpayload", sig)
+        for bad in ((key.public_key[:31], b"x", sig), (key.public_key, b"x", sig[:63]), (None, b"x", sig)):
+            assert selected.verify(*bad) is False, bad  # ValueError / TypeError from the module -> False
+        try:
+            selected.SigningKey(bytes(31))
+            raise AssertionError("a 31-byte seed was accepted")
+        except ValueError:
+            pass
+        selected.use_comb(2)  # accepted and meaningless on the native path
+    finally:
+        sys.modules.pop("_pinseal_ed25519", None)
+        import pinseal.crypto
+
+        for name, module in saved.items():
+            sys.modules.pop(name, None)
+            if module is not None:
+                sys.modules[name] = module
+                setattr(pinseal.crypto, name.rsplit(".", 1)[1], module)
