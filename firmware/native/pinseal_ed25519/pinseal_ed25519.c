@@ -5,7 +5,7 @@
 // time by tools/pinseal_build/fetch_ed25519_ref.py (see ../README.md); its ed25519.c is not used, because its
 // crypto_sign/crypto_sign_open copy the whole message into a caller's buffer. Here signing and verifying
 // hash the message where it lies (a streaming SHA-512 over the ref block function), so a call allocates
-// nothing on the heap but its result; the stack holds the rest (see README.md for how much).
+// nothing on the heap but its result; the stack holds the rest (see ../README.md for how much).
 //
 // Semantics are those of the firmware's pure-Python pinseal.crypto.ed25519, so that both paths give the
 // same answers on the same vectors:
