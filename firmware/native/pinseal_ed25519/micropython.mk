@@ -1,4 +1,5 @@
-# _pinseal_ed25519 for make-based ports (unix, qemu, ...): `make USER_C_MODULES=<repo>/firmware/native` (this folder is one module of it).
+# _pinseal_ed25519 for make-based ports (unix, qemu, ...): `make USER_C_MODULES=<repo>/firmware/native`,
+# the folder of modules that this one is in.
 # The SUPERCOP ed25519/ref C files are not in the repository: tools/pinseal_build/fetch_ed25519_ref.py puts
 # them in build/native/supercop-ref (pass PINSEAL_ED25519_REF_DIR=... to take them from elsewhere).
 PINSEAL_NATIVE_DIR := $(USERMOD_DIR)
