@@ -26,7 +26,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -166,6 +166,20 @@ enroll: setup ## deploy + enroll: make enroll BOARD=... [PORT=...] WIFI_SSID=...
 
 firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pinseal/crypto/comb_table*.py)
 	$(PY) -m pinseal_build.firmware_tables
+
+# The native Ed25519 module (firmware/native) in MicroPython's unix port, for the tests that hold it equal to
+# the pure-Python signer (hil_tests/tests/test_native_ed25519.py). MPY_SRC: MicroPython v1.28.0 with its
+# lib/micropython-lib, extracted from the pinned snapshots as firmware/native/README.md says.
+MPY_SRC ?= build/src/micropython-1.28.0
+native-unix: setup ## MicroPython v1.28.0's unix port with the native Ed25519 module -> build/native/micropython [MPY_SRC=.. ED25519_SDIST=..]
+	@test -f $(MPY_SRC)/ports/unix/Makefile || { echo "native-unix: no MicroPython sources in $(MPY_SRC) (see firmware/native/README.md)"; exit 1; }
+	$(PY) -m pinseal_build.fetch_ed25519_ref $(if $(ED25519_SDIST),--sdist $(ED25519_SDIST))
+	$(MAKE) -C $(MPY_SRC)/mpy-cross
+	$(MAKE) -C $(MPY_SRC)/ports/unix BUILD=build-pinseal-native PROG=micropython-pinseal-native \
+	    USER_C_MODULES=$(CURDIR)/firmware/native FROZEN_MANIFEST=$(abspath $(MPY_SRC))/ports/unix/variants/standard/manifest.py \
+	    MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0
+	install -D $(MPY_SRC)/ports/unix/build-pinseal-native/micropython-pinseal-native build/native/micropython
+	@echo "native-unix: build/native/micropython (test: $(PYTEST) -q hil_tests/tests/test_native_ed25519.py)"
 
 vectors: setup ## regenerate protocol/vectors from the host codec (review the diff!)
 	$(PY) -m pinseal_devkit.vectors protocol/vectors

@@ -32,6 +32,7 @@ APP_MODULES = (
     "pinseal.outbox",
     "pinseal.sampler",
     "pinseal.transport.mqtt",
+    "pinseal.crypto.backend",  # the Ed25519 selector: on stock MicroPython it loads the pure signer below
     "pinseal.crypto.ed25519",
     "pinseal.crypto.comb_table",  # the first signature loads it (one sub-comb on esp32_devkitc)
 )

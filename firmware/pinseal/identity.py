@@ -60,7 +60,7 @@ def _write_atomic(path, data):
 
 async def create(seed_path=SEED_PATH, public_path=PUBLIC_PATH):
     """Create the device key (refuses if one exists) and return its SigningKey."""
-    from pinseal.crypto.ed25519 import SigningKey
+    from pinseal.crypto.backend import SigningKey
 
     if exists(seed_path):
         raise IdentityError("a key exists already; delete it deliberately to make a new one")
@@ -76,7 +76,7 @@ async def create(seed_path=SEED_PATH, public_path=PUBLIC_PATH):
 
 async def load(seed_path=SEED_PATH, public_path=PUBLIC_PATH):
     """The device's SigningKey from flash; rewrites a missing or wrong public key file from the seed."""
-    from pinseal.crypto.ed25519 import SigningKey
+    from pinseal.crypto.backend import SigningKey
 
     try:
         with open(seed_path, "rb") as f:

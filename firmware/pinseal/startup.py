@@ -21,10 +21,14 @@ def reset_cause():
 
 
 def size_comb(profile):
-    """The signing comb's table: all of it from ROMFS (executed in place, no heap); loaded from files, as
-    many sub-combs as the board's RAM affords (profile ram.comb_subcombs)."""
-    from pinseal.crypto import ed25519
+    """The pure signer's comb table: all of it from ROMFS (executed in place, no heap); loaded from files, as
+    many sub-combs as the board's RAM affords (profile ram.comb_subcombs). An image with the native
+    Ed25519 has no table, and this does not import the pure signer there."""
+    from pinseal.crypto import backend
 
+    if backend.NATIVE:
+        return
+    ed25519 = backend.impl
     subs = (profile.get("ram") or {}).get("comb_subcombs", 4)
     ed25519.use_comb(4 if ed25519.__file__.startswith("/rom") else subs)
 

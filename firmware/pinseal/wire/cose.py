@@ -2,8 +2,8 @@
 # it against a public key. Generic enough for the COSE WG examples (kid unprotected, other protected
 # labels); `pinseal_kid()` adds the stricter shape of pinseal messages (docs/protocol.md §3, §5).
 #
-# Signing and verifying go through pinseal.crypto.ed25519, imported only when first needed so that
-# building and parsing messages do not pull big-integer code into RAM.
+# Signing and verifying go through pinseal.crypto.backend (the image's native Ed25519, else the pure-Python
+# one), imported only when first needed so that building and parsing messages do not pull it into RAM.
 from micropython import const
 
 from pinseal.wire import WireError
@@ -159,7 +159,7 @@ async def verify(msg, public_key):
         if len(public_key) == _ED448_KEY_SIZE:
             raise WireError("unsupported_algorithm", "Ed448 is not supported")
         raise WireError("unsupported_algorithm", "public key is not a 32-byte Ed25519 key")
-    from pinseal.crypto import ed25519
+    from pinseal.crypto import backend as ed25519
 
     tbs = sig_structure(msg.protected, msg.payload)
     if hasattr(ed25519, "verify_async"):
