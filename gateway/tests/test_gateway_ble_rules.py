@@ -234,6 +234,45 @@ def test_a_device_hanging_up_between_transfers_is_a_clean_end(
     assert ended.value.outcome is outcome
 
 
+class LateFollower(Follower):
+    """A registry that is empty until its first refresh, which reads a database (it yields meanwhile)."""
+
+    def __init__(self, entries: dict[bytes, tuple[Ed25519PrivateKey, bool]]) -> None:
+        self.pending = Follower(entries).registry
+        self.registry = Registry({})
+
+    async def refresh(self) -> bool:
+        await asyncio.sleep(0.05)
+        self.registry = self.pending
+        return True
+
+
+def test_devices_advertising_as_the_gateway_starts_are_judged_by_the_loaded_registry() -> None:
+    """A device reported once at start-up (BlueZ reports an unchanged advertisement once) must not be
+    refused against a registry still loading: it would never be connected to."""
+    good = Ed25519PrivateKey.generate()
+    prefix = kid_of(good)[:8]
+    intake = BleIntake(
+        BleSection(enabled=True), Inbox(), LateFollower({kid_of(good): (good, False)}), Metrics()
+    )  # type: ignore[arg-type]
+
+    async def scan_once(stop: asyncio.Event) -> None:
+        intake._on_report(*report("00:00:00:00:00:01", prefix))
+        await stop.wait()
+
+    intake.scanner.run = scan_once  # type: ignore[method-assign]
+
+    async def run() -> None:
+        task = asyncio.create_task(intake._run())
+        await asyncio.sleep(0.2)
+        intake._stop.set()
+        await task
+
+    asyncio.run(run())
+    assert not intake._refused, intake._refused
+    assert intake.candidates.addresses(prefix) == ["00:00:00:00:00:01"] or prefix in intake._sessions
+
+
 def test_the_refusal_log_stays_bounded_under_ever_new_prefixes(caplog) -> None:
     """A radio advertising a new random prefix each time costs one log line each, and bounded memory."""
     intake = BleIntake(BleSection(enabled=True), Inbox(), Follower({}), Metrics())  # type: ignore[arg-type]

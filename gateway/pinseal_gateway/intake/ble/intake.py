@@ -112,6 +112,9 @@ class BleIntake:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self) -> None:
+        # the registry before the first report: a device refused against a registry not yet loaded would
+        # not be reported again while its advertisement stays the same (BlueZ reports changes)
+        await self.registry.refresh()
         scan = asyncio.create_task(self.scanner.run(self._stop), name="ble-scanner")
         try:
             while not self._stop.is_set():
