@@ -26,7 +26,7 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables native-unix vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -113,7 +113,7 @@ fmt: setup ## format and auto-fix host code (ruff format, ruff check --fix)
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports ## every benchmark; results in build/bench/ and docs/benchmarks.md
+bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
 	$(PY) -m pinseal_bench.firmware --out build/bench/firmware.json --doc docs/benchmarks.md
@@ -129,6 +129,9 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 
 bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
 	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
+
+bench-silicon: setup ## seals and ack verification on QEMU (instructions) and rp2040js (Pico ms), pure vs native; peak heap by MICROPY_HEAP_SIZE bisection [SKIP_HEAP=1]
+	$(PY) -m pinseal_bench.silicon --out build/bench/silicon.json --doc docs/benchmarks.md $(if $(SKIP_HEAP),--skip-heap)
 
 # MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
 # snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
