@@ -162,6 +162,11 @@ bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms 
 firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
 	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
 
+# Wokwi (its cloud: a token and the internet) runs each board's diagram with the custom chips and its scenario
+# (boards/<id>/sealed.test.yaml); without wokwi-cli or WOKWI_CLI_TOKEN it says what is missing and exits 0.
+hil-wokwi: setup ## each board's Wokwi project under wokwi-cli, waiting for a sealed bundle [WOKWI_BOARDS="pico_w ..."]
+	$(PY) -m pinseal_hil.wokwi $(foreach b,$(WOKWI_BOARDS),--board $(b))
+
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
