@@ -153,7 +153,9 @@ def extract_all(pins: dict, snapshots: Path, sources: Path, wanted: set[str]) ->
             continue
         git_dir = snapshot_dir(snapshots, entry["repo"])
         if not git_dir.is_dir():
-            raise FileNotFoundError(f"no snapshot of {entry['repo']} at {git_dir} (fetch github:{entry['repo']})")
+            raise FileNotFoundError(
+                f"no snapshot of {entry['repo']} at {git_dir} (fetch github:{entry['repo']})"
+            )
         report = extract(git_dir, entry["commit"], sources / entry["dest"])
         _say(entry["repo"], entry["commit"], report)
         dirs[entry["name"]] = sources / entry["dest"]
@@ -172,7 +174,9 @@ def _say(repo: str, commit: str, report: Extracted) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Extract without building: `make native-unix` takes the same tree the image build uses."""
     parser = argparse.ArgumentParser(description="extract the pinned sources into build/sources/")
-    parser.add_argument("--for", dest="wanted", nargs="+", required=True, help="what they are for (needed_by)")
+    parser.add_argument(
+        "--for", dest="wanted", nargs="+", required=True, help="what they are for (needed_by)"
+    )
     parser.add_argument("--snapshots", type=Path, default=DEFAULT_SNAPSHOTS, help="bare git snapshots")
     args = parser.parse_args(argv)
     extract_all(load_pins(), args.snapshots, SOURCES_DIR, set(args.wanted))
