@@ -53,11 +53,12 @@ def test_sources_are_the_pins(manifest_path: Path) -> None:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """As pinseal_build.micropython_images.inputs_digest: SHA-256 per file, named from the checkout."""
+    """As pinseal_build.micropython_images.inputs_digest: SHA-256 per file (documentation aside), named from
+    the checkout."""
     return {
         p.relative_to(REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md"
     }
 
 

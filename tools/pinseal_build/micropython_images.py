@@ -78,9 +78,12 @@ def _name(path: Path) -> str:
 
 def inputs_digest(folder: Path) -> dict[str, str]:
     """SHA-256 of every build input of ours (board files, patches, user C modules), so a stale image is
-    detectable by a test that only reads files."""
+    detectable by a test that only reads files. Markdown is documentation, not input: a README's figures
+    can be corrected without rebuilding the binaries."""
     return {
-        _name(p): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+        _name(p): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md"
     }
 
 
