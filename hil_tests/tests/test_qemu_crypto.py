@@ -13,6 +13,7 @@ killed at teardown.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import subprocess
@@ -30,16 +31,10 @@ from pinseal_vboard.vm import FIRMWARE_TESTS_DIR, VECTORS_DIR
 MPREMOTE = REPO / ".venv" / "bin" / "mpremote"
 WYCHEPROOF = VECTORS_DIR / "third_party" / "wycheproof" / "ed25519_test.json"
 BOARD_SCRIPT = FIRMWARE_TESTS_DIR / "qemu_crypto.py"
+# Everything both paths import (the pure signer's default comb takes all three tables).
 CRYPTO_FILES = (
-    "__init__",
-    "backend",
-    "ed25519",
-    "ed25519_native",
-    "sha512",
-    "steps",
-    "comb_table",
-    "comb_table_2",
-    "comb_table_4",
+    *("__init__", "backend", "ed25519", "ed25519_native", "sha512", "steps"),
+    *("comb_table", "comb_table_2", "comb_table_4"),
 )
 COPY_TIMEOUT_S = 60
 RUN_TIMEOUT_S = {"native": 60, "pure": 240}
@@ -99,6 +94,7 @@ def challenge(r: bytes, a: bytes, msg: bytes) -> int:
     return int.from_bytes(hashlib.sha512(r + a + msg).digest(), "little") % L
 
 
+@functools.cache
 def edge_cases() -> list[tuple[str, bool, bytes, bytes, bytes]]:
     """(name, valid, public key, message, signature): each is judged differently by a strict verifier (S < L,
     A canonical, cofactorless, R as an encoding) and a lenient one; the first is checked here to pass the
@@ -143,6 +139,7 @@ def rfc8032() -> list[tuple[str, str, str, str, str]]:
     return namespace["RFC8032"]
 
 
+@functools.cache
 def verify_cases() -> list[tuple[str, bool, bytes, bytes, bytes]]:
     doc = json.loads(WYCHEPROOF.read_text())
     cases = [
@@ -157,7 +154,7 @@ def verify_cases() -> list[tuple[str, bool, bytes, bytes, bytes]]:
         for t in g["tests"]
     ]
     assert len(cases) == doc["numberOfTests"]
-    return cases + edge_cases()
+    return [*cases, *edge_cases()]
 
 
 def vectors_text() -> str:
