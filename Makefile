@@ -202,14 +202,14 @@ firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pi
 	$(PY) -m pinseal_build.firmware_tables
 
 # The native Ed25519 module (firmware/native) in MicroPython's unix port, for the tests that hold it equal to
-# the pure-Python signer (hil_tests/tests/test_native_ed25519.py). MPY_SRC: MicroPython v1.28.0 with its
-# lib/micropython-lib, extracted from the pinned snapshots as firmware/native/README.md says.
-MPY_SRC ?= build/src/micropython-1.28.0
-native-unix: setup ## MicroPython v1.28.0's unix port with the native Ed25519 module -> build/native/micropython [MPY_SRC=.. ED25519_SDIST=..]
-	@test -f $(MPY_SRC)/ports/unix/Makefile || { echo "native-unix: no MicroPython sources in $(MPY_SRC) (see firmware/native/README.md)"; exit 1; }
-	$(PY) -m pinseal_build.fetch_ed25519_ref $(if $(ED25519_SDIST),--sdist $(ED25519_SDIST))
-	$(MAKE) -C $(MPY_SRC)/mpy-cross
-	$(MAKE) -C $(MPY_SRC)/ports/unix BUILD=build-pinseal-native PROG=micropython-pinseal-native \
+# the pure-Python signer (hil_tests/tests/test_native_ed25519.py). The sources are the tree `make
+# firmware-images` builds from: MicroPython v1.28.0, its lib/micropython-lib and Monocypher, extracted from
+# the pinned snapshots (micropython/builds/pins.json) into build/sources/ (MPY_SRC to use another tree).
+MPY_SRC ?= build/sources/micropython
+native-unix: setup ## MicroPython v1.28.0's unix port with the native Ed25519 module -> build/native/micropython [MPY_SRC=.. JOBS=..]
+	$(PY) -m pinseal_build.micropython_sources --for native-unix
+	$(MAKE) -C $(MPY_SRC)/mpy-cross $(if $(JOBS),-j$(JOBS))
+	$(MAKE) -C $(MPY_SRC)/ports/unix $(if $(JOBS),-j$(JOBS)) BUILD=build-pinseal-native PROG=micropython-pinseal-native \
 	    USER_C_MODULES=$(CURDIR)/firmware/native FROZEN_MANIFEST=$(abspath $(MPY_SRC))/ports/unix/variants/standard/manifest.py \
 	    MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0
 	install -D $(MPY_SRC)/ports/unix/build-pinseal-native/micropython-pinseal-native build/native/micropython
