@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_bench.report import publish, stamp
+from pinseal_build import micropython_sources as sources
 from pinseal_build import mpy
 from pinseal_protocol import ack, keys
 from pinseal_qemu import QEMU_IMAGE, QemuBoard
@@ -172,7 +173,11 @@ def heap_survives(image: Path, flash: Path, path: str) -> bool:
 
 
 def build_heap_variant(heap_bytes: int, out: Path) -> Path:
-    """A QEMU image with MICROPY_HEAP_SIZE = heap_bytes, from the pinned sources (micropython_images)."""
+    """A QEMU image with MICROPY_HEAP_SIZE = heap_bytes, from the pinned sources (micropython_images); one
+    build per size, shared by both paths' bisections."""
+    image = out / "qemu-mps2-an385" / "firmware.elf"
+    if image.is_file():
+        return image
     subprocess.run(
         [
             sys.executable,
@@ -184,12 +189,14 @@ def build_heap_variant(heap_bytes: int, out: Path) -> Path:
             str(heap_bytes),
             "--out",
             str(out),
+            "-j",
+            "2",
         ],
         check=True,
         timeout=900,
         stdout=subprocess.DEVNULL,
     )
-    return out / "qemu-mps2-an385" / "firmware.elf"
+    return image
 
 
 def smallest_heap(flash: Path, path: str, hi: int, work: Path) -> dict[str, Any]:
@@ -210,13 +217,14 @@ def smallest_heap(flash: Path, path: str, hi: int, work: Path) -> dict[str, Any]
 
 
 def sources_present() -> bool:
-    probe = subprocess.run(
-        [sys.executable, "-m", "pinseal_build.micropython_images", "--check-sources"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return probe.returncode == 0
+    """Are the snapshots the QEMU image is built from on this machine (as make firmware-images needs)?"""
+    pins = sources.load_pins()
+    repos = [pins["micropython"]["repo"]] + [
+        dep["repo"]
+        for dep in pins["submodules"] + pins.get("libraries", [])
+        if "qemu-mps2-an385" in dep["needed_by"]
+    ]
+    return all(sources.snapshot_dir(sources.DEFAULT_SNAPSHOTS, repo).is_dir() for repo in repos)
 
 
 def main(argv: list[str] | None = None) -> int:

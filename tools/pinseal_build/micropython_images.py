@@ -158,7 +158,9 @@ def build_mpy_cross(mp_dir: Path, jobs: int, env: dict[str, str]) -> None:
     run(["make", "-C", str(mp_dir / "mpy-cross"), f"-j{jobs}"], env)
 
 
-def build_qemu(mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Path | None) -> list[Path]:
+def build_qemu(
+    mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Path | None, heap_size: int
+) -> list[Path]:
     """ports/qemu + our patch, copied to ports/pinseal_qemu (so the stock port stays as extracted)."""
     builds = BUILDS_DIR / "qemu-mps2-an385"
     port = cleared(mp_dir / "ports" / "pinseal_qemu")
@@ -174,7 +176,7 @@ def build_qemu(mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Pat
         "BOARD=PINSEAL_MPS2_AN385",
         f"BOARD_DIR={(builds / 'board').resolve()}",
         f"BUILD={out.resolve()}",
-        f"MICROPY_HEAP_SIZE={heap_size_for()}",
+        f"MICROPY_HEAP_SIZE={heap_size}",
     ]
     if user_c_modules:
         cmd.append(f"USER_C_MODULES={user_c_modules.resolve()}")
@@ -337,7 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         default=IMAGES_DIR,
         help=f"where the images and manifests go (default {IMAGES_DIR}, the committed ones)",
     )
+    parser.add_argument(
+        "--heap-size",
+        type=int,
+        default=heap_size_for(),
+        help="the QEMU image's MICROPY_HEAP_SIZE in bytes (default: the esp32_devkitc profile's RAM, "
+        f"{heap_size_for()}; other sizes are for make bench-silicon's heap bisection, not for committing)",
+    )
     args = parser.parse_args(argv)
+    if args.heap_size < 8192 or args.heap_size % 1024:
+        parser.error(f"--heap-size {args.heap_size}: a whole number of KB, at least 8 KB")
     subprocess.run(
         [str(CHECKOUT / "scripts" / "ensure-debian-packages.sh"), *DEB_PACKAGES], check=True, timeout=900
     )
@@ -363,11 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     build_mpy_cross(mp_dir, args.jobs, env)
     if "qemu-mps2-an385" in wanted:
         start = time.monotonic()
-        files = build_qemu(mp_dir, args.jobs, env, user_mods)
+        files = build_qemu(mp_dir, args.jobs, env, user_mods, args.heap_size)
         extra = {
             **common,
             "machine": "qemu-system-arm -machine mps2-an385 (Cortex-M3)",
-            "micropython_heap_size": heap_size_for(),
+            "micropython_heap_size": args.heap_size,
             "heap_profile": HEAP_PROFILE.relative_to(CHECKOUT).as_posix(),
             "inputs": inputs_digest(BUILDS_DIR / "qemu-mps2-an385"),
         }
