@@ -8,6 +8,7 @@ once that line is out, as the UART buffers what is typed before MicroPython read
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -21,6 +22,15 @@ from pinseal_qemu.image import QEMU_IMAGE
 
 PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
 START_TIMEOUT_S = 10.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the launcher dies, so SIGKILL of `pinseal-vboard` (or of a
+    test) is a power cut of the board too, and never leaves a QEMU busy-looping a core."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class QemuError(RuntimeError):
@@ -80,7 +90,11 @@ class QemuBoard:
                 f"the flash path must not contain spaces (QEMU's -append splits on them): {self.flash}"
             )
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
