@@ -342,15 +342,8 @@ def test_outbox_survives_20_seeded_sigkills_with_exact_accounting(flash: Path, t
                 console.write(b"g")
                 found = console.wait_for(BOOT, timeout_s=30)
                 ledger.take(previous)
-                print(
-                    why,
-                    "PREV",
-                    previous[-3000:],
-                    "STATE",
-                    found.group(1).decode(),
-                    sorted(ledger.bundles),
-                    ledger.acked_through,
-                )
+                # shown by pytest when the test fails: each power-on's state and the end of the boot before
+                print(f"{why}: before the cut ...{previous[-300:]!r}\n  power-on: {found.group(1).decode()}")
                 ledger.check(json.loads(found.group(1)), cycle + 1, why)
                 if cycle == KILLS:
                     break
