@@ -463,26 +463,26 @@ APP_BUILT = re.compile(rb"pinseal: device [0-9a-f]{32} boot \d+ reset cause \d+\
 BOOT_END = re.compile(rb"Traceback \(most recent call last\):.*?\r\n(\w+Error: [^\r\n]*)\r\n", re.S)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found on QEMU (issue 16): as .mpy files on a 100 KB bare-metal heap, the enrolled firmware's "
-    "main.py runs out of heap building the app (MemoryError importing pinseal.transport.mqtt, ~640 B) "
-    "before it gets to the watchdog this image lacks; the VM's RAM model (live bytes, peak <= 85 KB) "
-    "does not count fragmentation",
-)
 def test_enrolled_firmware_builds_its_app_on_the_real_heap(flash: Path, tmp_path: Path) -> None:
     """Power on the enrolled board and let main.py run as on a real board (safe-mode window, config, key,
     outbox, counters, sampler, the configured MQTT transport). The image has no machine.WDT, so the run
-    must end there, after the app is built: `AttributeError` naming WDT, never a MemoryError before."""
+    must end there, after the app is built: an `AttributeError` naming WDT.
+
+    Found on QEMU (issue 16): as .mpy files on the 100 KB bare-metal heap the app does not always fit. In
+    some runs building it ends in a MemoryError (importing pinseal.transport.mqtt, ~640 B) although the
+    VM's RAM model, which counts live bytes and not fragmentation, peaks at 84 KB for this deployment. That
+    outcome is reported as an expected failure (XFAIL in the summary, with the traceback's last line), so
+    it stays visible until the firmware fits; any other ending (a hang, another error) fails the test."""
     console = tmp_path / "console.txt"
     with QemuBoard(flash, console_file=console):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not BOOT_END.search(console.read_bytes()):
             time.sleep(0.1)
     printed = console.read_bytes()
-    assert b"MemoryError" not in printed, printed[-800:].decode(errors="replace")
     end = BOOT_END.search(printed)
     assert end is not None, printed[-800:]
+    error = end.group(1).decode()
+    if error.startswith("MemoryError") and b"create_app" in printed and not APP_BUILT.search(printed):
+        pytest.xfail(f"the app did not fit the real 100 KB heap this run: {error} (docs/hil.md)")
     assert APP_BUILT.search(printed), printed[-800:].decode(errors="replace")
-    assert b"WDT" in end.group(1), end.group(1)
+    assert "WDT" in error, error
