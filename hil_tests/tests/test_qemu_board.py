@@ -457,6 +457,46 @@ def test_heap_exhaustion_raises_memoryerror_and_loses_nothing(
     assert got["free_app"] > 25_000, got
 
 
+# -- a board with nothing to read ---------------------------------------------------------------------
+
+NOTHING = (
+    APP
+    + r"""
+async def main():
+    app = await make_app()
+    taken = []
+    for _ in range(3):  # no await in a comprehension on MicroPython
+        taken.append(await app.sample_once())
+    before = app.outbox.pending_count()
+    sealed = await app.seal_pending(force=True)  # raised ValueError("reading: no records") before the fix
+    store(app, 2)
+    sealed += await app.seal_pending(force=True)
+    show(app.outbox.pending_bundles())
+    print("NOTHING " + json.dumps({"taken": taken, "pending": before, "sealed": sealed}))
+
+asyncio.run(main())
+"""
+)
+
+
+def test_a_board_without_sensors_stores_no_empty_readings(
+    provisioned: Provisioned, flash: Path, tmp_path: Path
+) -> None:
+    """This profile has no sensor and no battery, as a board has without /board.json: the sampler reads
+    nothing. Such a reading was stored anyway, with no record, and the seal refused it (a reading needs a
+    record in SenML) at every boot from then on, so the app never sealed again. Now nothing is stored,
+    and readings stored later seal."""
+    script = tmp_path / "nothing.py"
+    script.write_text(NOTHING)
+    with QemuBoard(flash) as qemu:
+        assert qemu.serial_path is not None
+        out = mpremote_run(qemu.serial_path, script)
+    got = answer(out, "NOTHING")
+    assert got == {"taken": [None, None, None], "pending": 0, "sealed": 1}, out
+    (sealed,) = (verified(h, provisioned) for h in bundles_in(out))
+    assert sealed.n_readings == 2
+
+
 # -- the firmware's own main.py on the real heap ---------------------------------------------------------
 
 APP_BUILT = re.compile(rb"pinseal: device [0-9a-f]{32} boot \d+ reset cause \d+\r\n")
