@@ -426,7 +426,7 @@ async def main():
     show(app.outbox.pending_bundles())
     print("SQUEEZE " + json.dumps({"free_app": free_app, "verify_squeezed": v, "verify_ok": v_ok,
         "verify_bad": v_bad, "seal_squeezed": s, "after": after, "sealed": n,
-        "pending": app.outbox.pending_count()}))
+        "pending": app.outbox.pending_count(), "native": backend.NATIVE}))
 
 asyncio.run(main())
 """
@@ -446,7 +446,9 @@ def test_heap_exhaustion_raises_memoryerror_and_loses_nothing(
         assert qemu.serial_path is not None
         out = mpremote_run(qemu.serial_path, script)
         got, hexes = answer(out, "SQUEEZE"), bundles_in(out)
-    assert got["verify_squeezed"] == "MemoryError", got  # not False: a good ack is not refused for RAM
+    # never False for a good signature: the pure signer's big integers need heap, so it raises; the image's
+    # native module (when the image has it) verifies in C without the GC heap, so it still answers True
+    assert got["verify_squeezed"] == (True if got["native"] else "MemoryError"), got
     assert got["verify_ok"] is True and got["verify_bad"] is False, got
     assert got["seal_squeezed"] == "MemoryError", got
     assert got["after"] == [16, 0, False], got  # nothing sealed, nothing lost, the lock released
