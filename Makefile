@@ -27,8 +27,11 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_mqtt_packets.py hil_tests/tests/test_mqtt_client.py \
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
+QEMU_TESTS := hil_tests/tests/test_qemu_boot.py hil_tests/tests/test_qemu_launcher.py \
+              hil_tests/tests/test_qemu_board.py hil_tests/tests/test_qemu_crypto.py \
+              provisioning/tests/test_provision_qemu.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon firmware-images vboard flash enroll firmware-tables native-unix vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-qemu test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -106,6 +109,9 @@ test-provisioning: setup ## pinseal-provision, driving virtual boards
 test-firmware: setup ## the firmware in the MicroPython VM, its tables and package.json, then compile and type check
 	$(PYTEST) -q $(FIRMWARE_TESTS)
 	$(MAKE) --no-print-directory compile-firmware typecheck-firmware
+
+test-qemu: setup ## the QEMU board (qemu_mps2_an385): image, launcher, provisioning, sealing, power cuts, heap (docs/hil.md)
+	$(PYTEST) -q $(QEMU_TESTS)
 
 test-hil: setup ## the virtual boards and the end-to-end, fault and attack tests (the rest of hil_tests)
 	$(PYTEST) -q hil_tests/tests $(addprefix --ignore=,$(FIRMWARE_TESTS))

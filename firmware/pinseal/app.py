@@ -52,7 +52,14 @@ class App:
 
     # -- sampling ------------------------------------------------------------------------------------------
     async def sample_once(self):
+        """The seq of the reading taken and stored, or None when the board has nothing to read."""
         records = await self.sampler.reading()
+        if not records:
+            # No sensor and no battery (a profile without them, or no /board.json at all): a reading needs
+            # a record (SenML), and one stored without would stop every seal after it, at each boot again.
+            # Nothing is recorded; the loop is still alive for the watchdog.
+            self.progress_ms = time.ticks_ms()
+            return None
         time_s, source = self.clock.now()
         seq = self.counters.next_seq()
         self.outbox.add_reading(seq, reading.encode(self.counters.boot, time_s, source, records))

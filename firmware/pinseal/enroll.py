@@ -14,11 +14,12 @@ def _emit(obj):
 
 
 def _unique_id():
+    # "" where the port has no unique id: no machine module, or one without unique_id() (QEMU's ports/qemu)
     try:
         import machine
 
         return machine.unique_id().hex()
-    except ImportError:
+    except (ImportError, AttributeError):
         return ""
 
 

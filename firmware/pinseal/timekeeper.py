@@ -8,8 +8,10 @@ from micropython import const
 NONE = const(0)
 NTP = const(1)
 GATEWAY = const(2)
-# Seconds between the Unix epoch and this port's epoch (MicroPython ports use 1970 or 2000).
-_EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
+# Seconds between the Unix epoch and this port's epoch (MicroPython ports use 1970 or 2000). A port without
+# an RTC has no gmtime (QEMU's ports/qemu): its readings keep seconds since boot (source NONE) until an ack
+# sets a clock, so the offset is never used there, but the app must still import.
+_EPOCH_OFFSET = 0 if not hasattr(time, "gmtime") or time.gmtime(0)[0] == 1970 else 946684800
 
 
 def unix_now():

@@ -8,6 +8,7 @@ once that line is out, as the UART buffers what is typed before MicroPython read
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -23,6 +24,15 @@ PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
 START_TIMEOUT_S = 10.0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the launcher dies, so SIGKILL of `pinseal-vboard` (or of a
+    test) is a power cut of the board too, and never leaves a QEMU busy-looping a core."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class QemuError(RuntimeError):
     """QEMU is missing, did not start, or exited before its serial line appeared."""
 
@@ -36,8 +46,13 @@ class QemuBoard:
         image: Path = QEMU_IMAGE,
         flash_bytes: int | None = None,
         icount: bool = False,
+        console_file: Path | None = None,
     ) -> None:
         self.flash = flash
+        # Instead of the pty: the UART written straight to this file, output only (no REPL). QEMU writes it
+        # from the CPU thread as the board prints, so after a SIGKILL the file holds exactly what the board
+        # printed before the cut; a pty reader can lag, and the kernel drops what it had not read yet.
+        self.console_file = console_file
         self.image = image
         self.flash_bytes = flash_bytes
         self.icount = icount
@@ -61,7 +76,7 @@ class QemuBoard:
             "-monitor",
             "null",
             "-serial",
-            "pty",
+            f"file:{self.console_file}" if self.console_file is not None else "pty",
             "-kernel",
             str(self.image),
         ]
@@ -72,7 +87,7 @@ class QemuBoard:
         return cmd
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Power on; return the pty of the REPL once QEMU has opened it."""
+        """Power on; return the pty of the REPL once QEMU has opened it ("" with a console file)."""
         if shutil.which("qemu-system-arm") is None:
             raise QemuError("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
         if self.flash is not None and any(c.isspace() for c in str(self.flash.resolve())):
@@ -80,12 +95,23 @@ class QemuBoard:
                 f"the flash path must not contain spaces (QEMU's -append splits on them): {self.flash}"
             )
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
         seen = b""
         deadline = time.monotonic() + timeout_s
+        while self.console_file is not None and time.monotonic() < deadline:
+            if self.console_file.exists():  # QEMU opens it before the CPU starts
+                self._drain(seen)
+                return ""
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
         while time.monotonic() < deadline:
             chunk = self.proc.stdout.read()
             if chunk:

@@ -4,17 +4,25 @@ It prints `serial: /dev/pts/N` (the REPL) and `uart: /dev/pts/M` (the wired UART
 intake) once the lines are live, unbuffered, then relays the board's
 harness log to stderr until it is stopped. SIGTERM/SIGINT stop it cleanly; SIGKILL stops the VM at once, as
 pulling the power does (the Node process dies with this one).
+
+A board whose profile names an emulator (`emulator.kind` "qemu": qemu_mps2_an385) is not a MicroPython VM:
+this command becomes `python -m pinseal_qemu.cli` for it (same process, so SIGKILL is still the power cut),
+with --flash a host file instead of a folder. The firmware is not copied there: `pinseal-provision deploy`
+puts it on, as on a real board.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 from pinseal_vboard.board import BoardError, BoardOptions, VirtualBoard
+from pinseal_vboard.profiles import load_profile
 from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
 
@@ -47,11 +55,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rtc", choices=("unset", "host"), default="unset", help="the RTC after power-on")
     parser.add_argument("--echo", action="store_true", help="also copy the board's serial output to stdout")
+    parser.add_argument(
+        "--icount",
+        action="store_true",
+        help="QEMU boards: count instructions (ticks_us = instructions / 1000)",
+    )
     return parser.parse_args(argv)
+
+
+def emulated_by(board: str) -> str | None:
+    """The emulator a board profile names (`emulator.kind`), None for a board the VM runs."""
+    try:
+        profile = load_profile(board)
+    except ValueError:
+        return None  # VirtualBoard reports the unknown board in its own words
+    return (profile.get("emulator") or {}).get("kind")
+
+
+def exec_qemu(args: argparse.Namespace) -> NoReturn:
+    """Become the QEMU launcher (exec: one process, so SIGKILL of this pid cuts the board's power)."""
+    flash = args.flash or REPO / "build" / "qemu" / Path(args.board).stem / "flash.img"
+    argv = [sys.executable, "-m", "pinseal_qemu.cli", "--board", args.board, "--flash", str(flash)]
+    if args.icount:
+        argv.append("--icount")
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if emulated_by(args.board) == "qemu":
+        exec_qemu(args)
     firmware = None if args.firmware == "none" else Path(args.firmware)
     flash = args.flash or REPO / "build" / "vboard" / Path(args.board).stem / "flash"
     options = BoardOptions(

@@ -14,8 +14,16 @@ from pinseal_vboard.vm import BOARD_RAM_BYTES, REPO
 
 BOARDS_DIR = REPO / "boards"
 SCHEMA = json.loads((BOARDS_DIR / "schema.json").read_text())
-EXPECTED_IDS = {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w"}
+EXPECTED_IDS = {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w", "qemu_mps2_an385"}
 BOARD_DIRS = sorted(p for p in BOARDS_DIR.iterdir() if p.is_dir())
+
+
+def _emulated(board_dir: Path) -> bool:
+    return "emulator" in json.loads((board_dir / "board.json").read_text())
+
+
+# Silicon: boards a user buys and flashes with micropython.org's image; emulated ones run pinseal's builds.
+PHYSICAL_DIRS = [p for p in BOARD_DIRS if not _emulated(p)]
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
@@ -60,8 +68,9 @@ def validate(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     return errors
 
 
-def test_exactly_the_four_boards() -> None:
+def test_exactly_the_four_boards_and_the_qemu_board() -> None:
     assert {p.name for p in BOARD_DIRS} == EXPECTED_IDS
+    assert {p.name for p in BOARD_DIRS} - {p.name for p in PHYSICAL_DIRS} == {"qemu_mps2_an385"}
 
 
 @pytest.mark.parametrize("board_dir", BOARD_DIRS, ids=lambda p: p.name)
@@ -69,6 +78,10 @@ def test_profile_matches_schema_and_folder(board_dir: Path) -> None:
     profile = json.loads((board_dir / "board.json").read_text())
     assert validate(profile, SCHEMA) == []
     assert profile["id"] == board_dir.name
+    if "emulator" in profile:
+        return  # test_qemu_profile_says_what_it_is
+    assert profile["usb"] and profile["transports"] and profile["wokwi"] is not None
+    assert all(profile[k] is not None for k in ("i2c", "uart", "battery"))
     assert (board_dir / profile["wokwi"]["diagram"]).is_file()
     toml = tomllib.loads((board_dir / profile["wokwi"]["toml"]).read_text())
     assert toml["wokwi"]["version"] == 1
@@ -86,7 +99,7 @@ def test_profile_matches_schema_and_folder(board_dir: Path) -> None:
     assert profile["flash"]["filesystem_bytes"] < profile["flash"]["size_bytes"]
 
 
-@pytest.mark.parametrize("board_dir", BOARD_DIRS, ids=lambda p: p.name)
+@pytest.mark.parametrize("board_dir", PHYSICAL_DIRS, ids=lambda p: p.name)
 def test_official_image_is_the_profiles_board_version_and_format(board_dir: Path) -> None:
     """pinseal-provision flash downloads image_base_url + image_file: micropython.org's naming for the
     profile's own board and release; a SHA-256 only as a person verified it (schema: null or 64 hex)."""
@@ -118,3 +131,30 @@ def test_validator_reports_problems() -> None:
     assert any("missing 'ram'" in p for p in problems)
     assert any("$.port" in p for p in problems)
     assert any("$.i2c.scl" in p for p in problems)
+
+
+def test_qemu_profile_says_what_it_is() -> None:
+    """An emulated Cortex-M3 under QEMU, not an ESP32: its MicroPython is the committed image (v1.28.0, below
+    the ESP32 profiles' 1.29 floor), its heap the image's, and it claims no peripheral the image lacks (no
+    machine.I2C/UART/ADC, no network: no sensors, battery or gateway link)."""
+    from pinseal_qemu.image import IMAGES_DIR, image_manifest
+
+    profile = json.loads((BOARDS_DIR / "qemu_mps2_an385" / "board.json").read_text())
+    assert (profile["mcu"], profile["port"]) == ("cortex_m3", "qemu")
+    emulator = profile["emulator"]
+    assert (emulator["kind"], emulator["machine"], emulator["cpu"]) == ("qemu", "mps2-an385", "cortex-m3")
+    manifest = image_manifest(emulator["image"])
+    assert (IMAGES_DIR / emulator["image"] / profile["micropython"]["file_pattern"]).is_file()
+    assert manifest["sources"]["micropython"]["ref"] == "v" + profile["micropython"]["version"]
+    assert profile["micropython"]["min_version"] == profile["micropython"]["version"] == "1.28.0"
+    assert (
+        profile["micropython"]["romfs_bytes"] == 0
+    )  # the image's ROMFS is read-only: deploy writes .mpy files
+    # the image's heap is built from this figure (MICROPY_HEAP_SIZE = it plus the GC's tables, in whole KB)
+    assert manifest["heap_profile"] == "boards/esp32_devkitc/board.json"
+    assert profile["ram"]["free_heap_bytes"] == BOARD_RAM_BYTES
+    assert profile["ram"]["free_heap_bytes"] < manifest["micropython_heap_size"] <= 1.03 * BOARD_RAM_BYTES
+    assert profile["sensors"] == [] and profile["transports"] == [] and profile["usb"] == []
+    assert profile["i2c"] is None and profile["uart"] is None and profile["battery"] is None
+    assert profile["wifi"] is False and profile["wokwi"] is None
+    assert "esp32" not in profile["name"].lower() and "Cortex-M3" in profile["name"]

@@ -33,6 +33,7 @@ from pinseal_provision import (
     ports,
     profiles,
     romfs,
+    versions,
 )
 from pinseal_provision.console import deploys
 from pinseal_provision.device import Board
@@ -179,6 +180,10 @@ def _flash_image(args: argparse.Namespace, profile: dict[str, Any]) -> Path:
 def cmd_flash(args: argparse.Namespace) -> int:
     reporter = _reporter(args)
     profile = profiles.load_profile(args.board)
+    if profile.get("emulator"):
+        raise BadInput(
+            f"{profile['id']} is an emulated board: it has no flash to write", versions.flash_hint(profile)
+        )
     image = _flash_image(args, profile)
     fmt = profile["micropython"].get("format")
 

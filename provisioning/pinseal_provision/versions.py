@@ -54,5 +54,8 @@ def image_name(profile: dict[str, Any], release: str | None = None) -> str:
 def flash_hint(profile: dict[str, Any]) -> str:
     """What to type to get the profile's MicroPython onto the board (`flash` downloads the official image
     the profile names; --image FILE flashes one the user has)."""
+    emulator = profile.get("emulator")
+    if emulator:  # nothing to flash: the emulator runs pinseal's committed image (micropython/images/)
+        return f"{profile['id']} runs the image {emulator['image']}: start it with {emulator['launcher']}"
     image = image_name(profile)
     return f"flash {image}: pinseal-provision flash --board {profile['id']} (downloads it; or --image FILE)"
