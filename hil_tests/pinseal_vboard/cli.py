@@ -9,6 +9,7 @@ pulling the power does (the Node process dies with this one).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,11 @@ from pathlib import Path
 
 from pinseal_vboard.board import BoardError, BoardOptions, VirtualBoard
 from pinseal_vboard.vm import FIRMWARE_DIR, REPO
+
+# Boards that run on emulated silicon rather than in the MicroPython VM: `--board pico` is the RP2 image on
+# rp2040js (hil_tests/pinseal_rp2040), started as its own command (a process, not an import: that package
+# builds on this one).
+RP2040JS_BOARDS = {"pico"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,8 +56,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_on_rp2040js(args: argparse.Namespace) -> int:
+    """Hand over to `python -m pinseal_rp2040.cli`: the same `serial:`/`uart:` lines, the flash a file.
+    The firmware is not copied on: `pinseal-provision deploy` puts it there, as on a real Pico."""
+    cmd = [sys.executable, "-m", "pinseal_rp2040.cli", "--board", args.board]
+    if args.flash is not None:
+        cmd += ["--flash", str(args.flash)]
+    if args.sensors is not None:
+        cmd += ["--sensors", str(args.sensors)]
+    if args.echo:
+        cmd.append("--echo")
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+    return 1  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if Path(args.board).stem in RP2040JS_BOARDS:
+        return run_on_rp2040js(args)
     firmware = None if args.firmware == "none" else Path(args.firmware)
     flash = args.flash or REPO / "build" / "vboard" / Path(args.board).stem / "flash"
     options = BoardOptions(
