@@ -129,12 +129,16 @@ uart.onByte = (value) => {
   if (uartWired()) uartSocket.write(Buffer.of(value));
 };
 const uartFeeder = clock.createAlarm(() => {
-  if (uartQueue.length && !uart.rxFIFO.full && uart.rxEnabled && uartWired()) uart.feedByte(uartQueue.shift());
-  if (uartQueue.length) uartFeeder.schedule(byteNanos());
+  const ready = uart.rxEnabled && uartWired();
+  if (ready && !uart.rxFIFO.full) uart.feedByte(uartQueue.shift());
+  // Not listening yet (UART off or pins elsewhere): look again in a millisecond; a byte stays queued, as in a
+  // USB-UART adapter's buffer.
+  if (uartQueue.length) uartFeeder.schedule(ready ? byteNanos() : 1e6);
 });
 function byteNanos() {
-  const baud = uart.baudRate || 115200;
-  return (10 * 1e9) / baud; // start + 8 data + stop bits
+  const baud = uart.baudRate;
+  // start + 8 data + stop bits; before the firmware set the divider the rate is not a number: 115200
+  return (10 * 1e9) / (Number.isFinite(baud) && baud > 0 ? baud : 115200);
 }
 uartSocket.on("data", (data) => {
   const idle = uartQueue.length === 0;
@@ -186,7 +190,9 @@ function run() {
   topUpCdc();
   for (let i = 0; i < SLICE_INSTRUCTIONS; i++) {
     if (mcu.core.waiting) {
-      const wait = clock.nanosToNextAlarm;
+      // Asleep (WFI): skip to the next timer; with none pending, let a millisecond pass (host input may come)
+      const next = clock.nanosToNextAlarm;
+      const wait = Number.isFinite(next) ? next : 1e6;
       clock.tick(wait);
       i += wait / cycleNanos;
     } else {
