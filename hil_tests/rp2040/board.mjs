@@ -125,8 +125,17 @@ const uartSocket = new net.Socket({ fd: Number(values["uart-fd"]), readable: tru
 const uartWired = () =>
   [board.uart.tx, board.uart.rx].every((pin) => mcu.gpio[pin].functionSelect === GPIO_FUNC_UART);
 const uartQueue = [];
+// rp2040js raises the UART's TX interrupt again the moment it is cleared (its TX FIFO is not modelled), and
+// MicroPython's rp2 UART enables that interrupt: the core would spend all its time in the handler (the
+// firmware stopped at its first UART(0) and never fed the watchdog). On the chip the TX interrupt is raised
+// when the TX FIFO drains to its trigger level and stays cleared after a write to UARTICR; here a byte leaves
+// the moment it is written, so the interrupt is raised after each write to UARTDR, and only then.
+const UART_TX_INTERRUPT = 1 << 5;
+uart.checkInterrupts = () => mcu.setInterrupt(uart.irq, !!(uart.interruptStatus & uart.interruptMask));
 uart.onByte = (value) => {
   if (uartWired()) uartSocket.write(Buffer.of(value));
+  uart.interruptStatus |= UART_TX_INTERRUPT;
+  uart.checkInterrupts();
 };
 const uartFeeder = clock.createAlarm(() => {
   const ready = uart.rxEnabled && uartWired();
