@@ -90,12 +90,12 @@ attachI2CDevices(mcu, board.i2c, sensors.bus, board.port);
 
 // --- USB CDC: the REPL ---------------------------------------------------------------------------------------
 const cdcSocket = new net.Socket({ fd: Number(values["cdc-fd"]), readable: true, writable: true });
-const cdc = new USBCDC(mcu.usbCtrl);
 const cdcQueue = [];
 let cdcQueued = 0;
+let cdc = null;
 function topUpCdc() {
   // Only into free FIFO room: rp2040js drops what is pushed into a full FIFO.
-  while (cdcQueue.length && cdc.txFIFO.itemCount < CDC_FIFO_BYTES) {
+  while (cdc && cdcQueue.length && cdc.txFIFO.itemCount < CDC_FIFO_BYTES) {
     const chunk = cdcQueue[0];
     const room = CDC_FIFO_BYTES - cdc.txFIFO.itemCount;
     const n = Math.min(room, chunk.length);
@@ -106,18 +106,34 @@ function topUpCdc() {
   }
   if (cdcQueued < 64 * 1024 && cdcSocket.isPaused()) cdcSocket.resume();
 }
-const endpointRead = mcu.usbCtrl.onEndpointRead;
-mcu.usbCtrl.onEndpointRead = (endpoint, size) => {
-  topUpCdc(); // the device asks for data now: give it what is waiting, not what was there a slice ago
-  endpointRead(endpoint, size);
-};
+// The host's side of the USB link.
+function connectUsbHost() {
+  cdc = new USBCDC(mcu.usbCtrl);
+  const endpointRead = mcu.usbCtrl.onEndpointRead;
+  mcu.usbCtrl.onEndpointRead = (endpoint, size) => {
+    topUpCdc(); // the device asks for data now: give it what is waiting, not what was there a slice ago
+    endpointRead(endpoint, size);
+  };
+  cdc.onSerialData = (buffer) => cdcSocket.write(Buffer.from(buffer));
+  cdc.onDeviceConnected = () => emit({ ev: "log", text: "usb cdc connected" });
+}
+connectUsbHost();
 cdcSocket.on("data", (data) => {
   cdcQueue.push(new Uint8Array(data));
   cdcQueued += data.length;
   if (cdcQueued >= 64 * 1024) cdcSocket.pause();
 });
-cdc.onSerialData = (buffer) => cdcSocket.write(Buffer.from(buffer));
-cdc.onDeviceConnected = () => emit({ ev: "log", text: "usb cdc connected" });
+
+// --- resets ----------------------------------------------------------------------------------------------------
+// A watchdog reset (machine.WDT running out; machine.reset() is one too on rp2) is not modelled: rp2040js's
+// RP2040.reset() erases the flash, and restarting only the core from boot2 left USB silent (SIO spinlocks and
+// the USB controller keep their state). So the board stops, saying why, rather than hang unnoticed; the
+// flash file is current, and starting the runner again is the next power-on.
+const watchdog = mcu.peripherals[0x40058]; // rp2040js keeps it only in its address map
+watchdog.onWatchdogTrigger = () => {
+  emit({ ev: "log", text: "watchdog reset: not modelled, the board stops (start it again: a power-on)" });
+  stop("watchdog reset");
+};
 
 // --- UART: the serial transport --------------------------------------------------------------------------------
 const uart = mcu.uart[board.uart.id];
