@@ -11,12 +11,14 @@
 // - A repeated START for reading: the collected bytes and the read go to the bus as one transfer, whose
 //   result is read out byte by byte. The controller does not say how many bytes it will read, so READ_WINDOW
 //   bytes are fetched (more than any register block the firmware reads); past that the bus reads idle 0xff.
+// - TX_EMPTY after a STOP, as the chip's level-triggered flag (see onStop).
 // - Pins: a device is reached only while the profile's SDA and SCL pins are switched to this I2C block
 //   (GPIO function 3), as on a board where the chips are wired to those pins.
 import { I2CMode } from "rp2040js";
 
 export const READ_WINDOW = 64;
 const GPIO_FUNC_I2C = 3;
+const R_TX_EMPTY = 1 << 4; // IC_RAW_INTR_STAT.TX_EMPTY
 
 export function attachI2CDevices(mcu, { id, sda, scl }, bus, port = "rp2") {
   const i2c = mcu.i2c[id];
@@ -77,5 +79,9 @@ export function attachI2CDevices(mcu, { id, sda, scl }, bus, port = "rp2") {
     readBuf = null;
     mode = null;
     i2c.completeStop();
+    // TX_EMPTY is a level on the chip (TX FIFO at or below its threshold). rp2040js raises it only after a
+    // command it pulled, not after an abort emptied the FIFO, so pico-sdk's i2c_write waited for it in vain
+    // after an address NACK (ETIMEDOUT, and the uncleared abort turned the next transfer into EIO).
+    if (i2c.txFIFO.itemCount <= i2c.txThreshold) i2c.setInterrupts(R_TX_EMPTY);
   };
 }
