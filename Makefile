@@ -136,7 +136,7 @@ bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms 
 firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
 	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
 
-vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
+vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N); BOARD=pico: the Pico on rp2040js, FLASH=file
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
 # A real board from the Makefile: `make flash` and `make enroll` wrap pinseal-provision (docs/provisioning.md).
