@@ -213,7 +213,7 @@ const cycleNanos = 1e9 / CPU_HZ;
 function run() {
   if (stopped) return;
   topUpCdc();
-  for (let i = 0; i < SLICE_INSTRUCTIONS; i++) {
+  for (let i = 0; i < SLICE_INSTRUCTIONS && !stopped; i++) {
     if (mcu.core.waiting) {
       // Asleep (WFI): skip to the next timer; with none pending, let a millisecond pass (host input may come)
       const next = clock.nanosToNextAlarm;
