@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
 import socket
@@ -28,7 +29,8 @@ from pinseal_vboard.serial_pty import SerialPty
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "hil_tests" / "rp2040" / "board.mjs"
 IMAGES = REPO / "micropython" / "images"
-UF2 = IMAGES / "rp2-pico" / "firmware.uf2"
+# PINSEAL_RP2_UF2: another image for every launcher and test (a candidate build before it is committed).
+UF2 = Path(os.environ.get("PINSEAL_RP2_UF2") or IMAGES / "rp2-pico" / "firmware.uf2")
 BOOTROM = IMAGES / "rp2040-bootrom" / "bootrom_b1.bin"
 START_TIMEOUT_S = 20.0
 
