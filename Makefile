@@ -12,8 +12,10 @@ BOARD       ?= esp32_devkitc
 RESULTS     := build/test-results
 # Debian packages the tests and `make run` need on the host (chromium: the dashboard's browser test;
 # systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo;
-# qemu-system-arm: the committed MicroPython image's boot tests).
-DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon qemu-system-arm
+# qemu-system-arm: the committed MicroPython image's boot tests; clang-14, lld-14, wasi-libc,
+# libclang-rt-14-dev-wasm32: the Wokwi custom chips, C compiled to WebAssembly).
+DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon qemu-system-arm \
+                clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
 # The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
 # wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.
 DEV_PACKAGE_DIRS := hil_tests tools bench
@@ -26,12 +28,12 @@ FIRMWARE_TESTS := hil_tests/tests/test_firmware_in_vm.py hil_tests/tests/test_fi
                   hil_tests/tests/test_firmware_tables.py \
                   hil_tests/tests/test_firmware_package.py hil_tests/tests/test_compile_and_types.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports firmware-images vboard flash enroll firmware-tables native-unix vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
-setup: system-packages $(VENV)/.installed node_modules/.installed ## install everything (idempotent)
+setup: system-packages $(VENV)/.installed node_modules/.installed wokwi-chips ## install everything (idempotent)
 
 system-packages:
 	@scripts/ensure-debian-packages.sh $(DEB_PACKAGES)
@@ -47,6 +49,30 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The sensor chips as Wokwi custom chips (hil_tests/chips/<name>/: our C, our Chips API header): C compiled to
+# WebAssembly with Debian's clang-14, wasm-ld (lld-14) and wasi-libc into build/chips/, each beside its
+# .chip.json (Wokwi pairs x.chip.wasm with x.chip.json). The virtual board, the rp2040js board and Wokwi run
+# these same files; build output, so not committed: setup builds them.
+CHIPS        := bme280 sht3x
+CHIPS_OUT    := build/chips
+CHIP_CC      := clang-14
+CHIP_CFLAGS  := --target=wasm32-wasi --sysroot=/usr -O2 -std=c11 -Wall -Wextra -Werror -Ihil_tests/chips/include
+CHIP_LDFLAGS := -nostartfiles -Wl,--import-memory -Wl,--export-table -Wl,--no-entry -Wl,--strip-all
+CHIP_FILES   := $(foreach c,$(CHIPS),$(CHIPS_OUT)/$(c).chip.wasm $(CHIPS_OUT)/$(c).chip.json)
+
+wokwi-chips: system-packages $(CHIP_FILES) ## the BME280 and SHT3x Wokwi custom chips: C -> build/chips/*.chip.wasm (+ .chip.json)
+
+# One rule pair per chip (a pattern rule replaces only the first % of hil_tests/chips/%/%.chip.c).
+define chip_rules
+$(CHIPS_OUT)/$(1).chip.wasm: hil_tests/chips/$(1)/$(1).chip.c hil_tests/chips/include/pinseal_chip_api.h
+	@mkdir -p $$(@D)
+	$(CHIP_CC) $(CHIP_CFLAGS) $(CHIP_LDFLAGS) -o $$@ $$<
+$(CHIPS_OUT)/$(1).chip.json: hil_tests/chips/$(1)/$(1).chip.json
+	@mkdir -p $$(@D)
+	cp $$< $$@
+endef
+$(foreach c,$(CHIPS),$(eval $(call chip_rules,$(c))))
 
 run: setup ## the main job: broker, gateway, ingest and virtual boards running the firmware [BOARDS=3 BOARD=.. SPEED=1]
 	$(PY) -m pinseal_devkit.run --board $(BOARD) $(if $(BOARDS),--boards $(BOARDS)) $(if $(SPEED),--speed $(SPEED))
@@ -113,7 +139,7 @@ fmt: setup ## format and auto-fix host code (ruff format, ruff check --fix)
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports ## every benchmark; results in build/bench/ and docs/benchmarks.md
+bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
 	$(PY) -m pinseal_bench.firmware --out build/bench/firmware.json --doc docs/benchmarks.md
@@ -130,11 +156,19 @@ bench-fleet: setup ## how many virtual boards run at once, RSS per board, boot t
 bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms per bundle, link bytes, lost/duplicated under disconnects
 	$(PY) -m pinseal_bench.transports --out build/bench/transports.json --doc docs/benchmarks.md
 
+bench-silicon: setup ## seals and ack verification on QEMU (instructions) and rp2040js (Pico ms), pure vs native; peak heap by MICROPY_HEAP_SIZE bisection [SKIP_HEAP=1]
+	$(PY) -m pinseal_bench.silicon --out build/bench/silicon.json --doc docs/benchmarks.md $(if $(SKIP_HEAP),--skip-heap)
+
 # MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
 # snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
 # snapshots). The script installs the cross toolchain where missing. IMAGES narrows the set, JOBS sets -j.
 firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned sources [IMAGES="qemu-mps2-an385 rp2-pico" JOBS=2]
 	$(PY) -m pinseal_build.micropython_images $(if $(IMAGES),--only $(IMAGES)) $(if $(JOBS),-j $(JOBS))
+
+# Wokwi (its cloud: a token and the internet) runs each board's diagram with the custom chips and its scenario
+# (boards/<id>/sealed.test.yaml); without wokwi-cli or WOKWI_CLI_TOKEN it says what is missing and exits 0.
+hil-wokwi: setup ## each board's Wokwi project under wokwi-cli, waiting for a sealed bundle [WOKWI_BOARDS="pico_w ..."]
+	$(PY) -m pinseal_hil.wokwi $(foreach b,$(WOKWI_BOARDS),--board $(b))
 
 vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N); BOARD=pico: the Pico on rp2040js, FLASH=file
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
@@ -168,14 +202,14 @@ firmware-tables: setup ## regenerate the firmware's constant tables (firmware/pi
 	$(PY) -m pinseal_build.firmware_tables
 
 # The native Ed25519 module (firmware/native) in MicroPython's unix port, for the tests that hold it equal to
-# the pure-Python signer (hil_tests/tests/test_native_ed25519.py). MPY_SRC: MicroPython v1.28.0 with its
-# lib/micropython-lib, extracted from the pinned snapshots as firmware/native/README.md says.
-MPY_SRC ?= build/src/micropython-1.28.0
-native-unix: setup ## MicroPython v1.28.0's unix port with the native Ed25519 module -> build/native/micropython [MPY_SRC=.. ED25519_SDIST=..]
-	@test -f $(MPY_SRC)/ports/unix/Makefile || { echo "native-unix: no MicroPython sources in $(MPY_SRC) (see firmware/native/README.md)"; exit 1; }
-	$(PY) -m pinseal_build.fetch_ed25519_ref $(if $(ED25519_SDIST),--sdist $(ED25519_SDIST))
-	$(MAKE) -C $(MPY_SRC)/mpy-cross
-	$(MAKE) -C $(MPY_SRC)/ports/unix BUILD=build-pinseal-native PROG=micropython-pinseal-native \
+# the pure-Python signer (hil_tests/tests/test_native_ed25519.py). The sources are the tree `make
+# firmware-images` builds from: MicroPython v1.28.0, its lib/micropython-lib and Monocypher, extracted from
+# the pinned snapshots (micropython/builds/pins.json) into build/sources/ (MPY_SRC to use another tree).
+MPY_SRC ?= build/sources/micropython
+native-unix: setup ## MicroPython v1.28.0's unix port with the native Ed25519 module -> build/native/micropython [MPY_SRC=.. JOBS=..]
+	$(PY) -m pinseal_build.micropython_sources --for native-unix
+	$(MAKE) -C $(MPY_SRC)/mpy-cross $(if $(JOBS),-j$(JOBS))
+	$(MAKE) -C $(MPY_SRC)/ports/unix $(if $(JOBS),-j$(JOBS)) BUILD=build-pinseal-native PROG=micropython-pinseal-native \
 	    USER_C_MODULES=$(CURDIR)/firmware/native FROZEN_MANIFEST=$(abspath $(MPY_SRC))/ports/unix/variants/standard/manifest.py \
 	    MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0
 	install -D $(MPY_SRC)/ports/unix/build-pinseal-native/micropython-pinseal-native build/native/micropython

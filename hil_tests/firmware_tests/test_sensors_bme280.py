@@ -1,7 +1,7 @@
-# The BME280 driver (firmware/pinseal/sensors/bme280.py) against the emulated chip
-# (hil_tests/vboard/chips/bme280.mjs) on the board's I2C bus: scripted values come back through the driver's
-# own compensation within the chip's quantisation, and each scripted fault reaches the driver as the
-# board's OSError.
+# The BME280 driver (firmware/pinseal/sensors/bme280.py) against the emulated chip (the Wokwi chip
+# hil_tests/chips/bme280/ in the vboard's Chips-API host) on the board's I2C bus: scripted values come back
+# through the driver's own compensation within the chip's quantisation, and each scripted fault reaches the
+# driver as the board's OSError.
 import asyncio
 
 import test_sensors_support as s

@@ -1,4 +1,5 @@
-# The SHT3x driver (firmware/pinseal/sensors/sht3x.py) against the emulated chip (chips/sht3x.mjs).
+# The SHT3x driver (firmware/pinseal/sensors/sht3x.py) against the emulated chip (the Wokwi chip
+# hil_tests/chips/sht3x/ in the vboard's Chips-API host).
 import asyncio
 import time
 

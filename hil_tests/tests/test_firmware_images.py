@@ -45,16 +45,20 @@ def test_sources_are_the_pins(manifest_path: Path) -> None:
     tools = {t["name"]: t["commit"] for t in PINS["tools"]}
     for tool in sources["tools"]:
         assert tools[tool["name"]] == tool["commit"], tool["name"]
+    libraries = {lib["name"]: lib["commit"] for lib in PINS.get("libraries", [])}
+    for lib in sources.get("libraries", []):
+        assert libraries[lib["name"]] == lib["commit"], lib["name"]
     assert manifest["build_command"].startswith("make firmware-images")
     assert manifest["toolchain"]["arm-none-eabi-gcc"] != "absent"
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """As pinseal_build.micropython_images.inputs_digest: SHA-256 per file, named from the checkout."""
+    """As pinseal_build.micropython_images.inputs_digest: SHA-256 per file (documentation aside), named from
+    the checkout."""
     return {
         p.relative_to(REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md"
     }
 
 
@@ -80,6 +84,17 @@ def test_user_c_modules_are_current(image: str) -> None:
     assert manifest["user_c_modules_inputs"] == digest(REPO / folder), (
         f"{folder} changed: make firmware-images"
     )
+
+
+@pytest.mark.parametrize("image", ["qemu-mps2-an385", "rp2-pico"])
+def test_images_carry_the_native_ed25519_module(image: str) -> None:
+    """Both images are built with firmware/native (issue 16), over the pinned Monocypher: the firmware's
+    crypto backend finds _pinseal_ed25519 there. The QEMU tests prove it runs; this says what was built."""
+    manifest = json.loads((IMAGES / image / "manifest.json").read_text())
+    assert manifest["user_c_modules"] == "firmware/native"
+    assert manifest["native_modules"] == ["_pinseal_ed25519"]
+    pin = next(lib for lib in PINS["libraries"] if lib["name"] == "monocypher")
+    assert [lib["commit"] for lib in manifest["sources"]["libraries"]] == [pin["commit"]]
 
 
 def test_bootrom_provenance() -> None:

@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.skipif(
         not NATIVE_MICROPYTHON.is_file(),
         reason=f"no unix MicroPython with _pinseal_ed25519 at {NATIVE_MICROPYTHON}: build it with "
-        "`make native-unix` (needs MicroPython v1.28.0 sources, see firmware/native/README.md)",
+        "`make native-unix` (needs the pinned snapshots, see firmware/native/README.md)",
     ),
 ]
 

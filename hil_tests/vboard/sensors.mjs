@@ -3,7 +3,8 @@
 //   node run_vm.mjs --board boards/<id>/board.json --plugin hil_tests/vboard/sensors.mjs[=SCRIPT.json] ...
 //
 // Which chips exist, at which addresses, on which pins, comes from the board profile (ctx.board: i2c, sensors,
-// battery); what they measure and how they fail comes from the sensors script (docs/virtual-board.md,
+// battery). The BME280 and SHT3x are the Wokwi custom chips (hil_tests/chips/, build/chips/*.chip.wasm) in the
+// Node Chips-API host (chips/wasm_chips.mjs); what they measure and how they fail comes from the sensors script (docs/virtual-board.md,
 // "Sensors"). Registers the JS modules `vboard_i2c` and `vboard_adc` that the MicroPython shims
 // hil_tests/vboard/mpy/_vb_i2c.py and _vb_adc.py (machine.I2C, machine.SoftI2C, machine.ADC) call; bytes cross
 // the JS boundary as hex strings. Control while the board runs: {"set": {...same shape as the script...}},
@@ -14,10 +15,9 @@
 import fs from "node:fs";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
-import { BME280 } from "./chips/bme280.mjs";
 import { batteryReading } from "./chips/adc.mjs";
 import { I2CBus, I2CError } from "./chips/i2c_bus.mjs";
-import { SHT3x } from "./chips/sht3x.mjs";
+import { BME280, SHT3x } from "./chips/wasm_chips.mjs";
 
 export class ScriptError extends Error {}
 
@@ -206,8 +206,9 @@ export function createSensors(board, script, nowMs) {
   };
   const bus = new I2CBus({ faultAt });
   for (const s of board.sensors || []) {
-    if (s.type === "bme280") bus.attach(s.address, new BME280({ values: valuesOf("bme280"), nowMs }));
-    else if (s.type === "sht3x") bus.attach(s.address, new SHT3x({ values: valuesOf("sht3x"), nowMs, fault: () => faultAt(s.address) }));
+    const opts = { address: s.address, values: valuesOf(s.type), nowMs, fault: () => faultAt(s.address) };
+    if (s.type === "bme280") bus.attach(s.address, new BME280(opts));
+    else if (s.type === "sht3x") bus.attach(s.address, new SHT3x(opts));
     else throw new ScriptError(`board ${board.id}: unknown sensor type ${s.type}`);
   }
   const control = (msg) => {

@@ -40,7 +40,7 @@ from pinseal_build.locations import BUILD_DIR, CHECKOUT
 
 BUILDS_DIR = CHECKOUT / "micropython" / "builds"
 IMAGES_DIR = CHECKOUT / "micropython" / "images"
-SOURCES_DIR = BUILD_DIR / "sources"
+SOURCES_DIR = sources.SOURCES_DIR
 WORK_DIR = BUILD_DIR / "images"
 IMAGES = ("qemu-mps2-an385", "rp2-pico")
 HEAP_PROFILE = CHECKOUT / "boards" / "esp32_devkitc" / "board.json"
@@ -78,10 +78,22 @@ def _name(path: Path) -> str:
 
 def inputs_digest(folder: Path) -> dict[str, str]:
     """SHA-256 of every build input of ours (board files, patches, user C modules), so a stale image is
-    detectable by a test that only reads files."""
+    detectable by a test that only reads files. Markdown is documentation, not input: a README's figures
+    can be corrected without rebuilding the binaries."""
     return {
-        _name(p): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+        _name(p): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md"
     }
+
+
+def registered_modules(folder: Path) -> list[str]:
+    """The MicroPython modules the user C sources register (MP_REGISTER_MODULE), for the manifest: what
+    `import` finds on the image besides the port's own modules."""
+    found = set()
+    for src in folder.rglob("*.c"):
+        found.update(re.findall(r"MP_REGISTER_MODULE\(\s*MP_QSTR_(\w+)", src.read_text()))
+    return sorted(found)
 
 
 def _first_line(cmd: list[str]) -> str:
@@ -134,22 +146,28 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
     subprocess.run(cmd, check=True, env=env, cwd=cwd, timeout=STEP_TIMEOUT_S)
 
 
+def cleared(folder: Path) -> Path:
+    """`folder`, gone: every build starts from nothing, so no object of an earlier run (another flag, another
+    module set) can reach an image, and a rebuild gives the same bytes."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
 def build_mpy_cross(mp_dir: Path, jobs: int, env: dict[str, str]) -> None:
     run(["make", "-C", str(mp_dir / "mpy-cross"), f"-j{jobs}"], env)
 
 
-def build_qemu(mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Path | None) -> list[Path]:
+def build_qemu(
+    mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Path | None, heap_size: int
+) -> list[Path]:
     """ports/qemu + our patch, copied to ports/pinseal_qemu (so the stock port stays as extracted)."""
     builds = BUILDS_DIR / "qemu-mps2-an385"
-    port = mp_dir / "ports" / "pinseal_qemu"
-    if port.exists():
-        shutil.rmtree(port)
+    port = cleared(mp_dir / "ports" / "pinseal_qemu")
     shutil.copytree(mp_dir / "ports" / "qemu", port)
     for patch in sorted((builds / "patches").glob("*.patch")):
         run(["patch", "-p1", "--no-backup-if-mismatch", "-d", str(port), "-i", str(patch)], env)
-    out = WORK_DIR / "qemu-mps2-an385"
-    if out.exists():
-        shutil.rmtree(out)
+    out = cleared(WORK_DIR / "qemu-mps2-an385")
     cmd = [
         "make",
         "-C",
@@ -158,7 +176,7 @@ def build_qemu(mp_dir: Path, jobs: int, env: dict[str, str], user_c_modules: Pat
         "BOARD=PINSEAL_MPS2_AN385",
         f"BOARD_DIR={(builds / 'board').resolve()}",
         f"BUILD={out.resolve()}",
-        f"MICROPY_HEAP_SIZE={heap_size_for()}",
+        f"MICROPY_HEAP_SIZE={heap_size}",
     ]
     if user_c_modules:
         cmd.append(f"USER_C_MODULES={user_c_modules.resolve()}")
@@ -173,8 +191,7 @@ def build_picotool(picotool_src: Path, mp_dir: Path, jobs: int, env: dict[str, s
     config = prefix / "lib" / "cmake" / "picotool"
     if (config / "picotoolConfig.cmake").is_file():
         return config
-    if build.exists():
-        shutil.rmtree(build)
+    cleared(build)
     run(
         [
             "cmake",
@@ -196,9 +213,7 @@ def build_rp2(
     mp_dir: Path, picotool_config: Path, jobs: int, env: dict[str, str], user_c_modules: Path | None
 ) -> list[Path]:
     """The stock RP2 port for RPI_PICO (v1.28.0), with the user C modules if any."""
-    out = WORK_DIR / "rp2-pico"
-    if out.exists():
-        shutil.rmtree(out)
+    out = cleared(WORK_DIR / "rp2-pico")
     cmd = [
         "make",
         "-C",
@@ -235,6 +250,11 @@ def write_manifest(
         for t in pins["tools"]
         if name in t["needed_by"]
     ]
+    libraries = [
+        {k: lib[k] for k in ("name", "repo", "ref", "commit", "licence")}
+        for lib in pins.get("libraries", [])
+        if name in lib["needed_by"] and extra.get("user_c_modules")
+    ]
     manifest = {
         "image": name,
         "files": described,
@@ -242,6 +262,7 @@ def write_manifest(
             "micropython": {k: pins["micropython"][k] for k in ("repo", "ref", "commit")},
             "submodules": used,
             "tools": tools,
+            "libraries": libraries,
         },
         "build_command": command,
         "toolchain": toolchain(),
@@ -318,7 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         default=IMAGES_DIR,
         help=f"where the images and manifests go (default {IMAGES_DIR}, the committed ones)",
     )
+    parser.add_argument(
+        "--heap-size",
+        type=int,
+        default=heap_size_for(),
+        help="the QEMU image's MICROPY_HEAP_SIZE in bytes (default: the esp32_devkitc profile's RAM, "
+        f"{heap_size_for()}; other sizes are for make bench-silicon's heap bisection, not for committing)",
+    )
     args = parser.parse_args(argv)
+    if args.heap_size < 8192 or args.heap_size % 1024:
+        parser.error(f"--heap-size {args.heap_size}: a whole number of KB, at least 8 KB")
     subprocess.run(
         [str(CHECKOUT / "scripts" / "ensure-debian-packages.sh"), *DEB_PACKAGES], check=True, timeout=900
     )
@@ -337,17 +367,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{user_mods}: the QEMU build needs <module>/micropython.mk there")
     common: dict = {"user_c_modules": _name(user_mods) if user_mods else None}
     if user_mods:
+        common["native_modules"] = registered_modules(user_mods)
         common["user_c_modules_inputs"] = inputs_digest(user_mods)
     bootrom = write_bootrom(pins, args.snapshots, args.out)
     _report({**bootrom, "build_seconds": 0.0})
     build_mpy_cross(mp_dir, args.jobs, env)
     if "qemu-mps2-an385" in wanted:
         start = time.monotonic()
-        files = build_qemu(mp_dir, args.jobs, env, user_mods)
+        files = build_qemu(mp_dir, args.jobs, env, user_mods, args.heap_size)
         extra = {
             **common,
             "machine": "qemu-system-arm -machine mps2-an385 (Cortex-M3)",
-            "micropython_heap_size": heap_size_for(),
+            "micropython_heap_size": args.heap_size,
             "heap_profile": HEAP_PROFILE.relative_to(CHECKOUT).as_posix(),
             "inputs": inputs_digest(BUILDS_DIR / "qemu-mps2-an385"),
         }

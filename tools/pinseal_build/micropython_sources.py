@@ -12,6 +12,7 @@ tree. Missing blobs are skipped and reported (pico-sdk 2.2.0 lacks only RP2350.s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -19,9 +20,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pinseal_build.locations import CHECKOUT
+from pinseal_build.locations import BUILD_DIR, CHECKOUT
 
 PINS_PATH = CHECKOUT / "micropython" / "builds" / "pins.json"
+SOURCES_DIR = BUILD_DIR / "sources"
 DEFAULT_SNAPSHOTS = Path(os.environ.get("PINSEAL_SNAPSHOTS", "/work/.mirror"))
 GIT_TIMEOUT_S = 600
 
@@ -144,15 +146,19 @@ def extract_all(pins: dict, snapshots: Path, sources: Path, wanted: set[str]) ->
             raise FileNotFoundError(f"no snapshot of {sub['repo']} at {git_dir} (fetch github:{sub['repo']})")
         report = extract(git_dir, sub["commit"], mp_dir / sub["path"])
         _say(sub["repo"], sub["commit"], report)
-    for tool in pins["tools"]:
-        if not wanted & set(tool["needed_by"]):
+    # Tools (built for the host) and libraries (third-party C our user C modules compile, e.g. Monocypher) are
+    # extracted the same way, each into build/sources/<dest>.
+    for entry in [*pins["tools"], *pins.get("libraries", [])]:
+        if not wanted & set(entry["needed_by"]):
             continue
-        git_dir = snapshot_dir(snapshots, tool["repo"])
+        git_dir = snapshot_dir(snapshots, entry["repo"])
         if not git_dir.is_dir():
-            raise FileNotFoundError(f"no snapshot of {tool['repo']} at {git_dir}")
-        report = extract(git_dir, tool["commit"], sources / tool["dest"])
-        _say(tool["repo"], tool["commit"], report)
-        dirs[tool["name"]] = sources / tool["dest"]
+            raise FileNotFoundError(
+                f"no snapshot of {entry['repo']} at {git_dir} (fetch github:{entry['repo']})"
+            )
+        report = extract(git_dir, entry["commit"], sources / entry["dest"])
+        _say(entry["repo"], entry["commit"], report)
+        dirs[entry["name"]] = sources / entry["dest"]
     return dirs
 
 
@@ -163,3 +169,19 @@ def _say(repo: str, commit: str, report: Extracted) -> None:
     print(f"sources: {repo} @ {commit[:10]}: {report.files} files", flush=True)
     for name in report.missing:
         print(f"sources:   (absent from the snapshot, skipped: {name})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Extract without building: `make native-unix` takes the same tree the image build uses."""
+    parser = argparse.ArgumentParser(description="extract the pinned sources into build/sources/")
+    parser.add_argument(
+        "--for", dest="wanted", nargs="+", required=True, help="what they are for (needed_by)"
+    )
+    parser.add_argument("--snapshots", type=Path, default=DEFAULT_SNAPSHOTS, help="bare git snapshots")
+    args = parser.parse_args(argv)
+    extract_all(load_pins(), args.snapshots, SOURCES_DIR, set(args.wanted))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -40,28 +40,23 @@ static int32_t host_open(const char *path, uint32_t mode) {
     return semihost(SYS_OPEN, args);
 }
 
-// Read len bytes at pos; bytes past the end of the host file read as 0xff (erased flash).
-static int host_pread(int32_t fd, uint8_t *buf, size_t len, uint32_t pos) {
+// Read or write len bytes at pos (SYS_SEEK, then SYS_READ or SYS_WRITE, which return the count not
+// transferred). Bytes past the end of the host file read as 0xff (erased flash).
+static int host_transfer(int32_t fd, uint8_t *buf, size_t len, uint32_t pos, bool write) {
     uint32_t seek[2] = {(uint32_t)fd, pos};
     if (semihost(SYS_SEEK, seek) != 0) {
         return -1;
     }
     uint32_t args[3] = {(uint32_t)fd, (uint32_t)buf, len};
-    int32_t not_read = semihost(SYS_READ, args);
-    if (not_read < 0 || (size_t)not_read > len) {
+    int32_t left = semihost(write ? SYS_WRITE : SYS_READ, args);
+    if (write) {
+        return left == 0 ? 0 : -1;
+    }
+    if (left < 0 || (size_t)left > len) {
         return -1;
     }
-    memset(buf + (len - not_read), 0xff, not_read);
+    memset(buf + (len - left), 0xff, left);
     return 0;
-}
-
-static int host_pwrite(int32_t fd, const uint8_t *buf, size_t len, uint32_t pos) {
-    uint32_t seek[2] = {(uint32_t)fd, pos};
-    if (semihost(SYS_SEEK, seek) != 0) {
-        return -1;
-    }
-    uint32_t args[3] = {(uint32_t)fd, (uint32_t)buf, len};
-    return semihost(SYS_WRITE, args) == 0 ? 0 : -1;
 }
 
 // Opened once per power-on and kept: a soft reset re-runs _boot.py, which must not leak host descriptors.
@@ -123,25 +118,23 @@ static int32_t flash_fd_arg(mp_obj_t fd_in) {
     return fd;
 }
 
-// _semihost.pread(fd, buf, pos)
-static mp_obj_t semihost_pread(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in) {
+// _semihost.pread(fd, buf, pos) and _semihost.pwrite(fd, buf, pos): positioned I/O on the flash file.
+static mp_obj_t semihost_transfer(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in, bool write) {
     mp_buffer_info_t bufinfo;
-    mp_get_buffer_raise(buf_in, &bufinfo, MP_BUFFER_WRITE);
-    if (host_pread(flash_fd_arg(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
+    mp_get_buffer_raise(buf_in, &bufinfo, write ? MP_BUFFER_READ : MP_BUFFER_WRITE);
+    if (host_transfer(flash_fd_arg(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in), write) != 0) {
         mp_raise_OSError(MP_EIO);
     }
     return mp_const_none;
 }
+
+static mp_obj_t semihost_pread(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in) {
+    return semihost_transfer(fd_in, buf_in, pos_in, false);
+}
 static MP_DEFINE_CONST_FUN_OBJ_3(semihost_pread_obj, semihost_pread);
 
-// _semihost.pwrite(fd, buf, pos)
 static mp_obj_t semihost_pwrite(mp_obj_t fd_in, mp_obj_t buf_in, mp_obj_t pos_in) {
-    mp_buffer_info_t bufinfo;
-    mp_get_buffer_raise(buf_in, &bufinfo, MP_BUFFER_READ);
-    if (host_pwrite(flash_fd_arg(fd_in), bufinfo.buf, bufinfo.len, mp_obj_get_int(pos_in)) != 0) {
-        mp_raise_OSError(MP_EIO);
-    }
-    return mp_const_none;
+    return semihost_transfer(fd_in, buf_in, pos_in, true);
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(semihost_pwrite_obj, semihost_pwrite);
 
