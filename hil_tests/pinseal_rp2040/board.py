@@ -160,7 +160,7 @@ class Rp2040Board:
                 if left <= 0 or gone:
                     tail = self.output[-600:].decode(errors="replace")
                     raise Rp2040Error(
-                        f"rp2040js board: no {what} within {timeout_s:g} s ({gone or 'running'}); "
+                        f"rp2040js board: waited {timeout_s:g} s for {what} in vain ({gone or 'running'}); "
                         f"REPL output:\n{tail}"
                     )
                 self._cond.wait(min(left, 0.5))
