@@ -131,6 +131,10 @@ cdcSocket.on("data", (data) => {
 // flash file is current, and starting the runner again is the next power-on.
 const watchdog = mcu.peripherals[0x40058]; // rp2040js keeps it only in its address map
 watchdog.onWatchdogTrigger = () => {
+  // rp2040js's periodic alarm would fire again at once, inside the same clock tick: switch it off first.
+  watchdog.alarm.enable = false;
+  watchdog.timer.enable = false;
+  if (stopped) return;
   emit({ ev: "log", text: "watchdog reset: not modelled, the board stops (start it again: a power-on)" });
   stop("watchdog reset");
 };

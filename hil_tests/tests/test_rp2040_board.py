@@ -124,3 +124,25 @@ def test_pinseal_vboard_board_pico_prints_the_serial_and_uart_lines(tmp_path: Pa
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def test_a_watchdog_reset_stops_the_runner_and_says_why(tmp_path: Path) -> None:
+    """Not modelled (rp2040js's chip reset erases the flash): the runner must stop, once, with the reason,
+    rather than leave a test waiting on a board that can never answer."""
+    busy = "import machine\nmachine.WDT(timeout=300)\nwhile True:\n    pass\n"
+    board = Rp2040Board(Rp2040Options(flash=tmp_path / "flash.img")).start()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", board.serial_path, "exec", "--no-follow", busy],
+            capture_output=True,
+            timeout=TIMEOUT_S,
+            check=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(e.get("ev") == "gone" for e in board.events) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        exits = [e for e in board.events if e.get("ev") == "exit"]
+        assert [e["reason"] for e in exits] == ["watchdog reset"]
+        assert sum("watchdog reset" in e.get("text", "") for e in board.events) == 1
+    finally:
+        board.stop()
