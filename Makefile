@@ -176,7 +176,7 @@ firmware-images: setup ## build the QEMU and RP2 MicroPython images from pinned 
 hil-wokwi: setup ## each board's Wokwi project under wokwi-cli, waiting for a sealed bundle [WOKWI_BOARDS="pico_w ..."]
 	$(PY) -m pinseal_hil.wokwi $(foreach b,$(WOKWI_BOARDS),--board $(b))
 
-vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N)
+vboard: setup ## one virtual board on a pty: make vboard BOARD=esp32_devkitc [FLASH=dir] (prints serial: /dev/pts/N); BOARD=pico: the Pico on rp2040js, FLASH=file
 	$(PY) -m pinseal_vboard.cli --board $(BOARD) $(if $(FLASH),--flash $(FLASH)) --echo
 
 # A real board from the Makefile: `make flash` and `make enroll` wrap pinseal-provision (docs/provisioning.md).

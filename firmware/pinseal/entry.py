@@ -59,7 +59,7 @@ async def main(cfg):
     timeout_s = cfg["watchdog"]["timeout_s"]
     import machine
 
-    wdt = machine.WDT(timeout=timeout_s * 1000)
+    wdt = _watchdog(machine, timeout_s * 1000)
     if not deepsleep:
         await app.run(wdt)
         return
@@ -68,3 +68,18 @@ async def main(cfg):
     wdt.feed()
     left = app.interval_ms - time.ticks_diff(time.ticks_ms(), started)
     machine.deepsleep(max(1000, left))
+
+
+# The RP2040's watchdog counts to 8,388 ms at most (the RP2350's to 16,777); machine.WDT raises ValueError
+# past its port's limit, which stopped every Pico at boot with the default 60 s. Such a port gets its longest
+# timeout that every supported chip has: App.watchdog_loop feeds it every second, and no step of the firmware
+# holds the event loop for seconds (the pure-Python verify, the longest, takes ~1 s of a Pico's CPU).
+_WDT_PORT_MAX_MS = 8388
+
+
+def _watchdog(machine, timeout_ms):
+    try:
+        return machine.WDT(timeout=timeout_ms)
+    except ValueError:
+        print("pinseal: watchdog %d ms is past this board's limit: %d ms" % (timeout_ms, _WDT_PORT_MAX_MS))
+        return machine.WDT(timeout=_WDT_PORT_MAX_MS)

@@ -25,6 +25,11 @@ from pinseal_vboard.board import BoardError, BoardOptions, VirtualBoard
 from pinseal_vboard.profiles import load_profile
 from pinseal_vboard.vm import FIRMWARE_DIR, REPO
 
+# Boards that run on emulated silicon rather than in the MicroPython VM: `--board pico` is the RP2 image on
+# rp2040js (hil_tests/pinseal_rp2040), started as its own command (a process, not an import: that package
+# builds on this one).
+RP2040JS_BOARDS = {"pico"}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pinseal-vboard", description=__doc__)
@@ -82,10 +87,27 @@ def exec_qemu(args: argparse.Namespace) -> NoReturn:
     os.execv(sys.executable, argv)
 
 
+def run_on_rp2040js(args: argparse.Namespace) -> int:
+    """Hand over to `python -m pinseal_rp2040.cli`: the same `serial:`/`uart:` lines, the flash a file.
+    The firmware is not copied on: `pinseal-provision deploy` puts it there, as on a real Pico."""
+    cmd = [sys.executable, "-m", "pinseal_rp2040.cli", "--board", args.board]
+    if args.flash is not None:
+        cmd += ["--flash", str(args.flash)]
+    if args.sensors is not None:
+        cmd += ["--sensors", str(args.sensors)]
+    if args.echo:
+        cmd.append("--echo")
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+    return 1  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if emulated_by(args.board) == "qemu":
         exec_qemu(args)
+    if Path(args.board).stem in RP2040JS_BOARDS:
+        return run_on_rp2040js(args)
     firmware = None if args.firmware == "none" else Path(args.firmware)
     flash = args.flash or REPO / "build" / "vboard" / Path(args.board).stem / "flash"
     options = BoardOptions(

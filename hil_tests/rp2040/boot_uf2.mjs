@@ -7,7 +7,7 @@
 // address - 0x10000000 and the core starts at the flash's first instruction (boot2), as rp2040js's own demo
 // does; the bootrom (the RP2040's mask ROM, not in rp2040js's npm package) supplies the ROM routines
 // MicroPython calls (flash access, fast memcpy, soft float tables).
-// Host->device bytes are paced: rp2040js's CDC loses input when its FIFO holds more than ~500 bytes.
+// Host->device bytes go into rp2040js's 512-byte CDC FIFO only while it has room (it drops the rest).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Simulator, USBCDC, ConsoleLogger, LogLevel } from 'rp2040js';
@@ -62,11 +62,10 @@ let sent = values.send === undefined;
 const queue = [];
 
 function pump() {
-  // One byte every few milliseconds of host time: far slower than the FIFO drains.
-  if (queue.length) {
-    cdc.sendSerialByte(queue.shift());
-    setTimeout(pump, 3);
-  }
+  // Into the CDC FIFO only while it has room: rp2040js drops bytes pushed into a full one (512 bytes). The
+  // device drains it as TinyUSB arms its OUT endpoint; look again in a millisecond while bytes wait.
+  while (queue.length && cdc.txFIFO.itemCount < cdc.txFIFO.size) cdc.sendSerialByte(queue.shift());
+  if (queue.length) setTimeout(pump, 1);
 }
 
 function type(text) {

@@ -14,7 +14,7 @@ from pinseal_vboard.vm import BOARD_RAM_BYTES, REPO
 
 BOARDS_DIR = REPO / "boards"
 SCHEMA = json.loads((BOARDS_DIR / "schema.json").read_text())
-EXPECTED_IDS = {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w", "qemu_mps2_an385"}
+EXPECTED_IDS = {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w", "pico", "qemu_mps2_an385"}
 BOARD_DIRS = sorted(p for p in BOARDS_DIR.iterdir() if p.is_dir())
 
 

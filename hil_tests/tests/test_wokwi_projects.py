@@ -22,7 +22,7 @@ PROJECTS = wokwi.board_projects()
 
 
 def test_every_board_has_a_wokwi_project() -> None:
-    assert {p.board_id for p in PROJECTS} == {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w"}
+    assert {p.board_id for p in PROJECTS} == {"esp32_devkitc", "esp32s3_devkitc", "pico_w", "pico2_w", "pico"}
 
 
 @pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.board_id)

@@ -94,10 +94,17 @@ class RTC:
         vboard_mcu.rtc_memory_set(bytes(data).hex())
 
 
+# ports/rp2/machine_wdt.c: the watchdog's counter holds 0x7fffff us on the RP2040 (0xffffff on the RP2350;
+# the tighter one for every rp2 board here), and a longer timeout raises ValueError as below.
+_RP2_WDT_MAX_MS = 0x7FFFFF // 1000
+
+
 class WDT:
     def __init__(self, id=0, timeout=5000):
         if timeout < 1:
             raise ValueError("WDT timeout too short")
+        if vboard_mcu.port() == "rp2" and timeout > _RP2_WDT_MAX_MS:
+            raise ValueError("timeout exceeds %d" % _RP2_WDT_MAX_MS)
         vboard_mcu.wdt_start(timeout)
 
     def feed(self):
