@@ -7,8 +7,9 @@ pulling the power does (the Node process dies with this one).
 
 A board whose profile names an emulator (`emulator.kind` "qemu": qemu_mps2_an385) is not a MicroPython VM:
 this command becomes `python -m pinseal_qemu.cli` for it (same process, so SIGKILL is still the power cut),
-with --flash a host file instead of a folder. The firmware is not copied there: `pinseal-provision deploy`
-puts it on, as on a real board.
+with --flash a host file instead of a folder. The `pico` (RP2040, no radio) runs on rp2040js, the engine
+Wokwi uses, with the real RP2 port of MicroPython: this command becomes `python -m pinseal_rp2040.cli`. On
+both, the firmware is not copied there: `pinseal-provision deploy` puts it on, as on a real board.
 """
 
 from __future__ import annotations
