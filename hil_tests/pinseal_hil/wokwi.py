@@ -68,7 +68,13 @@ def load_project(board_dir: Path) -> WokwiProject:
 
 
 def board_projects(boards_dir: Path = BOARDS_DIR) -> list[WokwiProject]:
-    return [load_project(p.parent) for p in sorted(boards_dir.glob("*/board.json"))]
+    """Every board with a Wokwi project; a profile whose `wokwi` is null (qemu_mps2_an385: a board that
+    exists only as QEMU's machine, which Wokwi does not simulate) has none."""
+    return [
+        load_project(p.parent)
+        for p in sorted(boards_dir.glob("*/board.json"))
+        if json.loads(p.read_text()).get("wokwi") is not None
+    ]
 
 
 def board_pin(board_part: str, gpio: int) -> str:
