@@ -110,7 +110,7 @@ def test_ports_paths_urls_and_detection(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(ports.serial.tools.list_ports, "comports", lambda: fake)
     found = {p.device: p for p in ports.detect()}
     assert "esp32_devkitc" in found["/dev/ttyUSB0"].boards
-    assert set(found["/dev/ttyACM0"].boards) == {"pico_w", "pico2_w"}
+    assert set(found["/dev/ttyACM0"].boards) == {"pico", "pico_w", "pico2_w"}
     assert ports.resolve(None, "esp32_devkitc") == "/dev/ttyUSB0"
     with pytest.raises(BadInput, match="several"):
         ports.resolve(None)
