@@ -16,52 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from pinseal_hil.outbox_power_cut import board_main
 from pinseal_vboard import BoardOptions, VirtualBoard
 from pinseal_vboard.board import install_firmware
 from pinseal_vboard.vm import FIRMWARE_DIR
 
 pytestmark = pytest.mark.vm
 
-MAIN = r"""
-import asyncio, hashlib, json
-from pinseal.counter import Counters
-from pinseal.outbox import Outbox
-
-def link(b):
-    return hashlib.sha256(b).digest()[:16].hex()
-
-ob = Outbox("/outbox", 65536)
-c = Counters.open("/counter.bin", 8, floor_seq=ob.max_seq() + 1)
-print("BOOT " + json.dumps({
-    "boot": c.boot,
-    "next": c.peek(),
-    "pending": [s for s, d in ob.pending_readings() if d == b"v%d" % s],
-    "npending": ob.pending_count(),
-    "bundles": [[a, b, link(x), x[:16].hex()] for a, b, x in ob.pending_bundles()],
-    "chain": ob.chain_head().hex(),
-    "dropped": ob.dropped(),
-    "torn": ob.torn,
-    "corrupt": ob.corrupt,
-}))
-
-async def main():
-    while True:
-        seq = c.next_seq()
-        ob.add_reading(seq, b"v%d" % seq)
-        print("R", seq)
-        if ob.pending_count() >= 16:
-            p = ob.pending_readings()
-            data = ob.chain_head() + (b"%d-%d;" % (p[0][0], p[-1][0])) * 30
-            ob.add_bundle(p[0][0], p[-1][0], data, ob.dropped())
-            print("B", p[0][0], p[-1][0], link(data))
-        if ob.bundle_count() > 2:
-            first, last, _ = ob.oldest_bundle()
-            ob.ack(last)
-            print("A", last)
-        await asyncio.sleep_ms(3)
-
-asyncio.run(main())
-"""
+MAIN = board_main(sleep_ms=3)
 
 BOOT = rb"BOOT (\{[^\r\n]*\})\r\n"
 

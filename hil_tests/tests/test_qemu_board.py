@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pinseal_build import mpy
+from pinseal_hil.outbox_power_cut import board_main
 from pinseal_protocol import bundle as pbundle
 from pinseal_protocol import keys
 from pinseal_protocol.dcbor import DecimalFraction
@@ -221,50 +222,10 @@ def test_bundles_sealed_on_the_board_verify_with_its_registered_key(
 
 # -- (b) the outbox through 20 seeded SIGKILLs of QEMU mid-write ---------------------------------------
 
-# The loop of test_outbox_vboard.py, on the real port: append readings, seal a bundle every 16 (bytes that
-# carry the chain head), ack the oldest when more than 2 wait, print each step once it returned. Its console
+# The loop of test_outbox_vboard.py (pinseal_hil.outbox_power_cut), on the real port. Its console
 # is a file QEMU writes as the board prints (QemuBoard console_file), so after the cut the host has exactly
 # what the board printed before it: a pty reader lags behind, and what it had not read dies with QEMU.
-KILL_MAIN = r"""
-import asyncio, hashlib, json
-from pinseal.counter import Counters
-from pinseal.outbox import Outbox
-
-def link(b):
-    return hashlib.sha256(b).digest()[:16].hex()
-
-ob = Outbox("/outbox", 65536)
-c = Counters.open("/counter.bin", 8, floor_seq=ob.max_seq() + 1)
-print("BOOT " + json.dumps({
-    "boot": c.boot,
-    "next": c.peek(),
-    "pending": [s for s, d in ob.pending_readings() if d == b"v%d" % s],
-    "npending": ob.pending_count(),
-    "bundles": [[a, b, link(x), x[:16].hex()] for a, b, x in ob.pending_bundles()],
-    "chain": ob.chain_head().hex(),
-    "dropped": ob.dropped(),
-    "torn": ob.torn,
-    "corrupt": ob.corrupt,
-}))
-
-async def main():
-    while True:
-        seq = c.next_seq()
-        ob.add_reading(seq, b"v%d" % seq)
-        print("R", seq)
-        if ob.pending_count() >= 16:
-            p = ob.pending_readings()
-            data = ob.chain_head() + (b"%d-%d;" % (p[0][0], p[-1][0])) * 30
-            ob.add_bundle(p[0][0], p[-1][0], data, ob.dropped())
-            print("B", p[0][0], p[-1][0], link(data))
-        if ob.bundle_count() > 2:
-            first, last, _ = ob.oldest_bundle()
-            ob.ack(last)
-            print("A", last)
-        await asyncio.sleep_ms(2)
-
-asyncio.run(main())
-"""
+KILL_MAIN = board_main(sleep_ms=2)
 BOOT = re.compile(rb"BOOT (\{[^\r\n]*\})\r\n")
 BOOT_TIMEOUT_S = 30
 
