@@ -78,6 +78,14 @@ class Rp2040Board:
         return self.uart_pty.path
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Rp2040Board:
+        profile = json.loads(board_profile_path(self.options.board).read_text())
+        if profile.get("mcu") != "rp2040":
+            # The image is MicroPython's RPI_PICO build for the RP2040: another chip's profile would put the
+            # firmware on pins and a RAM that board does not have.
+            raise Rp2040Error(
+                f"{self.options.board} is not an RP2040 board (its profile's mcu is {profile.get('mcu')!r}); "
+                "rp2040js runs the pico profile"
+            )
         node = shutil.which("node")
         if node is None or not (REPO / "node_modules" / "rp2040js").is_dir():
             raise Rp2040Error("node or node_modules/rp2040js is missing: run `make setup`")

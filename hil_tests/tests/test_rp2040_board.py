@@ -146,3 +146,26 @@ def test_a_watchdog_reset_stops_the_runner_and_says_why(tmp_path: Path) -> None:
         assert sum("watchdog reset" in e.get("text", "") for e in board.events) == 1
     finally:
         board.stop()
+
+
+def test_the_launcher_refuses_a_board_that_is_not_an_rp2040(tmp_path: Path) -> None:
+    """rp2040js runs the RPI_PICO image: an ESP32 or RP2350 profile is refused before anything starts,
+    with the reason, not run as a Pico under another board's name."""
+    for board in ("esp32_devkitc", "pico2_w"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pinseal_rp2040.cli",
+                "--board",
+                board,
+                "--flash",
+                str(tmp_path / "f.img"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1, result
+        assert "is not an RP2040 board" in result.stderr and "serial:" not in result.stdout, result
+        assert not (tmp_path / "f.img").exists()
