@@ -15,6 +15,7 @@ import gc
 import json
 import time
 
+from benchutil import median
 from pinseal.crypto import backend
 from pinseal.identity import key_id
 from pinseal.wire import ack, bundle
@@ -62,11 +63,6 @@ async def ticks_of(fn, *args):
     t0 = time.ticks_us()
     await fn(*args)
     return time.ticks_diff(time.ticks_us(), t0)
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
 
 
 async def timing():

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,7 @@ def stage(folder: Path) -> Path:
         raise BenchError(f"mpy-cross failed: {report.errors}")
     for entry in ("boot.mpy", "main.mpy"):
         (folder / entry).unlink(missing_ok=True)
-    for script in ("silicon_bench.py", "naive_ed25519.py"):
+    for script in ("silicon_bench.py", "naive_ed25519.py", "benchutil.py"):
         mpy.compile_file(BENCH_DIR / script, folder / Path(script).with_suffix(".mpy"), script)
     return folder
 
@@ -287,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                         result[f"qemu_heap_probes_{path}"] = heap["probes"]
             else:
                 result["heap_skipped"] = "no MicroPython sources (make firmware-images needs them too)"
-        shutil.rmtree(staged, ignore_errors=True)
     result = stamp(result)
     publish(result, args.out, args.doc, SECTION, render_section(result))
     return 0
