@@ -10,11 +10,12 @@ NODE        ?= node
 BOARD       ?= esp32_devkitc
 # JUnit XML and the hardening suite's summary (hardening-summary.txt), for CI to keep and print.
 RESULTS     := build/test-results
-# Debian packages the tests and `make run` need on the host (chromium: the dashboard's browser test;
+# Debian packages the tests and `make run` need on the host (postgresql, libpq-dev: the ingest's PostgreSQL tests
+# start private servers with its initdb/pg_ctl, found by pg_config --bindir; chromium: the dashboard's browser test;
 # systemd: `systemd-analyze` checks the gateway's unit; dbus-daemon: the private bus of the BLE tests' BlueZoo;
 # qemu-system-arm: the committed MicroPython image's boot tests; clang-14, lld-14, wasi-libc,
 # libclang-rt-14-dev-wasm32: the Wokwi custom chips, C compiled to WebAssembly).
-DEB_PACKAGES := python3-venv mosquitto chromium chromium-driver systemd dbus-daemon qemu-system-arm \
+DEB_PACKAGES := python3-venv mosquitto postgresql libpq-dev chromium chromium-driver systemd dbus-daemon qemu-system-arm \
                 clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
 # The development packages (virtual board, test harness, dev stack, benchmarks) run from the checkout: the
 # wheel ships only the runtime packages, so `make setup` puts these folders on the venv's path.

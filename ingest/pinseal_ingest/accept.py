@@ -1,8 +1,12 @@
 """One uplink body to a verdict: the check chain of docs/protocol.md §9.3, then an all-or-nothing store.
 
-Every check runs inside one `BEGIN IMMEDIATE` transaction together with the writes, so what was checked
-(chain head, stored bundles, registry) cannot change before the batch is stored, and a rejection at any
-point rolls back everything of the batch. Only the rejection itself is recorded, afterwards.
+Every check runs inside one transaction together with the writes, and that transaction holds the
+batch's gateway and devices (`Database.lock`: SQLite's write lock, PostgreSQL's locks on those signers),
+so what was checked (chain head, stored bundles) cannot change before the batch is stored, whichever
+other worker or host is storing at the same time; a rejection at any point rolls back everything of the
+batch. Only the rejection itself is recorded, afterwards. When a concurrent writer wins a race on a unique
+constraint (the same batch, or a bundle, stored by another worker a moment earlier), the batch is run
+again from the start (`retrying`) and then finds those rows: a duplicate, or a bundle already held.
 
 Trust (docs/protocol.md §9.6): the ingest verifies the device signature and the reading times of every
 bundle whose bytes it receives; a "proofs" batch gives it only the gateway's signed word. Bytes that
@@ -12,7 +16,6 @@ and make the bundle ingest-verified (`_upgrade`); they never commit anything twi
 """
 
 import contextlib
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,7 +23,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pinseal_ingest import registry, store
-from pinseal_ingest.db import Transaction
+from pinseal_ingest.storage import Database, retrying
 from pinseal_ingest.timecheck import time_flag
 from pinseal_protocol import batch, bundle, cose, history
 from pinseal_protocol.batch import BatchHeader, UplinkBatch
@@ -97,7 +100,7 @@ def too_large(size: int | None, limit: int) -> Rejection:
     )
 
 
-def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None, now: float) -> Accepted:
+def accept(conn: Database, body: bytes, *, idempotency_key: str | None, now: float) -> Accepted:
     """Verify and store one uplink body; raises `Rejection` (nothing of the batch is then stored)."""
     try:
         uplink = batch.decode_uplink(body)
@@ -108,13 +111,7 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
     try:
         if idempotency_key is not None and idempotency_key.strip().lower() != batch_hash.hex():
             raise InvalidStructure("Idempotency-Key is not the batch hash")
-        with Transaction(conn):
-            duplicate = store.has_batch(conn, batch_hash)
-            if not duplicate:
-                return _with_trust(conn, _verify_and_store(conn, uplink, now))
-        if uplink.bundles is not None:
-            _upgrade_resent(conn, uplink, now)
-        return _with_trust(conn, Accepted("duplicate", batch_hash, uplink.mode, _count(uplink), 0))
+        return retrying(conn, lambda: _accept_uplink(conn, uplink, now))
     except Rejection as rejection:
         rejection.gateway_kid = rejection.gateway_kid or gateway_kid
         rejection.batch_hash = batch_hash
@@ -122,7 +119,8 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
         if rejection.status == 422 and uplink.bundles is not None:
             # Header, chain and leaves held; bundles were refused (already committed, perhaps by
             # another gateway's proofs batch whose bundle these bytes now let the ingest verify).
-            _upgrade(conn, uplink.bundles, now, gateway_kid, batch_hash)
+            bodies = uplink.bundles
+            retrying(conn, lambda: _upgrade(conn, bodies, now, gateway_kid, batch_hash))
         raise
     except RejectedMessage as exc:
         status = 403 if isinstance(exc, UnknownDevice | Revoked) else 400
@@ -137,7 +135,16 @@ def accept(conn: sqlite3.Connection, body: bytes, *, idempotency_key: str | None
         ) from exc
 
 
-def _with_trust(conn: sqlite3.Connection, result: Accepted) -> Accepted:
+def _accept_uplink(conn: Database, uplink: UplinkBatch, now: float) -> Accepted:
+    with conn.transaction():
+        if not store.has_batch(conn, uplink.batch_hash):
+            return _with_trust(conn, _verify_and_store(conn, uplink, now))
+    if uplink.bundles is not None:
+        _upgrade_resent(conn, uplink, now)
+    return _with_trust(conn, Accepted("duplicate", uplink.batch_hash, uplink.mode, _count(uplink), 0))
+
+
+def _with_trust(conn: Database, result: Accepted) -> Accepted:
     """The answer with who verified the batch's leaves and which are time-flagged, as stored now."""
     return Accepted(
         result.status,
@@ -162,8 +169,9 @@ def _peek_kid(header: bytes) -> bytes | None:
         return None
 
 
-def _verify_and_store(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -> Accepted:
+def _verify_and_store(conn: Database, uplink: UplinkBatch, now: float) -> Accepted:
     header = batch.verify_header(uplink.header, registry.resolver(conn, "gateways"))
+    conn.lock("gateways", [header.gateway_kid])
     _check_chain(conn, header)
     leaves = batch.check_leaves(header, uplink)
     flags = batch.check_time_flags(header, uplink)
@@ -184,7 +192,7 @@ def _verify_and_store(conn: sqlite3.Connection, uplink: UplinkBatch, now: float)
     return Accepted("stored", header.batch_hash, uplink.mode, header.count, stored_bodies)
 
 
-def _check_chain(conn: sqlite3.Connection, header: BatchHeader) -> None:
+def _check_chain(conn: Database, header: BatchHeader) -> None:
     """batch_no must be the next number for the gateway and prev the hash of its stored predecessor."""
     head = store.chain_head(conn, header.gateway_kid)
     expected = 0 if head is None else head.batch_no + 1
@@ -206,7 +214,7 @@ def _check_chain(conn: sqlite3.Connection, header: BatchHeader) -> None:
         raise ChainBroken(f"prev {header.prev_hash.hex()} is not the stored batch {expected - 1}'s hash")
 
 
-def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes], index: int) -> None:
+def _check_not_committed(conn: Database, leaf: bytes, seen: set[bytes], index: int) -> None:
     """A bundle is paid for once: not twice in a batch, not again in a later batch."""
     if leaf in seen:
         raise _bundle_rejection(Replayed("the same bundle appears twice in this batch"), index, leaf, None)
@@ -217,9 +225,7 @@ def _check_not_committed(conn: sqlite3.Connection, leaf: bytes, seen: set[bytes]
     seen.add(leaf)
 
 
-def _store_bundles(
-    conn: sqlite3.Connection, bodies: tuple[bytes, ...], header: BatchHeader, now: float
-) -> None:
+def _store_bundles(conn: Database, bodies: tuple[bytes, ...], header: BatchHeader, now: float) -> None:
     """Verify every bundle (device signature, then history) and write it; any refusal rejects all.
 
     Every bundle is judged, not only up to the first refusal, so the 422 can name all of them and the
@@ -236,9 +242,9 @@ def _store_bundles(
     skip the history queries. Registry lookups are cached for the batch (one transaction).
     """
     devices = _cached(registry.resolver(conn, "devices"))
-    high_water: dict[bytes, int | None] = {}
     seen: set[bytes] = set()
     refused: list[Rejection] = []
+    signed: list[tuple[int, bundle.Bundle]] = []
     for i, raw in enumerate(bodies):
         # Committed leaves first: the answer "held" (rather than, say, "revoked" for a device revoked
         # since) is what tells the sender they are delivered. A leaf committed by a proofs-mode batch
@@ -246,14 +252,15 @@ def _store_bundles(
         leaf = batch.bundle_hash(raw)
         try:
             _check_not_committed(conn, leaf, seen, i)
+            signed.append((i, bundle.verify_bundle(raw, devices)))
         except Rejection as rejection:
             refused.append(rejection)
-            continue
-        try:
-            verified = bundle.verify_bundle(raw, devices)
         except RejectedMessage as exc:
             refused.append(_bundle_rejection(exc, i, leaf, None))
-            continue
+    # Signatures checked; now the devices' histories, held against concurrent writers until commit.
+    conn.lock("devices", (verified.kid for _, verified in signed))
+    high_water: dict[bytes, int | None] = {}
+    for i, verified in signed:
         kid = verified.kid
         if kid not in high_water:
             high_water[kid] = store.high_water(conn, kid)
@@ -264,17 +271,18 @@ def _store_bundles(
                 if verdict is history.Verdict.DUPLICATE:  # stored without being a leaf: cannot happen,
                     raise Replayed("the same bytes are already stored")  # but never pay for it twice
             except RejectedMessage as exc:
-                evidence = raw if isinstance(exc, Conflict) else None
+                evidence = verified.raw if isinstance(exc, Conflict) else None
                 refused.append(_bundle_rejection(exc, i, verified.bundle_hash, evidence))
                 continue
         flag = time_flag(verified, header.first_received, header.last_received, now)
         store.insert_bundle(conn, verified, flag)
         high_water[kid] = verified.last_seq if top is None else max(top, verified.last_seq)
+    refused.sort(key=lambda rejection: rejection.bundle_index or 0)
     if refused:
         raise _all_refused(refused)
 
 
-def _upgrade_resent(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -> None:
+def _upgrade_resent(conn: Database, uplink: UplinkBatch, now: float) -> None:
     """A stored batch resent with its bundles: verify the bodies it lacked, if they are its leaves."""
     try:
         header = batch.verify_header(uplink.header, registry.resolver(conn, "gateways"))
@@ -286,7 +294,7 @@ def _upgrade_resent(conn: sqlite3.Connection, uplink: UplinkBatch, now: float) -
 
 
 def _upgrade(
-    conn: sqlite3.Connection,
+    conn: Database,
     bodies: tuple[bytes, ...],
     now: float,
     gateway_kid: bytes | None,
@@ -301,13 +309,14 @@ def _upgrade(
     gateway committed something its device did not sign.
     """
     devices = _cached(registry.resolver(conn, "devices"))
-    with Transaction(conn):
+    with conn.transaction():
         for i, raw in enumerate(bodies):
             window = store.unverified_leaf(conn, batch.bundle_hash(raw))
             if window is None:
                 continue
             try:
                 verified = bundle.verify_bundle(raw, devices)
+                conn.lock("devices", [verified.kid])
                 with contextlib.suppress(Replayed):
                     history.classify(verified, store.relevant_bundles(conn, verified))
             except RejectedMessage as exc:

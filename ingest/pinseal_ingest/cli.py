@@ -23,6 +23,7 @@ from pathlib import Path
 from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
+from pinseal_ingest.storage import is_url
 from pinseal_protocol import keys, labels
 from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
@@ -47,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help=f"SQLite database file (default: ${DB_ENV}, else ./{DEFAULT_DB})")
+    common.add_argument(
+        "--db",
+        help=f"SQLite database file, or a postgresql://USER@HOST:PORT/NAME URL (default: ${DB_ENV}, "
+        f"else ./{DEFAULT_DB})",
+    )
     parser = SuggestingParser(prog="pinseal-ingest", description=__doc__.split("\n")[0])
     add_version(parser, "pinseal-ingest")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +96,8 @@ def _db_path(given: str | None) -> tuple[str, str]:
 
 
 def _existing_db(args: argparse.Namespace) -> str:
+    if is_url(args.db):
+        return str(args.db)  # a server: connecting tells whether the database is there
     if not Path(args.db).is_file():
         raise MissingDatabase(
             f"no ingest database at {Path(args.db).absolute()} (from {args.db_source}): pass --db with the "

@@ -5,7 +5,6 @@ The operator adds keys by hand or imports the gateway's device export; a revoked
 rejected as `revoked`. The resolvers plug into `batch.verify_header` and `bundle.verify_bundle`.
 """
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pinseal_ingest.storage import Database
 from pinseal_protocol import keys, labels
 from pinseal_protocol.errors import Revoked, UnknownDevice
 
@@ -40,7 +40,7 @@ def parse_public_key(text: str) -> bytes:
 
 
 def add(
-    conn: sqlite3.Connection,
+    conn: Database,
     table: Table,
     public_key: bytes,
     *,
@@ -53,21 +53,21 @@ def add(
     if label is not None:
         labels.check_label(label)
     cursor = conn.execute(
-        f"INSERT OR IGNORE INTO {table} (kid, public_key, label, added_at, revoked_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        f"INSERT INTO {table} (kid, public_key, label, added_at, revoked_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (kid, public_key, label, time.time() if now is None else now, revoked_at),
     )
     return kid, cursor.rowcount == 1
 
 
-def revoke(conn: sqlite3.Connection, table: Table, kid: bytes, *, now: float | None = None) -> bool:
+def revoke(conn: Database, table: Table, kid: bytes, *, now: float | None = None) -> bool:
     """Mark a key revoked (keeping the first revocation time); False if the kid is not registered."""
     when = time.time() if now is None else now
     conn.execute(f"UPDATE {table} SET revoked_at = COALESCE(revoked_at, ?) WHERE kid = ?", (when, kid))
     return conn.execute(f"SELECT 1 FROM {table} WHERE kid = ?", (kid,)).fetchone() is not None
 
 
-def list_signers(conn: sqlite3.Connection, table: Table) -> list[Signer]:
+def list_signers(conn: Database, table: Table) -> list[Signer]:
     """Every registered key, oldest first."""
     rows = conn.execute(
         f"SELECT kid, public_key, label, added_at, revoked_at FROM {table} ORDER BY added_at, kid"
@@ -76,7 +76,7 @@ def list_signers(conn: sqlite3.Connection, table: Table) -> list[Signer]:
 
 
 def import_devices(
-    conn: sqlite3.Connection, entries: Iterable[Mapping[str, Any]], *, now: float | None = None
+    conn: Database, entries: Iterable[Mapping[str, Any]], *, now: float | None = None
 ) -> tuple[int, int]:
     """Register devices from a registry export (`{"public_key": hex, "label"?, "revoked_at"?}` each).
 
@@ -101,18 +101,13 @@ def import_devices(
             raise ValueError(f"entry {i}: revoked_at must be a Unix time")
         parsed.append((parse_public_key(entry["public_key"]), label, revoked_at))
     added = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with conn.transaction():
         for public_key, label, revoked_at in parsed:
             added += add(conn, "devices", public_key, label=label, revoked_at=revoked_at, now=now)[1]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return added, len(parsed) - added
 
 
-def resolver(conn: sqlite3.Connection, table: Table) -> Callable[[bytes], Ed25519PublicKey]:
+def resolver(conn: Database, table: Table) -> Callable[[bytes], Ed25519PublicKey]:
     """kid -> public key for the protocol verifiers; raises UnknownDevice or Revoked."""
     what = "gateway" if table == "gateways" else "device"
 

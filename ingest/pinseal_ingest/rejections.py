@@ -15,7 +15,6 @@ transaction as the row it stands for, so stored plus tallied is every rejection,
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Hashable
@@ -23,8 +22,9 @@ from contextvars import ContextVar
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from pinseal_ingest import db, store
+from pinseal_ingest import store
 from pinseal_ingest.accept import Rejection
+from pinseal_ingest.storage import Database
 from pinseal_protocol import retention
 from pinseal_protocol.ratelimit import TokenBuckets
 
@@ -93,7 +93,7 @@ class RejectionPolicy:
             registry=registry,
         )
 
-    def source(self, conn: sqlite3.Connection, rejection: Rejection, client: str | None) -> Hashable:
+    def source(self, conn: Database, rejection: Rejection, client: str | None) -> Hashable:
         kid = rejection.gateway_kid
         if kid is not None and conn.execute("SELECT 1 FROM gateways WHERE kid = ?", (kid,)).fetchone():
             return ("gateway", kid)
@@ -106,7 +106,7 @@ class RejectionPolicy:
             return False
         return (isinstance(source, tuple) and source[0] == "gateway") or self._anonymous.allow("anonymous")
 
-    def record(self, conn: sqlite3.Connection, rejection: Rejection, now: float, client: str | None) -> bool:
+    def record(self, conn: Database, rejection: Rejection, now: float, client: str | None) -> bool:
         """Store `rejection` (with waiting tallies and a due prune, one transaction) or tally it; True
         if stored."""
         if not self._allow(self.source(conn, rejection, client)):
@@ -119,13 +119,13 @@ class RejectionPolicy:
         self._write(conn, now, rejection)
         return True
 
-    def flush(self, conn: sqlite3.Connection, now: float | None = None) -> None:
+    def flush(self, conn: Database, now: float | None = None) -> None:
         """Write the waiting tallies (and prune if due)."""
         self._write(conn, time.time() if now is None else now, None)
 
-    def _write(self, conn: sqlite3.Connection, now: float, rejection: Rejection | None) -> None:
+    def _write(self, conn: Database, now: float, rejection: Rejection | None) -> None:
         pending = dict(self._pending)
-        with db.Transaction(conn):
+        with conn.transaction():
             if rejection is not None:
                 store.record_rejection(
                     conn,

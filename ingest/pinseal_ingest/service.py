@@ -6,7 +6,6 @@ single worker thread that owns the connection. `/metrics` and `/healthz` stay re
 """
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from pinseal_ingest import accept, db, store
 from pinseal_ingest.accept import Accepted, Rejection
 from pinseal_ingest.metrics import IngestMetrics
 from pinseal_ingest.rejections import CLIENT, RejectionPolicy
+from pinseal_ingest.storage import Database
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class IngestService:
 
     def __init__(self, path: str | Path, metrics: IngestMetrics | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-ingest-db")
-        self._conn: sqlite3.Connection = self._executor.submit(db.connect, path).result()
+        self._conn: Database = self._executor.submit(db.connect, path).result()
         self.metrics = metrics or IngestMetrics()
         self._rejections = RejectionPolicy(self.metrics.registry)
 

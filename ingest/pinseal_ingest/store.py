@@ -8,11 +8,12 @@ A leaf with a row in `bundles` is one whose device signature the ingest verified
 one (committed by a "proofs" batch) is held on its gateway's signed word only (`verified_by`).
 """
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from pinseal_ingest.db import seq_key, seq_value
+from pinseal_ingest.storage import Database
+from pinseal_ingest.storage.migrations import first_reading_time
 from pinseal_protocol import retention
 from pinseal_protocol.batch import BatchHeader, Mode, TimeFlags
 from pinseal_protocol.bundle import Bundle
@@ -30,7 +31,7 @@ class ChainHead:
     batch_hash: bytes
 
 
-def chain_head(conn: sqlite3.Connection, gateway_kid: bytes) -> ChainHead | None:
+def chain_head(conn: Database, gateway_kid: bytes) -> ChainHead | None:
     row = conn.execute(
         "SELECT batch_no, hash FROM batches WHERE gateway_kid = ? ORDER BY batch_no DESC LIMIT 1",
         (gateway_kid,),
@@ -38,11 +39,11 @@ def chain_head(conn: sqlite3.Connection, gateway_kid: bytes) -> ChainHead | None
     return ChainHead(row[0], row[1]) if row else None
 
 
-def has_batch(conn: sqlite3.Connection, batch_hash: bytes) -> bool:
+def has_batch(conn: Database, batch_hash: bytes) -> bool:
     return conn.execute("SELECT 1 FROM batches WHERE hash = ?", (batch_hash,)).fetchone() is not None
 
 
-def committed_batch(conn: sqlite3.Connection, bundle_hash: bytes) -> bytes | None:
+def committed_batch(conn: Database, bundle_hash: bytes) -> bytes | None:
     """The hash of the stored batch that already holds this bundle as a leaf, if any."""
     row = conn.execute("SELECT batch_hash FROM leaves WHERE bundle_hash = ?", (bundle_hash,)).fetchone()
     return row[0] if row else None
@@ -51,7 +52,7 @@ def committed_batch(conn: sqlite3.Connection, bundle_hash: bytes) -> bytes | Non
 _INDEX_COLUMNS = "seq, last_seq, prev, hash"
 
 
-def relevant_bundles(conn: sqlite3.Connection, candidate: Bundle) -> list[StoredBundle]:
+def relevant_bundles(conn: Database, candidate: Bundle) -> list[StoredBundle]:
     """The stored bundles of the candidate's device that `history.classify` needs to judge it.
 
     classify looks at: a bundle with the same hash (duplicate); bundles overlapping its readings
@@ -80,7 +81,7 @@ def relevant_bundles(conn: sqlite3.Connection, candidate: Bundle) -> list[Stored
     return list(found.values())
 
 
-def high_water(conn: sqlite3.Connection, kid: bytes) -> int | None:
+def high_water(conn: Database, kid: bytes) -> int | None:
     """The last sequence number of the device's highest stored bundle (stored bundles never overlap)."""
     row = conn.execute(
         "SELECT last_seq FROM bundles WHERE kid = ? ORDER BY seq DESC LIMIT 1", (kid,)
@@ -88,13 +89,16 @@ def high_water(conn: sqlite3.Connection, kid: bytes) -> int | None:
     return None if row is None else seq_value(row[0])
 
 
-def insert_bundle(conn: sqlite3.Connection, bundle: Bundle, time_flag: str | None = None) -> None:
+def insert_bundle(conn: Database, bundle: Bundle, time_flag: str | None = None) -> None:
     """A bundle the ingest verified itself, with its own verdict on the reading times."""
+    t = first_reading_time(bundle)
+    conn.need_partition(t)
     conn.execute(
-        "INSERT INTO bundles (hash, kid, seq, last_seq, prev, link, n_readings, raw, ingest_time_flag)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO bundles (hash, t, kid, seq, last_seq, prev, link, n_readings, raw, ingest_time_flag)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bundle.bundle_hash,
+            t,
             bundle.kid,
             seq_key(bundle.seq),
             seq_key(bundle.last_seq),
@@ -108,7 +112,7 @@ def insert_bundle(conn: sqlite3.Connection, bundle: Bundle, time_flag: str | Non
 
 
 def insert_batch(
-    conn: sqlite3.Connection,
+    conn: Database,
     header: BatchHeader,
     mode: Mode,
     leaves: list[bytes],
@@ -149,7 +153,7 @@ class ReceiveWindow:
     last_received: int
 
 
-def unverified_leaf(conn: sqlite3.Connection, bundle_hash: bytes) -> ReceiveWindow | None:
+def unverified_leaf(conn: Database, bundle_hash: bytes) -> ReceiveWindow | None:
     """The committing batch's window if this bundle is a leaf the ingest holds only a gateway's word for."""
     row = conn.execute(
         "SELECT b.first_received, b.last_received FROM leaves l JOIN batches b ON b.hash = l.batch_hash"
@@ -173,7 +177,7 @@ _LEAF_TRUST = (
 )
 
 
-def verified_by_counts(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, int]:
+def verified_by_counts(conn: Database, batch_hash: bytes) -> dict[str, int]:
     """How many of a batch's leaves the ingest verified itself and how many it holds on the gateway's word."""
     total, verified = conn.execute(
         "SELECT COUNT(*), COUNT(u.hash) FROM leaves l LEFT JOIN bundles u ON u.hash = l.bundle_hash"
@@ -183,7 +187,7 @@ def verified_by_counts(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str,
     return {"ingest": int(verified), "gateway": int(total) - int(verified)}
 
 
-def flagged_leaves(conn: sqlite3.Connection, batch_hash: bytes, limit: int) -> list[dict[str, Any]]:
+def flagged_leaves(conn: Database, batch_hash: bytes, limit: int) -> list[dict[str, Any]]:
     """The batch's leaves with a time flag from either side, in leaf order (at most `limit`)."""
     rows = conn.execute(
         f"{_LEAF_TRUST} AND (l.gateway_time_flag IS NOT NULL OR u.ingest_time_flag IS NOT NULL)"
@@ -196,7 +200,7 @@ def flagged_leaves(conn: sqlite3.Connection, batch_hash: bytes, limit: int) -> l
     ]
 
 
-def leaves_info(conn: sqlite3.Connection, batch_hash: bytes) -> list[dict[str, Any]]:
+def leaves_info(conn: Database, batch_hash: bytes) -> list[dict[str, Any]]:
     """Every leaf of a batch: who verified it and both sides' time flags."""
     rows = conn.execute(f"{_LEAF_TRUST} ORDER BY l.leaf_index", (batch_hash,)).fetchall()
     return [
@@ -211,7 +215,7 @@ def leaves_info(conn: sqlite3.Connection, batch_hash: bytes) -> list[dict[str, A
 
 
 def record_rejection(
-    conn: sqlite3.Connection,
+    conn: Database,
     *,
     reason: str,
     detail: str,
@@ -231,7 +235,7 @@ def record_rejection(
     )
 
 
-def batch_info(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, Any] | None:
+def batch_info(conn: Database, batch_hash: bytes) -> dict[str, Any] | None:
     """A stored batch as JSON-ready fields."""
     row = conn.execute(
         "SELECT hash, gateway_kid, batch_no, prev_hash, root, count, first_received, last_received, mode,"
@@ -263,7 +267,7 @@ def batch_info(conn: sqlite3.Connection, batch_hash: bytes) -> dict[str, Any] | 
     return info
 
 
-def bundle_info(conn: sqlite3.Connection, bundle_hash: bytes) -> dict[str, Any] | None:
+def bundle_info(conn: Database, bundle_hash: bytes) -> dict[str, Any] | None:
     """A committed bundle: its batch and leaf index, who verified it, both sides' time flags, and its
     body if the ingest has it (then it verified the device signature itself)."""
     leaf = conn.execute(
@@ -297,7 +301,7 @@ def bundle_info(conn: sqlite3.Connection, bundle_hash: bytes) -> dict[str, Any] 
     return info
 
 
-def counts(conn: sqlite3.Connection) -> dict[str, Any]:
+def counts(conn: Database) -> dict[str, Any]:
     """Totals for `pinseal-ingest stats`."""
 
     def scalar(sql: str) -> int:

@@ -8,7 +8,6 @@ because pytest puts every tests folder on sys.path.
 import asyncio
 import http.client
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,7 +98,7 @@ class Response:
 class IngestServer:
     """`pinseal_ingest.server.serve` on a free loopback port, in a thread with its own event loop."""
 
-    def __init__(self, db_path: Path, *, max_body: int = MAX_BODY) -> None:
+    def __init__(self, db_path: str | Path, *, max_body: int = MAX_BODY) -> None:
         self.db_path = db_path
         self.max_body = max_body
         self._ready = threading.Event()
@@ -185,7 +184,9 @@ class IngestServer:
         return self.request("GET", path)
 
 
-def register(db_path: Path, *, gateways: Sequence[Gateway] = (), devices: Sequence[SimDevice] = ()) -> None:
+def register(
+    db_path: str | Path, *, gateways: Sequence[Gateway] = (), devices: Sequence[SimDevice] = ()
+) -> None:
     conn = db.connect(db_path)
     for gw in gateways:
         registry.add(conn, "gateways", bytes.fromhex(gw.public_hex))
@@ -194,15 +195,15 @@ def register(db_path: Path, *, gateways: Sequence[Gateway] = (), devices: Sequen
     conn.close()
 
 
-def revoke(db_path: Path, table: registry.Table, public_hex: str) -> None:
+def revoke(db_path: str | Path, table: registry.Table, public_hex: str) -> None:
     conn = db.connect(db_path)
     registry.revoke(conn, table, keys.key_id(bytes.fromhex(public_hex)))
     conn.close()
 
 
-def table_counts(db_path: Path) -> dict[str, int]:
+def table_counts(db_path: str | Path) -> dict[str, int]:
     """Rows of what a batch writes (rejections excluded)."""
-    conn = sqlite3.connect(db_path)
+    conn = db.connect(db_path)
     try:
         return {
             t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
@@ -212,9 +213,10 @@ def table_counts(db_path: Path) -> dict[str, int]:
         conn.close()
 
 
-def rejection_rows(db_path: Path) -> list[tuple[str, int | None, bytes | None]]:
-    conn = sqlite3.connect(db_path)
+def rejection_rows(db_path: str | Path) -> list[tuple[str, int | None, bytes | None]]:
+    conn = db.connect(db_path)
     try:
-        return conn.execute("SELECT reason, bundle_index, evidence FROM rejections ORDER BY id").fetchall()
+        rows = conn.execute("SELECT reason, bundle_index, evidence FROM rejections ORDER BY id").fetchall()
+        return [tuple(row) for row in rows]
     finally:
         conn.close()

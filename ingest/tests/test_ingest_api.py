@@ -24,7 +24,7 @@ from pinseal_protocol import batch, dcbor
 
 @dataclass
 class Env:
-    db: Path
+    db: str
     server: IngestServer
     gateway: Gateway
     device: SimDevice
@@ -32,8 +32,8 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    db = tmp_path / "ingest.sqlite"
+def env(ingest_target: str) -> Iterator[Env]:
+    db = ingest_target
     gateway, device, other = Gateway(key(1)), sim_device(2), sim_device(3)
     register(db, gateways=[gateway], devices=[device, other])
     with IngestServer(db) as server:

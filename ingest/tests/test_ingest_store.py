@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ class FakeBundle:
     kid: bytes = KID
     n_readings: int = 1
     raw: bytes = b""
+    rows: tuple[Any, ...] = ()  # no readings: the bundle's time (partition key) is then 0
 
     @property
     def link(self) -> bytes:

@@ -24,7 +24,7 @@ from pinseal_protocol import batch
 
 @dataclass
 class Env:
-    db: Path
+    db: str
     server: IngestServer
     gateway: Gateway
     other_gateway: Gateway
@@ -32,8 +32,8 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    db = tmp_path / "ingest.sqlite"
+def env(ingest_target: str) -> Iterator[Env]:
+    db = ingest_target
     gateway, other_gateway, device = Gateway(key(1)), Gateway(key(4)), sim_device(2)
     register(db, gateways=[gateway, other_gateway], devices=[device])
     with IngestServer(db) as server:

@@ -8,8 +8,8 @@ transaction as what it accounts for, so a rolled-back write leaves it exact.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 TALLY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS rejections_unstored (
@@ -20,29 +20,38 @@ CREATE TABLE IF NOT EXISTS rejections_unstored (
 )
 """
 
+
+class SqlConnection(Protocol):
+    """What these functions need of a connection: sqlite3's, or the ingest's `Database` (either engine)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
 RATE_LIMITED = "rate_limited"
 PRUNED = "pruned"
 
 
-def ensure_tally(conn: sqlite3.Connection) -> None:
+def ensure_tally(conn: SqlConnection) -> None:
     conn.execute(TALLY_SCHEMA)
 
 
-def count_unstored(conn: sqlite3.Connection, counts: Mapping[tuple[str, str], int]) -> None:
+def count_unstored(conn: SqlConnection, counts: Mapping[tuple[str, str], int]) -> None:
     """Add `counts` ((reason, why) -> n) to the tally, in the caller's transaction."""
     conn.executemany(
         "INSERT INTO rejections_unstored (reason, why, n) VALUES (?, ?, ?)"
-        " ON CONFLICT (reason, why) DO UPDATE SET n = n + excluded.n",
+        " ON CONFLICT (reason, why) DO UPDATE SET n = rejections_unstored.n + excluded.n",
         [(reason, why, n) for (reason, why), n in counts.items() if n],
     )
 
 
-def unstored(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+def unstored(conn: SqlConnection) -> dict[tuple[str, str], int]:
     """The tally: (reason, why) -> rejections counted but not in the table."""
     return {(r, w): n for r, w, n in conn.execute("SELECT reason, why, n FROM rejections_unstored")}
 
 
-def prune(conn: sqlite3.Connection, *, max_rows: int, max_age_s: float, now: float) -> dict[str, int]:
+def prune(conn: SqlConnection, *, max_rows: int, max_age_s: float, now: float) -> dict[str, int]:
     """Delete rejections older than `max_age_s` and all but the newest `max_rows`, tallying them as
     pruned; returns reason -> rows deleted. One scan of a table this keeps bounded."""
     cut = conn.execute("SELECT id FROM rejections ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)).fetchone()
