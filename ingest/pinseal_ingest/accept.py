@@ -137,6 +137,12 @@ def accept(conn: Database, body: bytes, *, idempotency_key: str | None, now: flo
 
 def _accept_uplink(conn: Database, uplink: UplinkBatch, now: float) -> Accepted:
     with conn.transaction():
+        # The claimed gateway's lock before anything is read: the same batch sent to two workers at once
+        # is then stored by one and found a duplicate by the other, which would otherwise have checked
+        # "not stored" first and, after waiting for the winner, seen its own batch_no taken (a conflict).
+        # The claim is unverified, but a lock key is all it is used for here.
+        claimed = _peek_kid(uplink.header)
+        conn.lock("gateways", [claimed] if claimed is not None else [])
         if not store.has_batch(conn, uplink.batch_hash):
             return _with_trust(conn, _verify_and_store(conn, uplink, now))
     if uplink.bundles is not None:

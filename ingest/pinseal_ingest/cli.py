@@ -1,6 +1,6 @@
 """`pinseal-ingest`: run the network ingest and manage whom it trusts.
 
-    pinseal-ingest run --db PATH [--listen 127.0.0.1:8700] [--max-body BYTES]
+    pinseal-ingest run --db PATH|URL [--listen 127.0.0.1:8700] [--max-body BYTES] [--workers N]
     pinseal-ingest gateways add PUBKEY_HEX [--label TEXT] | list | revoke KID_HEX
     pinseal-ingest devices add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
     pinseal-ingest stats
@@ -23,7 +23,8 @@ from pathlib import Path
 from pinseal_ingest import db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
-from pinseal_ingest.storage import is_url
+from pinseal_ingest.storage import SchemaTooNew, is_url
+from pinseal_ingest.workers import Supervisor, WorkerConfig
 from pinseal_protocol import keys, labels
 from pinseal_protocol.cli_parser import SuggestingParser, add_version
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.db, args.db_source = _db_path(args.db)
     try:
         return int(args.handler(args))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SchemaTooNew) as exc:
         print(f"pinseal-ingest: {exc}", file=sys.stderr)
         return 2
 
@@ -60,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="serve the HTTP API until SIGTERM")
     run.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     run.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted body in bytes")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes serving the port, verifying on every core (PostgreSQL lets them store at once; "
+        "on SQLite they take turns) (default %(default)s)",
+    )
+    run.add_argument("--pid-file", help="with --workers: write the parent's and the workers' pids here")
     run.set_defaults(handler=_run)
 
     for table in ("gateways", "devices"):
@@ -106,11 +115,25 @@ def _existing_db(args: argparse.Namespace) -> str:
     return str(args.db)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(args.listen)
-    asyncio.run(serve(args.db, host, port, max_body=args.max_body))
-    return 0
+    if args.workers == 1 and not args.pid_file:
+        asyncio.run(serve(args.db, host, port, max_body=args.max_body))
+        return 0
+    db.connect(args.db).close()  # schema ready (or a clear error) before any worker starts
+    config = WorkerConfig(str(args.db), host, port, args.max_body)
+    return Supervisor(config, args.workers, Path(args.pid_file) if args.pid_file else None).run()
 
 
 def _add(args: argparse.Namespace) -> int:

@@ -35,13 +35,17 @@ async def serve(
     max_body: int = MAX_BODY,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve until `stop` is set, or until SIGTERM/SIGINT when no event is given."""
+    """Serve until `stop` is set, or until SIGTERM/SIGINT when no event is given.
+
+    `reuse_port`: one of several worker processes on the same port (SO_REUSEPORT: the kernel spreads
+    the connections over them; see workers.py)."""
     service = IngestService(db_path)
     runner = web.AppRunner(create_app(service, max_body=max_body), handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         addresses = [f"{a[0]}:{a[1]}" for a in runner.addresses]
         log.info("pinseal-ingest listening on %s, database %s", ", ".join(addresses), db_path)

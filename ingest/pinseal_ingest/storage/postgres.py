@@ -15,6 +15,7 @@ two fixed edge partitions, so no monthly partition can ever overlap rows already
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,7 +84,12 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, *, connect_timeout_s: int = 10) -> None:
         self.target = redact(url)
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout_s)
+            self.conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=connect_timeout_s,
+                application_name=f"pinseal-ingest[{os.getpid()}]",  # which process, in pg_stat_activity
+            )
         except psycopg.OperationalError as exc:
             raise ConnectionError(f"cannot connect to PostgreSQL at {self.target}: {exc}") from exc
         self._sql: dict[str, str] = {}
