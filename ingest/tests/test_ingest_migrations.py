@@ -71,4 +71,3 @@ def test_schema_1_bundles_get_their_time_and_keep_everything(tmp_path: Path) -> 
         assert store.high_water(conn, device.kid) == 8  # the indexes came back with the table
     finally:
         conn.close()
-

@@ -202,3 +202,24 @@ def test_sqlite_workers_take_turns_and_store_once(tmp_path: Path) -> None:
             statuses = Counter(r.body["status"] for r in at_once([lambda m=made: send(ingest.port, m)] * 4))
             assert statuses == {"stored": 1, "duplicate": 3}
     assert table_counts(path) == {"batches": 3, "leaves": 15, "bundles": 15}
+
+
+def test_metrics_add_up_over_the_workers_even_after_one_died(workers: tuple[str, IngestProcess]) -> None:
+    """A scrape lands on one worker at random; every worker answers with the sum over all of them, and
+    the counts of a killed worker stay in it."""
+    import os
+    import signal
+
+    from ingest_processes import request
+
+    url, ingest = workers
+    gateway, device = Gateway(key(1)), sim_device(2)
+    register(url, gateways=[gateway], devices=[device])
+    made = [gateway.make([device.seal()]) for _ in range(12)]
+    for m in made:
+        assert send(ingest.port, m).status == 200
+    os.kill(ingest.worker_pids()[0], signal.SIGKILL)
+    time.sleep(1)
+    for _ in range(6):  # new connections: the kernel spreads them over the workers
+        body = request(ingest.port, "GET", "/metrics").body
+        assert 'pinseal_ingest_batches_stored_total{mode="bundles"} 12.0' in body, body
