@@ -267,6 +267,11 @@ def _store_bundles(conn: Database, bodies: tuple[bytes, ...], header: BatchHeade
     conn.lock("devices", (verified.kid for _, verified in signed))
     high_water: dict[bytes, int | None] = {}
     for i, verified in signed:
+        try:  # again: another worker's batch may have committed it while this one waited for the lock
+            _check_not_committed(conn, verified.bundle_hash, set(), i)
+        except Rejection as rejection:
+            refused.append(rejection)
+            continue
         kid = verified.kid
         if kid not in high_water:
             high_water[kid] = store.high_water(conn, kid)

@@ -1,8 +1,19 @@
-"""Prometheus metrics of the ingest, in a registry of its own (one per service, so tests can run many)."""
+"""Prometheus metrics of the ingest, in a registry of its own (one per service, so tests can run many).
+
+With `run --workers N` every worker counts what it handled and a scrape reaches one worker at random, so
+the supervisor sets PROMETHEUS_MULTIPROC_DIR (workers.py) and each worker answers `/metrics` with the sum
+over all workers, the ones that died and were replaced included: a counter never goes backwards because
+the worker that handled those batches crashed.
+"""
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from pinseal_ingest.accept import Accepted
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class IngestMetrics:
@@ -52,5 +63,10 @@ class IngestMetrics:
         self.batches_rejected.labels(reason).inc()
 
     def exposition(self) -> bytes:
-        """The text format for `GET /metrics`."""
+        """The text format for `GET /metrics`: this process's, or every worker's together."""
+        shared = os.environ.get(MULTIPROC_ENV)
+        if shared:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=shared)
+            return generate_latest(merged)
         return generate_latest(self.registry)

@@ -91,6 +91,7 @@ class RejectionPolicy:
             "Rejections counted but not in the rejections table, by reason and why (rate_limited, pruned)",
             ["reason", "why"],
             registry=registry,
+            multiprocess_mode="livemax",  # workers: the table's tally is shared, each adds its waiting ones
         )
 
     def source(self, conn: Database, rejection: Rejection, client: str | None) -> Hashable:

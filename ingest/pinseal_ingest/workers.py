@@ -21,14 +21,17 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from pinseal_ingest.api import MAX_BODY
+from pinseal_ingest.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         held = reserve_port(self.config.host, self.config.port)
+        metrics_dir = tempfile.mkdtemp(prefix="pinseal-ingest-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the workers, read before their first metric
         self.config = WorkerConfig(
             self.config.db, self.config.host, held.getsockname()[1], self.config.max_body
         )
@@ -137,6 +142,7 @@ class Supervisor:
         finally:
             held.close()
             self._stop_all()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stopping = True

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from pinseal_protocol import bundle as pbundle
+from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
 from pinseal_protocol.errors import RejectedMessage
-from pinseal_provision import cert, devconfig, fleet, masking
+from pinseal_provision import devconfig, fleet, masking
 from pinseal_provision.device import Board
 from pinseal_provision.errors import (
     AlreadyEnrolled,

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, GatewaySetup, blank_board
+from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
-from pinseal_provision import cert, deploy, enroll, fleet, profiles
+from pinseal_provision import deploy, enroll, fleet, profiles
 from pinseal_provision.cli import main as cli_main
 from pinseal_provision.device import Board
 from pinseal_provision.enroll import EnrollOptions

@@ -9,8 +9,9 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
-from pinseal_provision import batch, cert, devconfig, fleet, ports
+from pinseal_provision import batch, devconfig, fleet, ports
 from pinseal_provision.cli import main as cli_main
 from pinseal_provision.enroll import EnrollOptions, bundle_interval_s
 from pinseal_provision.errors import BadInput, BoardTimeout, FleetKeyMissing, PortNotFound

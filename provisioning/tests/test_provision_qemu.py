@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, GatewaySetup
+from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
-from pinseal_provision import cert, fleet
+from pinseal_provision import fleet
 
 START_TIMEOUT_S = 15
 
