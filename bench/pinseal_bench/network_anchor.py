@@ -44,7 +44,6 @@ def anchor_cost() -> tuple[dict[str, Any] | None, str]:
     """({mode: daily cost, "gas_per_tx": ..., "interval_s": ...}, note) or (None, why not)."""
     try:
         from eth_account import Account
-
         from pinseal_anchor.cost import daily_cost, measure_anchor_gas
     except ImportError as exc:
         return None, f"not measured: pinseal_anchor is not importable here ({exc.name})"

@@ -39,10 +39,12 @@ def _wait_healthy(port: int, ingest: subprocess.Popen[bytes], log: Path) -> None
     while time.monotonic() < deadline:
         if ingest.poll() is not None:
             raise RuntimeError(f"the ingest exited ({ingest.returncode}): {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.1)
     raise TimeoutError("the ingest did not answer /healthz")
 
@@ -147,9 +149,7 @@ def drain(
         if server:
             db_bytes = counter.scalar("SELECT pg_database_size(current_database())")
         else:
-            db_bytes = sum(
-                p.stat().st_size for p in (Path(target), Path(target + "-wal")) if p.exists()
-            )
+            db_bytes = sum(p.stat().st_size for p in (Path(target), Path(target + "-wal")) if p.exists())
     finally:
         if counter is not None:
             counter.close()

@@ -137,6 +137,7 @@ class FillSpec:
         return max(1, self.months * 30 * 86400 // per_device)
 
 
+BUNDLE_COLUMNS = "hash, t, kid, seq, last_seq, prev, link, n_readings, raw, ingest_time_flag"
 DeviceState = tuple[int, bytes, int]  # next seq, prev, next time
 
 
@@ -194,12 +195,11 @@ def _fill_gateway(args: tuple[str, FillSpec, int, int, int, list[DeviceState], b
                     " last_received, mode, header, received_at, version) FROM STDIN"
                 ) as copy:
                     copy.write("\t".join(fields) + "\n")
-                with cur.copy("COPY leaves (bundle_hash, batch_hash, leaf_index, gateway_time_flag) FROM STDIN") as copy:
-                    copy.write("".join(leaf_lines))
                 with cur.copy(
-                    "COPY bundles (hash, t, kid, seq, last_seq, prev, link, n_readings, raw, ingest_time_flag)"
-                    " FROM STDIN"
+                    "COPY leaves (bundle_hash, batch_hash, leaf_index, gateway_time_flag) FROM STDIN"
                 ) as copy:
+                    copy.write("".join(leaf_lines))
+                with cur.copy(f"COPY bundles ({BUNDLE_COLUMNS}) FROM STDIN") as copy:
                     copy.write("".join(bundle_lines))
             picked += rng.sample(hashes, min(sample, len(hashes)))
             prev_batch = batch_hash

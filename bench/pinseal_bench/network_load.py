@@ -182,7 +182,9 @@ async def _post_chain(
             return  # the rest of this chain would only meet chain gaps
 
 
-async def post_all(url: str, chains: list[list[tuple[bytes, str]]], in_flight: int, timeout_s: float) -> PostStats:
+async def post_all(
+    url: str, chains: list[list[tuple[bytes, str]]], in_flight: int, timeout_s: float
+) -> PostStats:
     import aiohttp
 
     stats = PostStats()
