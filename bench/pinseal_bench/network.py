@@ -55,24 +55,34 @@ def run_drains(args: argparse.Namespace) -> dict[str, Any]:
     n = args.workers_n
     plan = {"sqlite": ("sqlite", 1), "pg1": ("postgresql", 1), "pg2": ("postgresql", 2)}
     plan["pgN"] = ("postgresql", n)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in args.runs}
+    for round_no in range(args.rounds):  # interleaved, so a burst of other load hits one round, not one setup
+        for name in args.runs:
+            engine, workers = plan[name]
+            if name == "pgN" and n == 2 and "pg2" in rounds:
+                continue  # N = os.cpu_count() = 2: the 2-worker run is the N-worker run
+            print(f"network: drain {name} round {round_no + 1} ({engine}, {workers} worker(s))", flush=True)
+            r = network_drain.drain(
+                engine, workers, cache, chains,
+                expected_readings=spec.bundles * network_load.READINGS_PER_BUNDLE,
+                in_flight=args.in_flight, timeout_s=args.drain_timeout,
+            )  # fmt: skip
+            rounds[name].append(r)
+            print(
+                f"network: {name}: {r['readings_per_s']:,} readings/s, "
+                f"{r['cpu_ms_per_reading']} CPU-ms/reading, {r['db_bytes_per_reading']} B/reading",
+                flush=True,
+            )
     runs: dict[str, Any] = {}
-    for name in args.runs:
-        engine, workers = plan[name]
-        if name == "pgN" and n == 2 and "pg2" in runs:
-            runs[name] = {**runs["pg2"], "same_as": "pg2"}  # N = os.cpu_count() = 2: one run, not two
+    for name, done in rounds.items():
+        if not done:
+            runs[name] = {**runs["pg2"], "same_as": "pg2"}
             continue
-        print(f"network: drain {name} ({engine}, {workers} worker(s))", flush=True)
-        runs[name] = network_drain.drain(
-            engine, workers, cache, chains,
-            expected_readings=spec.bundles * network_load.READINGS_PER_BUNDLE,
-            in_flight=args.in_flight, timeout_s=args.drain_timeout,
-        )  # fmt: skip
-        r = runs[name]
-        print(
-            f"network: {name}: {r['readings_per_s']:,} readings/s, {r['cpu_ms_per_reading']} CPU-ms/reading, "
-            f"{r['db_bytes_per_reading']} B/reading",
-            flush=True,
-        )
+        best = min(done, key=lambda r: r["cpu_ms_per_reading"])  # the least disturbed round
+        runs[name] = {
+            **best,
+            "rounds": [{k: r[k] for k in ("readings_per_s", "cpu_ms_per_reading", "seconds")} for r in done],
+        }
     return {"backlog": spec.__dict__, "workers_n": n, "in_flight": args.in_flight, "runs": runs}
 
 
@@ -263,6 +273,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--devices-per-gateway", type=int, default=10)
     parser.add_argument("--batch-bundles", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="drains per setup, interleaved; the least disturbed is reported"
+    )
     parser.add_argument("--workers-n", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--runs", default="sqlite,pg1,pg2,pgN", type=lambda s: s.split(","))
     parser.add_argument("--drain-timeout", type=float, default=900)
