@@ -229,7 +229,7 @@ def verify_anchored_proof(
         raise ProofError("the anchor was made through a contract: give the contract's address (--contract)")
 
     wanted = default_confirmations(chain_id) if min_confirmations is None else min_confirmations
-    client = client or ChainClient(rpc_url, chain_id)
+    client = client or ChainClient(rpc_url)
     try:
         return _check_chain(
             client,
