@@ -169,7 +169,9 @@ def test_reorg_below_depth_reanchors(chain: HardhatNode, tmp_path: Path) -> None
     chain.mine(2)
     until_confirmed(anchorer, chain)
     (confirmed,) = outbox.in_state(anchorer.db, "confirmed")
-    assert confirmed.block_hash != sent.block_hash
+    # re-sent as the same signed transaction (its nonce was open again): one root, one mined transaction
+    assert confirmed.block_hash != sent.block_hash and confirmed.nonce == sent.nonce
+    assert len(outbox.txs_of(anchorer.db, confirmed.id)) == 1
     doc = proof_of(anchorer, batches[0], 0)
     result = verify_anchored_proof(
         doc,
