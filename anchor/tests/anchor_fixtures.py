@@ -71,7 +71,7 @@ class LeafQueue:
     """The `source` an ingest gives the anchorer: its stored batch hashes in storage order, minus the
     anchored ones."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: Any) -> None:
         self.db = db
         self.stored: list[bytes] = []
 
@@ -84,10 +84,10 @@ class LeafQueue:
 
 
 def make_anchorer(
-    tmp: Path, node_url: str, *, fund: Any, timeout_s: float = 3.0, **kwargs: Any
+    tmp: Path, node_url: str, *, fund: Any, timeout_s: float = 3.0, db: Any = None, **kwargs: Any
 ) -> tuple[Anchorer, LeafQueue]:
-    """An anchorer on a fresh SQLite outbox and a freshly generated, funded anchoring key."""
-    db = SqliteDatabase(tmp / "anchor.db")
+    """An anchorer on a fresh SQLite outbox (or `db`) and a freshly generated, funded anchoring key."""
+    db = SqliteDatabase(tmp / "anchor.db") if db is None else db
     address = generate_key(tmp / "keys" / "anchor.key")
     fund(address)
     source = LeafQueue(db)
