@@ -20,8 +20,9 @@ DDL differs per dialect (BLOB/REAL vs BYTEA/DOUBLE PRECISION, identity columns);
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -226,6 +227,35 @@ def seal(db: Database, leaves: Sequence[bytes], now: float | None = None) -> Anc
                 (leaf, anchor_id, index),
             )
     return get(db, int(anchor_id))
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def unanchored_from(
+    db: Database, table: str, column: str, order_by: Sequence[str]
+) -> Callable[[int], list[bytes]]:
+    """A leaf source over the caller's own table: `column` values without an anchor_leaves row, in
+    `order_by` order (e.g. the ingest: `unanchored_from(db, "batches", "hash", ["received_at", "hash"])`).
+
+    The caller names its table, so no other component's schema is written into this package; the names are
+    identifiers checked here (they are put into the SQL text), never user input.
+    """
+    for name in (table, column, *order_by):
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"{name!r} is not a plain SQL identifier")
+    if not order_by:
+        raise ValueError("leaves come in a fixed order: give order_by")
+    sql = (
+        f"SELECT t.{column} FROM {table} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM anchor_leaves a WHERE a.leaf = t.{column}) "
+        f"ORDER BY {', '.join('t.' + c for c in order_by)} LIMIT ?"
+    )
+
+    def pending_leaves(limit: int) -> list[bytes]:
+        return [bytes(r[0]) for r in db.execute(sql, (limit,))]
+
+    return pending_leaves
 
 
 # --- reading -----------------------------------------------------------------------------------------

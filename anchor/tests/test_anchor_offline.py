@@ -123,6 +123,21 @@ def test_outbox_seals_each_leaf_once(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "a.db").stat().st_mode) == 0o600
 
 
+def test_unanchored_leaves_from_the_callers_table(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "a.db")
+    outbox.init_schema(db)
+    db.execute("CREATE TABLE batches (hash BLOB PRIMARY KEY, received_at REAL NOT NULL)")
+    stored = leaves(5)
+    for i, leaf in enumerate(reversed(stored)):  # inserted newest first: the order comes from received_at
+        db.execute("INSERT INTO batches VALUES (?, ?)", (leaf, 10.0 - i))
+    source = outbox.unanchored_from(db, "batches", "hash", ["received_at", "hash"])
+    assert source(10) == stored and source(2) == stored[:2]
+    outbox.seal(db, source(3))
+    assert source(10) == stored[3:]
+    with pytest.raises(ValueError, match="identifier"):
+        outbox.unanchored_from(db, "batches; DROP TABLE x", "hash", ["hash"])
+
+
 def test_outbox_refuses_other_schema_versions(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "a.db")
     outbox.init_schema(db)

@@ -49,6 +49,11 @@ def test_outbox_on_postgresql(pg: PostgresDatabase) -> None:
     assert outbox.leaf_anchor(pg, leaves[4]) == (first.id + 1, 1)
     status = outbox.status(pg, now=110.0)
     assert (status.pending, status.oldest_unconfirmed_age_s, status.leaves_anchored) == (2, 10.0, 0)
+    pg.execute("CREATE TABLE batches (hash BYTEA PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL)")
+    more = [bytes([9, i]) * 16 for i in range(3)]
+    for i, leaf in enumerate([*leaves, *more]):
+        pg.execute("INSERT INTO batches VALUES (?, ?)", (leaf, float(i)))
+    assert outbox.unanchored_from(pg, "batches", "hash", ["received_at"])(10) == more
     pg.execute("UPDATE anchor_meta SET value = '2' WHERE key = 'schema_version'")
     with pytest.raises(outbox.SchemaError):
         outbox.init_schema(pg)
