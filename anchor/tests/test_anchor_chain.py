@@ -19,7 +19,6 @@ from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.cli import add_commands
 from pinseal_anchor.client import ChainClient
 from pinseal_anchor.cost import daily_cost, measure_anchor_gas
-from pinseal_anchor.deploy import deploy_contract
 from pinseal_anchor.proof import anchor_proof, anchored_proof
 from pinseal_anchor.verify import ProofError, verify_anchored_proof
 
@@ -55,12 +54,20 @@ def fleet_batches(n: int = 3) -> tuple[Fleet, list[GatewayBatch]]:
 
 
 @pytest.mark.parametrize("mode", ["calldata", "contract"])
-def test_anchor_and_verify_end_to_end(chain: HardhatNode, tmp_path: Path, mode: str) -> None:
+def test_anchor_and_verify_end_to_end(
+    chain: HardhatNode, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     contract = None
-    if mode == "contract":
-        deployer = Account.create()
-        chain.fund(deployer.address)
-        contract = deploy_contract(ChainClient(chain.url, 31337), deployer)
+    if mode == "contract":  # deployed through the CLI, from a key made by the CLI
+        key = tmp_path / "deployer" / "key"
+        assert run_cli("anchor", "keygen", "--key", str(key)) == 0
+        chain.fund(capsys.readouterr().out.strip())
+        assert run_cli("anchor", "deploy", "--rpc", chain.url, "--key", str(key), "--chain-id", "31337") == 0
+        contract = capsys.readouterr().out.strip()
+        assert ChainClient(chain.url).w3.eth.get_code(contract) == bytes.fromhex(
+            evm.artifact()["deployedBytecode"][2:]
+        )
+        assert run_cli("anchor", "deploy", "--rpc", chain.url, "--key", str(key), "--chain-id", "1") == 1
     anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund, mode=mode, contract=contract)
     fleet, batches = fleet_batches()
     source.add(*(b.hash for b in batches))
