@@ -233,18 +233,19 @@ class Anchorer:
                 "anchor %d: its block %s was reorganised away; re-sending", anchor.id, anchor.block_hash.hex()
             )
             outbox.mark_unmined(self.db, anchor.id)
-        self._not_mined(anchor, txs[0] if txs else None, now)
+        self._not_mined(anchor, txs, now)
 
-    def _not_mined(self, anchor: Anchor, last: SentTx | None, now: float) -> None:
+    def _not_mined(self, anchor: Anchor, txs: list[SentTx], now: float) -> None:
         """No receipt for any of its transactions: wait, replace, re-broadcast or start afresh."""
-        if last is None:
+        if not txs:
             outbox.back_to_pending(self.db, anchor.id, "no transaction recorded")
             return
-        if self.client.transaction(last.tx_hash) is not None:  # in the node's mempool
+        last = txs[0]
+        # In the node's mempool: the last one, or an earlier one of the same nonce whose replacement the
+        # node refused (it asks a higher bump than ours, or a fee cap held the bump back).
+        if any(self.client.transaction(tx.tx_hash) is not None for tx in txs if tx.nonce == last.nonce):
             if now - last.sent_at >= self.replace_after_s:
-                outbox.back_to_pending(
-                    self.db, anchor.id, f"stuck since {now - last.sent_at:.0f} s: replacing"
-                )
+                outbox.back_to_pending(self.db, anchor.id, f"stuck for {now - last.sent_at:.0f} s: replacing")
             return
         mined, pending = self.client.nonces(self.account.address)
         if mined > last.nonce:
@@ -254,12 +255,23 @@ class Anchorer:
                 self.db, anchor.id, f"nonce gap: the chain is at {pending}, we sent {last.nonce}"
             )
         else:  # lost before it reached the node, or dropped from its mempool: the same bytes again
-            result = self.client.send_raw(last.raw)
-            log.info("anchor %d: re-broadcast %s (%s)", anchor.id, last.tx_hash.hex(), result)
-            if result == "nonce_taken":
-                outbox.back_to_pending(
-                    self.db, anchor.id, f"nonce {last.nonce} was taken by another transaction"
-                )
+            self._broadcast(anchor, last, "re-broadcast")
+
+    def _broadcast(self, anchor: Anchor, tx: SentTx, what: str) -> None:
+        result = self.client.send_raw(tx.raw)
+        log.info(
+            "anchor %d: %s %s nonce %d max fee %d (%s)",
+            anchor.id,
+            what,
+            tx.tx_hash.hex(),
+            tx.nonce,
+            tx.max_fee,
+            result,
+        )
+        if result == "nonce_taken":
+            outbox.back_to_pending(self.db, anchor.id, f"nonce {tx.nonce} was taken by another transaction")
+        elif result == "underpriced":  # another transaction holds the nonce in the mempool: wait, then bump
+            outbox.set_error(self.db, anchor.id, f"the node refused {tx.tx_hash.hex()} as underpriced")
 
     # --- 3. send -----------------------------------------------------------------------------------
 
@@ -308,17 +320,7 @@ class Anchorer:
             sent_at=now,
         )
         outbox.mark_sent(self.db, sent)  # first: a crash after the broadcast still finds it by hash
-        result = self.client.send_raw(sent.raw)
-        log.info(
-            "anchor %d: sent %s nonce %d max fee %d (%s)",
-            anchor.id,
-            sent.tx_hash.hex(),
-            nonce,
-            capped.max_fee,
-            result,
-        )
-        if result == "nonce_taken":
-            outbox.back_to_pending(self.db, anchor.id, f"nonce {nonce} was taken by another transaction")
+        self._broadcast(anchor, sent, "sent")
 
     def _gas_for(self, tx: dict[str, object]) -> int:
         """The gas limit of an anchor transaction: estimated once per mode (every anchor costs the same)."""

@@ -52,7 +52,9 @@ class Transaction:
     block_hash: bytes | None
 
 
-SendResult = str  # "sent", "known" (the node has it already) or "nonce_taken"
+SendResult = str
+""""sent"; "known" (the node has it already); "nonce_taken" (mined nonce); "underpriced" (another transaction
+with its nonce waits in the mempool and the node wants a higher bump to replace it)."""
 
 
 class ChainClient:
@@ -146,6 +148,8 @@ class ChainClient:
                 return "known"
             if "nonce too low" in text or "nonce has already been used" in text:
                 return "nonce_taken"
+            if "underpriced" in text:
+                return "underpriced"
             raise RpcError(f"eth_sendRawTransaction at {self.rpc_url}: {type(exc).__name__}: {exc}") from exc
 
     def receipt(self, tx_hash: bytes) -> Receipt | None:

@@ -210,6 +210,33 @@ def test_stuck_transaction_is_replaced_with_bumped_fees(chain: HardhatNode, tmp_
     assert done.tx_hash == second.tx_hash
 
 
+def test_replacement_refused_as_underpriced_is_bumped_again(
+    chain: HardhatNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that wants a bigger bump than ours (Hardhat asks 10%; here we bump 5%): the refused replacement
+    does not wedge the anchor; the next one bumps over it and is taken."""
+    monkeypatch.setattr(evm, "FEE_BUMP_NUM", 21)
+    monkeypatch.setattr(evm, "FEE_BUMP_DEN", 20)
+    anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund, confirmations=1, replace_after_s=0)
+    source.add(fleet_batches(1)[1][0].hash)
+    chain.automine(False)
+    try:
+        assert anchorer.tick()  # sent
+        assert anchorer.tick()  # replaced +5%: refused
+        (anchor,) = outbox.in_state(anchorer.db, "sent")
+        assert "underpriced" in (anchor.last_error or "")
+        assert anchorer.tick()  # the original still waits: replaced +5% over the refused one: taken
+        txs = outbox.txs_of(anchorer.db, anchor.id)
+        assert len(txs) == 3 and len({t.nonce for t in txs}) == 1
+        (waiting,) = [t for t in chain.mempool() if t["from"].lower() == anchorer.account.address.lower()]
+        assert waiting["hash"] == "0x" + txs[0].tx_hash.hex()
+    finally:
+        chain.automine(True)
+    chain.mine(1)
+    until_confirmed(anchorer, chain)
+    assert outbox.get(anchorer.db, anchor.id).tx_hash == txs[0].tx_hash
+
+
 def test_nonce_taken_by_another_transaction_is_resent(chain: HardhatNode, tmp_path: Path) -> None:
     """Someone else with the key (an operator's manual transaction) replaces the anchor's in the mempool."""
     anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund, confirmations=1)
