@@ -101,6 +101,7 @@ class Anchorer:
         self._gas: dict[str, int] = {}
         outbox.init_schema(db)
         self._last_seal = outbox.last_sealed_at(db)
+        self._backlog = False  # the last seal took `max_leaves`: more are waiting, seal again at once
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -151,7 +152,8 @@ class Anchorer:
 
     def seal_due(self, now: float | None = None) -> Anchor | None:
         now = time.time() if now is None else now
-        if self._last_seal is not None and now - self._last_seal < self.interval_s:
+        waited = self._last_seal is None or now - self._last_seal >= self.interval_s
+        if not waited and not self._backlog:
             return None
         return self.seal(now)
 
@@ -160,6 +162,7 @@ class Anchorer:
         now = time.time() if now is None else now
         leaves = self.source(self.max_leaves)
         self._last_seal = now
+        self._backlog = len(leaves) >= self.max_leaves
         anchor = outbox.seal(self.db, leaves, now)
         if anchor is not None:
             log.info("sealed anchor %d: %d leaves, root %s", anchor.id, anchor.leaf_count, anchor.root.hex())

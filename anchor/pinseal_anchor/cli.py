@@ -39,6 +39,9 @@ def add_commands(subparsers: Any) -> None:
         "--gateway-key", help="the gateway's Ed25519 public key (64 hex): checks its signature"
     )
     verify.add_argument("--confirmations", type=int, help="depth required (default: the chain profile's)")
+    verify.add_argument(
+        "--chain-id", type=int, help="the chain the anchor must be on (default: any the RPC serves)"
+    )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(handler=verify_proof_command)
 
@@ -92,6 +95,7 @@ def verify_proof_command(args: argparse.Namespace) -> int:
             device_key=device_key,
             gateway_key=gateway_key,
             min_confirmations=args.confirmations,
+            chain_id=args.chain_id,
         )
     except ProofError as exc:
         if args.json:

@@ -190,9 +190,15 @@ def verify_anchored_proof(
     device_key: Ed25519PublicKey,
     gateway_key: Ed25519PublicKey | None = None,
     min_confirmations: int | None = None,
+    chain_id: int | None = None,
     client: ChainClient | None = None,
 ) -> VerifiedProof:
-    """Check an anchored proof end to end against the trust anchors given; ProofError names what failed."""
+    """Check an anchored proof end to end against the trust anchors given; ProofError names what failed.
+
+    `chain_id`, if given, is the chain the anchor must be on (else the document's, which the RPC must serve).
+    The RPC itself is trusted: a node the verifier does not control can answer anything (a fork can even
+    impersonate the anchoring address), so it is the verifier's own node or a provider it trusts.
+    """
     if not is_address(anchor_address):
         raise ProofError(f"the anchoring address {anchor_address!r} is not an EVM address")
     if contract is not None and not is_address(contract):
@@ -218,7 +224,10 @@ def verify_anchored_proof(
     if root_from_path(batch_hash, index, size, path) != root:
         raise ProofError("the batch hash's path does not lead to the anchor root")
     checks.append("batch hash's path leads to the anchor root")
-    chain_id = _uint(part.get("chain_id"), "anchor.chain_id")
+    claimed_chain = _uint(part.get("chain_id"), "anchor.chain_id")
+    if chain_id is not None and claimed_chain != chain_id:
+        raise ProofError(f"the anchor is on chain {claimed_chain}, not the required chain {chain_id}")
+    chain_id = claimed_chain
     mode = part.get("mode")
     if mode not in ("calldata", "contract"):
         raise ProofError(f"anchor.mode {mode!r} is neither calldata nor contract")

@@ -101,8 +101,9 @@ def test_anchor_and_verify_end_to_end(
         run_cli(*base[: -2 - (2 if contract else 0)], *other, *(["--contract", contract] if contract else []))
         == 1
     )
-    # depth the node has not reached yet
+    # depth the node has not reached yet; another chain than the one required
     assert run_cli(*base, "--confirmations", "1000") == 1
+    assert run_cli(*base, "--chain-id", "31337") == 0 and run_cli(*base, "--chain-id", "8453") == 1
     if contract:  # without the contract to trust, a contract anchor cannot be checked
         assert run_cli(*base[:-2]) == 1
 

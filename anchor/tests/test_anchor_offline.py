@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 from anchor_fixtures import Fleet
+from eth_account import Account
 from hardhat_node import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pinseal_anchor import chains, evm, outbox
+from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.cli import add_commands
+from pinseal_anchor.client import ChainClient
 from pinseal_anchor.cost import daily_cost
 from pinseal_anchor.keyfile import KeyFileError, address_of, generate_key, load_key
 from pinseal_anchor.proof import anchor_part, anchor_proof, anchored_proof
@@ -136,6 +139,22 @@ def test_unanchored_leaves_from_the_callers_table(tmp_path: Path) -> None:
     assert source(10) == stored[3:]
     with pytest.raises(ValueError, match="identifier"):
         outbox.unanchored_from(db, "batches; DROP TABLE x", "hash", ["hash"])
+
+
+def test_a_backlog_is_sealed_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    """Sealing is local: no node is needed (the client points nowhere)."""
+    db = SqliteDatabase(tmp_path / "a.db")
+    stored = leaves(7)
+
+    def pending(limit: int) -> list[bytes]:
+        done = outbox.anchored_already(db, stored)
+        return [leaf for leaf in stored if leaf not in done][:limit]
+
+    client = ChainClient("http://127.0.0.1:1", 31337)
+    anchorer = Anchorer(db, pending, client, Account.create(), interval_s=600, max_leaves=3)
+    counts = [a.leaf_count for a in filter(None, (anchorer.seal_due(1000.0 + i) for i in range(4)))]
+    assert counts == [3, 3, 1]  # a full anchor means more wait: sealed at once, then the interval applies
+    assert anchorer.seal_due(1500.0) is None and anchorer.seal_due(1700.0) is None
 
 
 def test_outbox_refuses_other_schema_versions(tmp_path: Path) -> None:
