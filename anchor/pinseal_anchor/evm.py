@@ -17,7 +17,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from pinseal_anchor.outbox import MODES
 
