@@ -22,8 +22,9 @@ from pinseal_protocol import keys
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def add_commands(subparsers: Any) -> None:
-    """Register `verify-proof` and `anchor ...` on an argparse subparsers object (handler in `handler`)."""
+def add_commands(subparsers: Any) -> Any:
+    """Register `verify-proof` and `anchor ...` on an argparse subparsers object (handler in `handler`);
+    returns the `anchor` command's own subparsers, for the caller's commands that need its database."""
     verify = subparsers.add_parser(
         "verify-proof",
         help="check an anchored proof document end to end (device signature to block)",
@@ -58,6 +59,7 @@ def add_commands(subparsers: Any) -> None:
     deploy.add_argument("--key", required=True)
     deploy.add_argument("--chain-id", type=int, help="refuse if the RPC serves another chain")
     deploy.set_defaults(handler=deploy_command)
+    return actions
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:

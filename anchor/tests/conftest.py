@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hardhat_node import HARDHAT_BIN, HardhatNode
+
+from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
 
 
 def _node(log: Path) -> Iterator[HardhatNode]:

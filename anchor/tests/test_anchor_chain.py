@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from anchor_fixtures import Fleet, GatewayBatch, make_anchorer, public_hex
 from eth_account import Account
-from hardhat_node import HardhatNode
 
 from pinseal_anchor import evm, outbox
 from pinseal_anchor.anchorer import Anchorer
@@ -21,6 +20,7 @@ from pinseal_anchor.client import ChainClient
 from pinseal_anchor.cost import daily_cost, measure_anchor_gas
 from pinseal_anchor.proof import anchor_proof, anchored_proof
 from pinseal_anchor.verify import ProofError, verify_anchored_proof
+from pinseal_devkit.hardhat import HardhatNode
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

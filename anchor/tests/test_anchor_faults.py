@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from anchor_fixtures import Fleet, make_anchorer
-from hardhat_node import HardhatNode
 
 from pinseal_anchor import outbox
 from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.client import RpcError
+from pinseal_devkit.hardhat import HardhatNode
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from anchor_fixtures import Fleet
 from eth_account import Account
-from hardhat_node import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +27,7 @@ from pinseal_anchor.proof import anchor_part, anchor_proof, anchored_proof
 from pinseal_anchor.sql import SqliteDatabase
 from pinseal_anchor.tree import anchor_tree, root_from_path
 from pinseal_anchor.verify import ProofError, verify_anchored_proof
+from pinseal_devkit.hardhat import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,11 +9,11 @@ from uuid import uuid4
 
 import pytest
 from anchor_fixtures import Fleet, make_anchorer
-from hardhat_node import HardhatNode
 
 from pinseal_anchor import outbox
 from pinseal_anchor.proof import anchor_proof, anchored_proof
 from pinseal_anchor.verify import verify_anchored_proof
+from pinseal_devkit.hardhat import HardhatNode
 from pinseal_devkit.postgres import PostgresServer
 from pinseal_ingest.storage.postgres import PostgresDatabase
 

@@ -7,9 +7,9 @@ import json
 import subprocess
 
 import pytest
-from hardhat_node import ROOT
 
 from pinseal_anchor import evm
+from pinseal_devkit.hardhat import ROOT
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,5 @@
-"""A real Hardhat 2 node (npm, pinned in package.json) on a free loopback port, for the anchoring tests.
+"""A real Hardhat 2 node (npm, pinned in package.json) on a free loopback port, for the anchoring tests and
+benchmarks (beside postgres.py: the dev kit's private servers).
 
 Started in its own process group (so stop kills the node and any child), with helpers for what the tests do
 to a chain: fund an address, mine, snapshot/revert (reorgs), switch automine off (stuck transactions),
