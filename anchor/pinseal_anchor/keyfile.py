@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 KEY_SIZE = 32
 
 
-class KeyFileError(Exception):
+class KeyFileError(ValueError):
     """The anchoring key file is missing, malformed or readable by others."""
 
 

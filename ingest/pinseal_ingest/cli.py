@@ -141,9 +141,9 @@ def _positive(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(args.listen)
-    anchor_config = anchoring.config_from_args(args)
+    anchor_settings = anchoring.settings_from_args(args)
     db.connect(args.db).close()  # schema ready (or a clear error) before anything starts
-    anchorer = None if anchor_config is None else anchoring.AnchorService(str(args.db), anchor_config).start()
+    anchorer = None if anchor_settings is None else anchoring.start(str(args.db), anchor_settings)
     try:
         if args.workers == 1 and not args.pid_file:
             asyncio.run(serve(args.db, host, port, max_body=args.max_body))
