@@ -32,7 +32,7 @@ QEMU_TESTS := hil_tests/tests/test_qemu_boot.py hil_tests/tests/test_qemu_launch
               hil_tests/tests/test_qemu_board.py hil_tests/tests/test_qemu_crypto.py \
               provisioning/tests/test_provision_qemu.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-qemu test-ble-kernel test-protocol test-gateway test-ingest test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon bench-network firmware-images vboard flash enroll firmware-tables native-unix vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-qemu test-ble-kernel test-protocol test-gateway test-ingest test-anchor anchor-contract test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon bench-network firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -103,6 +103,16 @@ test-gateway: setup ## the gateway daemon, against real Mosquitto and the real n
 
 test-ingest: setup ## the network ingest
 	$(PYTEST) -q ingest/tests
+
+test-anchor: setup ## the anchoring package against a real Hardhat node
+	$(PYTEST) -q anchor/tests
+
+# The anchoring contract's artifact (abi, bytecode, solc version, source hash), committed so that a gateway or
+# ingest deploys it without npm: rebuilt offline by the solc pinned in package.json. Run after editing the .sol;
+# anchor/tests/test_contract_artifact.py fails while the committed one is stale.
+anchor-contract: node_modules/.installed ## rebuild anchor/pinseal_anchor/contract/PinsealAnchor.json with the pinned solc
+	$(NODE) anchor/hardhat/compile-anchor.cjs > anchor/pinseal_anchor/contract/PinsealAnchor.json.tmp
+	mv anchor/pinseal_anchor/contract/PinsealAnchor.json.tmp anchor/pinseal_anchor/contract/PinsealAnchor.json
 
 test-provisioning: setup ## pinseal-provision, driving virtual boards
 	$(PYTEST) -q provisioning/tests

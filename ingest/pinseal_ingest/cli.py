@@ -4,6 +4,8 @@
     pinseal-ingest gateways add PUBKEY_HEX [--label TEXT] | list | revoke KID_HEX
     pinseal-ingest devices add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
     pinseal-ingest stats
+    pinseal-ingest anchor keygen|address|deploy|status   (run --anchor-rpc, --anchor-key, --anchor-chain)
+    pinseal-ingest verify-proof FILE --rpc URL --anchor-address A [--contract C] --device-key K
 
 Every command takes `--db` (default: $PINSEAL_INGEST_DB, else ./pinseal-ingest.sqlite). `run` and the
 commands that add create the database; `stats`, `list` and `revoke` need one that exists and say where
@@ -20,7 +22,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pinseal_ingest import db, registry, store
+from pinseal_anchor import cli as anchor_cli
+from pinseal_ingest import anchoring, db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
 from pinseal_ingest.storage import SchemaTooNew, is_url
@@ -39,7 +42,7 @@ class MissingDatabase(ValueError):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    args.db, args.db_source = _db_path(args.db)
+    args.db, args.db_source = _db_path(getattr(args, "db", None))
     try:
         return int(args.handler(args))
     except (ValueError, OSError, SchemaTooNew) as exc:
@@ -69,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "on SQLite they take turns) (default %(default)s)",
     )
     run.add_argument("--pid-file", help="with --workers: write the parent's and the workers' pids here")
+    anchoring.add_run_options(run)
     run.set_defaults(handler=_run)
 
     for table in ("gateways", "devices"):
@@ -91,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", parents=[common], help="totals as JSON")
     stats.set_defaults(handler=_stats)
+
+    anchor_cli.add_commands(commands)  # verify-proof, anchor keygen|address|deploy
+    anchor_actions = next(
+        action
+        for action in commands.choices["anchor"]._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    status = anchor_actions.add_parser("status", parents=[common], help="the anchoring outbox as JSON")
+    status.set_defaults(handler=_anchor_status)
     return parser
 
 
@@ -128,12 +141,32 @@ def _positive(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(args.listen)
-    if args.workers == 1 and not args.pid_file:
-        asyncio.run(serve(args.db, host, port, max_body=args.max_body))
-        return 0
-    db.connect(args.db).close()  # schema ready (or a clear error) before any worker starts
-    config = WorkerConfig(str(args.db), host, port, args.max_body)
-    return Supervisor(config, args.workers, Path(args.pid_file) if args.pid_file else None).run()
+    anchor_settings = anchoring.settings_from_args(args)
+    db.connect(args.db).close()  # schema ready (or a clear error) before anything starts
+    anchorer = None if anchor_settings is None else anchoring.start(str(args.db), anchor_settings)
+    try:
+        if args.workers == 1 and not args.pid_file:
+            asyncio.run(serve(args.db, host, port, max_body=args.max_body))
+            return 0
+        config = WorkerConfig(str(args.db), host, port, args.max_body)
+        return Supervisor(config, args.workers, Path(args.pid_file) if args.pid_file else None).run()
+    finally:
+        if anchorer is not None:
+            anchorer.stop()
+
+
+def _anchor_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pinseal_anchor import outbox
+
+    conn = db.connect(_existing_db(args))
+    try:
+        outbox.init_schema(conn)
+        print(json.dumps(asdict(outbox.status(conn)), indent=2, sort_keys=True))
+    finally:
+        conn.close()
+    return 0
 
 
 def _add(args: argparse.Namespace) -> int:

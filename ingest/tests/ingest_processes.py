@@ -38,7 +38,7 @@ def send(port: int, made: Batch) -> Response:
 class IngestProcess:
     """`pinseal-ingest run --db TARGET --workers N` on a free loopback port, until `stop`."""
 
-    def __init__(self, target: str, workers: int, folder: Path) -> None:
+    def __init__(self, target: str, workers: int, folder: Path, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.pid_file = folder / f"ingest-{self.port}.pids"
         self.log = folder / f"ingest-{self.port}.log"
@@ -50,6 +50,7 @@ class IngestProcess:
             str(workers),
             "--pid-file",
             str(self.pid_file),
+            *extra,
         ]
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS batches (
     version {int} NOT NULL DEFAULT 1,  -- batch header version (2 signs time flags)
     UNIQUE (gateway_kid, batch_no)
 );
+CREATE INDEX IF NOT EXISTS batches_received ON batches (received_at);  -- anchoring's watermark
 CREATE TABLE IF NOT EXISTS leaves (
     bundle_hash {bytes} PRIMARY KEY,  -- a bundle is committed (paid for) once, network-wide
     batch_hash {bytes} NOT NULL REFERENCES batches(hash),

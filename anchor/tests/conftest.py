@@ -1,0 +1,33 @@
+"""Fixtures of the anchoring tests: a Hardhat node shared by the module, or a private one for tests that
+stop, pause or restart it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
+
+
+def _node(log: Path) -> Iterator[HardhatNode]:
+    if not HARDHAT_BIN.exists():
+        pytest.fail(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
+    node = HardhatNode(log)
+    try:
+        yield node.start()
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HardhatNode]:
+    """A node shared by a module's tests (each test anchors from its own fresh key, so they do not meet)."""
+    yield from _node(tmp_path_factory.mktemp("hardhat") / "node.log")
+
+
+@pytest.fixture
+def own_chain(tmp_path: Path) -> Iterator[HardhatNode]:
+    """A node for one test alone (it will be paused, restarted or left without automine)."""
+    yield from _node(tmp_path / "node.log")

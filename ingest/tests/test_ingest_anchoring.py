@@ -1,0 +1,120 @@
+"""The ingest anchoring its batches on a real local chain (Hardhat), end to end (issue 17 #4): two ingest
+hosts on one PostgreSQL, both configured to anchor, one anchoring at a time and the other taking over;
+the proof document of a reading checked from device signature to block by `pinseal-ingest verify-proof`
+with trust anchors from its arguments only."""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ingest_fixtures import Gateway, key, register, sim_device
+from ingest_processes import IngestProcess, send
+
+from pinseal_anchor import proof as anchor_proof_doc
+from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
+from pinseal_ingest import db
+from pinseal_protocol import batch
+
+pytestmark = pytest.mark.chain
+LEADER_LINE = "this ingest process anchors for the network"
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[HardhatNode]:
+    if not HARDHAT_BIN.exists():
+        pytest.fail(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
+    node = HardhatNode(tmp_path / "hardhat.log")
+    try:
+        yield node.start()
+    finally:
+        node.stop()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pinseal_ingest.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 90.0) -> None:
+    """Mine while waiting until every stored batch is in a confirmed anchor."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = json.loads(cli("anchor", "status", "--db", url).stdout)
+        if status["leaves_anchored"] >= batches:
+            return
+        assert time.monotonic() < deadline, status
+        chain.mine(1)
+        time.sleep(0.3)
+
+
+def proof_of(url: str, raw: bytes) -> dict:
+    """The reading's proof document from what the ingest stored (bundle -> batch -> anchor)."""
+    conn = db.connect(url)
+    try:
+        bundle_hash = batch.bundle_hash(raw)
+        batch_hash = conn.scalar("SELECT batch_hash FROM leaves WHERE bundle_hash = ?", (bundle_hash,))
+        header = conn.scalar("SELECT header FROM batches WHERE hash = ?", (batch_hash,))
+        leaves = [
+            r[0]
+            for r in conn.execute(
+                "SELECT bundle_hash FROM leaves WHERE batch_hash = ? ORDER BY leaf_index", (batch_hash,)
+            )
+        ]
+        anchor = anchor_proof_doc.anchor_proof(conn, batch_hash)
+        assert anchor is not None, "not anchored yet"
+        return anchor_proof_doc.anchored_proof(
+            batch.proof_document(header, leaves, leaves.index(bundle_hash)), raw, anchor
+        )
+    finally:
+        conn.close()
+
+
+def test_two_hosts_anchor_once_and_a_reading_verifies_to_its_block(
+    postgres_url: str, chain: HardhatNode, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "anchor" / "anchor.key"
+    made_key = cli("anchor", "keygen", "--key", str(key_file))
+    assert made_key.returncode == 0, made_key.stderr
+    address = cli("anchor", "address", "--key", str(key_file)).stdout.strip()
+    assert address.startswith("0x") and (key_file.stat().st_mode & 0o077) == 0
+    chain.fund(address)
+    gateway, device = Gateway(key(1)), sim_device(2)
+    register(postgres_url, gateways=[gateway], devices=[device])
+    anchoring = ("--anchor-rpc", chain.url, "--anchor-key", str(key_file), "--anchor-chain", "31337")
+    anchoring += ("--anchor-interval", "1", "--anchor-confirmations", "2")
+    host_a = IngestProcess(postgres_url, 2, tmp_path, anchoring).wait_ready()
+    host_b = IngestProcess(postgres_url, 1, tmp_path, anchoring).wait_ready()
+    try:
+        sealed = [device.seal(3) for _ in range(6)]
+        for i, raw in enumerate(sealed[:3]):
+            assert send((host_a, host_b)[i % 2].port, gateway.make([raw])).status == 200
+        wait_anchored(postgres_url, chain, 3)
+        leaders = [h for h in (host_a, host_b) if LEADER_LINE in h.output()]
+        assert len(leaders) == 1, "exactly one host anchors"
+        leader, other = leaders[0], (host_b if leaders[0] is host_a else host_a)
+        assert leader.stop() == 0  # the anchoring host goes away: the other takes over
+        for raw in sealed[3:]:
+            assert send(other.port, gateway.make([raw])).status == 200
+        wait_anchored(postgres_url, chain, 6)
+        assert LEADER_LINE in other.output()
+    finally:
+        for host in (host_a, host_b):
+            host.stop()
+
+    chain.mine(3)
+    for raw in (sealed[0], sealed[-1]):
+        document = tmp_path / "proof.json"
+        document.write_text(json.dumps(proof_of(postgres_url, raw)))
+        trusted = ("--rpc", chain.url, "--anchor-address", address, "--device-key", device.public_key_hex)
+        checked = cli("verify-proof", str(document), *trusted, "--gateway-key", gateway.public_hex, "--json")
+        assert checked.returncode == 0, checked.stderr
+        result = json.loads(checked.stdout)
+        assert result["block_number"] > 0
+        forged = cli("verify-proof", str(document), "--rpc", chain.url, "--anchor-address", "0x" + "11" * 20,
+                     "--device-key", device.public_key_hex)  # fmt: skip
+        assert forged.returncode == 1 and "0x" in forged.stderr
