@@ -102,12 +102,14 @@ def _gateway_chain(args: tuple[BacklogSpec, int, int]) -> dict[str, Any]:
     }
 
 
-def build(spec: BacklogSpec, cache_dir: Path, processes: int | None = None) -> Path:
-    """The cached backlog file, built (in parallel) if absent."""
+def build(spec: BacklogSpec, cache_dir: Path, processes: int | None = None) -> tuple[Path, float]:
+    """The cached backlog file, built (in parallel) if absent, and the seconds building took (0: cached).
+
+    The cache is keyed by the spec and CACHE_VERSION: bump it when what is built here changes."""
     spec.check()
     path = cache_dir / spec.name
     if path.exists():
-        return path
+        return path, 0.0
     cache_dir.mkdir(parents=True, exist_ok=True)
     now_s = int(time.time())
     started = time.perf_counter()
@@ -117,8 +119,9 @@ def build(spec: BacklogSpec, cache_dir: Path, processes: int | None = None) -> P
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(cbor2.dumps({"spec": spec.__dict__, "chains": chains}))
     tmp.replace(path)
-    print(f"network: backlog built in {time.perf_counter() - started:.0f} s -> {path}", flush=True)
-    return path
+    seconds = time.perf_counter() - started
+    print(f"network: backlog built in {seconds:.0f} s -> {path}", flush=True)
+    return path, seconds
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -64,8 +64,9 @@ def test_bench_network_smoke(tmp_path: Path) -> None:
     rc = network.main(
         [
             "--readings", "2048", "--gateways", "2", "--devices-per-gateway", "2", "--batch-bundles", "32",
-            "--runs", "sqlite,pg1", "--lookup-sizes", "1000", "--lookups", "50", "--fill-devices", "20",
-            "--fill-gateways", "2", "--leaves-per-batch", "100", "--months", "2", "--no-anchor",
+            "--runs", "sqlite,pg1", "--rounds", "1", "--lookup-sizes", "1000", "--lookups", "50",
+            "--fill-devices", "20", "--fill-gateways", "2", "--leaves-per-batch", "100", "--months", "2",
+            "--no-anchor",
             "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--doc", str(doc),
         ]
     )  # fmt: skip
