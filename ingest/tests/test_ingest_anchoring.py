@@ -40,7 +40,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 90.0) -> None:
+def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 180.0) -> None:
     """Mine while waiting until every stored batch is in a confirmed anchor."""
     deadline = time.monotonic() + timeout_s
     while True:
