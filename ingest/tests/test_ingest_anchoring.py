@@ -14,6 +14,7 @@ import pytest
 from ingest_fixtures import Gateway, key, register, sim_device
 from ingest_processes import IngestProcess, send
 
+from pinseal_anchor import outbox
 from pinseal_anchor import proof as anchor_proof_doc
 from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
 from pinseal_ingest import db
@@ -43,13 +44,17 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 180.0) -> None:
     """Mine while waiting until every stored batch is in a confirmed anchor."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        status = json.loads(cli("anchor", "status", "--db", url).stdout)
-        if status["leaves_anchored"] >= batches:
-            return
-        assert time.monotonic() < deadline, status
-        chain.mine(1)
-        time.sleep(0.3)
+    conn = db.connect(url)
+    try:
+        while True:
+            made = conn.scalar("SELECT to_regclass('anchor_anchors') IS NOT NULL")
+            if made and outbox.status(conn).leaves_anchored >= batches:
+                return
+            assert time.monotonic() < deadline, outbox.status(conn)
+            chain.mine(1)
+            time.sleep(0.3)
+    finally:
+        conn.close()
 
 
 def proof_of(url: str, raw: bytes) -> dict:
@@ -107,6 +112,8 @@ def test_two_hosts_anchor_once_and_a_reading_verifies_to_its_block(
             host.stop()
 
     chain.mine(3)
+    status = json.loads(cli("anchor", "status", "--db", postgres_url).stdout)
+    assert status["leaves_anchored"] == 6 and status["pending"] == status["sent"] == 0, status
     for raw in (sealed[0], sealed[-1]):
         document = tmp_path / "proof.json"
         document.write_text(json.dumps(proof_of(postgres_url, raw)))
