@@ -30,6 +30,7 @@ MAX_ENTRY_CHARS = 1 << 20
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # exactly json's whitespace, so the verdicts equal json.loads'
 _DECODER = json.JSONDecoder()
+_NUMBER_GOES_ON = frozenset("0123456789.eE+-")
 
 
 class _Window:
@@ -112,10 +113,19 @@ class _Window:
                 continue
             except RecursionError:
                 raise self.error("nested too deeply") from None
-            if end == len(self.buf) and self.fill():
-                continue  # a number or literal may go on in the next chunk: decode it again
+            except ValueError as exc:  # an integer beyond Python's digit limit
+                raise self.error(str(exc)) from None
+            if self._may_go_on(end) and len(self.buf) - self.pos <= MAX_ENTRY_CHARS and self.fill():
+                continue  # a number whose next characters are in the next chunk: decode it again
             self.pos = end
             return value
+
+    def _may_go_on(self, end: int) -> bool:
+        """Whether the value just decoded may be the prefix of a longer one: only a bare number (or
+        literal) can be, when the buffer ends with it or it is followed by what a number continues with."""
+        if self.eof or self.buf[self.pos] in '{["':
+            return False
+        return end == len(self.buf) or self.buf[end] in _NUMBER_GOES_ON
 
 
 def iter_entries(
@@ -177,7 +187,7 @@ def _object_or_lines(window: _Window, wrapper: str) -> Iterator[Any]:
                 raise window.error("expected a key in double quotes")
             key = window.value()
             window.expect(":", "':' after a key")
-            if key == wrapper and window.peek() == "[":
+            if window.peek() == "[" and key == wrapper:
                 if wrapped:
                     raise window.error(f'a second "{wrapper}" array')
                 window.pos += 1
