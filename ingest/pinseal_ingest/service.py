@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pinseal_ingest import accept, db, store
+from pinseal_ingest import accept, db, queries, store
 from pinseal_ingest.accept import Accepted, Rejection
 from pinseal_ingest.metrics import IngestMetrics
 from pinseal_ingest.rejections import CLIENT, RejectionPolicy
@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 class IngestService:
     """What the HTTP handlers call; owns the connection, the worker thread and the metrics."""
+
+    anchor_part: queries.AnchorPart | None = None
+    """Fills a proof document's "anchor" (set by whoever runs the anchoring); None leaves it null."""
 
     def __init__(self, path: str | Path, metrics: IngestMetrics | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinseal-ingest-db")
@@ -67,6 +70,12 @@ class IngestService:
 
     async def bundle_info(self, bundle_hash: bytes) -> dict[str, Any] | None:
         return await self._run(store.bundle_info, self._conn, bundle_hash)
+
+    async def device_readings(self, kid: bytes, after_seq: int | None, limit: int) -> dict[str, Any] | None:
+        return await self._run(queries.device_readings, self._conn, kid, after_seq=after_seq, limit=limit)
+
+    async def bundle_proof(self, bundle_hash: bytes) -> dict[str, Any] | None:
+        return await self._run(queries.bundle_proof, self._conn, bundle_hash, anchor_part=self.anchor_part)
 
     async def healthy(self) -> bool:
         """The database answers a query."""
