@@ -42,7 +42,7 @@ def test_an_array_streams_as_json_loads_reads_it(value: list[Any], chunk: int, s
     assert entries(text, chunk) == json.loads(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(JSON, max_size=6), st.integers(1, 32), st.dictionaries(st.text(max_size=5), JSON, max_size=3))
 def test_the_wrapper_object_streams_its_array(value: list[Any], chunk: int, extra: dict[str, Any]) -> None:
     extra.pop("devices", None)
@@ -50,7 +50,7 @@ def test_the_wrapper_object_streams_its_array(value: list[Any], chunk: int, extr
     assert entries(text, chunk) == value
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.dictionaries(st.text(max_size=5), JSON, max_size=3), min_size=1, max_size=6),
     st.integers(1, 32),
@@ -85,7 +85,7 @@ def test_arbitrary_text_is_read_or_refused(text: str, chunk: int) -> None:
         assert result == loaded(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(JSON, min_size=1, max_size=6), st.data())
 def test_truncated_or_damaged_arrays_are_refused(value: list[Any], data: st.DataObject) -> None:
     text = json.dumps(value)
