@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -338,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             if bad:
                 print(f"\n**PROBLEM**: {'; '.join(bad)}")
+        print("\n#### not a hot path: `stats` (store.counts)\n\n```")
+        started = time.perf_counter()
+        conn.scalar("SELECT COUNT(*) FROM bundles")
+        took = (time.perf_counter() - started) * 1000
+        print("\n".join(row[0] for row in conn.execute("EXPLAIN SELECT COUNT(*) FROM bundles").fetchall()))
+        print(f"```\n\n(COUNT(*) of {args.rows} bundles: {took:.0f} ms)")
         conn.close()
     return 0
 
