@@ -3,6 +3,7 @@ as a custom and as a generic plan: the proof that lookups stay O(log n) as the n
 (docs/network-queries.md shows the plans)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from explain_plans import QUERIES, Query, Sample, bundles_partitions, explain, fill, problems
@@ -44,3 +45,16 @@ def test_the_sample_is_real(filled: tuple[PostgresDatabase, Sample]) -> None:
     for query in QUERIES:
         if query.name.startswith(("device key", "chain head", "committed leaf", "proof", "readings")):
             assert conn.execute(query.sql, query.params(sample)).fetchone() is not None, query.name
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: q.name)
+def test_sqlite_searches_by_index(tmp_path: Path, query: Query) -> None:
+    """SQLite runs the same SQL: every table is reached by SEARCH (an index or key lookup), never SCAN."""
+    conn = db.connect(tmp_path / "plans.sqlite")
+    try:
+        sample = Sample(b"k" * 16, b"h" * 32, b"\0" * 8, b"p" * 16, b"l" * 16, b"b" * 32, b"g" * 16)
+        plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + query.sql, query.params(sample))]
+    finally:
+        conn.close()
+    steps = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+    assert steps and all(step.startswith("SEARCH") for step in steps), plan
