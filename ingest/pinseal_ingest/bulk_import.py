@@ -29,7 +29,7 @@ from nacl.bindings import crypto_core_ed25519_is_valid_point
 from pinseal_ingest.jsonstream import CHUNK_CHARS, iter_entries
 from pinseal_ingest.registry import Table
 from pinseal_ingest.storage import Database
-from pinseal_protocol import keys, labels
+from pinseal_protocol import certificate, keys, labels
 
 CHUNK_ROWS = 10_000
 COLUMNS = ("kid", "public_key", "label", "added_at", "revoked_at")
@@ -78,6 +78,24 @@ def check_entry(i: int, entry: Any, now: float) -> Row:
     return keys.key_id(public_key), public_key, label, now, revoked_at
 
 
+def check_certificate(i: int, entry: Mapping[str, Any], public_key: bytes, fleet_key: bytes) -> None:
+    """The entry's device certificate (its `certificate`, hex, as provisioning exports it) is signed by
+    the fleet key and certifies this very public key; ValueError `entry {i}: why` otherwise.
+
+    With a fleet key, the operator registers devices because their fleet vouches for them, not because
+    a list says so: a key slipped into an export without the fleet's signature is refused.
+    """
+    text = entry.get("certificate")
+    if not isinstance(text, str):
+        raise ValueError(f'entry {i}: needs a "certificate" (hex) when a fleet key is given')
+    try:
+        certified = certificate.verify(bytes.fromhex(text), fleet_key)
+    except ValueError as exc:
+        raise ValueError(f"entry {i}: certificate: {exc}") from exc
+    if certified.public_key != public_key:
+        raise ValueError(f"entry {i}: the certificate is for another key ({certified.key_id.hex()})")
+
+
 def import_entries(
     db: Database,
     table: Table,
@@ -85,6 +103,7 @@ def import_entries(
     *,
     now: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    fleet_key: bytes | None = None,
 ) -> tuple[int, int]:
     """Register every entry, all or nothing; returns (added, already registered).
 
@@ -95,7 +114,10 @@ def import_entries(
     rows: list[Row] = []
     with db.transaction():
         for i, entry in enumerate(entries):
-            rows.append(check_entry(i, entry, when))
+            row = check_entry(i, entry, when)
+            if fleet_key is not None:
+                check_certificate(i, entry, row[1], fleet_key)
+            rows.append(row)
             if len(rows) >= chunk_rows:
                 added += db.bulk_insert(table, COLUMNS, rows)
                 total, rows = total + len(rows), []
@@ -112,8 +134,8 @@ def import_stream(
     *,
     now: float | None = None,
     chunk_chars: int = CHUNK_CHARS,
+    fleet_key: bytes | None = None,
 ) -> tuple[int, int]:
     """Register the entries of a registry file (JSON array, `{"<table>": [...]}` or JSON Lines)."""
-    return import_entries(
-        db, table, iter_entries(stream.read, wrapper=table, chunk_chars=chunk_chars), now=now
-    )
+    entries = iter_entries(stream.read, wrapper=table, chunk_chars=chunk_chars)
+    return import_entries(db, table, entries, now=now, fleet_key=fleet_key)

@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
             "import", parents=[common], help="a registry export: JSON array or JSON Lines, streamed"
         )
         imp.add_argument("file", help="the export (- reads standard input)")
+        if table == "devices":
+            imp.add_argument(
+                "--fleet-key",
+                help="the fleet's Ed25519 public key (64 hex): every entry's certificate must be signed "
+                "by it and name the entry's key (provisioning exports the certificate)",
+            )
         imp.set_defaults(handler=_import, table=table)
 
     stats = commands.add_parser("stats", parents=[common], help="totals as JSON")
@@ -230,7 +236,9 @@ def _import(args: argparse.Namespace) -> int:
     try:
         conn = db.connect(args.db)
         try:
-            added, present = bulk_import.import_stream(conn, args.table, stream)
+            fleet = getattr(args, "fleet_key", None)
+            fleet_key = None if fleet is None else registry.parse_public_key(fleet)
+            added, present = bulk_import.import_stream(conn, args.table, stream, fleet_key=fleet_key)
         finally:
             conn.close()
     finally:
