@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pinseal_anchor.client import ChainClient, RpcError
-from pinseal_anchor.deploy import deploy_contract
-from pinseal_anchor.keyfile import KeyFileError, address_of, generate_key, load_key
-from pinseal_anchor.verify import ProofError, verify_anchored_proof
 from pinseal_protocol import keys
+
+# The chain libraries (web3, eth_account) are imported by the handlers that use them: they take a second
+# to import, and every other `pinseal-ingest` command (stats, devices, run without anchoring) needs none.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,6 +76,8 @@ def _public_key(text: str | None, name: str) -> Any:
 
 
 def verify_proof_command(args: argparse.Namespace) -> int:
+    from pinseal_anchor.verify import ProofError, verify_anchored_proof
+
     try:
         device_key = _public_key(args.device_key, "--device-key")
         gateway_key = _public_key(args.gateway_key, "--gateway-key")
@@ -117,6 +118,8 @@ def verify_proof_command(args: argparse.Namespace) -> int:
 
 
 def keygen_command(args: argparse.Namespace) -> int:
+    from pinseal_anchor.keyfile import KeyFileError, generate_key
+
     try:
         print(generate_key(args.key))
     except (KeyFileError, OSError) as exc:
@@ -125,6 +128,8 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 
 def address_command(args: argparse.Namespace) -> int:
+    from pinseal_anchor.keyfile import KeyFileError, address_of
+
     try:
         print(address_of(args.key))
     except KeyFileError as exc:
@@ -133,6 +138,10 @@ def address_command(args: argparse.Namespace) -> int:
 
 
 def deploy_command(args: argparse.Namespace) -> int:
+    from pinseal_anchor.client import ChainClient, RpcError
+    from pinseal_anchor.deploy import deploy_contract
+    from pinseal_anchor.keyfile import KeyFileError, load_key
+
     try:
         account = load_key(args.key)
         print(deploy_contract(ChainClient(args.rpc, args.chain_id), account))

@@ -286,3 +286,20 @@ def test_flipped_characters_are_rejected_clearly(data: st.DataObject) -> None:
         i = data.draw(st.integers(0, len(text) - 1))
         text[i] = data.draw(st.integers(0, 255))
     check_rejected(bytes(text))  # undecodable bytes too: json's UnicodeDecodeError is a ValueError
+
+
+def test_importing_the_chain_libraries_keeps_the_recursion_limit() -> None:
+    """py_ecc (under web3 and eth_account) sets a 100,000 recursion limit at import; in a process that
+    also decodes untrusted JSON, a document nested 200,000 deep then crashed it (a segmentation fault in
+    json's C decoder) where it should raise. pinseal_anchor puts the limit back."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, json; limit = sys.getrecursionlimit()\n"
+        "import pinseal_anchor.client, pinseal_anchor.keyfile, pinseal_anchor.verify, web3, eth_account\n"
+        "assert sys.getrecursionlimit() == limit, sys.getrecursionlimit()\n"
+        "try:\n    json.loads('[' * 200_000)\nexcept RecursionError:\n    print('refused')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr[-2000:]

@@ -114,6 +114,25 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anchor_keygen(args: argparse.Namespace) -> int:
+    """The key this gateway anchors with ([anchor]), made here, 0600; its address is what to fund."""
+    config = _config(args)
+    try:
+        from pinseal_anchor.keyfile import generate_key
+    except ImportError:
+        print("pinseal-gateway: anchoring needs: pip install 'pinseal[gateway,anchor]'", file=sys.stderr)
+        return 2
+    path = config.data_dir / config.anchor.key_file
+    try:
+        address = generate_key(path)
+    except ValueError as exc:  # there already: never overwritten (its address is funded)
+        print(f"pinseal-gateway: {exc}", file=sys.stderr)
+        return 1
+    print(f"anchoring key written to {path} (mode 0600)")
+    print(f"address: {address} (fund it with the chain's currency for the anchoring transactions)")
+    return 0
+
+
 def cmd_pubkey(args: argparse.Namespace) -> int:
     """The gateway's public key, for tools that need it (provisioning writes it to each board).
 
@@ -473,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keygen", parents=[common], help="create the gateway key (0600)").set_defaults(
         fn=cmd_keygen
     )
+
+    sub.add_parser(
+        "anchor-keygen", parents=[common], help="create the key this gateway anchors with ([anchor], 0600)"
+    ).set_defaults(fn=cmd_anchor_keygen)
 
     pubkey = sub.add_parser("pubkey", parents=[common], help="print the gateway's public key (hex)")
     pubkey.add_argument("--json", action="store_true", help='{"kid": HEX, "public_key": HEX}')

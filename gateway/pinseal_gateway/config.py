@@ -171,6 +171,27 @@ class BleSection:
     use_start_notify: bool = False  # bleak's StartNotify instead of AcquireNotify (bleak #1343)
 
 
+@dataclass(frozen=True)
+class AnchorSection:
+    """The gateway anchoring its own batches on an EVM chain (docs/anchoring.md, "A gateway anchoring").
+
+    Off unless enabled; the network's ingest anchors everything it stores in any case, so this is for an
+    owner who wants their gateway's batches on a chain under their own key, independent of the network.
+    Needs the `anchor` extra (web3). `key_file` is relative to the data folder (0600; `pinseal-gateway
+    anchor-keygen` makes it); `chain` a profile name (base, polygon, ...) or a chain id; `confirmations` 0:
+    the chain profile's depth.
+    """
+
+    enabled: bool = False
+    rpc: str = ""
+    chain: str = ""
+    key_file: str = "anchor.key"
+    interval_s: float = 3600.0
+    mode: str = "calldata"
+    contract: str = ""
+    confirmations: int = 0
+
+
 ADAPTER_NAME = re.compile(r"hci[0-9]{1,3}")
 MAX_BLE_CONNECTIONS = 8
 
@@ -188,6 +209,7 @@ class GatewayConfig:
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
     serial: SerialSection = field(default_factory=SerialSection)
     ble: BleSection = field(default_factory=BleSection)
+    anchor: AnchorSection = field(default_factory=AnchorSection)
 
     @property
     def data_dir(self) -> Path:
@@ -319,6 +341,7 @@ def validate(config: GatewayConfig) -> None:
         raise ConfigError(f"uplink.kind must be 'http', 'mqtt' or 'none', not {config.uplink.kind!r}")
     _validate_homeassistant(config.homeassistant)
     _validate_serial(config.serial)
+    _validate_anchor(config.anchor)
     _validate_ble(config.ble)
     try:
         port = config.http.port
@@ -361,6 +384,19 @@ def _validate_serial(serial: SerialSection) -> None:
             raise ConfigError(
                 f"serial.usb_ids holds {usb_id!r}: each must be 'vid:pid' in hex, e.g. '10c4:ea60'"
             )
+
+
+def _validate_anchor(anchor: AnchorSection) -> None:
+    if not anchor.enabled:
+        return
+    if not anchor.rpc or not anchor.chain:
+        raise ConfigError("anchor.enabled needs anchor.rpc (the chain node's URL) and anchor.chain")
+    if not anchor.rpc.startswith(("http://", "https://")):
+        raise ConfigError(f"anchor.rpc must be an http(s):// URL, not {anchor.rpc!r}")
+    if anchor.mode not in ("calldata", "contract") or (anchor.mode == "contract" and not anchor.contract):
+        raise ConfigError("anchor.mode is calldata, or contract with anchor.contract set")
+    if anchor.interval_s <= 0 or anchor.confirmations < 0:
+        raise ConfigError("anchor.interval_s must be positive and anchor.confirmations not negative")
 
 
 def _validate_homeassistant(ha: HomeAssistantSection) -> None:

@@ -26,6 +26,7 @@ SECTION_NOTES: dict[str, str] = {
     "homeassistant": "Home Assistant MQTT discovery (docs/gateway.md, 'Home Assistant')",
     "serial": "boards wired to this machine (docs/transports.md, 'Serial'); none read unless listed",
     "ble": "BLE intake for boards without Wi-Fi, through BlueZ (docs/gateway.md, 'BLE')",
+    "anchor": "this gateway's batches anchored on an EVM chain (docs/anchoring.md); needs the anchor extra",
 }
 
 KEY_NOTES: dict[str, str] = {
@@ -86,6 +87,14 @@ KEY_NOTES: dict[str, str] = {
     "ble.scan_watchdog_s": "restart discovery after this long without an advertisement",
     "ble.backoff_max_s": "a failing device is retried after 0.5 s, doubling up to this",
     "ble.use_start_notify": "StartNotify instead of AcquireNotify (may lose notifications)",
+    "anchor.enabled": "anchor this gateway's batches (the network's ingest anchors them anyway)",
+    "anchor.rpc": "JSON-RPC URL of a node of the chain",
+    "anchor.chain": "profile name (base, polygon, ethereum, iotex, peaq) or chain id",
+    "anchor.key_file": "anchoring key in the data folder, 0600 (`pinseal-gateway anchor-keygen`)",
+    "anchor.interval_s": "seconds between roots: one transaction each",
+    "anchor.mode": "calldata (cheapest) or contract (findable by log filter)",
+    "anchor.contract": "the PinsealAnchor contract's address (contract mode)",
+    "anchor.confirmations": "depth before a root counts as anchored; 0: the chain profile's",
 }
 
 HEADER = """\

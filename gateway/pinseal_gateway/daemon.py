@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pinseal_gateway import batcher, reload, silence, uplink
+from pinseal_gateway import anchoring, batcher, reload, silence, uplink
 from pinseal_gateway.broker_link import BrokerLink
 from pinseal_gateway.config import GatewayConfig
 from pinseal_gateway.context import GatewayContext
@@ -64,6 +64,8 @@ def _background_tasks(
     }
     if config.homeassistant.enabled:
         tasks["run_homeassistant"] = run_homeassistant
+    if config.anchor.enabled:
+        tasks["run_anchoring"] = anchoring.run_anchoring
     return tasks
 
 
@@ -116,6 +118,8 @@ async def run_gateway(
             loop.add_signal_handler(signum, stop.set)
 
     key = load_gateway_key(config.key_path)  # KeyFileError: refuse to start with an unsafe key
+    if config.anchor.enabled:
+        anchoring.settings(config)  # ConfigError now, not in a background task later
     password = _read_mqtt_password(config)
     if config.http_password_path is not None:
         read_password_file(config.http_password_path)  # PasswordFileError: refuse an unusable password file

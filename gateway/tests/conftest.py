@@ -179,7 +179,10 @@ class GatewayEnv:
         for section, values in self.extra["raw"].items():  # type: ignore[union-attr]
             lines.append(f"[{section}]")
             for key, value in values.items():
-                lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
+                if isinstance(value, bool):
+                    lines.append(f"{key} = {'true' if value else 'false'}")
+                else:
+                    lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
         path.write_text("\n".join(lines) + "\n")
         return path
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 600.0
 WATERMARK_MARGIN_S = 3600.0
 LEADER_LOCK = 0x70696E616E63686F  # pg_advisory_lock key of the one anchorer ("pinancho")
-LEAD_RETRY_S = 30.0
+LEAD_RETRY_S = 5.0  # a standby asks this often: one cheap query, and a takeover within seconds
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:

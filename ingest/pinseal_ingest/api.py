@@ -11,9 +11,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pinseal_ingest import queries
 from pinseal_ingest.accept import Rejection, too_large
 from pinseal_ingest.rejections import CLIENT
 from pinseal_ingest.service import IngestService
+from pinseal_protocol import keys
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ def create_app(service: IngestService, *, max_body: int = MAX_BODY) -> web.Appli
     app.router.add_post("/v1/batches", post_batch)
     app.router.add_get("/v1/batches/{hash}", get_batch)
     app.router.add_get("/v1/bundles/{hash}", get_bundle)
+    app.router.add_get("/v1/bundles/{hash}/proof", get_bundle_proof)
+    app.router.add_get("/v1/devices/{kid}/readings", get_device_readings)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", get_health)
     return app
@@ -95,6 +99,42 @@ async def get_bundle(request: web.Request) -> web.Response:
         return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
     info = await request.app[SERVICE].bundle_info(bundle_hash)
     return _json(200, info) if info else _json(404, {"reason": "not_found"})
+
+
+async def get_bundle_proof(request: web.Request) -> web.Response:
+    """The bundle's proof document (queries.bundle_proof): body, batch inclusion proof, anchor."""
+    bundle_hash = _hash_param(request)
+    if bundle_hash is None:
+        return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
+    proof = await request.app[SERVICE].bundle_proof(bundle_hash)
+    return _json(200, proof) if proof else _json(404, {"reason": "not_found"})
+
+
+def _uint_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 20 or not low <= int(text) <= high:
+        raise ValueError(f"{name} is an integer from {low} to {high}")
+    return int(text)
+
+
+async def get_device_readings(request: web.Request) -> web.Response:
+    """`?after_seq=N&limit=L`: the device's stored bundles after reading N, decoded (queries)."""
+    try:
+        kid = keys.parse_key_id_hex(request.match_info["kid"])
+    except ValueError:
+        return _json(400, {"reason": "invalid_kid", "detail": "a key id is 32 lowercase hex digits"})
+    try:
+        after_seq = _uint_param(request, "after_seq", None, 0, queries.MAX_SEQ)
+        limit = _uint_param(request, "limit", queries.DEFAULT_LIMIT, 1, queries.MAX_LIMIT)
+    except ValueError as exc:
+        return _json(400, {"reason": "invalid_parameter", "detail": str(exc)})
+    assert limit is not None
+    readings = await request.app[SERVICE].device_readings(kid, after_seq, limit)
+    if readings is None:
+        return _json(404, {"reason": "unknown_device", "detail": f"device {kid.hex()} is not registered"})
+    return _json(200, readings)
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """`pinseal-ingest`: run the network ingest and manage whom it trusts.
 
     pinseal-ingest run --db PATH|URL [--listen 127.0.0.1:8700] [--max-body BYTES] [--workers N]
-    pinseal-ingest gateways add PUBKEY_HEX [--label TEXT] | list | revoke KID_HEX
+    pinseal-ingest gateways add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
     pinseal-ingest devices add PUBKEY_HEX [--label TEXT] | import FILE | list | revoke KID_HEX
     pinseal-ingest stats
     pinseal-ingest anchor keygen|address|deploy|status   (run --anchor-rpc, --anchor-key, --anchor-chain)
@@ -14,6 +14,7 @@ they looked otherwise (opening a missing file would create an empty one and repo
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -21,9 +22,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from pinseal_anchor import cli as anchor_cli
-from pinseal_ingest import anchoring, db, registry, store
+from pinseal_ingest import anchoring, bulk_import, db, registry, store
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.server import parse_listen, serve
 from pinseal_ingest.storage import SchemaTooNew, is_url
@@ -88,10 +90,17 @@ def _parser() -> argparse.ArgumentParser:
         revoke = actions.add_parser("revoke", parents=[common], help="reject everything new it signs")
         revoke.add_argument("kid", help="key id, 32 hex digits")
         revoke.set_defaults(handler=_revoke, table=table)
+        imp = actions.add_parser(
+            "import", parents=[common], help="a registry export: JSON array or JSON Lines, streamed"
+        )
+        imp.add_argument("file", help="the export (- reads standard input)")
         if table == "devices":
-            imp = actions.add_parser("import", parents=[common], help="a gateway's registry export (JSON)")
-            imp.add_argument("file")
-            imp.set_defaults(handler=_import)
+            imp.add_argument(
+                "--fleet-key",
+                help="the fleet's Ed25519 public key (64 hex): every entry's certificate must be signed "
+                "by it and name the entry's key (provisioning exports the certificate)",
+            )
+        imp.set_defaults(handler=_import, table=table)
 
     stats = commands.add_parser("stats", parents=[common], help="totals as JSON")
     stats.set_defaults(handler=_stats)
@@ -219,16 +228,23 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    with open(args.file, encoding="utf-8") as fp:
-        entries = json.load(fp)
-    if isinstance(entries, dict) and isinstance(entries.get("devices"), list):
-        entries = entries["devices"]
-    if not isinstance(entries, list):
-        raise ValueError('a device export is a JSON list of {"public_key": hex, ...}')
-    conn = db.connect(args.db)
-    added, present = registry.import_devices(conn, entries)
-    conn.close()
-    print(f"{added} devices added, {present} already registered")
+    """`bulk_import` of a file or stdin: streamed, so a million devices import in flat memory."""
+    if args.file == "-":
+        stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+    else:
+        stream = open(args.file, encoding="utf-8-sig")  # noqa: SIM115  (closed below)
+    try:
+        conn = db.connect(args.db)
+        try:
+            fleet = getattr(args, "fleet_key", None)
+            fleet_key = None if fleet is None else registry.parse_public_key(fleet)
+            added, present = bulk_import.import_stream(conn, args.table, stream, fleet_key=fleet_key)
+        finally:
+            conn.close()
+    finally:
+        if args.file != "-":
+            stream.close()
+    print(f"{added} {args.table} added, {present} already registered")
     return 0
 
 

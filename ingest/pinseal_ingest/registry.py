@@ -81,30 +81,11 @@ def import_devices(
     """Register devices from a registry export (`{"public_key": hex, "label"?, "revoked_at"?}` each).
 
     All or nothing, so a bad entry leaves no half-imported registry. Returns (added, already present).
+    The checks and the chunked insert are `bulk_import`'s, which also streams a file of any size.
     """
-    parsed = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("public_key"), str):
-            raise ValueError(f'entry {i}: needs a "public_key" in hex')
-        label = entry.get("label")
-        revoked_at = entry.get("revoked_at")
-        if revoked_at is None and entry.get("revoked") is True:
-            revoked_at = time.time() if now is None else now
-        if label is not None and not isinstance(label, str):
-            raise ValueError(f"entry {i}: label must be text")
-        if label is not None:
-            try:
-                labels.check_label(label)
-            except ValueError as exc:
-                raise ValueError(f"entry {i}: {exc}") from exc
-        if revoked_at is not None and not isinstance(revoked_at, int | float):
-            raise ValueError(f"entry {i}: revoked_at must be a Unix time")
-        parsed.append((parse_public_key(entry["public_key"]), label, revoked_at))
-    added = 0
-    with conn.transaction():
-        for public_key, label, revoked_at in parsed:
-            added += add(conn, "devices", public_key, label=label, revoked_at=revoked_at, now=now)[1]
-    return added, len(parsed) - added
+    from pinseal_ingest.bulk_import import import_entries  # it imports this module's Table
+
+    return import_entries(conn, "devices", entries, now=now)
 
 
 def resolver(conn: Database, table: Table) -> Callable[[bytes], Ed25519PublicKey]:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pinseal_ingest import accept, db, store
+from pinseal_ingest import accept, db, queries, store
 from pinseal_ingest.accept import Accepted, Rejection
 from pinseal_ingest.metrics import IngestMetrics
 from pinseal_ingest.rejections import CLIENT, RejectionPolicy
@@ -29,6 +29,14 @@ class IngestService:
         self._conn: Database = self._executor.submit(db.connect, path).result()
         self.metrics = metrics or IngestMetrics()
         self._rejections = RejectionPolicy(self.metrics.registry)
+        self.anchor_part: queries.AnchorPart = self._anchor_of
+
+    def _anchor_of(self, batch_hash: bytes) -> dict[str, Any] | None:
+        """A proof's "anchor": the confirmed anchor holding this batch, rebuilt from the outbox, or None
+        (not anchored yet, or anchoring not configured on the network). On the database thread."""
+        from pinseal_anchor.proof import anchor_proof
+
+        return anchor_proof(self._conn, batch_hash)  # type: ignore[arg-type]
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -67,6 +75,12 @@ class IngestService:
 
     async def bundle_info(self, bundle_hash: bytes) -> dict[str, Any] | None:
         return await self._run(store.bundle_info, self._conn, bundle_hash)
+
+    async def device_readings(self, kid: bytes, after_seq: int | None, limit: int) -> dict[str, Any] | None:
+        return await self._run(queries.device_readings, self._conn, kid, after_seq=after_seq, limit=limit)
+
+    async def bundle_proof(self, bundle_hash: bytes) -> dict[str, Any] | None:
+        return await self._run(queries.bundle_proof, self._conn, bundle_hash, anchor_part=self.anchor_part)
 
     async def healthy(self) -> bool:
         """The database answers a query."""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from ingest_fixtures import Gateway, key, register, sim_device
-from ingest_processes import IngestProcess, send
+from ingest_processes import IngestProcess, request, send
 
-from pinseal_anchor import proof as anchor_proof_doc
+from pinseal_anchor import outbox
 from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
 from pinseal_ingest import db
 from pinseal_protocol import batch
@@ -40,36 +40,18 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 90.0) -> None:
+def wait_anchored(url: str, chain: HardhatNode, batches: int, timeout_s: float = 180.0) -> None:
     """Mine while waiting until every stored batch is in a confirmed anchor."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        status = json.loads(cli("anchor", "status", "--db", url).stdout)
-        if status["leaves_anchored"] >= batches:
-            return
-        assert time.monotonic() < deadline, status
-        chain.mine(1)
-        time.sleep(0.3)
-
-
-def proof_of(url: str, raw: bytes) -> dict:
-    """The reading's proof document from what the ingest stored (bundle -> batch -> anchor)."""
     conn = db.connect(url)
     try:
-        bundle_hash = batch.bundle_hash(raw)
-        batch_hash = conn.scalar("SELECT batch_hash FROM leaves WHERE bundle_hash = ?", (bundle_hash,))
-        header = conn.scalar("SELECT header FROM batches WHERE hash = ?", (batch_hash,))
-        leaves = [
-            r[0]
-            for r in conn.execute(
-                "SELECT bundle_hash FROM leaves WHERE batch_hash = ? ORDER BY leaf_index", (batch_hash,)
-            )
-        ]
-        anchor = anchor_proof_doc.anchor_proof(conn, batch_hash)
-        assert anchor is not None, "not anchored yet"
-        return anchor_proof_doc.anchored_proof(
-            batch.proof_document(header, leaves, leaves.index(bundle_hash)), raw, anchor
-        )
+        while True:
+            made = conn.scalar("SELECT to_regclass('anchor_anchors') IS NOT NULL")
+            if made and outbox.status(conn).leaves_anchored >= batches:
+                return
+            assert time.monotonic() < deadline, outbox.status(conn)
+            chain.mine(1)
+            time.sleep(0.3)
     finally:
         conn.close()
 
@@ -102,19 +84,28 @@ def test_two_hosts_anchor_once_and_a_reading_verifies_to_its_block(
             assert send(other.port, gateway.make([raw])).status == 200
         wait_anchored(postgres_url, chain, 6)
         assert LEADER_LINE in other.output()
+        chain.mine(3)
+        documents = []
+        for raw in (sealed[0], sealed[-1]):  # anchored by the first host, and by the one that took over
+            got = request(other.port, "GET", f"/v1/bundles/{batch.bundle_hash(raw).hex()}/proof")
+            assert got.status == 200 and got.body["anchor"] is not None, got
+            documents.append(got.body)
     finally:
         for host in (host_a, host_b):
             host.stop()
 
-    chain.mine(3)
-    for raw in (sealed[0], sealed[-1]):
-        document = tmp_path / "proof.json"
-        document.write_text(json.dumps(proof_of(postgres_url, raw)))
+    status = json.loads(cli("anchor", "status", "--db", postgres_url).stdout)
+    assert status["leaves_anchored"] == 6 and status["pending"] == status["sent"] == 0, status
+    for n, document in enumerate(documents):
+        path = tmp_path / f"proof-{n}.json"
+        path.write_text(json.dumps(document))
         trusted = ("--rpc", chain.url, "--anchor-address", address, "--device-key", device.public_key_hex)
-        checked = cli("verify-proof", str(document), *trusted, "--gateway-key", gateway.public_hex, "--json")
+        checked = cli("verify-proof", str(path), *trusted, "--gateway-key", gateway.public_hex, "--json")
         assert checked.returncode == 0, checked.stderr
-        result = json.loads(checked.stdout)
-        assert result["block_number"] > 0
-        forged = cli("verify-proof", str(document), "--rpc", chain.url, "--anchor-address", "0x" + "11" * 20,
+        assert json.loads(checked.stdout)["block_number"] > 0
+        forged = cli("verify-proof", str(path), "--rpc", chain.url, "--anchor-address", "0x" + "11" * 20,
                      "--device-key", device.public_key_hex)  # fmt: skip
         assert forged.returncode == 1 and "0x" in forged.stderr
+        other_device = cli("verify-proof", str(path), "--rpc", chain.url, "--anchor-address", address,
+                           "--device-key", sim_device(3).public_key_hex)  # fmt: skip
+        assert other_device.returncode == 1

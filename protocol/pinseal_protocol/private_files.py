@@ -8,6 +8,7 @@ the database file, so they follow without touching the process-wide umask (which
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -29,7 +30,12 @@ def prepare_private_db(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
         os.chmod(path.parent, 0o700)  # mkdir's mode is filtered by the umask
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if not path.exists():
+        # Never open (and close) a database file that exists: closing any descriptor of a file drops
+        # every POSIX lock this process holds on it, so a second connection's open would silently
+        # release the first one's SQLite locks (another process then read stale WAL pages for good).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
     for file in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
         try:
             current = stat.S_IMODE(file.stat().st_mode)

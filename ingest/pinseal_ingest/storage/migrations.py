@@ -51,8 +51,17 @@ def prepare(db: Database) -> int:
                     db.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION}")
         if found is not None and found != schema.SCHEMA_VERSION:
             log.info("ingest database schema %d -> %d", found, schema.SCHEMA_VERSION)
+        _anchor_tables(db)
     db.schema_ready()
     return found or 0
+
+
+def _anchor_tables(db: Database) -> None:
+    """The anchoring outbox's tables (pinseal_anchor keeps their schema and version), made with the
+    ingest's own under the same lock, so a proof lookup finds them whether or not this host anchors."""
+    from pinseal_anchor import outbox
+
+    outbox.init_schema(db)  # type: ignore[arg-type]
 
 
 def table_exists(db: Database, name: str) -> bool:
