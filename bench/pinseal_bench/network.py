@@ -97,8 +97,7 @@ def run_lookups(args: argparse.Namespace) -> dict[str, Any]:
     spec = network_fill.FillSpec(
         args.fill_devices, args.fill_gateways, args.leaves_per_batch, max(args.lookup_sizes), args.months
     )
-    name, _ = network_fill.proof_function()
-    out: dict[str, Any] = {"fill": spec.__dict__, "proof_function": name, "sizes": {}}
+    out: dict[str, Any] = {"fill": spec.__dict__, "proof_function": network_fill.PROOF_FUNCTION, "sizes": {}}
     with PostgresServer(settings=network_drain.PG_SETTINGS) as server:
         url = server.create_database("lookup")
         filler = network_fill.Filler(url, spec, args.fill_processes)

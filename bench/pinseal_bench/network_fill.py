@@ -24,7 +24,6 @@ import multiprocessing
 import random
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +32,7 @@ import psycopg
 
 from pinseal_bench.network_load import seeded_key
 from pinseal_ingest import db as ingest_db
-from pinseal_ingest import store
+from pinseal_ingest import queries
 from pinseal_ingest.storage.postgres import PostgresDatabase, month_of
 from pinseal_protocol import batch, cose, dcbor, keys, sodium
 from pinseal_protocol import bundle as pbundle
@@ -289,44 +288,20 @@ class Filler:
 # -- the lookup ------------------------------------------------------------------------------------------
 
 
-def interim_proof(conn: Any, bundle_hash: bytes) -> dict[str, Any] | None:
-    """A bundle's proof document from the ingest's queries, until `queries.bundle_proof` exists: the
-    bundle's record (`store.bundle_info`), its batch's header, the batch's leaves and the Merkle path."""
-    info = store.bundle_info(conn, bundle_hash)
-    if info is None:
-        return None
-    batch_hash = bytes.fromhex(info["batch_hash"])
-    header = conn.scalar("SELECT header FROM batches WHERE hash = ?", (batch_hash,))
-    leaves = [
-        row[0]
-        for row in conn.execute(
-            "SELECT bundle_hash FROM leaves WHERE batch_hash = ? ORDER BY leaf_index", (batch_hash,)
-        )
-    ]
-    return {**info, "proof": batch.proof_document(header, leaves, info["leaf_index"])}
-
-
-def proof_function() -> tuple[str, Callable[[Any, bytes], dict[str, Any] | None]]:
-    """The ingest's `queries.bundle_proof` when it has one, else `interim_proof` (named in the results)."""
-    try:
-        from pinseal_ingest.queries import bundle_proof  # type: ignore[import-not-found]
-    except ImportError:
-        return "interim: store.bundle_info + header + leaf hashes + Merkle path", interim_proof
-    return "pinseal_ingest.queries.bundle_proof", bundle_proof
+PROOF_FUNCTION = "pinseal_ingest.queries.bundle_proof"
 
 
 def time_lookups(url: str, hashes: list[bytes], n: int, seed: int = 17) -> dict[str, float]:
     """p50/p99/max of n lookups of random stored bundle hashes through the Database interface."""
-    _, proof = proof_function()
     picks = random.Random(seed).choices(hashes, k=n)
     conn = ingest_db.connect(url)
     try:
         for h in picks[:20]:  # connection set up, catalog cached: what a running ingest has
-            proof(conn, h)
+            queries.bundle_proof(conn, h)
         times = []
         for h in picks:
             started = time.perf_counter()
-            found = proof(conn, h)
+            found = queries.bundle_proof(conn, h)
             times.append((time.perf_counter() - started) * 1000)
             if found is None:
                 raise AssertionError(f"bundle {h.hex()} not found")

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pinseal_bench import network
-from pinseal_bench.network_fill import Filler, FillSpec, TemplateSealer, interim_proof
+from pinseal_bench.network_fill import Filler, FillSpec, TemplateSealer
 from pinseal_bench.network_load import seeded_key
 from pinseal_devkit.postgres import PostgresServer
 from pinseal_ingest import db as ingest_db
+from pinseal_ingest import queries
 from pinseal_protocol import batch, keys
 from pinseal_protocol import bundle as pbundle
 
@@ -38,14 +39,15 @@ def test_filled_rows_are_signed_and_prove() -> None:
             assert conn.scalar("SELECT COUNT(DISTINCT gateway_kid) FROM batches") == 2
             assert conn.scalar("SELECT MAX(batch_no) FROM batches") == 2
             for bundle_hash in filler.sample[:5]:
-                info = interim_proof(conn, bundle_hash)
-                assert info is not None
-                device = pbundle.verify_bundle(bytes.fromhex(info["body"]), _resolver(conn, "devices"))
-                header = batch.verify_header(
-                    bytes.fromhex(info["proof"]["header"]), _resolver(conn, "gateways")
-                )
-                batch.verify_proof_document(info["proof"], _resolver(conn, "gateways")(header.gateway_kid))
+                proof = queries.bundle_proof(conn, bundle_hash)
+                assert proof is not None
+                device = pbundle.verify_bundle(bytes.fromhex(proof["bundle"]), _resolver(conn, "devices"))
                 assert device.bundle_hash == bundle_hash
+                header = batch.verify_header(
+                    bytes.fromhex(proof["batch"]["header"]), _resolver(conn, "gateways")
+                )
+                gateway_key = _resolver(conn, "gateways")(header.gateway_kid)
+                batch.verify_proof_document(proof["batch"], gateway_key, bytes.fromhex(proof["bundle"]))
         finally:
             conn.close()
 
