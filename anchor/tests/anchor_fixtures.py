@@ -13,6 +13,7 @@ from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.client import ChainClient
 from pinseal_anchor.keyfile import generate_key, load_key
 from pinseal_anchor.sql import SqliteDatabase
+from pinseal_devkit.hardhat import HardhatNode
 from pinseal_devkit.simdevice import SimDevice
 from pinseal_protocol import batch, keys
 
@@ -95,3 +96,14 @@ def make_anchorer(
     kwargs.setdefault("confirmations", 2)
     client = ChainClient(node_url, 31337, timeout_s=timeout_s)
     return Anchorer(db, source, client, load_key(tmp / "keys" / "anchor.key"), **kwargs), source
+
+
+def confirm_all(anchorer: Anchorer, chain: HardhatNode, rounds: int = 20) -> None:
+    """Tick and mine until nothing is pending or in flight (a test's chain mines only when told)."""
+    for _ in range(rounds):
+        assert anchorer.tick(), anchorer.last_error
+        status = anchorer.anchor_status()
+        if status.pending == 0 and status.sent == 0:
+            return
+        chain.mine(1)
+    raise AssertionError(f"not confirmed: {anchorer.anchor_status()}")

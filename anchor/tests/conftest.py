@@ -8,17 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
+from pinseal_devkit.hardhat import HardhatNode, running_node
 
 
 def _node(log: Path) -> Iterator[HardhatNode]:
-    if not HARDHAT_BIN.exists():
-        pytest.fail(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
-    node = HardhatNode(log)
-    try:
-        yield node.start()
-    finally:
-        node.stop()
+    with running_node(log) as node:
+        yield node
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anchor_fixtures import Fleet, GatewayBatch, make_anchorer, public_hex
+from anchor_fixtures import Fleet, GatewayBatch, confirm_all, make_anchorer, public_hex
 from eth_account import Account
 
 from pinseal_anchor import evm, outbox
@@ -30,16 +30,6 @@ def run_cli(*argv: str) -> int:
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.handler(args))
-
-
-def until_confirmed(anchorer: Anchorer, chain: HardhatNode, rounds: int = 20) -> None:
-    for _ in range(rounds):
-        assert anchorer.tick(), anchorer.last_error
-        status = anchorer.anchor_status()
-        if status.pending == 0 and status.sent == 0:
-            return
-        chain.mine(1)
-    raise AssertionError(f"not confirmed: {anchorer.anchor_status()}")
 
 
 def proof_of(anchorer: Anchorer, gb: GatewayBatch, index: int) -> dict[str, Any]:
@@ -71,7 +61,7 @@ def test_anchor_and_verify_end_to_end(
     anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund, mode=mode, contract=contract)
     fleet, batches = fleet_batches()
     source.add(*(b.hash for b in batches))
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     (anchor,) = outbox.in_state(anchorer.db, "confirmed")
     assert anchor.leaf_count == 3 and anchor.mode == mode
 
@@ -115,7 +105,7 @@ def test_forged_root_by_another_address_is_rejected(chain: HardhatNode, tmp_path
     forger, source = make_anchorer(tmp_path / "forger", chain.url, fund=chain.fund)
     fleet, batches = fleet_batches(2)
     source.add(*(b.hash for b in batches))
-    until_confirmed(forger, chain)
+    confirm_all(forger, chain)
     doc = proof_of(forger, batches[0], 0)
     key = fleet.devices[0].key.public_key()
     # the forger's own address verifies (it did anchor it) ...
@@ -129,7 +119,7 @@ def test_tampered_documents_are_rejected(chain: HardhatNode, tmp_path: Path) -> 
     anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund)
     fleet, batches = fleet_batches(3)
     source.add(*(b.hash for b in batches))
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     doc = proof_of(anchorer, batches[2], 1)
     key = fleet.devices[1].key.public_key()
     address = anchorer.account.address
@@ -175,7 +165,7 @@ def test_reorg_below_depth_reanchors(chain: HardhatNode, tmp_path: Path) -> None
     chain.revert(snapshot)  # the block is gone; the chain grows another way
     chain.fund(anchorer.account.address)
     chain.mine(2)
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     (confirmed,) = outbox.in_state(anchorer.db, "confirmed")
     # re-sent as the same signed transaction (its nonce was open again): one root, one mined transaction
     assert confirmed.block_hash != sent.block_hash and confirmed.nonce == sent.nonce
@@ -206,7 +196,7 @@ def test_stuck_transaction_is_replaced_with_bumped_fees(chain: HardhatNode, tmp_
     assert second.max_fee * 8 >= first.max_fee * 9 and second.priority_fee * 8 >= first.priority_fee * 9
     assert len([t for t in chain.mempool() if t["from"].lower() == anchorer.account.address.lower()]) == 1
     chain.mine(1)
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     (done,) = outbox.in_state(anchorer.db, "confirmed")
     assert done.tx_hash == second.tx_hash
 
@@ -234,7 +224,7 @@ def test_replacement_refused_as_underpriced_is_bumped_again(
     finally:
         chain.automine(True)
     chain.mine(1)
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     assert outbox.get(anchorer.db, anchor.id).tx_hash == txs[0].tx_hash
 
 
@@ -264,7 +254,7 @@ def test_nonce_taken_by_another_transaction_is_resent(chain: HardhatNode, tmp_pa
         chain.mine(1)
     finally:
         chain.automine(True)
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     (done,) = outbox.in_state(anchorer.db, "confirmed")
     txs = outbox.txs_of(anchorer.db, done.id)
     assert done.tx_hash == txs[0].tx_hash and txs[0].nonce == ours.nonce + 1
@@ -274,9 +264,9 @@ def test_each_leaf_is_anchored_once_across_anchors(chain: HardhatNode, tmp_path:
     anchorer, source = make_anchorer(tmp_path, chain.url, fund=chain.fund, confirmations=1)
     fleet, batches = fleet_batches(4)
     source.add(*(b.hash for b in batches[:2]))
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     source.add(*(b.hash for b in batches[2:]))
-    until_confirmed(anchorer, chain)
+    confirm_all(anchorer, chain)
     anchors = outbox.in_state(anchorer.db, "confirmed")
     assert [a.leaf_count for a in anchors] == [2, 2]
     assert anchors[0].nonce == 0 and anchors[1].nonce == 1

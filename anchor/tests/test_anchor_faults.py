@@ -10,24 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from anchor_fixtures import Fleet, make_anchorer
+from anchor_fixtures import Fleet, confirm_all, make_anchorer
 
 from pinseal_anchor import outbox
-from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.client import RpcError
 from pinseal_devkit.hardhat import HardhatNode
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
-
-
-def confirm_all(anchorer: Anchorer, chain: HardhatNode, rounds: int = 20) -> None:
-    for _ in range(rounds):
-        assert anchorer.tick(), anchorer.last_error
-        status = anchorer.anchor_status()
-        if status.pending == 0 and status.sent == 0:
-            return
-        chain.mine(1)
-    raise AssertionError(f"not confirmed: {anchorer.anchor_status()}")
 
 
 def test_rpc_outage_loses_nothing(own_chain: HardhatNode, tmp_path: Path) -> None:

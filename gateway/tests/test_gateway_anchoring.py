@@ -13,7 +13,7 @@ import pytest
 from gateway_process import running, wait_for
 
 from pinseal_anchor.keyfile import address_of
-from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
+from pinseal_devkit.hardhat import HardhatNode, running_node
 from pinseal_gateway import broker
 from pinseal_gateway.cli import main
 
@@ -22,13 +22,8 @@ pytestmark = pytest.mark.chain
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[HardhatNode]:
-    if not HARDHAT_BIN.exists():
-        pytest.fail(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
-    node = HardhatNode(tmp_path / "hardhat.log")
-    try:
-        yield node.start()
-    finally:
-        node.stop()
+    with running_node(tmp_path / "hardhat.log") as node:
+        yield node
 
 
 def anchored(db_path: Path) -> tuple[int, int]:

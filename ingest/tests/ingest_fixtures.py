@@ -95,6 +95,21 @@ class Response:
     body: Any
 
 
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """One HTTP request to an ingest on 127.0.0.1:`port`; a JSON answer decoded, other text as text."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    is_json = resp.getheader("Content-Type", "").startswith("application/json")
+    return Response(resp.status, json.loads(data) if is_json else data.decode())
+
+
 class IngestServer:
     """`pinseal_ingest.server.serve` on a free loopback port, in a thread with its own event loop."""
 
@@ -158,15 +173,7 @@ class IngestServer:
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        is_json = resp.getheader("Content-Type", "").startswith("application/json")
-        return Response(resp.status, json.loads(data) if is_json else data.decode())
+        return request(self.port, method, path, body, headers)
 
     def post(
         self, body: bytes, *, idempotency_key: str | None = None, content_type: str = "application/cbor"

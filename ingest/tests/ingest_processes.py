@@ -1,8 +1,6 @@
 """`pinseal-ingest run` as a real process (with --workers N), and a plain HTTP client for it: what the
 tests of several workers and several hosts on one database drive."""
 
-import http.client
-import json
 import os
 import signal
 import subprocess
@@ -11,22 +9,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ingest_fixtures import Batch, Response
+from ingest_fixtures import Batch, Response, request
 
 from pinseal_devkit.postgres import free_port
-
-
-def request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-) -> Response:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-    finally:
-        conn.close()
-    return Response(resp.status, json.loads(data) if data[:1] in (b"{", b"[") else data.decode())
 
 
 def send(port: int, made: Batch) -> Response:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ingest_fixtures import Gateway, key, register, sim_device
-from ingest_processes import IngestProcess, request, send
+from ingest_fixtures import Gateway, key, register, request, sim_device
+from ingest_processes import IngestProcess, send
 
 from pinseal_anchor import outbox
-from pinseal_devkit.hardhat import HARDHAT_BIN, HardhatNode
+from pinseal_devkit.hardhat import HardhatNode, running_node
 from pinseal_ingest import db
 from pinseal_protocol import batch
 
@@ -25,13 +25,8 @@ LEADER_LINE = "this ingest process anchors for the network"
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[HardhatNode]:
-    if not HARDHAT_BIN.exists():
-        pytest.fail(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
-    node = HardhatNode(tmp_path / "hardhat.log")
-    try:
-        yield node.start()
-    finally:
-        node.stop()
+    with running_node(tmp_path / "hardhat.log") as node:
+        yield node
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -210,7 +210,7 @@ def test_metrics_add_up_over_the_workers_even_after_one_died(workers: tuple[str,
     import os
     import signal
 
-    from ingest_processes import request
+    from ingest_fixtures import request
 
     url, ingest = workers
     gateway, device = Gateway(key(1)), sim_device(2)

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,16 @@ class HardhatNode:
     def mempool(self) -> list[dict[str, Any]]:
         block = self.rpc("eth_getBlockByNumber", "pending", True)
         return list(block["transactions"]) if block else []
+
+
+@contextmanager
+def running_node(log_path: Path) -> Iterator[HardhatNode]:
+    """A started node for a `with` block (the tests' fixtures), stopped however the block ends; a clear
+    error when node_modules lacks Hardhat."""
+    if not HARDHAT_BIN.exists():
+        raise RuntimeError(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
+    node = HardhatNode(log_path)
+    try:
+        yield node.start()
+    finally:
+        node.stop()
