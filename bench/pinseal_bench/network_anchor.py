@@ -16,7 +16,7 @@ from typing import Any
 
 from pinseal_anchor.anchorer import Anchorer
 from pinseal_anchor.cost import daily_cost, measure_anchor_gas
-from pinseal_devkit.hardhat import HardhatNode
+from pinseal_devkit.hardhat import running_node
 
 MODES = ("calldata", "contract")
 
@@ -31,14 +31,13 @@ def anchor_cost() -> tuple[dict[str, Any] | None, str]:
     from eth_account import Account
 
     try:
-        with tempfile.TemporaryDirectory(prefix="pinseal-anchor-bench-") as tmp:
-            node = HardhatNode(Path(tmp) / "hardhat.log").start()
-            try:
-                account = Account.create()
-                node.fund(account.address)
-                gas = measure_anchor_gas(node.url, account)
-            finally:
-                node.stop()
+        with (
+            tempfile.TemporaryDirectory(prefix="pinseal-anchor-bench-") as tmp,
+            running_node(Path(tmp) / "hardhat.log") as node,
+        ):
+            account = Account.create()
+            node.fund(account.address)
+            gas = measure_anchor_gas(node.url, account)
     except (OSError, RuntimeError) as exc:  # no node here: reported, not allowed to sink the benchmark
         return None, f"not measured: {type(exc).__name__}: {exc}"
     interval = default_interval_s()
