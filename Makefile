@@ -32,7 +32,7 @@ QEMU_TESTS := hil_tests/tests/test_qemu_boot.py hil_tests/tests/test_qemu_launch
               hil_tests/tests/test_qemu_board.py hil_tests/tests/test_qemu_crypto.py \
               provisioning/tests/test_provision_qemu.py
 
-.PHONY: help setup system-packages run demo-firmware test test-long test-qemu test-ble-kernel test-protocol test-gateway test-ingest test-anchor anchor-contract test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon firmware-images vboard flash enroll firmware-tables native-unix vectors clean
+.PHONY: help setup system-packages run demo-firmware test test-long test-qemu test-ble-kernel test-protocol test-gateway test-ingest test-anchor anchor-contract test-provisioning test-firmware test-hil test-build hil-arm64 wokwi-chips hil-wokwi lint fmt typecheck-firmware compile-firmware bench bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon bench-network firmware-images vboard flash enroll firmware-tables native-unix vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -156,7 +156,7 @@ fmt: setup ## format and auto-fix host code (ruff format, ruff check --fix)
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon ## every benchmark; results in build/bench/ and docs/benchmarks.md
+bench: bench-firmware bench-gateway bench-backlog bench-fleet bench-transports bench-silicon bench-network ## every benchmark; results in build/bench/ and docs/benchmarks.md
 
 bench-firmware: setup ## Ed25519 and bundle sealing in the MicroPython VM vs a naive RFC 8032 signer
 	$(PY) -m pinseal_bench.firmware --out build/bench/firmware.json --doc docs/benchmarks.md
@@ -175,6 +175,9 @@ bench-transports: setup ## MQTT, serial and BLE side by side: bundles/s, CPU-ms 
 
 bench-silicon: setup ## seals and ack verification on QEMU (instructions) and rp2040js (Pico ms), pure vs native; peak heap by MICROPY_HEAP_SIZE bisection [SKIP_HEAP=1]
 	$(PY) -m pinseal_bench.silicon --out build/bench/silicon.json --doc docs/benchmarks.md $(if $(SKIP_HEAP),--skip-heap)
+
+bench-network: setup ## network ingest: 1,000,000-reading drain into SQLite and PostgreSQL with 1, 2, N workers (readings/s, CPU-ms and bytes per reading), proof lookup p99 at 10^6 and 10^7 bundles, anchoring cost
+	$(PY) -m pinseal_bench.network --out build/bench/network.json --doc docs/benchmarks.md
 
 # MicroPython images for the emulators, built from the pinned sources in micropython/builds/pins.json (bare git
 # snapshots, see the script's --snapshots) into micropython/images/ (committed: CI has neither network nor
