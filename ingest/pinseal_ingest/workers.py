@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 RESTART_LIMIT = 5
 RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 30.0
+PARENT_CHECK_S = 1.0
 START_TIMEOUT_S = 60.0
 
 
@@ -50,8 +52,10 @@ class WorkerConfig:
 
 
 def _worker_main(config: WorkerConfig, ready: multiprocessing.synchronize.Event) -> None:
-    """One worker: the ordinary ingest, on the shared port, until SIGTERM."""
+    """One worker: the ordinary ingest, on the shared port, until SIGTERM (or its supervisor is gone)."""
     from pinseal_ingest.server import serve
+
+    _stop_with_parent(os.getppid())
 
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s"
@@ -66,6 +70,18 @@ def _worker_main(config: WorkerConfig, ready: multiprocessing.synchronize.Event)
             on_ready=lambda _: ready.set(),
         )
     )
+
+
+def _stop_with_parent(parent: int) -> None:
+    """SIGTERM this worker once its supervisor is gone (killed with SIGKILL, it could not stop us): an
+    orphaned worker would go on serving the port unsupervised, and hold it against the next start."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="pinseal-ingest-parent-watch", daemon=True).start()
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

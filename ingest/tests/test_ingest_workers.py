@@ -223,3 +223,27 @@ def test_metrics_add_up_over_the_workers_even_after_one_died(workers: tuple[str,
     for _ in range(6):  # new connections: the kernel spreads them over the workers
         body = request(ingest.port, "GET", "/metrics").body
         assert 'pinseal_ingest_batches_stored_total{mode="bundles"} 12.0' in body, body
+
+
+def test_workers_stop_when_their_supervisor_is_killed(postgres_url: str, tmp_path: Path) -> None:
+    """SIGKILL of the supervisor leaves no orphaned worker serving the port unsupervised."""
+    import os
+    import signal
+
+    ingest = IngestProcess(postgres_url, 2, tmp_path).wait_ready()
+    workers = ingest.worker_pids()
+    os.kill(ingest.process.pid, signal.SIGKILL)
+    ingest.process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their supervisor"
+        time.sleep(0.2)
+    ingest.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
