@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from provision_fixtures import GatewaySetup, blank_board
 
-from conftest import GatewaySetup, blank_board
 from pinseal_provision.cli import main as cli_main
 from pinseal_vboard import BoardHost
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from provision_fixtures import BIN, GatewaySetup, blank_board
 
-from conftest import BIN, GatewaySetup, blank_board
 from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
 from pinseal_provision import deploy, enroll, fleet, profiles

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from provision_fixtures import BIN
 from rich.console import Console
 
-from conftest import BIN
 from pinseal_provision import devconfig, masking, profiles, versions
 from pinseal_provision.errors import BadInput
 from pinseal_provision.progress import JsonReporter, PlainReporter, RichReporter, for_output

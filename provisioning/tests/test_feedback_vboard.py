@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from provision_fixtures import BIN, GatewaySetup
 
-from conftest import BIN, GatewaySetup
 from pinseal_provision import deploy, devconfig, enroll, profiles
 from pinseal_provision.device import Board
 from pinseal_provision.enroll import EnrollOptions

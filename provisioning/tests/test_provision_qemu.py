@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from provision_fixtures import BIN, GatewaySetup
 
-from conftest import BIN, GatewaySetup
 from pinseal_protocol import certificate as cert
 from pinseal_protocol import keys
 from pinseal_provision import fleet
