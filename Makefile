@@ -101,7 +101,7 @@ test-protocol: setup ## fast: the host codec against the protocol vectors
 test-gateway: setup ## the gateway daemon, against real Mosquitto and the real network ingest
 	$(PYTEST) -q gateway/tests
 
-test-ingest: setup ## the network ingest
+test-ingest: setup ## the network ingest, on SQLite and on a private PostgreSQL server it starts
 	$(PYTEST) -q ingest/tests
 
 test-anchor: setup ## the anchoring package against a real Hardhat node
