@@ -48,7 +48,7 @@ async def serve(
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         addresses = [f"{a[0]}:{a[1]}" for a in runner.addresses]
-        log.info("pinseal-ingest listening on %s, database %s", ", ".join(addresses), db_path)
+        log.info("pinseal-ingest listening on %s, database %s", ", ".join(addresses), service.database)
         if on_ready is not None:
             on_ready(addresses)
         if stop is None:

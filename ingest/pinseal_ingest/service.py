@@ -31,6 +31,11 @@ class IngestService:
         self._rejections = RejectionPolicy(self.metrics.registry)
         self.anchor_part: queries.AnchorPart = self._anchor_of
 
+    @property
+    def database(self) -> str:
+        """Where the data is, for logs: a path, or the URL without its password."""
+        return self._conn.target
+
     def _anchor_of(self, batch_hash: bytes) -> dict[str, Any] | None:
         """A proof's "anchor": the confirmed anchor holding this batch, rebuilt from the outbox, or None
         (not anchored yet, or anchoring not configured on the network). On the database thread."""

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pinseal_ingest.api import MAX_BODY
 from pinseal_ingest.metrics import MULTIPROC_ENV
+from pinseal_ingest.storage.postgres import redact
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Supervisor:
                 self.config.port,
                 self.count,
                 ", ".join(str(p.pid) for p in self._workers),
-                self.config.db if "://" not in self.config.db else self.config.db.split("@")[-1],
+                redact(self.config.db),
             )
             return self._watch()
         finally:

@@ -103,3 +103,17 @@ def test_an_unreachable_database_is_a_clear_error_without_the_password(
     assert "cannot connect to PostgreSQL at postgresql://ingest:***@127.0.0.1" in err
     assert "s3cret" not in err
     assert redact("postgresql://a@h/db") == "postgresql://a@h/db"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_database_password_never_reaches_the_log(postgres_url: str, tmp_path: Path, workers: int) -> None:
+    """`run` logs where its data is; with a PostgreSQL URL that must be without the password (the test
+    server trusts loopback, so any password connects)."""
+    with_password = postgres_url.replace("pinseal@", "pinseal:s3cret-pw@")
+    ingest = IngestProcess(with_password, workers, tmp_path).wait_ready()
+    try:
+        output = ingest.output()
+    finally:
+        assert ingest.stop() == 0
+    assert "listening on" in output and "pinseal:***@127.0.0.1" in output
+    assert "s3cret-pw" not in ingest.output()
