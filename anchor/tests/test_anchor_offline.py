@@ -27,7 +27,7 @@ from pinseal_anchor.proof import anchor_part, anchor_proof, anchored_proof
 from pinseal_anchor.sql import SqliteDatabase
 from pinseal_anchor.tree import anchor_tree, root_from_path
 from pinseal_anchor.verify import ProofError, verify_anchored_proof
-from pinseal_devkit.hardhat import free_port
+from pinseal_gateway.broker import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pinseal_bench import network_cpu, network_load
-from pinseal_devkit.postgres import PostgresServer, free_port
+from pinseal_devkit.postgres import PostgresServer
+from pinseal_gateway.broker import free_port
 from pinseal_ingest import db as ingest_db
 from pinseal_ingest.storage import is_url
 

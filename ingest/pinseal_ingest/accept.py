@@ -111,7 +111,7 @@ def accept(conn: Database, body: bytes, *, idempotency_key: str | None, now: flo
     try:
         if idempotency_key is not None and idempotency_key.strip().lower() != batch_hash.hex():
             raise InvalidStructure("Idempotency-Key is not the batch hash")
-        return retrying(conn, lambda: _accept_uplink(conn, uplink, now))
+        return retrying(conn, lambda: _accept_uplink(conn, uplink, gateway_kid, now))
     except Rejection as rejection:
         rejection.gateway_kid = rejection.gateway_kid or gateway_kid
         rejection.batch_hash = batch_hash
@@ -135,13 +135,12 @@ def accept(conn: Database, body: bytes, *, idempotency_key: str | None, now: flo
         ) from exc
 
 
-def _accept_uplink(conn: Database, uplink: UplinkBatch, now: float) -> Accepted:
+def _accept_uplink(conn: Database, uplink: UplinkBatch, claimed: bytes | None, now: float) -> Accepted:
     with conn.transaction():
         # The claimed gateway's lock before anything is read: the same batch sent to two workers at once
         # is then stored by one and found a duplicate by the other, which would otherwise have checked
         # "not stored" first and, after waiting for the winner, seen its own batch_no taken (a conflict).
-        # The claim is unverified, but a lock key is all it is used for here.
-        claimed = _peek_kid(uplink.header)
+        # The claim (`claimed`: the header's kid, unverified) is only a lock key here.
         conn.lock("gateways", [claimed] if claimed is not None else [])
         if not store.has_batch(conn, uplink.batch_hash):
             return _with_trust(conn, _verify_and_store(conn, uplink, now))

@@ -6,6 +6,7 @@ timeouts retry. The handlers only translate HTTP; deciding is `accept`'s job.
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -85,29 +86,28 @@ def _hash_param(request: web.Request) -> bytes | None:
         return None
 
 
-async def get_batch(request: web.Request) -> web.Response:
-    batch_hash = _hash_param(request)
-    if batch_hash is None:
+async def _by_hash(
+    request: web.Request, find: Callable[[IngestService, bytes], Awaitable[dict[str, Any] | None]]
+) -> web.Response:
+    """A lookup by the hash in the path: 400 for a malformed one, 404 for an unknown one."""
+    key = _hash_param(request)
+    if key is None:
         return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
-    info = await request.app[SERVICE].batch_info(batch_hash)
-    return _json(200, info) if info else _json(404, {"reason": "not_found"})
+    found = await find(request.app[SERVICE], key)
+    return _json(200, found) if found else _json(404, {"reason": "not_found"})
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    return await _by_hash(request, IngestService.batch_info)
 
 
 async def get_bundle(request: web.Request) -> web.Response:
-    bundle_hash = _hash_param(request)
-    if bundle_hash is None:
-        return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
-    info = await request.app[SERVICE].bundle_info(bundle_hash)
-    return _json(200, info) if info else _json(404, {"reason": "not_found"})
+    return await _by_hash(request, IngestService.bundle_info)
 
 
 async def get_bundle_proof(request: web.Request) -> web.Response:
     """The bundle's proof document (queries.bundle_proof): body, batch inclusion proof, anchor."""
-    bundle_hash = _hash_param(request)
-    if bundle_hash is None:
-        return _json(400, {"reason": "invalid_hash", "detail": "64 lowercase hex digits"})
-    proof = await request.app[SERVICE].bundle_proof(bundle_hash)
-    return _json(200, proof) if proof else _json(404, {"reason": "not_found"})
+    return await _by_hash(request, IngestService.bundle_proof)
 
 
 def _uint_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ingest_fixtures import Batch, Response, request
 
-from pinseal_devkit.postgres import free_port
+from pinseal_gateway.broker import free_port
 
 
 def send(port: int, made: Batch) -> Response:

@@ -95,7 +95,7 @@ def test_the_cli_on_a_postgresql_url(postgres_url: str, capsys: pytest.CaptureFi
 def test_an_unreachable_database_is_a_clear_error_without_the_password(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pinseal_devkit.postgres import free_port
+    from pinseal_gateway.broker import free_port
 
     url = f"postgresql://ingest:s3cret@127.0.0.1:{free_port()}/network"
     assert main(["stats", "--db", url]) == 2

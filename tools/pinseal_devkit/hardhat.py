@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,16 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pinseal_gateway.broker import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 HARDHAT_DIR = ROOT / "anchor" / "hardhat"
 HARDHAT_BIN = ROOT / "node_modules" / ".bin" / "hardhat"
 CHAIN_ID = 31337
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HardhatNode:

@@ -15,12 +15,12 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from pinseal_gateway.broker import free_port
 
 SERVER_USER = "postgres"
 SUPERUSER = "pinseal"
@@ -45,12 +45,6 @@ def bindir() -> Path:
     raise PostgresUnavailable(
         "no PostgreSQL server binaries (pg_config --bindir): `make setup` installs them"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresServer:
@@ -141,18 +135,3 @@ class PostgresServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def wait_until_accepting(url: str, timeout_s: float = 30.0) -> None:
-    """Block until the server answers (after a restart)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
