@@ -173,7 +173,7 @@ class BleSection:
 
 @dataclass(frozen=True)
 class AnchorSection:
-    """The gateway anchoring its own batches on an EVM chain (docs/anchoring.md, "A gateway anchoring").
+    """The gateway anchoring its own batches on an EVM chain (docs/anchoring.md, "Running it").
 
     Off unless enabled; the network's ingest anchors everything it stores in any case, so this is for an
     owner who wants their gateway's batches on a chain under their own key, independent of the network.
